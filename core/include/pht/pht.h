@@ -1,0 +1,14 @@
+/* libpht: the Personal Health Train security protocol. Umbrella header. */
+#ifndef PHT_PHT_H
+#define PHT_PHT_H
+
+#include "pht/export.h"
+#include "pht/version.h"
+#include "pht/error.h"
+#include "pht/hash.h"
+#include "pht/key.h"
+#include "pht/crypt.h"
+#include "pht/config.h"
+#include "pht/image.h"
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Shared pieces of the `pht` Lua binding. The binding only translates between
+ * Lua values and core calls; the protocol lives in core/ and scripts/.
+ *
+ * Error style for Lua callers (see doc/lua-api.md):
+ *   - an operation that can fail on its input returns nil, message, code
+ *     (code is the core's short name: "EVERIFY", "EFORMAT", ...);
+ *   - a well-formed signature that does not verify returns false;
+ *   - wrong argument types raise (luaL_argerror).
+ */
+#ifndef LPHT_H
+#define LPHT_H
+
+#include <stddef.h>
+
+#include "compat.h"
+#include "pht/pht.h"
+
+/*
+ * Every handle is a userdata box whose first member is the core object. The
+ * box is created empty (p == NULL) before the resource is acquired, so an
+ * error raised in between leaks nothing; p == NULL afterwards means closed.
+ */
+typedef struct lpht_box {
+    void *p;
+} lpht_box;
+
+typedef void (*lpht_closer)(void *p);
+
+/* Push a new empty box of `size` bytes (>= sizeof(lpht_box)) with tname's metatable. */
+lpht_box *lpht_newbox(lua_State *L, const char *tname, size_t size);
+
+/* The box at idx, closed or not; raises on a wrong type. */
+lpht_box *lpht_checkbox(lua_State *L, int idx, const char *tname);
+
+/* The open object at idx; raises "attempt to use a closed <tname>" if closed. */
+void *lpht_check(lua_State *L, int idx, const char *tname);
+
+/*
+ * Create metatable tname with __index = methods, __gc, __close (5.4) and a
+ * :close() method, all running `closer` once (safe to call twice), and a
+ * __tostring of "<tname>: 0x...". Leaves nothing on the stack.
+ */
+void lpht_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, lpht_closer closer);
+
+/* Push nil, err->message, code name; returns 3 for `return lpht_fail(L, &err)`. */
+int lpht_fail(lua_State *L, const pht_error *err);
+
+/* Same with a message of the binding's own. */
+int lpht_failf(lua_State *L, int code, const char *fmt, ...);
+
+/* Per-area registration, each adds its functions to the module table at -1. */
+void lpht_open_hash(lua_State *L);
+void lpht_open_key(lua_State *L);
+void lpht_open_crypt(lua_State *L);
+void lpht_open_config(lua_State *L);
+void lpht_open_image(lua_State *L);
+
+#endif

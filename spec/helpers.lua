@@ -1,0 +1,68 @@
+-- Shared helpers for libpht's busted specs. Loaded by .busted before every
+-- spec file; also `require "helpers"` from a spec for the functions below.
+local M = {}
+
+M.root = os.getenv("PHT_SOURCE_DIR") or "."
+M.build = os.getenv("PHT_BUILD_DIR") or (M.root .. "/build")
+M.fixtures = M.root .. "/spec/fixtures"
+M.vectors = M.fixtures .. "/reference-v2"
+M.abi = jit and "5.1" or _VERSION:match("%d+%.%d+")
+
+-- The freshly built module for this engine comes first on the search path.
+package.cpath = M.build .. "/lua/" .. M.abi .. "/?.so;" .. package.cpath
+package.path = M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;" .. M.root .. "/spec/?.lua;" .. package.path
+
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function M.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+-- Quote one argument for /bin/sh.
+function M.q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- Run a shell command; returns ok, combined stdout+stderr.
+function M.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1", "r"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  if type(ok) == "number" then ok = (ok == 0) end -- Lua 5.1/LuaJIT
+  if ok == true and code and code ~= 0 then ok = false end
+  return ok, out
+end
+
+-- Run a shell command and fail the spec with its output if it fails.
+function M.run(cmd)
+  local ok, out = M.sh(cmd)
+  if not ok then error("command failed: " .. cmd .. "\n" .. out, 2) end
+  return out
+end
+
+local tmp_count = 0
+-- A fresh scratch directory under the build tree, removed by M.cleanup().
+function M.tmpdir()
+  tmp_count = tmp_count + 1
+  local base = M.build .. "/spec-tmp"
+  local dir = string.format("%s/%s-%d-%d", base, (jit and "jit" or "lua"), os.time(), tmp_count)
+  M.run("mkdir -p " .. M.q(dir))
+  return dir
+end
+
+function M.sha256_file(path)
+  return (M.run("sha256sum " .. M.q(path)):match("^(%x+)"))
+end
+
+function M.key_path(name)
+  return M.vectors .. "/keys/" .. name .. ".pem"
+end
+
+return M

@@ -5,6 +5,7 @@
 #include "pht/export.h"
 #include "pht/version.h"
 #include "pht/error.h"
+#include "pht/util.h"
 #include "pht/hash.h"
 #include "pht/key.h"
 #include "pht/crypt.h"

@@ -1,0 +1,99 @@
+/*
+ * The `pht` command: a small host that embeds Lua, preloads the `pht` module
+ * linked into this binary, and hands the command line to lua/pht/cli.lua.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+int luaopen_pht(lua_State *L);
+
+#include <limits.h>
+#include <unistd.h>
+
+#ifndef PHT_LUA_ABI
+#define PHT_LUA_ABI "5.4"
+#endif
+
+/*
+ * The Lua sources sit at ../share/lua/<abi> relative to the binary, both when
+ * installed (PREFIX/bin/pht) and in the build tree (build/bin/pht), so the
+ * command is relocatable. $PHT_LUA_DIR overrides it for development.
+ */
+static void lua_dir(char *out, size_t size)
+{
+    const char *env = getenv("PHT_LUA_DIR");
+    if (env != NULL && env[0] != '\0') {
+        snprintf(out, size, "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        snprintf(out, size, "/usr/local/share/lua/" PHT_LUA_ABI);
+        return;
+    }
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    snprintf(out, size, "%s/../share/lua/" PHT_LUA_ABI, exe);
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "pht: cannot create a Lua state (out of memory)\n");
+        return 70;
+    }
+    luaL_openlibs(L);
+
+    /* package.preload.pht = luaopen_pht: the module linked into this binary. */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, luaopen_pht);
+    lua_setfield(L, -2, "pht");
+    lua_pop(L, 1);
+
+    /* Lua sources first on package.path, ahead of the system's. */
+    char dir[PATH_MAX + 32];
+    lua_dir(dir, sizeof dir);
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+
+    lua_pushcfunction(L, traceback);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "pht.cli");
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+        fprintf(stderr, "pht: cannot load the command-line module: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        return 70;
+    }
+    lua_getfield(L, -1, "main");
+    lua_newtable(L);
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    int status = 70;
+    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+        fprintf(stderr, "pht: internal error: %s\n", lua_tostring(L, -1));
+    } else {
+        status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+    }
+    lua_close(L);
+    return status;
+}

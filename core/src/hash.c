@@ -1,0 +1,208 @@
+/* SHA-512 streams and the protocol's hashes e_h, e_d and the chain digest. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "pht/hash.h"
+
+enum hash_kind { KIND_PLAIN, KIND_IMMUTABLE, KIND_RESULTS };
+
+struct pht_hash {
+    EVP_MD_CTX *md;
+    enum hash_kind kind;
+    int finished;
+    int query_begun;
+    unsigned char *session_id; /* immutable and results kinds */
+    size_t sidlen;
+};
+
+static pht_hash *hash_alloc(enum hash_kind kind, const unsigned char *sid, size_t sidlen,
+                            pht_error *err)
+{
+    pht_hash *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        pht_error_set(err, PHT_ENOMEM, "SHA-512: out of memory");
+        return NULL;
+    }
+    h->kind = kind;
+    if (kind != KIND_PLAIN) {
+        h->session_id = malloc(sidlen ? sidlen : 1);
+        if (h->session_id == NULL) {
+            free(h);
+            pht_error_set(err, PHT_ENOMEM, "SHA-512: out of memory");
+            return NULL;
+        }
+        if (sidlen) memcpy(h->session_id, sid, sidlen);
+        h->sidlen = sidlen;
+    }
+    h->md = EVP_MD_CTX_new();
+    if (h->md == NULL || EVP_DigestInit_ex2(h->md, EVP_sha512(), NULL) != 1) {
+        pht_error_set_ssl(err, PHT_ECRYPTO, "SHA-512: init failed");
+        pht_hash_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+pht_hash *pht_hash_new(pht_error *err)
+{
+    return hash_alloc(KIND_PLAIN, NULL, 0, err);
+}
+
+pht_hash *pht_hash_new_immutable(const char *creator_id, size_t idlen,
+                                 const unsigned char *session_id, size_t sidlen, pht_error *err)
+{
+    if ((creator_id == NULL && idlen) || (session_id == NULL && sidlen)) {
+        pht_error_set(err, PHT_EINVAL, "immutable hash: creator id or session id missing");
+        return NULL;
+    }
+    pht_hash *h = hash_alloc(KIND_IMMUTABLE, session_id, sidlen, err);
+    if (h != NULL && idlen && EVP_DigestUpdate(h->md, creator_id, idlen) != 1) {
+        pht_error_set_ssl(err, PHT_ECRYPTO, "immutable hash: hashing the creator id failed");
+        pht_hash_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+pht_hash *pht_hash_new_results(const unsigned char *session_id, size_t sidlen, pht_error *err)
+{
+    if (session_id == NULL && sidlen) {
+        pht_error_set(err, PHT_EINVAL, "results hash: session id missing");
+        return NULL;
+    }
+    return hash_alloc(KIND_RESULTS, session_id, sidlen, err);
+}
+
+int pht_hash_update(pht_hash *h, const void *data, size_t len, pht_error *err)
+{
+    if (h->finished) return pht_error_set(err, PHT_ESTATE, "SHA-512: update after final");
+    if (len == 0) return 0;
+    if (EVP_DigestUpdate(h->md, data, len) != 1)
+        return pht_error_set_ssl(err, PHT_ECRYPTO, "SHA-512: update failed");
+    return 0;
+}
+
+int pht_hash_update_fd(pht_hash *h, int fd, pht_error *err)
+{
+    if (h->finished) return pht_error_set(err, PHT_ESTATE, "SHA-512: update after final");
+    unsigned char *buf = malloc(PHT_CHUNK_SIZE);
+    if (buf == NULL) return pht_error_set(err, PHT_ENOMEM, "SHA-512: out of memory");
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, PHT_CHUNK_SIZE);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = pht_error_set(err, PHT_EIO, "read failed: %s", strerror(errno));
+            break;
+        }
+        if (n == 0) break;
+        if ((rc = pht_hash_update(h, buf, (size_t)n, err)) != 0) break;
+    }
+    /* The data may be decrypted plaintext. */
+    OPENSSL_cleanse(buf, PHT_CHUNK_SIZE);
+    free(buf);
+    return rc;
+}
+
+int pht_hash_update_file(pht_hash *h, const char *path, pht_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return pht_error_set(err, PHT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int rc = pht_hash_update_fd(h, fd, err);
+    close(fd);
+    if (rc != 0) pht_error_prefix(err, "%s", path);
+    return rc;
+}
+
+int pht_hash_begin_query(pht_hash *h, pht_error *err)
+{
+    if (h->kind != KIND_IMMUTABLE)
+        return pht_error_set(err, PHT_ESTATE, "begin_query: only the immutable hash has a query part");
+    if (h->finished) return pht_error_set(err, PHT_ESTATE, "begin_query: called after final");
+    if (h->query_begun) return pht_error_set(err, PHT_ESTATE, "begin_query: called twice");
+    h->query_begun = 1;
+    if (h->sidlen && EVP_DigestUpdate(h->md, h->session_id, h->sidlen) != 1)
+        return pht_error_set_ssl(err, PHT_ECRYPTO, "immutable hash: hashing the session id failed");
+    return 0;
+}
+
+int pht_hash_final(pht_hash *h, unsigned char *out, pht_error *err)
+{
+    if (h->finished) return pht_error_set(err, PHT_ESTATE, "SHA-512: final called twice");
+    int rc = 0;
+    if (h->kind == KIND_IMMUTABLE && !h->query_begun) rc = pht_hash_begin_query(h, err);
+    else if (h->kind == KIND_RESULTS && h->sidlen &&
+             EVP_DigestUpdate(h->md, h->session_id, h->sidlen) != 1)
+        rc = pht_error_set_ssl(err, PHT_ECRYPTO, "results hash: hashing the session id failed");
+    h->finished = 1;
+    if (rc != 0) return rc;
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(h->md, out, &n) != 1 || n != PHT_SHA512_LEN)
+        return pht_error_set_ssl(err, PHT_ECRYPTO, "SHA-512: final failed");
+    return 0;
+}
+
+void pht_hash_free(pht_hash *h)
+{
+    if (h == NULL) return;
+    EVP_MD_CTX_free(h->md);
+    free(h->session_id);
+    free(h);
+}
+
+int pht_sha512(const void *data, size_t len, unsigned char *out, pht_error *err)
+{
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, out, &n, EVP_sha512(), NULL) != 1 || n != PHT_SHA512_LEN)
+        return pht_error_set_ssl(err, PHT_ECRYPTO, "SHA-512 failed");
+    return 0;
+}
+
+int pht_chain_digest(const unsigned char *prev, size_t prevlen, const unsigned char *result_hash,
+                     unsigned char *out, pht_error *err)
+{
+    pht_hash *h = pht_hash_new(err);
+    if (h == NULL) return err ? err->code : PHT_ENOMEM;
+    int rc = pht_hash_update(h, prev, prevlen, err);
+    if (rc == 0) rc = pht_hash_update(h, result_hash, PHT_SHA512_LEN, err);
+    if (rc == 0) rc = pht_hash_final(h, out, err);
+    pht_hash_free(h);
+    if (rc != 0) pht_error_prefix(err, "chain digest");
+    return rc;
+}
+
+int pht_path_walk_cmp(const char *a, const char *b)
+{
+    /*
+     * Comparing component by component equals a bytewise compare in which
+     * '/' (the end of a component) sorts before every other byte: at the
+     * first difference, the path whose component ended is the smaller.
+     */
+    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
+    while (*p && *p == *q) {
+        p++;
+        q++;
+    }
+    if (*p == *q) return 0;
+    if (*p == '\0') return -1;
+    if (*q == '\0') return 1;
+    if (*p == '/') return -1;
+    if (*q == '/') return 1;
+    return *p < *q ? -1 : 1;
+}
+
+static int walk_qsort_cmp(const void *x, const void *y)
+{
+    return pht_path_walk_cmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+void pht_path_walk_sort(const char **paths, size_t n)
+{
+    if (n > 1) qsort(paths, n, sizeof *paths, walk_qsort_cmp);
+}

@@ -1,0 +1,114 @@
+/* Encrypting and decrypting whole streams and files in 64 KiB chunks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "pht/crypt.h"
+#include "pht/hash.h"
+
+static int write_all(int fd, const unsigned char *p, size_t n, pht_error *err)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return pht_error_set(err, PHT_EIO, "write failed: %s", strerror(errno));
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int crypt_fd(pht_cipher *c, int in_fd, int out_fd, pht_error *err)
+{
+    /* One buffer: PHT_CHUNK_SIZE in, PHT_CHUNK_SIZE + overhead out. Both may hold plaintext. */
+    size_t cap = 2 * PHT_CHUNK_SIZE + PHT_CIPHER_OVERHEAD;
+    unsigned char *buf = malloc(cap);
+    if (buf == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    unsigned char *in = buf, *out = buf + PHT_CHUNK_SIZE;
+    size_t outlen = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in_fd, in, PHT_CHUNK_SIZE);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = pht_error_set(err, PHT_EIO, "read failed: %s", strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            rc = pht_cipher_final(c, out, &outlen, err);
+            if (rc == 0) rc = write_all(out_fd, out, outlen, err);
+            break;
+        }
+        rc = pht_cipher_update(c, in, (size_t)n, out, &outlen, err);
+        if (rc == 0) rc = write_all(out_fd, out, outlen, err);
+        if (rc != 0) break;
+    }
+    OPENSSL_cleanse(buf, cap);
+    free(buf);
+    return rc;
+}
+
+int pht_encrypt_fd(const pht_symkey *key, int in_fd, int out_fd, pht_error *err)
+{
+    pht_cipher *c = pht_cipher_new_encrypt(key, err);
+    if (c == NULL) return err ? err->code : PHT_ECRYPTO;
+    int rc = crypt_fd(c, in_fd, out_fd, err);
+    pht_cipher_free(c);
+    return rc;
+}
+
+int pht_decrypt_fd(const pht_symkey *key, int in_fd, int out_fd, pht_error *err)
+{
+    pht_cipher *c = pht_cipher_new_decrypt(key, err);
+    if (c == NULL) return err ? err->code : PHT_ECRYPTO;
+    int rc = crypt_fd(c, in_fd, out_fd, err);
+    pht_cipher_free(c);
+    return rc;
+}
+
+static int crypt_file(const pht_symkey *key, const char *src, const char *dst, int encrypt,
+                      pht_error *err)
+{
+    const char *what = encrypt ? "encrypt" : "decrypt";
+    if (src == NULL || dst == NULL)
+        return pht_error_set(err, PHT_EINVAL, "%s: source or destination path missing", what);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return pht_error_set(err, PHT_EIO, "%s %s: cannot open: %s", what, src, strerror(errno));
+    struct stat sst, dstst;
+    if (fstat(in, &sst) == 0 && stat(dst, &dstst) == 0 && sst.st_dev == dstst.st_dev &&
+        sst.st_ino == dstst.st_ino) {
+        close(in);
+        return pht_error_set(err, PHT_EINVAL, "%s %s: source and destination are the same file",
+                             what, src);
+    }
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int e = errno;
+        close(in);
+        return pht_error_set(err, PHT_EIO, "%s %s: cannot create: %s", what, dst, strerror(e));
+    }
+    int rc = encrypt ? pht_encrypt_fd(key, in, out, err) : pht_decrypt_fd(key, in, out, err);
+    close(in);
+    if (close(out) != 0 && rc == 0)
+        rc = pht_error_set(err, PHT_EIO, "%s %s: close failed: %s", what, dst, strerror(errno));
+    if (rc != 0) {
+        unlink(dst);
+        pht_error_prefix(err, "%s", src);
+    }
+    return rc;
+}
+
+int pht_encrypt_file(const pht_symkey *key, const char *src, const char *dst, pht_error *err)
+{
+    return crypt_file(key, src, dst, 1, err);
+}
+
+int pht_decrypt_file(const pht_symkey *key, const char *src, const char *dst, pht_error *err)
+{
+    return crypt_file(key, src, dst, 0, err);
+}

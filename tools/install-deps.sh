@@ -2,25 +2,59 @@
 # Install what libpht needs on Debian 12: build tools and libraries, both Lua
 # engines, busted, and the real components the test suite drives.
 # Usage: tools/install-deps.sh [--test]   (--test adds the test-only tools)
+# Idempotent and quiet: when everything is installed it only asks dpkg.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
+# LuaJIT is OpenResty's luajit2 branch (luajit2, libluajit2-5.1-dev), which
+# conflicts with Debian's plain luajit; nginx's lua module accepts either.
 pkgs=(build-essential cmake pkg-config openssl libssl-dev libcjson-dev libarchive-dev
       libcurl4-openssl-dev liblua5.4-dev lua5.4 libluajit2-5.1-dev luajit2 lua-busted
       tar gzip zstd)
 if [ "${1:-}" = "--test" ]; then
-    pkgs+=(valgrind)
+    # valgrind: memcheck_* ctests. docker.io: dockerd, containerd, runc and
+    # the client; docker-registry: a v2 registry; skopeo and umoci: image
+    # oracles; nginx with the lua module: the gateway; busybox-static: the
+    # base image of tools/make-base-image.sh; curl, python3, file, util-linux
+    # (setsid, umount) and procps: used by tools/services.sh and the specs.
+    pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
+           busybox-static curl python3 file util-linux procps coreutils)
 fi
 
+declare -A have=()
+while read -r p status; do
+    [ "$status" = "installed" ] && have[${p%%:*}]=1
+done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${pkgs[@]}" 2>/dev/null || true)
 missing=()
 for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    [ -n "${have[$p]:-}" ] || missing+=("$p")
 done
+
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}" >&2
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Packages with services (nginx, docker.io, docker-registry) would start
+    # them from their postinst on a machine without systemd; the test suite
+    # starts its own on loopback, so deny service starts while installing.
+    policy=/usr/sbin/policy-rc.d made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        made_policy=1
+    fi
+    cleanup() { if [ "$made_policy" = 1 ]; then $SUDO rm -f "$policy"; fi; }
+    trap cleanup EXIT
+    log=$(mktemp)
+    if ! { $SUDO apt-get update -qq &&
+           $SUDO apt-get install -y -qq --no-install-recommends \
+               -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+               "${missing[@]}"; } </dev/null >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        rm -f "$log"
+        echo "install-deps: apt-get failed" >&2
+        exit 1
+    fi
+    rm -f "$log"
 fi
 echo "install-deps: all dependencies present" >&2

@@ -10,7 +10,8 @@ M.abi = jit and "5.1" or _VERSION:match("%d+%.%d+")
 
 -- The freshly built module for this engine comes first on the search path.
 package.cpath = M.build .. "/lua/" .. M.abi .. "/?.so;" .. package.cpath
-package.path = M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;" .. M.root .. "/spec/?.lua;" .. package.path
+package.path = M.root .. "/lua/?.lua;" .. M.root .. "/lua/?/init.lua;" .. M.root .. "/spec/?.lua;"
+  .. M.root .. "/spec/?/init.lua;" .. package.path
 
 function M.read(path)
   local f = assert(io.open(path, "rb"))
@@ -31,13 +32,15 @@ function M.q(s)
 end
 
 -- Run a shell command; returns ok, combined stdout+stderr.
+-- LuaJIT's popen close() says true whatever the exit status, so the shell
+-- reports the status after the output and both engines read it from there.
 function M.sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1", "r"))
+  local p = assert(io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__pht_status=$?\"", "r"))
   local out = p:read("*a")
-  local ok, _, code = p:close()
-  if type(ok) == "number" then ok = (ok == 0) end -- Lua 5.1/LuaJIT
-  if ok == true and code and code ~= 0 then ok = false end
-  return ok, out
+  p:close()
+  local body, status = out:match("^(.*)__pht_status=(%d+)\n$")
+  if not body then return false, out end
+  return tonumber(status) == 0, body
 end
 
 -- Run a shell command and fail the spec with its output if it fails.

@@ -101,9 +101,13 @@ mv "$work/image.tar" "$out"
 
 if [ -n "$oci" ]; then
     command -v skopeo >/dev/null || die "--oci needs skopeo (tools/install-deps.sh --test)"
+    mkdir -p "$(dirname "$oci")"
+    tmp_oci="$oci.tmp.$$"
+    rm -rf "$tmp_oci"
+    skopeo --insecure-policy copy --quiet "docker-archive:$out" "oci:$tmp_oci:latest" >&2 \
+        || { rm -rf "$tmp_oci"; die "skopeo could not convert $out to an OCI layout"; }
     rm -rf "$oci"
-    skopeo --insecure-policy copy --quiet "docker-archive:$out" "oci:$oci:latest" >&2 \
-        || die "skopeo could not convert $out to an OCI layout"
+    mv "$tmp_oci" "$oci"
 fi
 if [ "$load" = 1 ]; then
     docker load --input "$out" >&2 || die "docker load rejected $out"

@@ -306,7 +306,7 @@ case "${1:-}" in
     stop-docker) stop_docker ;;
     start-registry) start_registry ;;
     stop-registry) stop_registry ;;
-    stop) stop_registry; stop_docker ;;
+    stop) stop_registry; stop_docker; rmdir "$S" 2>/dev/null || true ;;
     env) print_env ;;
     status) status ;;
     -h|--help|help) sed -n '2,23p' "$0" ;;

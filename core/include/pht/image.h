@@ -1,7 +1,238 @@
-/* libpht image API (filled in by its area). */
+/*
+ * libpht images without a daemon: read and write container images in
+ * skopeo's transport syntax.
+ *
+ *   docker-archive:PATH[:NAME:TAG]   the `docker save` tar (several images/tags)
+ *   oci:DIR[:TAG]                    an OCI image layout directory
+ *
+ * An image handle holds the manifest, the config and an index of the merged
+ * filesystem of all layers (whiteouts and opaque directories applied), built
+ * in one streaming pass per layer at open. File content is read by re-opening
+ * the layer stream on demand; no layer or file is ever held whole in memory.
+ * Layers may be plain tar, gzip or zstd.
+ *
+ * A writer builds a new image from base layers (all or the first N layers of
+ * the image, or the layers of another image) plus one new layer of streamed
+ * entries, and commits it atomically (temporary file beside the target, fsync,
+ * rename). Hostile layers fail with PHT_EUNSAFE (traversal, absolute paths,
+ * escaping links) or PHT_ELIMIT (caps on names, entries and sizes), naming the
+ * layer digest and the entry.
+ *
+ * Handles are not thread-safe; use one handle per thread.
+ */
 #ifndef PHT_IMAGE_H
 #define PHT_IMAGE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "pht/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pht_image pht_image;
+typedef struct pht_image_reader pht_image_reader;
+typedef struct pht_image_writer pht_image_writer;
+typedef struct pht_image_stream pht_image_stream;
+
+/* Caps against hostile layers and the directory for temporary files. */
+typedef struct pht_image_opts {
+    const char *tmpdir;       /* NULL: $TMPDIR, else /tmp */
+    uint64_t max_entries;     /* entries per layer (and members of an archive) */
+    uint64_t max_entry_bytes; /* size of one entry */
+    uint64_t max_layer_bytes; /* decompressed size of one layer */
+    uint64_t max_name;        /* length of an entry path in bytes */
+} pht_image_opts;
+
+/* Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer, 4096-byte names. */
+PHT_API void pht_image_opts_init(pht_image_opts *opts);
+
+enum pht_image_type {
+    PHT_IMAGE_FILE = 1,
+    PHT_IMAGE_DIR = 2,
+    PHT_IMAGE_SYMLINK = 3,
+    PHT_IMAGE_HARDLINK = 4,
+    PHT_IMAGE_OTHER = 5
+};
+
+/* What pht_image_stat reports. link and path point into the handle. */
+typedef struct pht_image_stat {
+    int type;          /* enum pht_image_type */
+    uint64_t size;     /* content size (a hard link: its target's) */
+    uint32_t mode;     /* permission bits (07777) */
+    int64_t uid, gid;
+    int64_t mtime;     /* seconds since the epoch */
+    const char *link;  /* symlink target as stored, hard link target path; else NULL */
+    const char *path;  /* normalized path without a leading '/', "" for the root */
+} pht_image_stat;
+
+/* One layer of the image, bottom first. Strings point into the handle. */
+typedef struct pht_image_layer {
+    const char *digest;     /* "sha256:<hex>" of the blob as stored */
+    const char *diff_id;    /* "sha256:<hex>" of the uncompressed tar */
+    const char *media_type; /* OCI media type of the blob */
+    uint64_t size;          /* blob size in bytes */
+    uint64_t diff_size;     /* uncompressed size in bytes */
+    const char *created_by; /* from the config history, or NULL */
+    const char *comment;    /* from the config history, or NULL */
+} pht_image_layer;
+
+/*
+ * Open an image from a reference (see above) and index its layers. opts may be
+ * NULL for the defaults. *out is freed with pht_image_free. PHT_ENOTFOUND for
+ * a missing file/tag, PHT_EFORMAT for a malformed archive or JSON, PHT_EUNSAFE /
+ * PHT_ELIMIT for hostile layers, PHT_EVERIFY when a layer does not match its digest.
+ */
+PHT_API int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
+                           pht_error *err);
+
+/* Release the handle; readers and writers made from it keep it alive. NULL is fine. */
+PHT_API void pht_image_free(pht_image *img);
+
+/* The reference the image was opened with. */
+PHT_API const char *pht_image_reference(const pht_image *img);
+
+/* The transport name: "docker-archive" or "oci". */
+PHT_API const char *pht_image_transport(const pht_image *img);
+
+/*
+ * The manifest as JSON text: the OCI/Docker image manifest for oci, the
+ * image's manifest.json entry (Config, RepoTags, Layers) for docker-archive.
+ */
+PHT_API const char *pht_image_manifest(const pht_image *img);
+
+/* The image config JSON text, byte for byte as stored. */
+PHT_API const char *pht_image_config(const pht_image *img);
+
+/* Number of layers and one layer's description (i < count), bottom first. */
+PHT_API size_t pht_image_layer_count(const pht_image *img);
+PHT_API int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out,
+                                 pht_error *err);
+
+/* Stat a path of the merged filesystem ("/opt/x" or "opt/x"). PHT_ENOTFOUND if absent. */
+PHT_API int pht_image_stat_path(pht_image *img, const char *path, pht_image_stat *st,
+                                pht_error *err);
+
+/*
+ * Visit the entries under dir in Docker's archive walk order (entries of each
+ * directory sorted by name bytewise, depth-first). With recursive == 0 only
+ * the direct children. rel is the path relative to dir. A non-zero return of
+ * cb stops the walk and is returned. PHT_ENOTFOUND if dir is absent or not a
+ * directory.
+ */
+typedef int (*pht_image_walk_cb)(void *ud, const char *rel, const pht_image_stat *st);
+PHT_API int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_walk_cb cb,
+                           void *ud, pht_error *err);
+
+/*
+ * Open a regular file (or a hard link to one) for streaming. The reader keeps
+ * the image alive; free it with pht_image_reader_free.
+ */
+PHT_API int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out,
+                                pht_error *err);
+
+/* Read up to cap bytes into buf; *got == 0 at the end. */
+PHT_API int pht_image_reader_read(pht_image_reader *r, void *buf, size_t cap, size_t *got,
+                                  pht_error *err);
+
+/* NULL is fine. */
+PHT_API void pht_image_reader_free(pht_image_reader *r);
+
+/*
+ * Extract the subtree at dir into dest_dir (created if missing) with safe
+ * libarchive disk-writing flags: no writing through symlinks, no "..", no
+ * absolute paths. Devices and FIFOs are skipped. Owners are kept only as root.
+ */
+PHT_API int pht_image_extract(pht_image *img, const char *dir, const char *dest_dir,
+                              pht_error *err);
+
+/* ---- writing ---------------------------------------------------------------- */
+
+/* Base of the new image: the source image itself, or another image. */
+typedef struct pht_image_writer_opts {
+    pht_image *base;     /* NULL: the source image */
+    long keep_layers;    /* < 0: all layers of the base; else its first N */
+    const char *tmpdir;  /* NULL: the source image's tmpdir */
+} pht_image_writer_opts;
+
+/* Attributes of a new entry. */
+typedef struct pht_image_attrs {
+    int32_t mode;   /* < 0: 0644 for files (add_file: the source's), 0755 for dirs */
+    int64_t uid, gid;
+    int64_t mtime;  /* < 0: the writer's creation time */
+    int opaque;     /* directories: hide all lower content of this directory */
+} pht_image_attrs;
+
+/* Defaults: mode -1, uid/gid 0, mtime -1, not opaque. */
+PHT_API void pht_image_attrs_init(pht_image_attrs *a);
+
+/*
+ * A writer whose config starts from img's config and whose layers are
+ * opts->base's (or img's), optionally only the first keep_layers. opts may be
+ * NULL. The writer keeps both images alive. Free with pht_image_writer_free.
+ */
+PHT_API int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts,
+                                 pht_image_writer **out, pht_error *err);
+
+/* Add a directory (opaque: hides lower content under it). attrs may be NULL. */
+PHT_API int pht_image_writer_add_dir(pht_image_writer *w, const char *path,
+                                     const pht_image_attrs *attrs, pht_error *err);
+
+/* Add a regular file from disk, streamed. */
+PHT_API int pht_image_writer_add_file(pht_image_writer *w, const char *path, const char *src,
+                                      const pht_image_attrs *attrs, pht_error *err);
+
+/* Add a regular file from a buffer. */
+PHT_API int pht_image_writer_add_bytes(pht_image_writer *w, const char *path, const void *data,
+                                       size_t len, const pht_image_attrs *attrs, pht_error *err);
+
+/* Add a symbolic link (target stays inside the image). */
+PHT_API int pht_image_writer_add_symlink(pht_image_writer *w, const char *path,
+                                         const char *target, const pht_image_attrs *attrs,
+                                         pht_error *err);
+
+/* Delete path (and its subtree) of the lower layers with a whiteout entry. */
+PHT_API int pht_image_writer_whiteout(pht_image_writer *w, const char *path, pht_error *err);
+
+/*
+ * Begin a streamed regular file of exactly size bytes (size < 0: unknown, the
+ * content spools to a temporary file). Only one stream at a time; the stream
+ * keeps the writer alive. Finish with pht_image_stream_close.
+ */
+PHT_API int pht_image_writer_begin_file(pht_image_writer *w, const char *path, int64_t size,
+                                        const pht_image_attrs *attrs, pht_image_stream **out,
+                                        pht_error *err);
+PHT_API int pht_image_stream_write(pht_image_stream *s, const void *data, size_t len,
+                                   pht_error *err);
+/* Finish the entry: PHT_ESTATE if fewer bytes than announced were written. */
+PHT_API int pht_image_stream_close(pht_image_stream *s, pht_error *err);
+/* Free; a stream freed before close leaves the writer failed. NULL is fine. */
+PHT_API void pht_image_stream_free(pht_image_stream *s);
+
+/* What a commit records. */
+typedef struct pht_image_commit_opts {
+    const char *const *tags; /* extra "repo:tag" names (docker-archive) or ref names (oci) */
+    size_t ntags;
+    const char *created_by;  /* history entry of the new layer */
+    const char *comment;     /* its comment, may be NULL */
+} pht_image_commit_opts;
+
+/*
+ * Write the image to dest_ref (may equal the source's reference) atomically:
+ * on failure the destination is left byte-identical. Other images/tags in a
+ * destination archive or layout are kept; tags written here move to the new
+ * image. Without new entries and with the source's layers, the config is kept
+ * as is (a retag). The writer cannot be used afterwards.
+ */
+PHT_API int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
+                                    const pht_image_commit_opts *opts, pht_error *err);
+
+/* NULL is fine; abandons an uncommitted writer (its temporary files go). */
+PHT_API void pht_image_writer_free(pht_image_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

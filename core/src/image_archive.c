@@ -1,0 +1,542 @@
+/*
+ * The docker-archive transport: the tar that `docker save` writes and
+ * `docker load` reads. manifest.json lists the images (Config, RepoTags,
+ * Layers); each layer is a member of the outer tar. The outer tar is read
+ * once to find each member's data offset, and layer blobs are then read as
+ * byte ranges of the one file. An archive may hold several images; a commit
+ * keeps the other images and moves only the tags it writes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "image_internal.h"
+
+typedef struct member {
+    char *name;
+    char *link; /* symlink target */
+    int type;
+    uint64_t off, size;
+} member;
+
+typedef struct catalog {
+    int fd;
+    member *m;
+    size_t n;
+    cJSON *manifest;
+    const char *path;
+} catalog;
+
+static void catalog_free(catalog *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->m[i].name);
+        free(c->m[i].link);
+    }
+    free(c->m);
+    cJSON_Delete(c->manifest);
+    if (c->fd >= 0) close(c->fd);
+    *c = (catalog){.fd = -1};
+}
+
+static const member *catalog_find(const catalog *c, const char *name, pht_error *err)
+{
+    char *cur = NULL;
+    const char *why;
+    if (tarsafe_path(name, 4096, &cur, &why))
+        return pht_error_set(err, PHT_EUNSAFE, "%s: member \"%.200s\": %s", c->path, name, why), NULL;
+    for (int depth = 0; depth < 8; depth++) {
+        const member *hit = NULL;
+        for (size_t i = 0; i < c->n && !hit; i++)
+            if (strcmp(c->m[i].name, cur) == 0) hit = &c->m[i];
+        if (hit == NULL || hit->type != AE_IFLNK) {
+            if (hit == NULL || hit->type != AE_IFREG)
+                pht_error_set(err, hit ? PHT_EFORMAT : PHT_ENOTFOUND,
+                              "%s: member \"%.200s\" %s", c->path, cur,
+                              hit ? "is not a regular file" : "is missing");
+            free(cur);
+            return hit && hit->type == AE_IFREG ? hit : NULL;
+        }
+        /* a symlink member (skopeo's legacy layout): resolve inside the archive */
+        const char *slash = strrchr(hit->name, '/');
+        size_t dl = slash ? (size_t)(slash - hit->name) + 1 : 0;
+        char *joined = malloc(dl + strlen(hit->link) + 1), *next = NULL;
+        if (joined == NULL) break;
+        memcpy(joined, hit->name, dl);
+        strcpy(joined + dl, hit->link);
+        int rc = hit->link[0] == '/' ? PHT_EUNSAFE : tarsafe_path(joined, 4096, &next, &why);
+        free(joined);
+        free(cur);
+        if (rc) {
+            pht_error_set(err, PHT_EUNSAFE, "%s: member link \"%.200s\" leaves the archive", c->path,
+                          hit->name);
+            return NULL;
+        }
+        cur = next;
+    }
+    free(cur);
+    pht_error_set(err, PHT_EFORMAT, "%s: member \"%.200s\": too many link levels", c->path, name);
+    return NULL;
+}
+
+static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, pht_error *err)
+{
+    *c = (catalog){.fd = -1, .path = path};
+    c->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (c->fd < 0)
+        return pht_error_set(err, errno == ENOENT ? PHT_ENOTFOUND : PHT_EIO, "%s: %s", path,
+                             strerror(errno));
+    struct stat st;
+    if (fstat(c->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        catalog_free(c);
+        return pht_error_set(err, PHT_EFORMAT, "%s: not a regular file", path);
+    }
+    img_layer whole = {.fd = c->fd, .length = (uint64_t)st.st_size, .digest = "archive"};
+    void *state;
+    struct archive *a = layer_tar_open(&whole, &state, err);
+    int rc = a ? 0 : PHT_EFORMAT;
+    size_t cap = 0;
+    while (rc == 0) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: not a docker-archive tar: %s", path,
+                               archive_error_string(a));
+            break;
+        }
+        if (archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE) {
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: a compressed docker-archive; decompress it first",
+                               path);
+            break;
+        }
+        if (c->n >= o->max_entries) {
+            rc = pht_error_set(err, PHT_ELIMIT, "%s: more than the cap of %llu members", path,
+                               (unsigned long long)o->max_entries);
+            break;
+        }
+        if (c->n == cap) {
+            cap = cap ? cap * 2 : 32;
+            member *v = realloc(c->m, cap * sizeof *v);
+            if (v == NULL) {
+                rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+                break;
+            }
+            c->m = v;
+        }
+        member *m = &c->m[c->n];
+        const char *why;
+        *m = (member){0};
+        if ((rc = tarsafe_path(archive_entry_pathname(e), o->max_name, &m->name, &why))) {
+            rc = pht_error_set(err, rc, "%s: member \"%.200s\": %s", path,
+                               archive_entry_pathname(e) ? archive_entry_pathname(e) : "", why);
+            break;
+        }
+        c->n++;
+        m->type = archive_entry_filetype(e);
+        m->size = (uint64_t)(archive_entry_size(e) > 0 ? archive_entry_size(e) : 0);
+        m->off = (uint64_t)archive_filter_bytes(a, 0);
+        if (archive_entry_symlink(e) && (m->link = strdup(archive_entry_symlink(e))) == NULL)
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        if (archive_entry_sparse_count(e) > 0)
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: sparse member \"%.200s\"", path, m->name);
+        if (m->off + m->size > (uint64_t)st.st_size)
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: member \"%.200s\" is truncated", path, m->name);
+    }
+    layer_tar_close(a, a ? state : NULL);
+    const member *mf = rc ? NULL : catalog_find(c, "manifest.json", err);
+    char *text = NULL;
+    if (rc == 0 && mf == NULL)
+        rc = pht_error_set(err, PHT_EFORMAT, "%s: not a docker-archive (no manifest.json)", path);
+    if (rc == 0)
+        rc = img_pread_all(c->fd, mf->off, mf->size, IMG_JSON_MAX, &text, "manifest.json", err);
+    if (rc == 0 && (c->manifest = img_json_parse(text, "manifest.json", err)) == NULL) rc = PHT_EFORMAT;
+    if (rc == 0 && !cJSON_IsArray(c->manifest))
+        rc = pht_error_set(err, PHT_EFORMAT, "%s: manifest.json is not an array", path);
+    free(text);
+    if (rc) catalog_free(c);
+    return rc;
+}
+
+/* "repo:tag" with ":latest" added when the name has no tag; malloc'ed. */
+static char *norm_tag(const char *ref)
+{
+    const char *slash = strrchr(ref, '/'), *colon = strrchr(ref, ':');
+    if (colon && (!slash || colon > slash)) return strdup(ref);
+    size_t n = strlen(ref) + 8;
+    char *t = malloc(n);
+    if (t) snprintf(t, n, "%s:latest", ref);
+    return t;
+}
+
+static const char *strip_default(const char *t)
+{
+    if (strncmp(t, "docker.io/library/", 18) == 0) return t + 18;
+    if (strncmp(t, "docker.io/", 10) == 0) return t + 10;
+    return t;
+}
+
+static int tag_eq(const char *a, const char *b)
+{
+    return strcmp(strip_default(a), strip_default(b)) == 0;
+}
+
+static int split_location(const char *loc, char **path, char **tag, pht_error *err)
+{
+    const char *colon = strchr(loc, ':');
+    *path = colon ? strndup(loc, (size_t)(colon - loc)) : strdup(loc);
+    *tag = NULL;
+    if (colon && colon[1] && (*tag = colon[1] == '@' ? strdup(colon + 1) : norm_tag(colon + 1)) == NULL) {
+        free(*path);
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    if (*path == NULL || (*path)[0] == '\0') {
+        free(*path);
+        free(*tag);
+        return pht_error_set(err, PHT_EINVAL, "docker-archive: empty path");
+    }
+    return 0;
+}
+
+static int arc_dest_tag(const char *location, char **where, char **tag, pht_error *err)
+{
+    int rc = split_location(location, where, tag, err);
+    if (rc == 0 && *tag && (*tag)[0] == '@') {
+        free(*where);
+        free(*tag);
+        return pht_error_set(err, PHT_EINVAL, "docker-archive: write to a NAME:TAG, not an index");
+    }
+    return rc;
+}
+
+static cJSON *select_image(const catalog *c, const char *tag, pht_error *err)
+{
+    int n = cJSON_GetArraySize(c->manifest);
+    if (tag == NULL) {
+        if (n == 1) return cJSON_GetArrayItem(c->manifest, 0);
+        pht_error_set(err, n ? PHT_EINVAL : PHT_ENOTFOUND,
+                      "%s holds %d images: name one as docker-archive:PATH:NAME:TAG", c->path, n);
+        return NULL;
+    }
+    if (tag[0] == '@') {
+        char *end;
+        long i = strtol(tag + 1, &end, 10);
+        if (*end == '\0' && i >= 0 && i < n) return cJSON_GetArrayItem(c->manifest, (int)i);
+    } else {
+        cJSON *it, *t;
+        cJSON_ArrayForEach(it, c->manifest)
+        {
+            cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(it, "RepoTags"))
+            {
+                if (cJSON_IsString(t) && tag_eq(t->valuestring, tag)) return it;
+            }
+        }
+    }
+    pht_error_set(err, PHT_ENOTFOUND, "%s: no image %s in the archive", c->path, tag);
+    return NULL;
+}
+
+static int arc_open(pht_image *img, const char *location, pht_error *err)
+{
+    char *path, *tag;
+    int rc = split_location(location, &path, &tag, err);
+    if (rc) return rc;
+    catalog c;
+    if ((rc = catalog_open(path, &img->opts, &c, err))) goto out;
+    cJSON *it = select_image(&c, tag, err);
+    cJSON *cfgname = it ? cJSON_GetObjectItemCaseSensitive(it, "Config") : NULL;
+    cJSON *layers = it ? cJSON_GetObjectItemCaseSensitive(it, "Layers") : NULL;
+    if (it == NULL) {
+        rc = err ? err->code : PHT_ENOTFOUND;
+        goto out;
+    }
+    if (!cJSON_IsString(cfgname) || !cJSON_IsArray(layers)) {
+        rc = pht_error_set(err, PHT_EFORMAT, "%s: manifest.json entry lacks Config or Layers", path);
+        goto out;
+    }
+    const member *m = catalog_find(&c, cfgname->valuestring, err);
+    if (m == NULL) {
+        rc = err ? err->code : PHT_EFORMAT;
+        goto out;
+    }
+    if ((rc = img_pread_all(c.fd, m->off, m->size, IMG_JSON_MAX, &img->config, "image config", err)))
+        goto out;
+    img->config_len = m->size;
+    img->manifest = cJSON_PrintUnformatted(it);
+    cJSON *cfg = img_json_parse(img->config, "image config", err);
+    cJSON *diffs = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"), "diff_ids");
+    int nl = cJSON_GetArraySize(layers);
+    if (cfg == NULL || img->manifest == NULL) {
+        rc = cfg ? pht_error_set(err, PHT_ENOMEM, "out of memory") : PHT_EFORMAT;
+    } else if (cJSON_GetArraySize(diffs) != nl) {
+        rc = pht_error_set(err, PHT_EFORMAT, "%s: config lists %d diff_ids for %d layers", path,
+                           cJSON_GetArraySize(diffs), nl);
+    } else if ((img->layers = calloc((size_t)nl + 1, sizeof *img->layers)) == NULL) {
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    for (int i = 0; rc == 0 && i < nl; i++) {
+        cJSON *ln = cJSON_GetArrayItem(layers, i), *d = cJSON_GetArrayItem(diffs, i);
+        img_layer *l = &img->layers[i];
+        l->fd = -1;
+        img->nlayers++;
+        if (!cJSON_IsString(ln) || !img_digest_valid(cJSON_GetStringValue(d))) {
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: layer %d: bad name or diff_id", path, i);
+            break;
+        }
+        strcpy(l->diff_id, d->valuestring);
+        if ((m = catalog_find(&c, ln->valuestring, err)) == NULL) {
+            rc = err ? err->code : PHT_EFORMAT;
+            break;
+        }
+        l->offset = m->off;
+        l->length = m->size;
+        if ((l->fd = dup(c.fd)) < 0)
+            rc = pht_error_set(err, PHT_EIO, "%s: dup failed: %s", path, strerror(errno));
+    }
+    cJSON_Delete(cfg);
+out:
+    if (c.fd >= 0 || c.m) catalog_free(&c);
+    free(path);
+    free(tag);
+    return rc;
+}
+
+/* ---- commit ----------------------------------------------------------------- */
+
+typedef struct outw {
+    struct archive *a;
+    int fd;
+    const char *tmp;
+    pht_error *err;
+    char **names; /* members written, for de-duplication */
+    size_t nn;
+} outw;
+
+static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n)
+{
+    outw *o = ud;
+    pht_error e;
+    if (img_write_all(o->fd, p, n, o->tmp, &e)) {
+        archive_set_error(a, EIO, "%s", e.message);
+        return -1;
+    }
+    return (la_ssize_t)n;
+}
+
+static int out_sink(void *ud, const void *p, size_t n, pht_error *err)
+{
+    outw *o = ud;
+    if (archive_write_data(o->a, p, n) != (la_ssize_t)n)
+        return pht_error_set(err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
+    return 0;
+}
+
+static int out_begin(outw *o, const char *name, uint64_t size)
+{
+    struct archive_entry *e = archive_entry_new();
+    if (e == NULL) return pht_error_set(o->err, PHT_ENOMEM, "out of memory");
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, (la_int64_t)size);
+    int r = archive_write_header(o->a, e);
+    archive_entry_free(e);
+    if (r != ARCHIVE_OK)
+        return pht_error_set(o->err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
+    return 0;
+}
+
+static int out_bytes(outw *o, const char *name, const void *p, size_t n)
+{
+    int rc = out_begin(o, name, n);
+    return rc ? rc : out_sink(o, p, n, o->err);
+}
+
+/* 1 if name was written already, else records it. -1 on allocation failure. */
+static int out_seen(outw *o, const char *name)
+{
+    for (size_t i = 0; i < o->nn; i++)
+        if (strcmp(o->names[i], name) == 0) return 1;
+    char **v = realloc(o->names, (o->nn + 1) * sizeof *v);
+    if (v == NULL) return -1;
+    o->names = v;
+    if ((v[o->nn] = strdup(name)) == NULL) return -1;
+    o->nn++;
+    return 0;
+}
+
+static int has_tag(const img_plan *p, const char *t)
+{
+    for (size_t i = 0; i < p->ntags; i++)
+        if (tag_eq(p->tags[i], t)) return 1;
+    return 0;
+}
+
+/* Copy one image of the existing archive, minus the tags that move. */
+static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, cJSON *out)
+{
+    cJSON *tags = cJSON_GetObjectItemCaseSensitive(it, "RepoTags"), *t;
+    cJSON *ntags = cJSON_CreateArray();
+    int had = cJSON_GetArraySize(tags), rc = 0;
+    cJSON_ArrayForEach(t, tags) if (cJSON_IsString(t) && !has_tag(p, t->valuestring))
+        cJSON_AddItemToArray(ntags, cJSON_CreateString(t->valuestring));
+    if (had > 0 && cJSON_GetArraySize(ntags) == 0) { /* every tag moved: drop the image */
+        cJSON_Delete(ntags);
+        return 0;
+    }
+    cJSON *cfgname = cJSON_GetObjectItemCaseSensitive(it, "Config");
+    cJSON *layers = cJSON_GetObjectItemCaseSensitive(it, "Layers");
+    const member *m = cJSON_IsString(cfgname) ? catalog_find(c, cfgname->valuestring, o->err) : NULL;
+    char *cfgtext = NULL, dg[IMG_DIGEST_MAX], name[96];
+    cJSON *cfg = NULL, *entry = cJSON_CreateObject(), *nl = cJSON_CreateArray();
+    if (m == NULL || !cJSON_IsArray(layers)) {
+        rc = pht_error_set(o->err, PHT_EFORMAT, "%s: an image in manifest.json is incomplete", c->path);
+        goto done;
+    }
+    if ((rc = img_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config", o->err)) ||
+        (rc = img_sha_buf(cfgtext, m->size, dg, o->err)))
+        goto done;
+    if ((cfg = img_json_parse(cfgtext, "image config", o->err)) == NULL) {
+        rc = PHT_EFORMAT;
+        goto done;
+    }
+    snprintf(name, sizeof name, "%s.json", dg + 7);
+    int seen = out_seen(o, name);
+    if (seen < 0 || (seen == 0 && (rc = out_bytes(o, name, cfgtext, m->size)))) {
+        rc = rc ? rc : pht_error_set(o->err, PHT_ENOMEM, "out of memory");
+        goto done;
+    }
+    cJSON_AddItemToObject(entry, "Config", cJSON_CreateString(name));
+    cJSON_AddItemToObject(entry, "RepoTags", ntags);
+    ntags = NULL;
+    cJSON *diffs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"),
+                                                    "diff_ids");
+    if (cJSON_GetArraySize(diffs) != cJSON_GetArraySize(layers)) {
+        rc = pht_error_set(o->err, PHT_EFORMAT, "%s: an image's config and layers disagree", c->path);
+        goto done;
+    }
+    for (int i = 0; rc == 0 && i < cJSON_GetArraySize(layers); i++) {
+        const char *d = cJSON_GetStringValue(cJSON_GetArrayItem(diffs, i));
+        const char *ln = cJSON_GetStringValue(cJSON_GetArrayItem(layers, i));
+        const member *lm = ln ? catalog_find(c, ln, o->err) : NULL;
+        if (!img_digest_valid(d) || lm == NULL) {
+            rc = pht_error_set(o->err, PHT_EFORMAT, "%s: layer %d of a kept image is missing", c->path, i);
+            break;
+        }
+        snprintf(name, sizeof name, "%s.tar", d + 7);
+        cJSON_AddItemToArray(nl, cJSON_CreateString(name));
+        if ((seen = out_seen(o, name)) != 0) {
+            if (seen < 0) rc = pht_error_set(o->err, PHT_ENOMEM, "out of memory");
+            continue;
+        }
+        img_layer l = {.fd = c->fd, .offset = lm->off, .length = lm->size};
+        strcpy(l.diff_id, d);
+        if ((rc = out_begin(o, name, lm->size)) == 0) rc = layer_copy_raw(&l, out_sink, o, o->err);
+    }
+    cJSON_AddItemToObject(entry, "Layers", nl);
+    nl = NULL;
+    if (rc == 0) {
+        cJSON_AddItemToArray(out, entry);
+        entry = NULL;
+    }
+done:
+    cJSON_Delete(ntags);
+    cJSON_Delete(nl);
+    cJSON_Delete(entry);
+    cJSON_Delete(cfg);
+    free(cfgtext);
+    return rc;
+}
+
+static int write_new(outw *o, const img_plan *p, cJSON *out)
+{
+    char name[96];
+    cJSON *entry = cJSON_CreateObject(), *tags = cJSON_CreateArray(), *layers = cJSON_CreateArray();
+    int rc = 0;
+    snprintf(name, sizeof name, "%s.json", p->config_digest + 7);
+    cJSON_AddItemToObject(entry, "Config", cJSON_CreateString(name));
+    for (size_t i = 0; i < p->ntags; i++) cJSON_AddItemToArray(tags, cJSON_CreateString(p->tags[i]));
+    cJSON_AddItemToObject(entry, "RepoTags", tags);
+    cJSON_AddItemToObject(entry, "Layers", layers);
+    cJSON_AddItemToArray(out, entry);
+    if (out_seen(o, name) == 0) rc = out_bytes(o, name, p->config, p->config_len);
+    for (size_t i = 0; rc == 0 && i < p->nlayers; i++) {
+        const img_layer *l = p->layers[i];
+        snprintf(name, sizeof name, "%s.tar", l->diff_id + 7);
+        cJSON_AddItemToArray(layers, cJSON_CreateString(name));
+        int seen = out_seen(o, name);
+        if (seen < 0) rc = pht_error_set(o->err, PHT_ENOMEM, "out of memory");
+        else if (seen == 0 && (rc = out_begin(o, name, l->diff_size)) == 0)
+            rc = layer_copy_diff(l, p->opts, out_sink, o, o->err);
+    }
+    return rc;
+}
+
+static int arc_commit(const char *where, const img_plan *p, pht_error *err)
+{
+    catalog old = {.fd = -1};
+    int rc = 0;
+    struct stat st;
+    if (stat(where, &st) == 0 && (rc = catalog_open(where, p->opts, &old, err))) {
+        return pht_error_prefix(err, "cannot keep the images of the existing archive");
+    }
+    outw o = {.fd = -1, .err = err};
+    char *tmp = NULL;
+    cJSON *manifest = cJSON_CreateArray();
+    if ((rc = img_tmp_beside(where, &tmp, &o.fd, err))) goto done;
+    o.tmp = tmp;
+    o.a = archive_write_new();
+    if (o.a == NULL || manifest == NULL) {
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        goto done;
+    }
+    archive_write_set_format_pax_restricted(o.a);
+    archive_write_set_bytes_in_last_block(o.a, 1);
+    if (archive_write_open2(o.a, &o, NULL, out_write, NULL, NULL) != ARCHIVE_OK) {
+        rc = pht_error_set(err, PHT_EIO, "%s: %s", tmp, archive_error_string(o.a));
+        goto done;
+    }
+    rc = write_new(&o, p, manifest);
+    cJSON *it;
+    if (old.manifest) cJSON_ArrayForEach(it, old.manifest)
+    {
+        if (rc == 0) rc = keep_image(&o, &old, it, p, manifest);
+    }
+    char *text = rc ? NULL : cJSON_PrintUnformatted(manifest);
+    if (rc == 0 && text == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0) rc = out_bytes(&o, "manifest.json", text, strlen(text));
+    free(text);
+    if (rc == 0 && archive_write_close(o.a) != ARCHIVE_OK)
+        rc = pht_error_set(err, PHT_EIO, "%s: %s", tmp, archive_error_string(o.a));
+    if (rc == 0) rc = img_commit_file(o.fd, tmp, where, err);
+done:
+    if (o.a) archive_write_free(o.a);
+    if (o.fd >= 0) close(o.fd);
+    if (rc && tmp) unlink(tmp);
+    free(tmp);
+    for (size_t i = 0; i < o.nn; i++) free(o.names[i]);
+    free(o.names);
+    cJSON_Delete(manifest);
+    if (old.fd >= 0) catalog_free(&old);
+    return rc;
+}
+
+static void arc_close(pht_image *img)
+{
+    (void)img;
+}
+
+const img_transport img_docker_archive = {
+    .name = "docker-archive",
+    .open = arc_open,
+    .close = arc_close,
+    .dest_tag = arc_dest_tag,
+    .commit = arc_commit,
+};

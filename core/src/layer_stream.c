@@ -1,0 +1,349 @@
+/*
+ * Layer blobs as libarchive streams. A blob is a byte range of an open file
+ * (a member of a docker-archive, or a whole OCI blob), read with pread in
+ * 64 KiB chunks, so one file descriptor serves any number of readers.
+ *
+ * The indexing pass chains two readers: a "raw" reader that only removes the
+ * compression (gzip, zstd, xz, bzip2), and a tar reader fed from it. Every
+ * decompressed byte flows through chain_read, which hashes it (diff_id),
+ * counts it against the per-layer cap and so stops a decompression bomb as
+ * it inflates; blob_read hashes the stored bytes (the blob digest).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "image_internal.h"
+
+typedef struct blob_src {
+    int fd;
+    uint64_t off, len, pos;
+    img_sha *sha; /* when hashing, libarchive must not skip */
+    unsigned char buf[IMG_CHUNK];
+} blob_src;
+
+static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
+{
+    blob_src *b = ud;
+    uint64_t left = b->len - b->pos;
+    *out = b->buf;
+    if (left == 0) return 0;
+    size_t want = left < IMG_CHUNK ? (size_t)left : IMG_CHUNK;
+    ssize_t r;
+    do {
+        r = pread(b->fd, b->buf, want, (off_t)(b->off + b->pos));
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+        archive_set_error(a, r < 0 ? errno : EIO, "blob read failed: %s",
+                          r < 0 ? strerror(errno) : "unexpected end of file");
+        return -1;
+    }
+    b->pos += (uint64_t)r;
+    img_sha_update(b->sha, b->buf, (size_t)r);
+    return r;
+}
+
+static la_int64_t blob_skip(struct archive *a, void *ud, la_int64_t req)
+{
+    (void)a;
+    blob_src *b = ud;
+    uint64_t left = b->len - b->pos;
+    if (req < 0) return 0;
+    if ((uint64_t)req > left) req = (la_int64_t)left;
+    b->pos += (uint64_t)req;
+    return req;
+}
+
+static void support_filters(struct archive *a)
+{
+    /* Only in-process decompressors: never spawn external programs. */
+    archive_read_support_filter_gzip(a);
+    archive_read_support_filter_zstd(a);
+    archive_read_support_filter_xz(a);
+    archive_read_support_filter_bzip2(a);
+}
+
+static int comp_of(struct archive *a)
+{
+    switch (archive_filter_code(a, 0)) {
+    case ARCHIVE_FILTER_NONE: return IMG_COMP_NONE;
+    case ARCHIVE_FILTER_GZIP: return IMG_COMP_GZIP;
+    case ARCHIVE_FILTER_ZSTD: return IMG_COMP_ZSTD;
+    default: return IMG_COMP_OTHER;
+    }
+}
+
+/* A raw (decompress-only) reader over b. */
+static struct archive *raw_open(blob_src *b, const img_layer *l, pht_error *err)
+{
+    struct archive *raw = archive_read_new();
+    if (raw == NULL) {
+        pht_error_set(err, PHT_ENOMEM, "libarchive: out of memory");
+        return NULL;
+    }
+    support_filters(raw);
+    archive_read_support_format_raw(raw);
+    archive_read_support_format_empty(raw);
+    struct archive_entry *e;
+    int r = archive_read_open2(raw, b, NULL, blob_read, NULL, NULL);
+    if (r == ARCHIVE_OK) r = archive_read_next_header(raw, &e);
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN && r != ARCHIVE_EOF) {
+        tarsafe_fail(err, PHT_EFORMAT, l, NULL, "cannot read the blob: %s",
+                     archive_error_string(raw) ? archive_error_string(raw) : "unknown error");
+        archive_read_free(raw);
+        return NULL;
+    }
+    return raw;
+}
+
+typedef struct chain {
+    struct archive *raw;
+    img_sha *diff_sha;
+    uint64_t bytes, cap;
+    int over, eof;
+    unsigned char buf[IMG_CHUNK];
+} chain;
+
+static la_ssize_t chain_read(struct archive *a, void *ud, const void **out)
+{
+    chain *c = ud;
+    *out = c->buf;
+    if (c->eof) return 0;
+    la_ssize_t n = archive_read_data(c->raw, c->buf, IMG_CHUNK);
+    if (n < 0) {
+        const char *m = archive_error_string(c->raw);
+        archive_set_error(a, EINVAL, "%s", m ? m : "decompression failed");
+        return -1;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        return 0;
+    }
+    c->bytes += (uint64_t)n;
+    if (c->bytes > c->cap) {
+        c->over = 1;
+        archive_set_error(a, EINVAL, "decompressed size over the cap");
+        return -1;
+    }
+    img_sha_update(c->diff_sha, c->buf, (size_t)n);
+    return n;
+}
+
+static int scan_fail(struct archive *tar, const chain *c, const img_layer *l,
+                     const pht_image_opts *o, pht_error *err)
+{
+    if (c->over)
+        return tarsafe_fail(err, PHT_ELIMIT, l, NULL,
+                            "decompressed size exceeds the cap of %llu bytes",
+                            (unsigned long long)o->max_layer_bytes);
+    const char *m = archive_error_string(tar);
+    return tarsafe_fail(err, PHT_EFORMAT, l, NULL, "malformed layer tar: %s",
+                        m ? m : "unknown error");
+}
+
+int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
+               pht_error *err)
+{
+    blob_src *b = calloc(1, sizeof *b);
+    chain *c = calloc(1, sizeof *c);
+    struct archive *tar = NULL;
+    int rc = 0;
+    if (b == NULL || c == NULL) {
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        goto done;
+    }
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    b->sha = img_sha_new(err);
+    c->diff_sha = img_sha_new(err);
+    c->cap = o->max_layer_bytes;
+    if (b->sha == NULL || c->diff_sha == NULL) {
+        rc = err ? err->code : PHT_ECRYPTO;
+        goto done;
+    }
+    c->raw = raw_open(b, l, err);
+    if (c->raw == NULL) {
+        rc = err ? err->code : PHT_EFORMAT;
+        goto done;
+    }
+    l->compression = comp_of(c->raw);
+    tar = archive_read_new();
+    if (tar == NULL) {
+        rc = pht_error_set(err, PHT_ENOMEM, "libarchive: out of memory");
+        goto done;
+    }
+    archive_read_support_format_tar(tar);
+    archive_read_support_format_empty(tar);
+    if (archive_read_open2(tar, c, NULL, chain_read, NULL, NULL) != ARCHIVE_OK) {
+        rc = scan_fail(tar, c, l, o, err);
+        goto done;
+    }
+    uint64_t ordinal = 0;
+    for (;;) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(tar, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = scan_fail(tar, c, l, o, err);
+            goto done;
+        }
+        if (++ordinal > o->max_entries) {
+            rc = tarsafe_fail(err, PHT_ELIMIT, l, NULL, "more than the cap of %llu entries",
+                              (unsigned long long)o->max_entries);
+            goto done;
+        }
+        if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
+            (uint64_t)archive_entry_size(e) > o->max_entry_bytes) {
+            rc = tarsafe_fail(err, PHT_ELIMIT, l, archive_entry_pathname(e),
+                              "size %lld exceeds the cap of %llu bytes",
+                              (long long)archive_entry_size(e),
+                              (unsigned long long)o->max_entry_bytes);
+            goto done;
+        }
+        rc = cb(ud, e, ordinal, err);
+        if (rc) goto done;
+        if (archive_read_data_skip(tar) != ARCHIVE_OK) {
+            rc = scan_fail(tar, c, l, o, err);
+            goto done;
+        }
+    }
+    /* The tar ends at its end-of-archive blocks; hash the rest of both streams. */
+    const void *dummy;
+    while (!c->eof) {
+        la_ssize_t n = chain_read(tar, c, &dummy);
+        if (n < 0) {
+            rc = scan_fail(tar, c, l, o, err);
+            goto done;
+        }
+    }
+    while (b->pos < b->len) {
+        if (blob_read(tar, b, &dummy) < 0) {
+            rc = tarsafe_fail(err, PHT_EIO, l, NULL, "%s", archive_error_string(tar));
+            goto done;
+        }
+    }
+    char diff[IMG_DIGEST_MAX], dg[IMG_DIGEST_MAX];
+    if ((rc = img_sha_final(c->diff_sha, diff, err)) || (rc = img_sha_final(b->sha, dg, err)))
+        goto done;
+    if (l->diff_id[0] && strcmp(diff, l->diff_id) != 0) {
+        rc = tarsafe_fail(err, PHT_EVERIFY, l, NULL,
+                          "content does not match its diff_id (computed %s)", diff);
+        goto done;
+    }
+    if (l->digest_known && strcmp(dg, l->digest) != 0) {
+        rc = tarsafe_fail(err, PHT_EVERIFY, l, NULL, "blob does not match its digest (computed %s)",
+                          dg);
+        goto done;
+    }
+    memcpy(l->diff_id, diff, sizeof diff);
+    memcpy(l->digest, dg, sizeof dg);
+    l->diff_size = c->bytes;
+done:
+    if (tar) archive_read_free(tar);
+    if (c && c->raw) archive_read_free(c->raw);
+    if (c) img_sha_free(c->diff_sha);
+    if (b) img_sha_free(b->sha);
+    free(c);
+    free(b);
+    return rc;
+}
+
+struct archive *layer_tar_open(const img_layer *l, void **state, pht_error *err)
+{
+    blob_src *b = calloc(1, sizeof *b);
+    struct archive *a = archive_read_new();
+    if (b == NULL || a == NULL) {
+        free(b);
+        if (a) archive_read_free(a);
+        pht_error_set(err, PHT_ENOMEM, "out of memory");
+        return NULL;
+    }
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    support_filters(a);
+    archive_read_support_format_tar(a);
+    archive_read_support_format_empty(a);
+    if (archive_read_open2(a, b, NULL, blob_read, blob_skip, NULL) != ARCHIVE_OK) {
+        tarsafe_fail(err, PHT_EFORMAT, l, NULL, "cannot open the layer: %s",
+                     archive_error_string(a));
+        archive_read_free(a);
+        free(b);
+        return NULL;
+    }
+    *state = b;
+    return a;
+}
+
+void layer_tar_close(struct archive *a, void *state)
+{
+    if (a) archive_read_free(a);
+    free(state);
+}
+
+int layer_copy_raw(const img_layer *l, img_sink sink, void *ud, pht_error *err)
+{
+    unsigned char *buf = malloc(IMG_CHUNK);
+    if (buf == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    uint64_t pos = 0;
+    int rc = 0;
+    while (pos < l->length && rc == 0) {
+        uint64_t left = l->length - pos;
+        size_t want = left < IMG_CHUNK ? (size_t)left : IMG_CHUNK;
+        ssize_t r = pread(l->fd, buf, want, (off_t)(l->offset + pos));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            rc = tarsafe_fail(err, PHT_EIO, l, NULL, "read failed: %s",
+                              r < 0 ? strerror(errno) : "unexpected end of file");
+            break;
+        }
+        rc = sink(ud, buf, (size_t)r, err);
+        pos += (uint64_t)r;
+    }
+    free(buf);
+    return rc;
+}
+
+int layer_copy_diff(const img_layer *l, const pht_image_opts *o, img_sink sink, void *ud,
+                    pht_error *err)
+{
+    if (l->compression == IMG_COMP_NONE) return layer_copy_raw(l, sink, ud, err);
+    blob_src *b = calloc(1, sizeof *b);
+    unsigned char *buf = malloc(IMG_CHUNK);
+    struct archive *raw = NULL;
+    int rc = 0;
+    if (b == NULL || buf == NULL) {
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        goto done;
+    }
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    raw = raw_open(b, l, err);
+    if (raw == NULL) {
+        rc = err ? err->code : PHT_EFORMAT;
+        goto done;
+    }
+    uint64_t total = 0;
+    for (;;) {
+        la_ssize_t n = archive_read_data(raw, buf, IMG_CHUNK);
+        if (n == 0) break;
+        if (n < 0) {
+            rc = tarsafe_fail(err, PHT_EFORMAT, l, NULL, "decompression failed: %s",
+                              archive_error_string(raw));
+            goto done;
+        }
+        total += (uint64_t)n;
+        if (total > l->diff_size || total > o->max_layer_bytes) {
+            rc = tarsafe_fail(err, PHT_EFORMAT, l, NULL, "layer changed since it was indexed");
+            goto done;
+        }
+        if ((rc = sink(ud, buf, (size_t)n, err))) goto done;
+    }
+    if (total != l->diff_size)
+        rc = tarsafe_fail(err, PHT_EFORMAT, l, NULL, "layer changed since it was indexed");
+done:
+    if (raw) archive_read_free(raw);
+    free(buf);
+    free(b);
+    return rc;
+}

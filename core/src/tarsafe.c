@@ -1,0 +1,132 @@
+/*
+ * Path safety for layer entries: normalization, traversal and link checks,
+ * and Docker's archive walk order. Every check errs on rejecting: a layer
+ * entry must name a path inside the image root.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_internal.h"
+
+int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why)
+{
+    *out = NULL;
+    if (in == NULL) {
+        *why = "entry has no name";
+        return PHT_EFORMAT;
+    }
+    size_t n = strlen(in);
+    if (max_name && n > max_name) {
+        *why = "name is longer than the cap";
+        return PHT_ELIMIT;
+    }
+    if (in[0] == '/') {
+        *why = "path is absolute";
+        return PHT_EUNSAFE;
+    }
+    char *o = malloc(n + 1);
+    if (o == NULL) {
+        *why = "out of memory";
+        return PHT_ENOMEM;
+    }
+    size_t len = 0;
+    const char *p = in;
+    while (*p) {
+        while (*p == '/') p++;
+        const char *s = p;
+        while (*p && *p != '/') p++;
+        size_t cl = (size_t)(p - s);
+        if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
+        if (cl == 2 && s[0] == '.' && s[1] == '.') {
+            free(o);
+            *why = "path leaves the image root";
+            return PHT_EUNSAFE;
+        }
+        if (len) o[len++] = '/';
+        memcpy(o + len, s, cl);
+        len += cl;
+    }
+    o[len] = '\0';
+    *out = o;
+    return 0;
+}
+
+int tarsafe_symlink(const char *path, const char *target, const char **why)
+{
+    if (target == NULL || target[0] == '\0') {
+        *why = "symlink has an empty target";
+        return PHT_EUNSAFE;
+    }
+    /* Depth of the link's directory; an absolute target starts at the root. */
+    long depth = 0;
+    if (target[0] != '/') {
+        for (const char *c = path; *c; c++)
+            if (*c == '/') depth++;
+    }
+    const char *p = target;
+    while (*p) {
+        while (*p == '/') p++;
+        const char *s = p;
+        while (*p && *p != '/') p++;
+        size_t cl = (size_t)(p - s);
+        if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
+        if (cl == 2 && s[0] == '.' && s[1] == '.') {
+            if (--depth < 0) {
+                *why = "symlink target leaves the image root";
+                return PHT_EUNSAFE;
+            }
+        } else {
+            depth++;
+        }
+    }
+    return 0;
+}
+
+int tarsafe_walk_cmp(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    while (*x && *x == *y) {
+        x++;
+        y++;
+    }
+    /* '/' ends a component, so it sorts before every byte of a name. */
+    unsigned cx = *x == '/' ? 1u : (*x ? (unsigned)*x + 1u : 0u);
+    unsigned cy = *y == '/' ? 1u : (*y ? (unsigned)*y + 1u : 0u);
+    return cx < cy ? -1 : cx > cy ? 1 : 0;
+}
+
+int tarsafe_below(const char *p, const char *dir)
+{
+    size_t dl = strlen(dir);
+    if (dl == 0) return p[0] != '\0';
+    return strncmp(p, dir, dl) == 0 && p[dl] == '/';
+}
+
+const char *img_short(const char *digest, char *buf, size_t cap)
+{
+    if (digest == NULL || digest[0] == '\0') {
+        snprintf(buf, cap, "(unknown digest)");
+        return buf;
+    }
+    const char *colon = strchr(digest, ':');
+    size_t pre = colon ? (size_t)(colon - digest) + 1 : 0;
+    snprintf(buf, cap, "%.*s%.12s\xe2\x80\xa6", (int)pre, digest, digest + pre);
+    return buf;
+}
+
+int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry,
+                 const char *fmt, ...)
+{
+    char why[512], d[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    const char *dg = l ? (l->digest_known || l->digest[0] ? l->digest : l->diff_id) : NULL;
+    if (entry)
+        return pht_error_set(err, code, "layer %s: entry \"%.300s\": %s", img_short(dg, d, sizeof d),
+                             entry, why);
+    return pht_error_set(err, code, "layer %s: %s", img_short(dg, d, sizeof d), why);
+}

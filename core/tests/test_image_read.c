@@ -1,0 +1,134 @@
+/*
+ * Reading docker-archive images: the reference fixtures' merged /opt must
+ * equal the *.opt.tar that Docker's archive endpoint produced (members,
+ * order, attributes and bytes), read back here with libarchive.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+
+#include "test.h"
+
+static const char *stages[] = {"stage0-built", "stage1-station_1-post", "stage2-station_2-post",
+                               "stage3-station_3-post"};
+
+typedef struct walk_state {
+    struct archive *opt; /* the oracle, positioned at the next member */
+    pht_image *img;
+    int count;
+} walk_state;
+
+static int check_entry(void *ud, const char *rel, const pht_image_stat *st)
+{
+    walk_state *w = ud;
+    struct archive_entry *e;
+    if (archive_read_next_header(w->opt, &e) != ARCHIVE_OK) {
+        fprintf(stderr, "extra entry %s\n", rel);
+        test_failures++;
+        return 1;
+    }
+    char want[4096];
+    snprintf(want, sizeof want, "opt/%s%s", rel, st->type == PHT_IMAGE_DIR ? "/" : "");
+    if (strcmp(archive_entry_pathname(e), want) != 0) {
+        fprintf(stderr, "order: got %s, Docker lists %s\n", want, archive_entry_pathname(e));
+        test_failures++;
+        return 1;
+    }
+    CHECK((uint32_t)archive_entry_perm(e) == st->mode);
+    CHECK(archive_entry_mtime(e) == st->mtime);
+    CHECK(archive_entry_uid(e) == st->uid);
+    if (st->type == PHT_IMAGE_FILE) {
+        CHECK((uint64_t)archive_entry_size(e) == st->size);
+        char path[4200], a[4096], b[4096];
+        snprintf(path, sizeof path, "/opt/%s", rel);
+        pht_image_reader *r;
+        pht_error err;
+        CHECK_OK(pht_image_open_file(w->img, path, &r, &err), &err);
+        size_t got, total = 0;
+        for (;;) {
+            CHECK_OK(pht_image_reader_read(r, a, 1000, &got, &err), &err);
+            if (got == 0) break;
+            la_ssize_t n = archive_read_data(w->opt, b, got);
+            CHECK(n == (la_ssize_t)got && memcmp(a, b, got) == 0);
+            total += got;
+        }
+        CHECK(total == st->size);
+        pht_image_reader_free(r);
+    }
+    w->count++;
+    return 0;
+}
+
+static void test_fixture(const char *stage)
+{
+    char ref[1024], opt[1024];
+    snprintf(ref, sizeof ref, "docker-archive:%s/reference-v2/%s.tar", test_fixtures(), stage);
+    snprintf(opt, sizeof opt, "%s/reference-v2/%s.opt.tar", test_fixtures(), stage);
+    pht_error err;
+    pht_image *img = NULL;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK(pht_image_layer_count(img) == (strcmp(stage, "stage0-built") == 0 ? 2u : 3u));
+    pht_image_layer li;
+    CHECK_OK(pht_image_layer_info(img, 0, &li, &err), &err);
+    CHECK(strcmp(li.digest, li.diff_id) == 0); /* docker save layers are plain tar */
+    CHECK_STR_CONTAINS(pht_image_config(img), "\"diff_ids\"");
+
+    walk_state w = {.img = img};
+    w.opt = archive_read_new();
+    archive_read_support_format_tar(w.opt);
+    CHECK(archive_read_open_filename(w.opt, opt, 10240) == ARCHIVE_OK);
+    struct archive_entry *e;
+    CHECK(archive_read_next_header(w.opt, &e) == ARCHIVE_OK); /* opt/ itself */
+    pht_image_stat st;
+    CHECK_OK(pht_image_stat_path(img, "/opt", &st, &err), &err);
+    CHECK(st.type == PHT_IMAGE_DIR && st.mtime == archive_entry_mtime(e));
+    CHECK_OK(pht_image_walk(img, "/opt", 1, check_entry, &w, &err), &err);
+    CHECK(archive_read_next_header(w.opt, &e) == ARCHIVE_EOF);
+    CHECK(w.count > 5);
+    archive_read_free(w.opt);
+    pht_image_free(img);
+}
+
+static int count_cb(void *ud, const char *rel, const pht_image_stat *st)
+{
+    (void)rel;
+    (void)st;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static void test_lookup_errors(void)
+{
+    char ref[1024];
+    snprintf(ref, sizeof ref, "docker-archive:%s/reference-v2/stage1-station_1-post.tar",
+             test_fixtures());
+    pht_error err;
+    pht_image *img;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    pht_image_stat st;
+    CHECK_CODE(pht_image_stat_path(img, "/opt/nope", &st, &err), PHT_ENOTFOUND, &err);
+    CHECK_CODE(pht_image_stat_path(img, "/../etc", &st, &err), PHT_EUNSAFE, &err);
+    CHECK_OK(pht_image_stat_path(img, "/bin/sh", &st, &err), &err);
+    CHECK(st.type == PHT_IMAGE_SYMLINK && strcmp(st.link, "busybox") == 0);
+    int n = 0;
+    CHECK_OK(pht_image_walk(img, "/opt", 0, count_cb, &n, &err), &err);
+    CHECK(n == 4); /* pht_results, pht_train, train_config.json, user_sym_key.key */
+    pht_image_reader *r;
+    CHECK_CODE(pht_image_open_file(img, "/opt", &r, &err), PHT_ENOTFOUND, &err);
+    pht_image_free(img);
+
+    CHECK_CODE(pht_image_open(&img, "docker-archive:/nonexistent.tar", NULL, &err), PHT_ENOTFOUND,
+               &err);
+    CHECK_CODE(pht_image_open(&img, "docker-daemon:x:latest", NULL, &err), PHT_EINVAL, &err);
+    snprintf(ref, sizeof ref, "docker-archive:%s/reference-v2/stage1-station_1-post.tar:other:tag",
+             test_fixtures());
+    CHECK_CODE(pht_image_open(&img, ref, NULL, &err), PHT_ENOTFOUND, &err);
+    CHECK_STR_CONTAINS(err.message, "other:tag");
+}
+
+int main(void)
+{
+    for (size_t i = 0; i < sizeof stages / sizeof *stages; i++) test_fixture(stages[i]);
+    test_lookup_errors();
+    TEST_DONE();
+}

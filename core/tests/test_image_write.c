@@ -1,0 +1,216 @@
+/*
+ * Writing images: a new layer (opaque directory, whiteout, streamed files of
+ * known and unknown size), rebase onto the first N layers, several tags in
+ * one docker-archive, OCI layout output, and writer misuse.
+ */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static char work[1024];
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[65536];
+    size_t n;
+    CHECK(a && b);
+    if (!a || !b) return;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    fclose(a);
+    fclose(b);
+}
+
+static char *slurp(pht_image *img, const char *path, size_t *len)
+{
+    pht_image_reader *r;
+    pht_error err;
+    static char buf[65536];
+    *len = 0;
+    CHECK_OK(pht_image_open_file(img, path, &r, &err), &err);
+    if (r == NULL) return buf;
+    size_t got;
+    while (pht_image_reader_read(r, buf + *len, sizeof buf - 1 - *len, &got, &err) == 0 && got)
+        *len += got;
+    buf[*len] = '\0';
+    pht_image_reader_free(r);
+    return buf;
+}
+
+static int count_cb(void *ud, const char *rel, const pht_image_stat *st)
+{
+    (void)rel;
+    (void)st;
+    (*(int *)ud)++;
+    return 0;
+}
+
+static void test_new_layer(void)
+{
+    char path[1200], ref[1300];
+    snprintf(path, sizeof path, "%s/stage1-station_1-post.tar", test_fixtures());
+    char src[1200];
+    snprintf(src, sizeof src, "%s/reference-v2/stage1-station_1-post.tar", test_fixtures());
+    snprintf(path, sizeof path, "%s/train.tar", work);
+    copy_file(src, path);
+    snprintf(ref, sizeof ref, "docker-archive:%s", path);
+    pht_error err;
+    pht_image *img;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    pht_image_writer *w;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    pht_image_attrs at;
+    pht_image_attrs_init(&at);
+    at.opaque = 1;
+    at.mtime = 1700000000;
+    CHECK_OK(pht_image_writer_add_dir(w, "/opt/pht_results", &at, &err), &err);
+    at.opaque = 0;
+    at.mode = 0600;
+    at.uid = 1000;
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/pht_results/new.txt", "hello\n", 6, &at, &err), &err);
+    CHECK_OK(pht_image_writer_whiteout(w, "/opt/user_sym_key.key", &err), &err);
+    pht_image_stream *s;
+    CHECK_OK(pht_image_writer_begin_file(w, "/opt/pht_results/known.bin", 10, NULL, &s, &err), &err);
+    CHECK_CODE(pht_image_writer_add_bytes(w, "/x", "x", 1, NULL, &err), PHT_ESTATE, &err);
+    CHECK_OK(pht_image_stream_write(s, "01234", 5, &err), &err);
+    CHECK_OK(pht_image_stream_write(s, "56789", 5, &err), &err);
+    CHECK_OK(pht_image_stream_close(s, &err), &err);
+    pht_image_stream_free(s);
+    CHECK_OK(pht_image_writer_begin_file(w, "opt/pht_results/spooled.txt", -1, NULL, &s, &err), &err);
+    CHECK_OK(pht_image_stream_write(s, "abc", 3, &err), &err);
+    CHECK_OK(pht_image_stream_close(s, &err), &err);
+    pht_image_stream_free(s);
+    CHECK_CODE(pht_image_writer_add_dir(w, "/opt/../etc", NULL, &err), PHT_EUNSAFE, &err);
+    const char *tags[] = {"pht-bench/ref-0:copy"};
+    pht_image_commit_opts co = {.tags = tags, .ntags = 1, .created_by = "pht post-run", .comment = "c1"};
+    CHECK_OK(pht_image_writer_commit(w, ref, &co, &err), &err);
+    CHECK_CODE(pht_image_writer_add_bytes(w, "/y", "y", 1, NULL, &err), PHT_ESTATE, &err);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+
+    snprintf(ref, sizeof ref, "docker-archive:%s:pht-bench/ref-0:copy", path);
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK(pht_image_layer_count(img) == 4);
+    pht_image_layer li;
+    CHECK_OK(pht_image_layer_info(img, 3, &li, &err), &err);
+    CHECK(li.created_by && strcmp(li.created_by, "pht post-run") == 0);
+    CHECK(li.comment && strcmp(li.comment, "c1") == 0);
+    int n = 0;
+    CHECK_OK(pht_image_walk(img, "/opt/pht_results", 1, count_cb, &n, &err), &err);
+    CHECK(n == 3); /* opaque: only the new layer's files */
+    pht_image_stat st;
+    CHECK_CODE(pht_image_stat_path(img, "/opt/user_sym_key.key", &st, &err), PHT_ENOTFOUND, &err);
+    CHECK_OK(pht_image_stat_path(img, "/opt/pht_results/new.txt", &st, &err), &err);
+    CHECK(st.mode == 0600 && st.uid == 1000 && st.mtime == 1700000000 && st.size == 6);
+    CHECK_OK(pht_image_stat_path(img, "/opt/pht_train/query.json", &st, &err), &err);
+    size_t len;
+    CHECK(strcmp(slurp(img, "/opt/pht_results/known.bin", &len), "0123456789") == 0);
+    CHECK(strcmp(slurp(img, "/opt/pht_results/spooled.txt", &len), "abc") == 0);
+    pht_image_free(img);
+    /* the unnamed reference is ambiguous now: the archive holds latest and copy */
+    snprintf(ref, sizeof ref, "docker-archive:%s", path);
+    CHECK_CODE(pht_image_open(&img, ref, NULL, &err), PHT_EINVAL, &err);
+}
+
+static void test_rebase_and_tags(void)
+{
+    char path[1200], src[1200], ref[1300], base[1300];
+    snprintf(src, sizeof src, "%s/reference-v2/stage2-station_2-post.tar", test_fixtures());
+    snprintf(path, sizeof path, "%s/two.tar", work);
+    copy_file(src, path);
+    snprintf(ref, sizeof ref, "docker-archive:%s:pht-bench/ref-0:latest", path);
+    snprintf(base, sizeof base, "docker-archive:%s:pht-bench/ref-0:base", path);
+    pht_error err;
+    pht_image *img;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    /* REPO:base = the first layer only, a rebase without a new layer */
+    pht_image_writer *w;
+    pht_image_writer_opts wo = {.keep_layers = 1};
+    CHECK_OK(pht_image_writer_new(img, &wo, &w, &err), &err);
+    CHECK_OK(pht_image_writer_commit(w, base, NULL, &err), &err);
+    pht_image_writer_free(w);
+    pht_image *b;
+    CHECK_OK(pht_image_open(&b, base, NULL, &err), &err);
+    CHECK(b && pht_image_layer_count(b) == 1);
+    /* REPO:latest rebuilt in place on REPO:base: 2 layers, base tag kept */
+    wo = (pht_image_writer_opts){.base = b, .keep_layers = -1};
+    CHECK_OK(pht_image_writer_new(img, &wo, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/train_config.json", "{}", 2, NULL, &err), &err);
+    CHECK_OK(pht_image_writer_commit(w, ref, NULL, &err), &err);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+    pht_image_free(b);
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    CHECK(img && pht_image_layer_count(img) == 2);
+    size_t len;
+    CHECK(strcmp(slurp(img, "/opt/train_config.json", &len), "{}") == 0);
+    pht_image_stat st;
+    CHECK_CODE(pht_image_stat_path(img, "/opt/pht_train/query.json", &st, &err), PHT_ENOTFOUND, &err);
+    CHECK_OK(pht_image_open(&b, base, NULL, &err), &err);
+    CHECK(b && pht_image_layer_count(b) == 1);
+
+    /* the same image into an OCI layout, twice (blobs shared), read back */
+    char oci[1300];
+    snprintf(oci, sizeof oci, "oci:%s/layout:v1", work);
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_commit(w, oci, NULL, &err), &err);
+    pht_image_writer_free(w);
+    CHECK_OK(pht_image_writer_new(b, NULL, &w, &err), &err);
+    snprintf(oci, sizeof oci, "oci:%s/layout:base", work);
+    CHECK_OK(pht_image_writer_commit(w, oci, NULL, &err), &err);
+    pht_image_writer_free(w);
+    pht_image *o;
+    snprintf(oci, sizeof oci, "oci:%s/layout:v1", work);
+    CHECK_OK(pht_image_open(&o, oci, NULL, &err), &err);
+    CHECK(o && pht_image_layer_count(o) == 2);
+    CHECK(o && strcmp(pht_image_config(o), pht_image_config(img)) == 0);
+    if (o) CHECK(strcmp(slurp(o, "/opt/train_config.json", &len), "{}") == 0);
+    pht_image_free(o);
+    pht_image_free(img);
+    pht_image_free(b);
+}
+
+static void test_misuse(void)
+{
+    char ref[1300];
+    snprintf(ref, sizeof ref, "docker-archive:%s/reference-v2/stage0-built.tar", test_fixtures());
+    pht_error err;
+    pht_image *img;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    pht_image_writer *w;
+    pht_image_writer_opts wo = {.keep_layers = 5};
+    CHECK_CODE(pht_image_writer_new(img, &wo, &w, &err), PHT_EINVAL, &err);
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    pht_image_stream *s;
+    CHECK_OK(pht_image_writer_begin_file(w, "/a", 4, NULL, &s, &err), &err);
+    CHECK_OK(pht_image_stream_write(s, "ab", 2, &err), &err);
+    CHECK_CODE(pht_image_stream_close(s, &err), PHT_ESTATE, &err);
+    CHECK_STR_CONTAINS(err.message, "fewer bytes");
+    pht_image_stream_free(s);
+    snprintf(ref, sizeof ref, "docker-archive:%s/never.tar", work);
+    CHECK_CODE(pht_image_writer_commit(w, ref, NULL, &err), PHT_ESTATE, &err);
+    CHECK(access(ref + 15, F_OK) != 0);
+    pht_image_writer_free(w);
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_begin_file(w, "/a", 1, NULL, &s, &err), &err);
+    CHECK_CODE(pht_image_stream_write(s, "ab", 2, &err), PHT_ELIMIT, &err);
+    pht_image_stream_free(s);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+}
+
+int main(void)
+{
+    snprintf(work, sizeof work, "%s/test_image_write.%d", test_tmpdir(), (int)getpid());
+    mkdir(test_tmpdir(), 0755);
+    CHECK(mkdir(work, 0755) == 0);
+    test_new_layer();
+    test_rebase_and_tags();
+    test_misuse();
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
+    if (test_failures == 0 && system(cmd) != 0) test_failures++;
+    TEST_DONE();
+}

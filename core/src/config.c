@@ -50,13 +50,9 @@ int pht_config_parse(const char *json, size_t len, pht_config **out, pht_error *
     cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (doc == NULL) {
         size_t at = end != NULL && end >= json ? (size_t)(end - json) : 0;
-        if (at >= len)
-            return pht_error_set(err, PHT_EFORMAT,
-                                 "train_config.json: not valid JSON (the text ends early, at "
-                                 "byte %zu: truncated?)",
-                                 len);
         return pht_error_set(err, PHT_EFORMAT,
-                             "train_config.json: not valid JSON (error at byte %zu)", at);
+                             "train_config.json: not valid JSON (error near byte %zu of %zu%s)",
+                             at, len, at + 1 >= len ? ", where the text ends: truncated?" : "");
     }
     for (const char *p = end; p < json + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {

@@ -112,5 +112,6 @@ int luaopen_pht(lua_State *L)
     lpht_open_crypt(L);
     lpht_open_config(L);
     lpht_open_image(L);
+    lpht_open_util(L);
     return 1;
 }

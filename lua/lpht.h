@@ -55,5 +55,6 @@ void lpht_open_key(lua_State *L);
 void lpht_open_crypt(lua_State *L);
 void lpht_open_config(lua_State *L);
 void lpht_open_image(lua_State *L);
+void lpht_open_util(lua_State *L);
 
 #endif

@@ -1,0 +1,43 @@
+/* Filesystem helpers of libpht: private temporary directories and trees. */
+#ifndef PHT_FS_H
+#define PHT_FS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "pht/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Create a new directory "<parent>/pht.XXXXXX" with mode 0700 (parent NULL or
+ * "" means $TMPDIR, else /tmp). The path goes to out (size bytes). PHT_EIO
+ * names the parent and the reason.
+ */
+PHT_API int pht_mkdtemp(const char *parent, char *out, size_t size, pht_error *err);
+
+/*
+ * mkdir with mode; with parents != 0 also creates missing parents (like
+ * mkdir -p) and accepts an existing directory.
+ */
+PHT_API int pht_mkdir(const char *path, mode_t mode, int parents, pht_error *err);
+
+/*
+ * Remove path and, if it is a directory, everything below it. Symbolic links
+ * are removed, never followed. A missing path is not an error.
+ */
+PHT_API int pht_remove_tree(const char *path, pht_error *err);
+
+/*
+ * Create path (it must not exist: O_EXCL, no symlink followed) with mode and
+ * write len bytes of data to it.
+ */
+PHT_API int pht_write_file(const char *path, const void *data, size_t len, mode_t mode,
+                           pht_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

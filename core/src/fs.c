@@ -1,0 +1,145 @@
+/* Private temporary directories, mkdir -p, tree removal, exclusive writes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pht/fs.h"
+
+int pht_mkdtemp(const char *parent, char *out, size_t size, pht_error *err)
+{
+    if (parent == NULL || parent[0] == '\0') parent = getenv("TMPDIR");
+    if (parent == NULL || parent[0] == '\0') parent = "/tmp";
+    int n = snprintf(out, size, "%s/pht.XXXXXX", parent);
+    if (n < 0 || (size_t)n >= size)
+        return pht_error_set(err, PHT_EINVAL, "temporary directory under %s: path too long", parent);
+    if (mkdtemp(out) == NULL) {
+        int e = errno;
+        out[0] = '\0';
+        return pht_error_set(err, PHT_EIO, "cannot create a temporary directory under %s: %s",
+                             parent, strerror(e));
+    }
+    return 0;
+}
+
+int pht_mkdir(const char *path, mode_t mode, int parents, pht_error *err)
+{
+    if (path == NULL || path[0] == '\0')
+        return pht_error_set(err, PHT_EINVAL, "mkdir: empty path");
+    if (!parents) {
+        if (mkdir(path, mode) != 0)
+            return pht_error_set(err, PHT_EIO, "mkdir %s: %s", path, strerror(errno));
+        return 0;
+    }
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) return pht_error_set(err, PHT_EINVAL, "mkdir %s: path too long", path);
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, mode) != 0 && errno != EEXIST)
+            return pht_error_set(err, PHT_EIO, "mkdir %s: %s", buf, strerror(errno));
+        *p = saved;
+        if (saved == '\0') break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return pht_error_set(err, PHT_EIO, "mkdir %s: exists and is not a directory", path);
+    return 0;
+}
+
+/*
+ * Remove everything inside the open directory dfd (which this call closes),
+ * descending with O_NOFOLLOW so a symlink is unlinked, never entered.
+ * `shown` is the path for messages.
+ */
+static int empty_dir(int dfd, const char *shown, int depth, pht_error *err)
+{
+    if (depth > 4096) {
+        close(dfd);
+        return pht_error_set(err, PHT_ELIMIT, "remove %s: directory nesting too deep", shown);
+    }
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return pht_error_set(err, PHT_EIO, "remove %s: %s", shown, strerror(errno));
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+        if (unlinkat(dirfd(d), name, 0) == 0 || errno == ENOENT) continue;
+        if (errno != EISDIR && errno != EPERM) {
+            rc = pht_error_set(err, PHT_EIO, "remove %s/%s: %s", shown, name, strerror(errno));
+            break;
+        }
+        int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) {
+            rc = pht_error_set(err, PHT_EIO, "remove %s/%s: %s", shown, name, strerror(errno));
+            break;
+        }
+        rc = empty_dir(sub, shown, depth + 1, err);
+        if (rc == 0 && unlinkat(dirfd(d), name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+            rc = pht_error_set(err, PHT_EIO, "remove %s/%s: %s", shown, name, strerror(errno));
+    }
+    if (rc == 0 && errno != 0 && de == NULL)
+        rc = pht_error_set(err, PHT_EIO, "read directory %s: %s", shown, strerror(errno));
+    closedir(d);
+    return rc;
+}
+
+int pht_remove_tree(const char *path, pht_error *err)
+{
+    if (path == NULL || path[0] == '\0' || strcmp(path, "/") == 0)
+        return pht_error_set(err, PHT_EINVAL, "refusing to remove \"%s\"", path ? path : "");
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return 0;
+        return pht_error_set(err, PHT_EIO, "remove %s: %s", path, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) != 0 && errno != ENOENT)
+            return pht_error_set(err, PHT_EIO, "remove %s: %s", path, strerror(errno));
+        return 0;
+    }
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return pht_error_set(err, PHT_EIO, "remove %s: %s", path, strerror(errno));
+    int rc = empty_dir(dfd, path, 0, err);
+    if (rc != 0) return rc;
+    if (rmdir(path) != 0 && errno != ENOENT)
+        return pht_error_set(err, PHT_EIO, "remove %s: %s", path, strerror(errno));
+    return 0;
+}
+
+int pht_write_file(const char *path, const void *data, size_t len, mode_t mode, pht_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) return pht_error_set(err, PHT_EIO, "create %s: %s", path, strerror(errno));
+    const unsigned char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            close(fd);
+            unlink(path);
+            return pht_error_set(err, PHT_EIO, "write %s: %s", path, strerror(e));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(path);
+        return pht_error_set(err, PHT_EIO, "close %s: %s", path, strerror(e));
+    }
+    return 0;
+}

@@ -1,0 +1,259 @@
+/*
+ * pht Lua binding: filesystem helpers (over core/src/fs.c) and JSON for Lua
+ * values (over cJSON), for workflow scripts that must not shell out.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "lpht.h"
+
+/* ---- filesystem ------------------------------------------------------------ */
+
+static int l_mkdtemp(lua_State *L)
+{
+    const char *parent = luaL_optstring(L, 1, NULL);
+    char path[4096];
+    pht_error err;
+    if (pht_mkdtemp(parent, path, sizeof path, &err) != 0) return lpht_fail(L, &err);
+    lua_pushstring(L, path);
+    return 1;
+}
+
+static int l_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer mode = luaL_optinteger(L, 2, 0755);
+    int parents = lua_toboolean(L, 3);
+    pht_error err;
+    if (pht_mkdir(path, (mode_t)mode, parents, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_remove_tree(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    pht_error err;
+    if (pht_remove_tree(path, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_write_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    lua_Integer mode = luaL_optinteger(L, 3, 0600);
+    pht_error err;
+    if (pht_write_file(path, data, len, (mode_t)mode, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+/* pht.null: a unique light userdata standing for JSON null inside tables. */
+static char null_sentinel;
+#define JSON_NULL ((void *)&null_sentinel)
+#define JSON_MAX_DEPTH 128
+
+/* A table is an array when its keys are exactly 1..n (n >= 1). */
+static int table_array_length(lua_State *L, int idx, size_t *n)
+{
+    size_t count = 0, max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        lua_pop(L, 1);
+        if (!lpht_isinteger(L, -1)) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        if (k < 1) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+        if ((size_t)k > max) max = (size_t)k;
+    }
+    *n = count;
+    return count > 0 && count == max;
+}
+
+static cJSON *to_json(lua_State *L, int idx, int depth, const char **why)
+{
+    if (depth > JSON_MAX_DEPTH) {
+        *why = "nesting too deep (or a cycle)";
+        return NULL;
+    }
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL: return cJSON_CreateNull();
+    case LUA_TBOOLEAN: return cJSON_CreateBool(lua_toboolean(L, idx));
+    case LUA_TNUMBER: {
+        lua_Number x = lua_tonumber(L, idx);
+        if (!isfinite(x)) {
+            *why = "number is not finite";
+            return NULL;
+        }
+        return cJSON_CreateNumber(x);
+    }
+    case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == JSON_NULL) return cJSON_CreateNull();
+        break;
+    case LUA_TTABLE: {
+        luaL_checkstack(L, 4, "json_encode");
+        size_t n = 0;
+        if (table_array_length(L, idx, &n)) {
+            cJSON *arr = cJSON_CreateArray();
+            for (size_t i = 1; arr && i <= n; i++) {
+                lua_rawgeti(L, idx, (lua_Integer)i);
+                cJSON *item = to_json(L, -1, depth + 1, why);
+                lua_pop(L, 1);
+                if (item == NULL) {
+                    cJSON_Delete(arr);
+                    return NULL;
+                }
+                cJSON_AddItemToArray(arr, item);
+            }
+            return arr;
+        }
+        cJSON *obj = cJSON_CreateObject();
+        lua_pushnil(L);
+        while (obj && lua_next(L, idx) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING) {
+                lua_pop(L, 2);
+                cJSON_Delete(obj);
+                *why = "object keys must be strings";
+                return NULL;
+            }
+            cJSON *item = to_json(L, -1, depth + 1, why);
+            if (item == NULL) {
+                lua_pop(L, 2);
+                cJSON_Delete(obj);
+                return NULL;
+            }
+            cJSON_AddItemToObject(obj, lua_tostring(L, -2), item);
+            lua_pop(L, 1);
+        }
+        return obj;
+    }
+    default: break;
+    }
+    *why = lua_typename(L, lua_type(L, idx));
+    return NULL;
+}
+
+/* Sort object members by key so encoded output is stable. */
+static void sort_members(cJSON *node)
+{
+    for (cJSON *c = node->child; c; c = c->next) sort_members(c);
+    if (!cJSON_IsObject(node) || node->child == NULL) return;
+    /* Insertion sort on the linked list (objects here are small). */
+    cJSON *sorted = NULL;
+    cJSON *c = node->child;
+    while (c) {
+        cJSON *next = c->next;
+        c->prev = c->next = NULL;
+        if (sorted == NULL || strcmp(c->string, sorted->string) < 0) {
+            c->next = sorted;
+            sorted = c;
+        } else {
+            cJSON *at = sorted;
+            while (at->next && strcmp(at->next->string, c->string) <= 0) at = at->next;
+            c->next = at->next;
+            at->next = c;
+        }
+        c = next;
+    }
+    /* cJSON keeps child->prev pointing at the last element. */
+    cJSON *last = sorted;
+    for (cJSON *p = sorted; p; p = p->next) {
+        if (p->next) p->next->prev = p;
+        last = p;
+    }
+    sorted->prev = last;
+    node->child = sorted;
+}
+
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    int pretty = lua_toboolean(L, 2);
+    const char *why = NULL;
+    cJSON *doc = to_json(L, 1, 0, &why);
+    if (doc == NULL) return lpht_failf(L, PHT_EINVAL, "json_encode: cannot encode %s", why);
+    sort_members(doc);
+    char *text = pretty ? cJSON_Print(doc) : cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    if (text == NULL) return lpht_failf(L, PHT_ENOMEM, "json_encode: out of memory");
+    lua_pushstring(L, text);
+    cJSON_free(text);
+    return 1;
+}
+
+static void push_json(lua_State *L, const cJSON *node, int nulls_as_sentinel)
+{
+    luaL_checkstack(L, 4, "json_decode");
+    if (cJSON_IsNull(node)) {
+        if (nulls_as_sentinel)
+            lua_pushlightuserdata(L, JSON_NULL);
+        else
+            lua_pushnil(L);
+    } else if (cJSON_IsBool(node)) {
+        lua_pushboolean(L, cJSON_IsTrue(node));
+    } else if (cJSON_IsNumber(node)) {
+        double d = node->valuedouble;
+        if (d == floor(d) && fabs(d) < 9007199254740992.0)
+            lua_pushinteger(L, (lua_Integer)d);
+        else
+            lua_pushnumber(L, d);
+    } else if (cJSON_IsString(node)) {
+        lua_pushstring(L, node->valuestring);
+    } else if (cJSON_IsArray(node)) {
+        lua_newtable(L);
+        lua_Integer i = 1;
+        for (const cJSON *c = node->child; c; c = c->next) {
+            push_json(L, c, 1);
+            lua_rawseti(L, -2, i++);
+        }
+    } else {
+        lua_newtable(L);
+        for (const cJSON *c = node->child; c; c = c->next) {
+            push_json(L, c, 0);
+            lua_setfield(L, -2, c->string);
+        }
+    }
+}
+
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (doc == NULL) {
+        size_t at = end ? (size_t)(end - text) : 0;
+        return lpht_failf(L, PHT_EFORMAT, "json_decode: malformed JSON near byte %zu", at);
+    }
+    push_json(L, doc, 0);
+    cJSON_Delete(doc);
+    return 1;
+}
+
+void lpht_open_util(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"mkdtemp", l_mkdtemp},         {"mkdir", l_mkdir},
+        {"remove_tree", l_remove_tree}, {"write_file", l_write_file},
+        {"json_encode", l_json_encode}, {"json_decode", l_json_decode},
+        {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+    lua_pushlightuserdata(L, JSON_NULL);
+    lua_setfield(L, -2, "null");
+}

@@ -227,6 +227,31 @@ d["file_list"] = ["./entrypoint.sh", "dir/analysis.r"]
   end)
 end)
 
+describe("a config shaped like the central service's (spec/fixtures/configs)", function()
+  local path = h.fixtures .. "/configs/central-integer-ids.json"
+
+  it("validates and reads integer ids as text, the route sorted by index", function()
+    local cfg = assert(pht.load_config(path))
+    assert.are.equal(py("summary", path), summary(cfg))
+    assert.are.equal("4711", cfg:creator_id())
+    assert.are.same({ "100", "101", "102" }, { cfg:route()[1].station, cfg:route()[2].station, cfg:route()[3].station })
+    assert.are.equal("aac", cfg:stop(101).eco_system)
+    assert.are.equal("-----BEGIN RSA PUBLIC KEY-----\n",
+      h.run("printf '%s' " .. h.q(cfg:stop(101).rsa_public_key) .. " | xxd -r -p | head -1"))
+    assert.are.same({ "./entrypoint.sh", "./analysis.r" }, cfg:file_list())
+    assert.is_nil(cfg:get("@context"))
+    assert.are.same({ created_at = "2021-03-01T10:00:00Z", tags = { "a", "b" } }, cfg:get("x-central"))
+  end)
+
+  it("writes it back, indented or not, as the same document for Python", function()
+    local cfg = assert(pht.load_config(path))
+    assert.are.equal("same", py("same", path, tmpfile(cfg:to_json())))
+    assert.are.equal("same", py("same", path, tmpfile(cfg:to_json(false))))
+    assert.are.equal("4711", py("eval", tmpfile(cfg:to_json()), "d['creator']['id']"))
+    assert.are.equal("null", py("eval", tmpfile(cfg:to_json()), "d['route'][0]['x-stop-note']"))
+  end)
+end)
+
 describe("pht.parse_config refuses", function()
   it("a creator.id that is neither string nor integer", function()
     expect_error(mutated('d["creator"]["id"] = ["x"]'), "ECONFIG", "creator.id: expected string or integer, got array")

@@ -1,7 +1,312 @@
-/* pht Lua binding: image (to be filled in by its area). */
-#include "lpht.h"
+/*
+ * pht Lua binding: images (pht.image) and streamed file readers
+ * (pht.image_reader). Writers live in limage_writer.c. Readers and writers
+ * keep their image alive in the core, so closing or collecting the image
+ * first is safe.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "limage.h"
+
+#define IMAGE_T "pht.image"
+#define READER_T "pht.image_reader"
+
+static void image_closer(void *p)
+{
+    pht_image_free(p);
+}
+
+static void reader_closer(void *p)
+{
+    pht_image_reader_free(p);
+}
+
+pht_image *limage_check(lua_State *L, int idx)
+{
+    return lpht_check(L, idx, IMAGE_T);
+}
+
+pht_image *limage_test(lua_State *L, int idx)
+{
+    lpht_box *b = luaL_testudata(L, idx, IMAGE_T);
+    if (b && b->p == NULL) luaL_error(L, "attempt to use a closed %s", IMAGE_T);
+    return b ? b->p : NULL;
+}
+
+static uint64_t opt_u64(lua_State *L, int t, const char *k, uint64_t def)
+{
+    lua_getfield(L, t, k);
+    uint64_t v = def;
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+            luaL_error(L, "option %s must be a non-negative number", k);
+        v = (uint64_t)lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *limage_opt_str(lua_State *L, int t, const char *k)
+{
+    lua_getfield(L, t, k);
+    const char *s = NULL;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option %s must be a string", k);
+        s = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1); /* the string stays referenced by the options table */
+    return s;
+}
+
+static int l_open_image(lua_State *L)
+{
+    const char *ref = luaL_checkstring(L, 1);
+    pht_image_opts o;
+    pht_image_opts_init(&o);
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        o.tmpdir = limage_opt_str(L, 2, "tmpdir");
+        o.max_entries = opt_u64(L, 2, "max_entries", o.max_entries);
+        o.max_entry_bytes = opt_u64(L, 2, "max_entry_bytes", o.max_entry_bytes);
+        o.max_layer_bytes = opt_u64(L, 2, "max_layer_bytes", o.max_layer_bytes);
+        o.max_name = opt_u64(L, 2, "max_name", o.max_name);
+    }
+    lpht_box *b = lpht_newbox(L, IMAGE_T, sizeof *b);
+    pht_error err;
+    pht_image *img;
+    if (pht_image_open(&img, ref, &o, &err) != 0) return lpht_fail(L, &err);
+    b->p = img;
+    return 1;
+}
+
+static int m_reference(lua_State *L)
+{
+    lua_pushstring(L, pht_image_reference(limage_check(L, 1)));
+    return 1;
+}
+
+static int m_transport(lua_State *L)
+{
+    lua_pushstring(L, pht_image_transport(limage_check(L, 1)));
+    return 1;
+}
+
+static int m_manifest(lua_State *L)
+{
+    lua_pushstring(L, pht_image_manifest(limage_check(L, 1)));
+    return 1;
+}
+
+static int m_image_config(lua_State *L)
+{
+    lua_pushstring(L, pht_image_config(limage_check(L, 1)));
+    return 1;
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (v == NULL) return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static int m_layers(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    size_t n = pht_image_layer_count(img);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        pht_image_layer li;
+        pht_error err;
+        if (pht_image_layer_info(img, i, &li, &err) != 0) return lpht_fail(L, &err);
+        lua_createtable(L, 0, 7);
+        set_str(L, "digest", li.digest);
+        set_str(L, "diff_id", li.diff_id);
+        set_str(L, "media_type", li.media_type);
+        set_num(L, "size", (lua_Integer)li.size);
+        set_num(L, "diff_size", (lua_Integer)li.diff_size);
+        set_str(L, "created_by", li.created_by);
+        set_str(L, "comment", li.comment);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    return 1;
+}
+
+static const char *type_name(int t)
+{
+    switch (t) {
+    case PHT_IMAGE_FILE: return "file";
+    case PHT_IMAGE_DIR: return "dir";
+    case PHT_IMAGE_SYMLINK: return "symlink";
+    case PHT_IMAGE_HARDLINK: return "hardlink";
+    default: return "other";
+    }
+}
+
+static void push_stat(lua_State *L, const pht_image_stat *st, const char *path)
+{
+    lua_createtable(L, 0, 9);
+    if (path) set_str(L, "path", path);
+    set_str(L, "type", type_name(st->type));
+    set_num(L, "size", (lua_Integer)st->size);
+    set_num(L, "mode", (lua_Integer)st->mode);
+    set_num(L, "uid", (lua_Integer)st->uid);
+    set_num(L, "gid", (lua_Integer)st->gid);
+    set_num(L, "mtime", (lua_Integer)st->mtime);
+    set_str(L, "link", st->link);
+}
+
+static int m_stat(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    pht_image_stat st;
+    pht_error err;
+    if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
+    push_stat(L, &st, NULL);
+    return 1;
+}
+
+typedef struct walk_ud {
+    lua_State *L;
+    int n, full;
+} walk_ud;
+
+static int walk_cb(void *ud, const char *rel, const pht_image_stat *st)
+{
+    walk_ud *w = ud;
+    if (w->full) push_stat(w->L, st, rel);
+    else lua_pushstring(w->L, rel);
+    lua_rawseti(w->L, -2, ++w->n);
+    return 0;
+}
+
+static int do_walk(lua_State *L, int full)
+{
+    pht_image *img = limage_check(L, 1);
+    const char *dir = luaL_optstring(L, 2, "/");
+    lua_newtable(L);
+    walk_ud w = {L, 0, full};
+    pht_error err;
+    if (pht_image_walk(img, dir, full, walk_cb, &w, &err) != 0) return lpht_fail(L, &err);
+    return 1;
+}
+
+static int m_list(lua_State *L)
+{
+    return do_walk(L, 0);
+}
+
+static int m_walk(lua_State *L)
+{
+    return do_walk(L, 1);
+}
+
+/* Read up to max bytes of r into a Lua string on the stack; 0 or a failure count. */
+static int read_into(lua_State *L, pht_image_reader *r, size_t max, size_t *total)
+{
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    *total = 0;
+    while (*total < max) {
+        char *p = luaL_prepbuffer(&buf);
+        size_t want = max - *total < LUAL_BUFFERSIZE ? max - *total : LUAL_BUFFERSIZE, got;
+        pht_error err;
+        if (pht_image_reader_read(r, p, want, &got, &err) != 0) {
+            luaL_pushresult(&buf);
+            lua_pop(L, 1);
+            return lpht_fail(L, &err);
+        }
+        if (got == 0) break;
+        luaL_addsize(&buf, got);
+        *total += got;
+    }
+    luaL_pushresult(&buf);
+    return 0;
+}
+
+static int m_read_file(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    lua_Number max = luaL_optnumber(L, 3, 16 * 1024 * 1024);
+    pht_image_stat st;
+    pht_error err;
+    if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
+    if ((lua_Number)st.size > max)
+        return lpht_failf(L, PHT_ELIMIT, "%s: %llu bytes exceed max_bytes %.0f (use open_file)", path,
+                          (unsigned long long)st.size, (double)max);
+    pht_image_reader *r;
+    if (pht_image_open_file(img, path, &r, &err) != 0) return lpht_fail(L, &err);
+    size_t total;
+    int nret = read_into(L, r, (size_t)st.size, &total);
+    pht_image_reader_free(r);
+    return nret ? nret : 1;
+}
+
+static int m_open_file(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    lpht_box *b = lpht_newbox(L, READER_T, sizeof *b);
+    pht_error err;
+    pht_image_reader *r;
+    if (pht_image_open_file(img, path, &r, &err) != 0) return lpht_fail(L, &err);
+    b->p = r;
+    return 1;
+}
+
+static int r_read(lua_State *L)
+{
+    pht_image_reader *r = lpht_check(L, 1, READER_T);
+    lua_Integer n = luaL_optinteger(L, 2, 65536);
+    luaL_argcheck(L, n > 0, 2, "must be positive");
+    size_t total;
+    int nret = read_into(L, r, (size_t)n, &total);
+    if (nret) return nret;
+    if (total == 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+static int m_extract(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    const char *dest = luaL_checkstring(L, 3);
+    pht_error err;
+    if (pht_image_extract(img, dir, dest, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const luaL_Reg image_methods[] = {
+    {"reference", m_reference},   {"transport", m_transport}, {"manifest", m_manifest},
+    {"image_config", m_image_config}, {"layers", m_layers},   {"stat", m_stat},
+    {"list", m_list},             {"walk", m_walk},           {"read_file", m_read_file},
+    {"open_file", m_open_file},   {"extract", m_extract},     {"writer", limage_writer},
+    {"retag", limage_retag},      {NULL, NULL},
+};
+
+static const luaL_Reg reader_methods[] = {
+    {"read", r_read},
+    {NULL, NULL},
+};
 
 void lpht_open_image(lua_State *L)
 {
-    (void)L;
+    lpht_newclass(L, IMAGE_T, image_methods, image_closer);
+    lpht_newclass(L, READER_T, reader_methods, reader_closer);
+    limage_open_writer(L);
+    lua_pushcfunction(L, l_open_image);
+    lua_setfield(L, -2, "open_image");
 }

@@ -78,15 +78,19 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts,
     w->src = img;
     img_retain(img);
     w->keep = opts ? opts->keep_layers : -1;
+    int rc = 0;
     if (opts && opts->base) {
         w->base = opts->base;
         img_retain(w->base);
+    } else if (opts && opts->base_ref) {
+        rc = pht_image_open(&w->base, opts->base_ref, &img->opts, err);
     }
     w->tmpdir = img_tmpdir(opts && opts->tmpdir ? opts->tmpdir : img->tmpdir);
     w->now = (int64_t)time(NULL);
     const pht_image *b = w->base ? w->base : img;
-    int rc = 0;
-    if (w->tmpdir == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc) {
+        pht_error_prefix(err, "base image");
+    } else if (w->tmpdir == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     else if (w->keep > (long)b->nlayers)
         rc = pht_error_set(err, PHT_EINVAL, "keep_layers %ld: the base image has %zu layers", w->keep,
                            b->nlayers);

@@ -152,7 +152,8 @@ PHT_API int pht_image_extract(pht_image *img, const char *dir, const char *dest_
 
 /* Base of the new image: the source image itself, or another image. */
 typedef struct pht_image_writer_opts {
-    pht_image *base;     /* NULL: the source image */
+    pht_image *base;      /* NULL: the source image (or base_ref) */
+    const char *base_ref; /* opened with the source's caps when base is NULL */
     long keep_layers;    /* < 0: all layers of the base; else its first N */
     const char *tmpdir;  /* NULL: the source image's tmpdir */
 } pht_image_writer_opts;

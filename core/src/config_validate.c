@@ -35,6 +35,11 @@ static int bad(pht_error *err, const char *path, const char *fmt, const char *ar
     return pht_error_set(err, PHT_ECONFIG, "%s: %s", path, why);
 }
 
+static int bad_plain(pht_error *err, const char *path, const char *why)
+{
+    return pht_error_set(err, PHT_ECONFIG, "%s: %s", path, why);
+}
+
 static int missing(pht_error *err, const char *path)
 {
     return pht_error_set(err, PHT_ECONFIG, "%s: missing (required)", path);
@@ -57,14 +62,14 @@ int config_check_hex(const cJSON *item, const char *path, size_t want, int nulla
     if (is_null_or_absent(item)) {
         if (nullable) return 0;
         if (item == NULL) return missing(err, path);
-        return bad(err, path, "expected hex, got null%s", "");
+        return bad_plain(err, path, "expected hex, got null");
     }
     if (!cJSON_IsString(item))
         return bad(err, path, nullable ? "expected hex or null, got %s" : "expected hex, got %s",
                    type_name(item));
     const char *s = item->valuestring;
     size_t len = strlen(s);
-    if (len == 0) return bad(err, path, "expected hex, got an empty string%s", "");
+    if (len == 0) return bad_plain(err, path, "expected hex, got an empty string");
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
@@ -104,7 +109,7 @@ static int check_id(const cJSON *item, const char *path, char num[CONFIG_NUM_MAX
     *is_int = 0;
     if (item == NULL) return missing(err, path);
     if (cJSON_IsString(item)) {
-        if (item->valuestring[0] == '\0') return bad(err, path, "empty %s", "id");
+        if (item->valuestring[0] == '\0') return bad_plain(err, path, "empty id");
         return 0;
     }
     if (cJSON_IsNumber(item)) {
@@ -321,7 +326,7 @@ static int check_route(const cJSON *doc, config_view *v, pht_error *err)
     if (route == NULL) return missing(err, "route");
     if (!cJSON_IsArray(route)) return bad(err, "route", "expected array, got %s", type_name(route));
     size_t n = (size_t)cJSON_GetArraySize(route);
-    if (n == 0) return bad(err, "route", "empty (a train needs at least one stop)%s", "");
+    if (n == 0) return bad_plain(err, "route", "empty (a train needs at least one stop)");
     config_stop_view *byidx = calloc(n, sizeof *byidx);
     size_t *where = calloc(n, sizeof *where);
     named *names = calloc(n, sizeof *names);
@@ -383,7 +388,7 @@ done:
 /* A file_list name: relative, no "..", no empty or "." components past a leading "./". */
 static int check_file_name(const char *name, const char *path, pht_error *err)
 {
-    if (name[0] == '\0') return bad(err, path, "empty name%s", "");
+    if (name[0] == '\0') return bad_plain(err, path, "empty name");
     if (name[0] == '/')
         return pht_error_set(err, PHT_EUNSAFE,
                              "%s: absolute path \"%.200s\" (names are relative to /opt/pht_train)",

@@ -1,0 +1,148 @@
+-- Hostile images: every layer entry must stay inside the image root and
+-- every cap must hold. Each case names the layer and the entry, and leaves
+-- the input untouched.
+local pht = require "pht"
+local h = require "helpers"
+local B = dofile(h.fixtures .. "/images/build.lua")
+
+describe("pht.open_image on hostile layers", function()
+  local dir
+  before_each(function() dir = h.tmpdir() end)
+
+  -- Build a one-layer archive, open it (with opts), return nil, msg, code and
+  -- check the archive did not change.
+  local function open_hostile(entries, opts, compression)
+    local path = B.make { out = dir .. "/hostile.tar", tag = "evil:latest",
+      layers = { { compression = compression or "none", entries = entries } } }
+    local before = h.sha256_file(path)
+    local img, msg, code = pht.open_image("docker-archive:" .. path, opts)
+    assert.are.equal(before, h.sha256_file(path))
+    return img, msg, code, path
+  end
+
+  -- The layer's short digest as messages show it: "sha256:" + 12 hex + "…".
+  local function short_layer(path)
+    local member = h.run("tar -tf " .. h.q(path) .. " | grep '\\.tar$'"):match("^(%x+)%.tar")
+    return "layer sha256:" .. member:sub(1, 12) .. "\226\128\166"
+  end
+
+  it("rejects a traversal entry ../etc/passwd", function()
+    local img, msg, code, path = open_hostile({ { name = "../etc/passwd", data = "root::0:0" } })
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find(short_layer(path) .. ': entry "../etc/passwd": path leaves the image root', 1, true), msg)
+  end)
+
+  it("rejects a traversal hidden inside a path (opt/../../x)", function()
+    local img, msg, code = open_hostile({ { name = "opt/", type = "dir" }, { name = "opt/../../x", data = "x" } })
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "opt/../../x": path leaves the image root', 1, true), msg)
+  end)
+
+  it("rejects an absolute path", function()
+    local img, msg, code = open_hostile({ { name = "/etc/passwd", data = "x" } })
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "/etc/passwd": path is absolute', 1, true), msg)
+  end)
+
+  it("rejects a symlink whose target leaves the root", function()
+    local img, msg, code = open_hostile({ { name = "opt/", type = "dir" },
+      { name = "opt/evil", type = "symlink", link = "../../etc/passwd" } })
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "opt/evil": symlink target leaves the image root', 1, true), msg)
+  end)
+
+  it("accepts symlinks that stay inside, absolute ones included", function()
+    local img = assert(open_hostile({ { name = "opt/", type = "dir" }, { name = "opt/x", data = "x" },
+      { name = "opt/a/b", type = "symlink", link = "../x" },
+      { name = "opt/abs", type = "symlink", link = "/opt/x" } }))
+    assert.are.equal("../x", img:stat("/opt/a/b").link)
+  end)
+
+  it("rejects a hard link out of the root", function()
+    local img, msg, code = open_hostile({ { name = "opt/hl", type = "hardlink", link = "../etc/passwd" } })
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "opt/hl": hard link target: path leaves the image root', 1, true), msg)
+  end)
+
+  it("rejects a hard link to an entry that is not in the image", function()
+    local img, msg, code = open_hostile({ { name = "opt/hl", type = "hardlink", link = "etc/shadow" } })
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "opt/hl": hard link target "etc/shadow" is not in the image', 1, true), msg)
+  end)
+
+  it("reads a hard link to an earlier entry of the image", function()
+    local img = assert(open_hostile({ { name = "opt/a", data = "shared" },
+      { name = "opt/b", type = "hardlink", link = "opt/a" } }))
+    assert.are.equal("hardlink", img:stat("/opt/b").type)
+    assert.are.equal("shared", img:read_file("/opt/b"))
+  end)
+
+  it("stops a small gzip layer that inflates past the layer cap", function()
+    local img, msg, code, path = open_hostile({ { name = "bomb", zeros = 8 * 1024 * 1024 } },
+      { max_layer_bytes = 1024 * 1024 }, "gzip")
+    assert.is_nil(img)
+    assert.truthy(h.run("stat -c %s " .. h.q(path)):match("%d+") + 0 < 100000) -- the archive is small
+    assert.are.equal("ELIMIT", code)
+    assert.truthy(msg:find(": decompressed size exceeds the cap of 1048576 bytes", 1, true), msg)
+    assert.truthy(msg:find("layer sha256:", 1, true), msg)
+  end)
+
+  it("stops an entry larger than the entry cap", function()
+    local img, msg, code = open_hostile({ { name = "big", zeros = 5000 } }, { max_entry_bytes = 1000 })
+    assert.is_nil(img)
+    assert.are.equal("ELIMIT", code)
+    assert.truthy(msg:find('entry "big": size 5000 exceeds the cap of 1000 bytes', 1, true), msg)
+  end)
+
+  it("stops a layer with more entries than the entry cap", function()
+    local entries = {}
+    for i = 1, 50 do entries[i] = { name = "f" .. i, data = "x" } end
+    local img, msg, code = open_hostile(entries, { max_entries = 20 })
+    assert.is_nil(img)
+    assert.are.equal("ELIMIT", code)
+    assert.truthy(msg:find("more than the cap of 20 entries", 1, true), msg)
+  end)
+
+  it("stops an entry name longer than the name cap", function()
+    local long = string.rep("n", 120)
+    local img, msg, code = open_hostile({ { name = long, data = "x" } }, { max_name = 64 })
+    assert.is_nil(img)
+    assert.are.equal("ELIMIT", code)
+    assert.truthy(msg:find("name is longer than the cap", 1, true), msg)
+  end)
+
+  it("rejects an OCI index whose digest would leave the blob store", function()
+    local path = B.make { format = "oci", out = dir .. "/oci", tag = "v1",
+      layers = { { entries = { { name = "x", data = "x" } } } } }
+    local index = h.read(path .. "/index.json"):gsub('"sha256:%x+"', '"sha256:../../../etc/passwd"')
+    h.write(path .. "/index.json", index)
+    local before = h.sha256_file(path .. "/index.json")
+    local img, msg, code = pht.open_image("oci:" .. path .. ":v1")
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find("malformed digest", 1, true), msg)
+    assert.are.equal(before, h.sha256_file(path .. "/index.json"))
+  end)
+
+  it("rejects a docker-archive whose layer does not match its diff_id", function()
+    local path = B.make { out = dir .. "/tampered.tar", layers = { { entries = { { name = "x", data = "x" } } } } }
+    local cfg = h.run("tar -tf " .. h.q(path) .. " | grep '\\.json$' | grep -v manifest"):match("^(%S+)")
+    local t = h.tmpdir()
+    h.run("cd " .. h.q(t) .. " && tar -xf " .. h.q(path))
+    local text = h.read(t .. "/" .. cfg):gsub('"diff_ids": %["sha256:%x+"%]', '"diff_ids": ["sha256:' .. string.rep("0", 64) .. '"]')
+    h.write(t .. "/" .. cfg, text)
+    h.run("cd " .. h.q(t) .. " && tar -cf " .. h.q(path) .. " *")
+    local before = h.sha256_file(path)
+    local img, msg, code = pht.open_image("docker-archive:" .. path)
+    assert.is_nil(img)
+    assert.are.equal("EVERIFY", code)
+    assert.truthy(msg:find("does not match its diff_id", 1, true), msg)
+    assert.are.equal(before, h.sha256_file(path))
+  end)
+end)

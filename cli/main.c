@@ -20,27 +20,42 @@ int luaopen_pht(lua_State *L);
 #endif
 
 /*
- * The Lua sources sit at ../share/lua/<abi> relative to the binary, both when
- * installed (PREFIX/bin/pht) and in the build tree (build/bin/pht), so the
- * command is relocatable. $PHT_LUA_DIR overrides it for development.
+ * The directory holding the binary, or NULL when /proc/self/exe cannot be
+ * read. Lua sources sit at ../share/lua/<abi> and the stock workflows at
+ * ../share/libpht-scripts relative to it, both when installed
+ * (PREFIX/bin/pht) and in the build tree (build/bin/pht), so the command is
+ * relocatable.
  */
-static void lua_dir(char *out, size_t size)
+static int exe_dir(char *out, size_t size)
 {
-    const char *env = getenv("PHT_LUA_DIR");
-    if (env != NULL && env[0] != '\0') {
-        snprintf(out, size, "%s", env);
-        return;
-    }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) {
-        snprintf(out, size, "/usr/local/share/lua/" PHT_LUA_ABI);
-        return;
-    }
+    if (n <= 0) return -1;
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0';
-    snprintf(out, size, "%s/../share/lua/" PHT_LUA_ABI, exe);
+    snprintf(out, size, "%s", exe);
+    return 0;
+}
+
+/* $PHT_LUA_DIR overrides the Lua sources' directory for development. */
+static void lua_dir(const char *bindir, char *out, size_t size)
+{
+    const char *env = getenv("PHT_LUA_DIR");
+    if (env != NULL && env[0] != '\0')
+        snprintf(out, size, "%s", env);
+    else if (bindir != NULL)
+        snprintf(out, size, "%s/../share/lua/" PHT_LUA_ABI, bindir);
+    else
+        snprintf(out, size, "/usr/local/share/lua/" PHT_LUA_ABI);
+}
+
+static void scripts_dir(const char *bindir, char *out, size_t size)
+{
+    if (bindir != NULL)
+        snprintf(out, size, "%s/../share/libpht-scripts", bindir);
+    else
+        snprintf(out, size, "/usr/local/share/libpht-scripts");
 }
 
 static int traceback(lua_State *L)
@@ -67,8 +82,10 @@ int main(int argc, char **argv)
     lua_pop(L, 1);
 
     /* Lua sources first on package.path, ahead of the system's. */
+    char bindir[PATH_MAX];
+    int have_bindir = exe_dir(bindir, sizeof bindir) == 0;
     char dir[PATH_MAX + 32];
-    lua_dir(dir, sizeof dir);
+    lua_dir(have_bindir ? bindir : NULL, dir, sizeof dir);
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
@@ -88,8 +105,14 @@ int main(int argc, char **argv)
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i);
     }
+    /* host: what only the binary knows, e.g. where the stock workflows are. */
+    char sdir[PATH_MAX + 32];
+    scripts_dir(have_bindir ? bindir : NULL, sdir, sizeof sdir);
+    lua_newtable(L);
+    lua_pushstring(L, sdir);
+    lua_setfield(L, -2, "scripts_dir");
     int status = 70;
-    if (lua_pcall(L, 1, 1, 1) != LUA_OK) {
+    if (lua_pcall(L, 2, 1, 1) != LUA_OK) {
         fprintf(stderr, "pht: internal error: %s\n", lua_tostring(L, -1));
     } else {
         status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;

@@ -101,7 +101,10 @@ end
 -- byte: the data goes to a 0700 directory beside the target, then is
 -- renamed into place. Refuses to overwrite an existing file unless `force`.
 function M.write_private(path, data, force)
-  if not force and M.exists(path) then return nil, path .. " already exists" end
+  if M.exists(path) then
+    if not force then return nil, path .. " already exists" end
+    os.remove(path)
+  end
   if pht.write_file then return pht.write_file(path, data, 384) end
   local dir = path:match("^(.*)/[^/]*$") or "."
   local tmp, err = M.mkdtemp(dir)

@@ -152,7 +152,8 @@ static int crypt_file(lua_State *L, int encrypt)
     const char *src = luaL_checkstring(L, 2);
     const char *dst = luaL_checkstring(L, 3);
     pht_error err;
-    int rc = encrypt ? pht_encrypt_file(key, src, dst, &err) : pht_decrypt_file(key, src, dst, &err);
+    int rc =
+        encrypt ? pht_encrypt_file(key, src, dst, &err) : pht_decrypt_file(key, src, dst, &err);
     if (rc != 0) return lpht_fail(L, &err);
     lua_pushboolean(L, 1);
     return 1;
@@ -169,10 +170,14 @@ static int m_decrypt_file(lua_State *L)
 }
 
 static const luaL_Reg symkey_methods[] = {
-    {"export", m_export},       {"encryptor", m_encryptor},
-    {"decryptor", m_decryptor}, {"encrypt", m_encrypt},
-    {"decrypt", m_decrypt},     {"encrypt_file", m_encrypt_file},
-    {"decrypt_file", m_decrypt_file}, {NULL, NULL},
+    {"export", m_export},
+    {"encryptor", m_encryptor},
+    {"decryptor", m_decryptor},
+    {"encrypt", m_encrypt},
+    {"decrypt", m_decrypt},
+    {"encrypt_file", m_encrypt_file},
+    {"decrypt_file", m_decrypt_file},
+    {NULL, NULL},
 };
 
 static const luaL_Reg cipher_methods[] = {

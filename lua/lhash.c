@@ -182,8 +182,10 @@ static int l_random(lua_State *L)
 }
 
 static const luaL_Reg hash_methods[] = {
-    {"update", m_update},           {"update_file", m_update_file},
-    {"begin_query", m_begin_query}, {"digest", m_digest},
+    {"update", m_update},
+    {"update_file", m_update_file},
+    {"begin_query", m_begin_query},
+    {"digest", m_digest},
     {NULL, NULL},
 };
 

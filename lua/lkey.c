@@ -138,8 +138,7 @@ static int m_is_private(lua_State *L)
 }
 
 /* Push a malloc'd byte result (signature, wrapped key) and free it. */
-static int push_bytes(lua_State *L, int rc, unsigned char *bytes, size_t len,
-                      const pht_error *err)
+static int push_bytes(lua_State *L, int rc, unsigned char *bytes, size_t len, const pht_error *err)
 {
     if (rc != 0) return lpht_fail(L, err);
     lua_pushlstring(L, (const char *)bytes, len);
@@ -181,8 +180,8 @@ static int m_verify(lua_State *L)
     const char *msg = luaL_checklstring(L, 2, &len);
     const char *sig = luaL_checklstring(L, 3, &siglen);
     pht_error err;
-    return push_verified(
-        L, pht_key_verify(key, msg, len, (const unsigned char *)sig, siglen, &err), &err);
+    return push_verified(L, pht_key_verify(key, msg, len, (const unsigned char *)sig, siglen, &err),
+                         &err);
 }
 
 static int m_sign_digest(lua_State *L)
@@ -248,12 +247,9 @@ static const luaL_Reg key_methods[] = {
 };
 
 static const luaL_Reg functions[] = {
-    {"load_private_key", l_load_private_key},
-    {"load_private_key_file", l_load_private_key_file},
-    {"load_public_key", l_load_public_key},
-    {"load_public_key_hex", l_load_public_key_hex},
-    {"generate_key", l_generate_key},
-    {NULL, NULL},
+    {"load_private_key", l_load_private_key}, {"load_private_key_file", l_load_private_key_file},
+    {"load_public_key", l_load_public_key},   {"load_public_key_hex", l_load_public_key_hex},
+    {"generate_key", l_generate_key},         {NULL, NULL},
 };
 
 void lpht_open_key(lua_State *L)

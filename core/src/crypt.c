@@ -19,7 +19,7 @@ struct pht_symkey {
 struct pht_cipher {
     EVP_CIPHER_CTX *ctx;
     int encrypt;
-    int started;  /* encryptor: IV written; decryptor: IV read and context keyed */
+    int started; /* encryptor: IV written; decryptor: IV read and context keyed */
     int finished;
     size_t ivlen; /* decryptor: IV bytes gathered so far */
     unsigned char iv[PHT_IV_LEN];

@@ -78,7 +78,8 @@ static int crypt_file(const pht_symkey *key, const char *src, const char *dst, i
     if (src == NULL || dst == NULL)
         return pht_error_set(err, PHT_EINVAL, "%s: source or destination path missing", what);
     int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) return pht_error_set(err, PHT_EIO, "%s %s: cannot open: %s", what, src, strerror(errno));
+    if (in < 0)
+        return pht_error_set(err, PHT_EIO, "%s %s: cannot open: %s", what, src, strerror(errno));
     struct stat sst, dstst;
     if (fstat(in, &sst) == 0 && stat(dst, &dstst) == 0 && sst.st_dev == dstst.st_dev &&
         sst.st_ino == dstst.st_ino) {

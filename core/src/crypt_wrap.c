@@ -27,8 +27,8 @@ static EVP_PKEY_CTX *oaep_ctx(const pht_key *key, int encrypt, const char *what,
     return ctx;
 }
 
-int pht_symkey_wrap(const pht_symkey *key, const pht_key *pub, unsigned char **out,
-                    size_t *outlen, pht_error *err)
+int pht_symkey_wrap(const pht_symkey *key, const pht_key *pub, unsigned char **out, size_t *outlen,
+                    pht_error *err)
 {
     static const char what[] = "wrap key (RSA-OAEP SHA-512)";
     *out = NULL;

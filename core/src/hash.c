@@ -123,7 +123,8 @@ int pht_hash_update_file(pht_hash *h, const char *path, pht_error *err)
 int pht_hash_begin_query(pht_hash *h, pht_error *err)
 {
     if (h->kind != KIND_IMMUTABLE)
-        return pht_error_set(err, PHT_ESTATE, "begin_query: only the immutable hash has a query part");
+        return pht_error_set(err, PHT_ESTATE,
+                             "begin_query: only the immutable hash has a query part");
     if (h->finished) return pht_error_set(err, PHT_ESTATE, "begin_query: called after final");
     if (h->query_begun) return pht_error_set(err, PHT_ESTATE, "begin_query: called twice");
     h->query_begun = 1;
@@ -136,7 +137,8 @@ int pht_hash_final(pht_hash *h, unsigned char *out, pht_error *err)
 {
     if (h->finished) return pht_error_set(err, PHT_ESTATE, "SHA-512: final called twice");
     int rc = 0;
-    if (h->kind == KIND_IMMUTABLE && !h->query_begun) rc = pht_hash_begin_query(h, err);
+    if (h->kind == KIND_IMMUTABLE && !h->query_begun)
+        rc = pht_hash_begin_query(h, err);
     else if (h->kind == KIND_RESULTS && h->sidlen &&
              EVP_DigestUpdate(h->md, h->session_id, h->sidlen) != 1)
         rc = pht_error_set_ssl(err, PHT_ECRYPTO, "results hash: hashing the session id failed");

@@ -94,7 +94,8 @@ pht_key *pht_key_load_public_pem(const char *pem, size_t len, pht_error *err)
     }
     EVP_PKEY *pkey = decode(pem, len, EVP_PKEY_PUBLIC_KEY, NULL);
     if (pkey == NULL) {
-        pht_error_set_ssl(err, PHT_EFORMAT, "public key: cannot decode the PEM as an RSA public key");
+        pht_error_set_ssl(err, PHT_EFORMAT,
+                          "public key: cannot decode the PEM as an RSA public key");
         return NULL;
     }
     return wrap_pkey(pkey, 0, "public key", err);
@@ -115,8 +116,7 @@ pht_key *pht_key_load_public_hex(const char *hex, size_t len, pht_error *err)
     return key;
 }
 
-pht_key *pht_key_load_private_pem(const char *pem, size_t len, const char *password,
-                                  pht_error *err)
+pht_key *pht_key_load_private_pem(const char *pem, size_t len, const char *password, pht_error *err)
 {
     if (pem == NULL) {
         pht_error_set(err, PHT_EINVAL, "private key: no PEM text given");
@@ -138,8 +138,9 @@ pht_key *pht_key_load_private_pem(const char *pem, size_t len, const char *passw
     EVP_PKEY *pkey = decode(pem, len, EVP_PKEY_KEYPAIR, encrypted ? password : NULL);
     if (pkey == NULL) {
         if (encrypted)
-            pht_error_set_ssl(err, PHT_EKEY,
-                              "private key: cannot decrypt the key (wrong password or corrupt key)");
+            pht_error_set_ssl(
+                err, PHT_EKEY,
+                "private key: cannot decrypt the key (wrong password or corrupt key)");
         else
             pht_error_set_ssl(err, PHT_EFORMAT,
                               "private key: cannot decode the PEM as an RSA private key");

@@ -17,7 +17,8 @@ static const size_t sizes[] = {0, 1, 15, 16, 17, 65535, 65536, 65537, 1000000};
 static unsigned char *pattern(size_t n, unsigned seed)
 {
     unsigned char *p = malloc(n ? n : 1);
-    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)((i * 2654435761u + seed) >> 7);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)((i * 2654435761u + seed) >> 7);
     return p;
 }
 
@@ -109,8 +110,8 @@ static size_t evp_encrypt(const unsigned char *plain, size_t n, unsigned char *o
     return 16 + (size_t)a + (size_t)b;
 }
 
-static int decrypt_all(const pht_symkey *key, const unsigned char *ct, size_t n,
-                       unsigned char *out, size_t *outlen, pht_error *err)
+static int decrypt_all(const pht_symkey *key, const unsigned char *ct, size_t n, unsigned char *out,
+                       size_t *outlen, pht_error *err)
 {
     pht_cipher *c = pht_cipher_new_decrypt(key, err);
     size_t a = 0, b = 0;

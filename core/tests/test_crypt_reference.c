@@ -114,8 +114,10 @@ static void collect(const char *root, const char *rel, char **list, size_t *n, s
         snprintf(full, sizeof full, "%s/%s", root, sub);
         struct stat st;
         if (lstat(full, &st) != 0) continue;
-        if (S_ISDIR(st.st_mode)) collect(root, sub, list, n, cap);
-        else if (S_ISREG(st.st_mode) && *n < cap) list[(*n)++] = strdup(sub);
+        if (S_ISDIR(st.st_mode))
+            collect(root, sub, list, n, cap);
+        else if (S_ISREG(st.st_mode) && *n < cap)
+            list[(*n)++] = strdup(sub);
     }
     closedir(d);
 }
@@ -125,8 +127,9 @@ static void check_stage(const char *tar, int stage, const cJSON *expected)
     pht_error err;
     char dir[1024], cmd[4096], path[2048];
     snprintf(dir, sizeof dir, "%s/reference-stage%d", test_tmpdir(), stage);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && tar -xf '%s/reference-v2/%s' -C '%s'",
-             dir, dir, test_fixtures(), tar, dir);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s' && mkdir -p '%s' && tar -xf '%s/reference-v2/%s' -C '%s'", dir, dir,
+             test_fixtures(), tar, dir);
     CHECK(system(cmd) == 0);
     snprintf(path, sizeof path, "%s/opt/train_config.json", dir);
     cJSON *cfg = load_json(path);
@@ -251,8 +254,8 @@ static void check_stage(const char *tar, int stage, const cJSON *expected)
         }
         CHECK_OK(pht_hash_final(r, ed, &err), &err);
         pht_hash_free(r);
-        const cJSON *st = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(expected, "stations"),
-                                             stage - 1);
+        const cJSON *st =
+            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(expected, "stations"), stage - 1);
         CHECK(unhex(jstr(cfg, "result_hash"), want, 64) == 64 && memcmp(ed, want, 64) == 0);
         CHECK(unhex(jstr(st, "result_hash"), want, 64) == 64 && memcmp(ed, want, 64) == 0);
 
@@ -274,12 +277,13 @@ static void check_stage(const char *tar, int stage, const cJSON *expected)
             pht_key *pk = config_key(jstr(s, "rsa_public_key"));
             if (pk) CHECK_OK(pht_key_verify_digest(pk, digest, 64, sig, l, &err), &err);
             pht_key_free(pk);
-            const cJSON *sx = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(expected, "stations"), i);
+            const cJSON *sx =
+                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(expected, "stations"), i);
             CHECK(unhex(jstr(sx, "chain_digest"), want, 64) == 64 && memcmp(digest, want, 64) == 0);
             if (i == stage - 1) {
                 /* The newest digest is SHA-512(X || e_d) of this stage. */
-                CHECK_OK(pht_chain_digest(i == 0 ? sid : prev, i == 0 ? sidlen : prevlen, ed,
-                                          mine, &err),
+                CHECK_OK(pht_chain_digest(i == 0 ? sid : prev, i == 0 ? sidlen : prevlen, ed, mine,
+                                          &err),
                          &err);
                 CHECK(memcmp(mine, digest, 64) == 0);
             }

@@ -91,14 +91,12 @@ static void test_pss_digest(pht_key *priv, pht_key *pub, pht_key *other)
 
     for (size_t i = 0; i < siglen; i += 13) {
         sig[i] ^= 0x40;
-        CHECK_CODE(pht_key_verify_digest(pub, ed, sizeof ed, sig, siglen, &err), PHT_EVERIFY,
-                   &err);
+        CHECK_CODE(pht_key_verify_digest(pub, ed, sizeof ed, sig, siglen, &err), PHT_EVERIFY, &err);
         sig[i] ^= 0x40;
     }
     for (size_t i = 0; i < sizeof ed; i++) {
         ed[i] ^= 0x02;
-        CHECK_CODE(pht_key_verify_digest(pub, ed, sizeof ed, sig, siglen, &err), PHT_EVERIFY,
-                   &err);
+        CHECK_CODE(pht_key_verify_digest(pub, ed, sizeof ed, sig, siglen, &err), PHT_EVERIFY, &err);
         ed[i] ^= 0x02;
     }
     CHECK_CODE(pht_key_verify_digest(other, ed, sizeof ed, sig, siglen, &err), PHT_EVERIFY, &err);

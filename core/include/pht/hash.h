@@ -83,8 +83,7 @@ PHT_API int pht_sha512(const void *data, size_t len, unsigned char *out, pht_err
  * stops, and result_hash is e_d (PHT_SHA512_LEN bytes). out gets 64 bytes.
  */
 PHT_API int pht_chain_digest(const unsigned char *prev, size_t prevlen,
-                             const unsigned char *result_hash, unsigned char *out,
-                             pht_error *err);
+                             const unsigned char *result_hash, unsigned char *out, pht_error *err);
 
 /*
  * Order of two relative paths in Docker's archive walk: depth first, the

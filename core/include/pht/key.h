@@ -56,8 +56,7 @@ PHT_API pht_key *pht_key_load_private_pem(const char *pem, size_t len, const cha
  * pht_key_load_private_pem on the content of the file at path (at most
  * 1 MiB; the read buffer is wiped). PHT_EIO when the file cannot be read.
  */
-PHT_API pht_key *pht_key_load_private_file(const char *path, const char *password,
-                                           pht_error *err);
+PHT_API pht_key *pht_key_load_private_file(const char *path, const char *password, pht_error *err);
 
 /*
  * Generate a new RSA private key of bits bits (PHT_KEY_MIN_BITS ..
@@ -94,8 +93,8 @@ PHT_API int pht_key_public_hex(const pht_key *key, char **hex, size_t *len, pht_
  * password when password is not NULL. PHT_ESTATE on a public key. *pem is a
  * secret: release it with pht_secret_free(*pem, *len + 1).
  */
-PHT_API int pht_key_private_pem(const pht_key *key, const char *password, char **pem,
-                                size_t *len, pht_error *err);
+PHT_API int pht_key_private_pem(const pht_key *key, const char *password, char **pem, size_t *len,
+                                pht_error *err);
 
 /*
  * SHA-256 of the DER SubjectPublicKeyInfo as lowercase hex into out
@@ -127,18 +126,16 @@ PHT_API int pht_key_verify(const pht_key *key, const void *msg, size_t msglen,
  * digest signed as is (prehashed): e_d_sig and the chain signatures.
  * PHT_EINVAL when digestlen is not 64; otherwise as pht_key_sign.
  */
-PHT_API int pht_key_sign_digest(const pht_key *key, const unsigned char *digest,
-                                size_t digestlen, unsigned char **sig, size_t *siglen,
-                                pht_error *err);
+PHT_API int pht_key_sign_digest(const pht_key *key, const unsigned char *digest, size_t digestlen,
+                                unsigned char **sig, size_t *siglen, pht_error *err);
 
 /*
  * Verify a PSS signature made by pht_key_sign_digest (any salt length is
  * accepted: the length is recovered from the signature). Returns as
  * pht_key_verify; PHT_EFORMAT also when digestlen is not 64.
  */
-PHT_API int pht_key_verify_digest(const pht_key *key, const unsigned char *digest,
-                                  size_t digestlen, const unsigned char *sig, size_t siglen,
-                                  pht_error *err);
+PHT_API int pht_key_verify_digest(const pht_key *key, const unsigned char *digest, size_t digestlen,
+                                  const unsigned char *sig, size_t siglen, pht_error *err);
 
 #ifdef __cplusplus
 }

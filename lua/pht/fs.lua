@@ -61,6 +61,19 @@ function M.remove_tree(path)
   return true
 end
 
+-- Everything under dir: { {path = rel, type = "file" | "dir" | "other"} ... }
+-- in no particular order (sort with pht.walk_sort).
+function M.list_tree(dir)
+  local out, err = sh("find " .. q(dir) .. " -mindepth 1 \\( -type f -printf 'f %P\\0' \\) "
+    .. "-o \\( -type d -printf 'd %P\\0' \\) -o -printf 'o %P\\0'")
+  if not out then return nil, err end
+  local entries = {}
+  for kind, rel in out:gmatch("(%a) ([^%z]+)%z") do
+    entries[#entries + 1] = { path = rel, type = kind == "f" and "file" or kind == "d" and "dir" or "other" }
+  end
+  return entries
+end
+
 function M.exists(path)
   local f = io.open(path, "rb")
   if f then f:close() return true end

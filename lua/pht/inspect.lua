@@ -1,0 +1,135 @@
+-- `pht inspect`: what can be learnt about a train without any private key.
+-- image(ref) returns a report table (also printed as JSON by --json);
+-- text(report) renders it for people.
+local pht = require "pht"
+local train = require "pht.train"
+
+local M = {}
+
+local function check(report, name, ok, message)
+  report.checks[#report.checks + 1] = { name = name, ok = ok and true or false, message = message }
+  if not ok then report.ok = false end
+end
+
+local function fingerprint(hex)
+  local key = hex and pht.load_public_key_hex(hex)
+  return key and key:fingerprint() or nil, key
+end
+
+local function verify_sigs(report, cfg, stops)
+  local e_h = train.unhex(cfg:get("hash"), "hash")
+  local e_h_sig = train.unhex(cfg:get("signature"), "signature")
+  local creator = cfg:get("creator") or {}
+  local _, ckey = fingerprint(creator.rsa_public_key)
+  check(report, "creator_signature", ckey and e_h and e_h_sig and ckey:verify(e_h, e_h_sig),
+    "the creator's signature over e_h (the config's hash)")
+  local build = cfg:get("build") or {}
+  local _, bkey = fingerprint(build.rsa_public_key)
+  local bsig = train.unhex(build.signature, "build.signature")
+  check(report, "build_signature", bkey and e_h and e_h_sig and bsig and bkey:verify(e_h .. e_h_sig, bsig),
+    "the builder's signature over e_h and the creator's signature")
+
+  local last
+  for pos, s in ipairs(stops) do
+    local r = report.route[pos]
+    if s.signature then
+      last = pos
+      local _, key = fingerprint(s.rsa_public_key)
+      local d = train.unhex(s.signature.digest, "digest")
+      local sig = train.unhex(s.signature.signature, "signature")
+      r.signature_valid = (key and d and sig and key:verify_digest(d, sig)) and true or false
+      check(report, "chain_signature:" .. tostring(s.station), r.signature_valid,
+        tostring(s.station) .. "'s chain signature")
+    end
+  end
+  local rh = cfg:get("result_hash")
+  if last then
+    for pos = 1, last - 1 do
+      if not stops[pos].signature then
+        check(report, "signatures_complete", false, "station " .. tostring(stops[pos].station)
+          .. " has no signature although a later stop signed")
+      end
+    end
+    local s = stops[last]
+    local _, key = fingerprint(s.rsa_public_key)
+    local e_d = train.unhex(rh, "result_hash")
+    local rsig = train.unhex(cfg:get("result_signature"), "result_signature")
+    check(report, "result_signature", key and e_d and rsig and key:verify_digest(e_d, rsig),
+      "result_signature by " .. tostring(s.station) .. ", the last to sign")
+    local prefix = train.chain_prefix(cfg, stops, last)
+    check(report, "chain_digest", prefix and e_d and pht.chain_digest(prefix, e_d)
+      == train.unhex(s.signature.digest, "digest"),
+      tostring(s.station) .. "'s chain digest is SHA-512(earlier digests || result_hash)")
+  else
+    check(report, "no_results_yet", rh == nil, "result_hash is null before any stop signed")
+  end
+  return last
+end
+
+function M.image(ref, tmpdir)
+  local img, err = train.open_image(ref, tmpdir)
+  if not img then return nil, err end
+  local cfg, cerr = train.read_config(img)
+  if not cfg then img:close() return nil, cerr end
+  local report = { image = ref, ok = true, checks = {}, route = {} }
+  local layers = img:layers()
+  report.layers = #layers
+  report.plaintext = train.pre_run_layer(img) ~= nil
+  local creator = cfg:get("creator") or {}
+  report.train = {
+    id = cfg:get("@id"), proposal_id = cfg:get("proposal_id"),
+    creator = { id = cfg:creator_id(), fingerprint = fingerprint(creator.rsa_public_key),
+      key_wrapped = creator.encrypted_key ~= nil },
+    files = cfg:file_list(), hash = cfg:get("hash"), result_hash = cfg:get("result_hash"),
+  }
+  local stops = cfg:route()
+  for pos, s in ipairs(stops) do
+    report.route[pos] = { index = s.index, station = tostring(s.station), eco_system = s.eco_system,
+      fingerprint = fingerprint(s.rsa_public_key), key_wrapped = s.encrypted_key ~= nil,
+      signed = s.signature ~= nil }
+  end
+  local entries = train.list(img, train.TRAIN)
+  report.train.query = false
+  if entries then
+    for _, e in ipairs(entries) do if e.path == train.QUERY then report.train.query = true end end
+    local ok, why = train.check_train_files(cfg, entries)
+    check(report, "immutable_files", ok, ok and "/opt/pht_train holds exactly file_list and query.json" or why)
+  end
+  local last = verify_sigs(report, cfg, stops)
+  local nxt = stops[(last or 0) + 1]
+  if nxt then
+    report.next = { station = tostring(nxt.station), index = nxt.index }
+  else
+    report.complete = true
+  end
+  if report.plaintext then
+    check(report, "no_plaintext", false, "the image holds a layer decrypted by pre-run: it must not leave the station")
+  end
+  img:close()
+  return report
+end
+
+function M.text(r)
+  local out = {}
+  local function add(...) out[#out + 1] = string.format(...) end
+  add("train %s in %s (%d layers)", tostring(r.train.id), r.image, r.layers)
+  add("creator: %s (key %s)", tostring(r.train.creator.id), (r.train.creator.fingerprint or "?"):sub(1, 16))
+  add("files: %s%s", table.concat(r.train.files, ", "), r.train.query and " + query.json" or "")
+  add("route:")
+  for _, s in ipairs(r.route) do
+    local state = s.signed and (s.signature_valid and "signed" or "signed, DOES NOT VERIFY")
+      or (r.next and r.next.index == s.index and "next" or "-")
+    add("  %d  %-20s %-6s key %s  %s", s.index, s.station, tostring(s.eco_system),
+      (s.fingerprint or "?"):sub(1, 16), state)
+  end
+  if r.complete then
+    add("route complete: the creator can decrypt the results (pht decrypt-results)")
+  elseif r.next then
+    add("next stop: %s (index %d)", r.next.station, r.next.index)
+  end
+  add("checks:")
+  for _, c in ipairs(r.checks) do add("  %-4s %s", c.ok and "ok" or "FAIL", c.message) end
+  return table.concat(out, "\n") .. "\n"
+end
+
+return M

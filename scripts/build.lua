@@ -1,0 +1,206 @@
+-- Build: the central side makes a train (PROTOCOL.md §2-6). The immutable
+-- files are hashed into e_h, the creator signs e_h, the builder signs
+-- e_h || e_h_sig, every file is encrypted under a fresh key wrapped for the
+-- first stop only, and the image gets /opt on top of the base image, tagged
+-- REPO:latest, with the base tagged REPO:base beside it.
+--
+-- Context in:  ctx.options.files_dir or .files ({name=, path=}), .query,
+--              .stops ({station=, key_path=, eco_system=}), .creator_id,
+--              .creator_key, .creator_password, .builder_key,
+--              .builder_password, .base, .output, .train_id, .proposal_id, .tmpdir
+-- Context out: ctx.config, ctx.e_h, ctx.train_id, ctx.written, ctx.base_written
+local pht = require "pht"
+local workflow = require "pht.workflow"
+local train = require "pht.train"
+local fs = require "pht.fs"
+
+local wf = workflow.new("build")
+local hex = pht.hex
+
+local function load_private(path, password, who)
+  local key, err = pht.load_private_key_file(path, password)
+  if not key then return nil, "cannot load the " .. who .. "'s private key " .. path .. ": " .. tostring(err) end
+  return key
+end
+
+wf:add("load_keys", function(ctx)
+  local o = ctx.options
+  local err
+  ctx.creator_key, err = load_private(o.creator_key, o.creator_password, "creator")
+  if not ctx.creator_key then return nil, err end
+  if o.builder_key then
+    ctx.builder_key, err = load_private(o.builder_key, o.builder_password, "builder")
+    if not ctx.builder_key then return nil, err end
+  else
+    ctx.builder_key = pht.generate_key(2048) -- a fresh key per build, like the central service
+  end
+  ctx.route_keys = {}
+  for i, s in ipairs(o.stops) do
+    local pem, rerr = fs.read(s.key_path)
+    if not pem then return nil, "cannot read station " .. s.station .. "'s public key: " .. tostring(rerr) end
+    local pub, perr = pht.load_public_key(pem)
+    if not pub then return nil, "station " .. s.station .. "'s key " .. s.key_path .. ": " .. tostring(perr) end
+    ctx.route_keys[i] = pub
+  end
+  return true
+end, { kind = "io" })
+
+-- The immutable files in file_list order; query.json last and unlisted.
+wf:add("read_files", function(ctx)
+  local o = ctx.options
+  local files = {}
+  if o.files_dir then
+    local entries, err = fs.list_tree(o.files_dir)
+    if not entries then return nil, "cannot list " .. o.files_dir .. ": " .. tostring(err) end
+    local paths = {}
+    for _, e in ipairs(entries) do
+      if e.type == "other" then return nil, o.files_dir .. "/" .. e.path .. " is not a regular file or directory" end
+      if e.type == "file" and e.path ~= train.QUERY then paths[#paths + 1] = e.path end
+    end
+    for _, p in ipairs(pht.walk_sort(paths)) do
+      files[#files + 1] = { path = p, plain = o.files_dir .. "/" .. p }
+    end
+    if not o.query and fs.exists(o.files_dir .. "/" .. train.QUERY) then
+      o.query = o.files_dir .. "/" .. train.QUERY
+    end
+  else
+    for _, f in ipairs(o.files) do
+      if f.name == train.QUERY then return nil, "give query.json with --query, not as a listed file" end
+      if f.name:match("^/") or f.name:match("%.%.") then return nil, "bad file name " .. f.name end
+      files[#files + 1] = { path = f.name, plain = f.path }
+    end
+  end
+  if #files == 0 then return nil, "the train has no files" end
+  for _, f in ipairs(files) do
+    if not fs.exists(f.plain) then return nil, "cannot read " .. f.plain end
+  end
+  if o.query then
+    if not fs.exists(o.query) then return nil, "cannot read " .. o.query end
+    files[#files + 1] = { path = train.QUERY, plain = o.query, query = true }
+  end
+  ctx.train = files
+  return true
+end, { kind = "io" })
+
+wf:add("make_session", function(ctx)
+  ctx.session_id = pht.random(64)
+  ctx.train_id = ctx.options.train_id or hex(pht.random(16))
+  return true
+end, { kind = "crypto" })
+
+-- §4: e_h = SHA-512(creator id || files in list order || session id || query).
+wf:add("compute_immutable_hash", function(ctx)
+  local h = pht.immutable_hasher(ctx.options.creator_id, ctx.session_id)
+  for _, f in ipairs(ctx.train) do
+    if f.query then h:begin_query() end
+    local ok, err = h:update_file(f.plain)
+    if not ok then return nil, "cannot hash " .. f.plain .. ": " .. tostring(err) end
+  end
+  ctx.e_h = h:digest()
+  return true
+end, { kind = "crypto" })
+
+-- §5: the creator signs e_h; the builder signs e_h || e_h_sig.
+wf:add("sign_immutable_hash", function(ctx)
+  local sig, err = ctx.creator_key:sign(ctx.e_h)
+  if not sig then return nil, "cannot sign e_h: " .. tostring(err) end
+  ctx.e_h_sig = sig
+  return true
+end, { kind = "crypto" })
+
+wf:add("sign_build", function(ctx)
+  local sig, err = ctx.builder_key:sign(ctx.e_h .. ctx.e_h_sig)
+  if not sig then return nil, "cannot sign the build: " .. tostring(err) end
+  ctx.build_sig = sig
+  return true
+end, { kind = "crypto" })
+
+-- §6: a fresh key; each file encrypted on its own with a fresh IV.
+wf:add("encrypt_files", function(ctx)
+  local symkey = pht.new_symkey()
+  ctx.symkey = symkey
+  ctx:defer(function() symkey:close() end)
+  return train.encrypt_all(symkey, ctx.train, ctx:tempdir(), "train")
+end, { kind = "crypto" })
+
+-- The central service wraps the first key for the stop with index 0 only.
+wf:add("wrap_key", function(ctx)
+  local wrapped, err = ctx.route_keys[1]:wrap(ctx.symkey)
+  if not wrapped then return nil, "cannot wrap the key for the first stop: " .. tostring(err) end
+  ctx.first_key = wrapped
+  return true
+end, { kind = "crypto" })
+
+wf:add("make_config", function(ctx)
+  local o = ctx.options
+  local route = {}
+  for i, s in ipairs(o.stops) do
+    route[i] = { station = s.station, eco_system = s.eco_system, index = i - 1,
+      rsa_public_key = ctx.route_keys[i]:public_hex(),
+      encrypted_key = i == 1 and hex(ctx.first_key) or nil }
+  end
+  local file_list = {}
+  for _, f in ipairs(ctx.train) do if not f.query then file_list[#file_list + 1] = f.path end end
+  local cfg, err = pht.new_config({
+    ["@id"] = ctx.train_id,
+    source = { type = "docker_repository", address = o.output, tag = "latest" },
+    creator = { id = o.creator_id, rsa_public_key = ctx.creator_key:public_hex() },
+    proposal_id = o.proposal_id or 1,
+    session_id = hex(ctx.session_id),
+    route = route,
+    file_list = file_list,
+    hash = hex(ctx.e_h),
+    signature = hex(ctx.e_h_sig),
+    build = { signature = hex(ctx.build_sig), rsa_public_key = ctx.builder_key:public_hex() },
+  })
+  if not cfg then return nil, err end
+  local ok, verr = cfg:validate()
+  if not ok then return nil, verr end
+  ctx.config = cfg
+  return true
+end, { kind = "verify" })
+
+wf:add("open_base", function(ctx)
+  local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir)
+  if not img then return nil, err end
+  ctx.image = img
+  ctx:defer(function() img:close() end)
+  return true
+end, { kind = "io" })
+
+wf:add("write_image", function(ctx)
+  local out = ctx.options.output
+  local transport, where, name = train.split_ref(out)
+  local base_ref
+  if transport == "docker-archive" and name then
+    base_ref = "docker-archive:" .. where .. ":" .. name:match("^(.*):[^:]+$") .. ":base"
+  elseif transport == "oci" then
+    base_ref = "oci:" .. where .. ":base"
+  else
+    return nil, "the output must be docker-archive:PATH:REPO:TAG or oci:DIR[:TAG], got " .. out
+  end
+  local w, err = ctx.image:writer({ tmpdir = ctx.options.tmpdir })
+  if not w then return nil, "cannot start writing the image: " .. tostring(err) end
+  local dirs = {}
+  for _, f in ipairs(ctx.train) do
+    f.src = f.cipher
+    local d = f.path:match("^(.*)/[^/]+$")
+    while d and not dirs[d] do dirs[d] = true; d = d:match("^(.*)/[^/]+$") end
+  end
+  local entries = {}
+  for d in pairs(dirs) do entries[#entries + 1] = { path = d, type = "dir" } end
+  table.sort(entries, function(a, b) return a.path < b.path end)
+  local ok, werr = w:add_dir(train.OPT, { mode = 493 })
+  if ok then ok, werr = w:add_bytes(train.CONFIG, ctx.config:to_json(false), { mode = 420 }) end
+  if ok then ok, werr = train.write_tree(w, train.TRAIN, entries, ctx.train) end
+  if ok then ok, werr = w:add_dir(train.RESULTS, { mode = 493, opaque = true }) end
+  if ok then ok, werr = w:commit(out, { history = "libpht build", comment = "train " .. ctx.train_id }) end
+  w:close()
+  if not ok then return nil, "cannot write " .. out .. ": " .. tostring(werr) end
+  ok, werr = ctx.image:retag(base_ref)
+  if not ok then return nil, "cannot tag the base image as " .. base_ref .. ": " .. tostring(werr) end
+  ctx.written, ctx.base_written = out, base_ref
+  return true
+end, { kind = "write", writes = true })
+
+return wf

@@ -1,0 +1,129 @@
+-- Decrypt-results: the train's creator reads the results (PROTOCOL.md §8,
+-- last paragraph). The key is unwrapped with the creator's private key, the
+-- results are decrypted into the private temporary directory and checked
+-- against result_hash, result_signature and the last stop's chain digest;
+-- only then is any plaintext written to the output directory.
+--
+-- Context in:  ctx.options.image, .key_path, .password, .out, .tmpdir
+-- Context out: ctx.results ({path=, plain=}), ctx.last (the stop that signed last)
+local pht = require "pht"
+local workflow = require "pht.workflow"
+local train = require "pht.train"
+local steps = require "pht.steps"
+local fs = require "pht.fs"
+
+local wf = workflow.new("decrypt-results")
+
+wf:add("open_image", steps.open_image, { kind = "io" })
+wf:add("read_config", steps.read_config, { kind = "verify" })
+wf:add("load_key", steps.load_key, { kind = "io" })
+
+wf:add("check_creator_key", function(ctx)
+  local creator = ctx.config:get("creator") or {}
+  local pub, err = train.public_key(creator.rsa_public_key, "creator.rsa_public_key")
+  if not pub then return nil, err end
+  if pub:fingerprint() ~= ctx.key:fingerprint() then
+    return nil, string.format("the private key (fingerprint %s) is not the creator's (%s)",
+      ctx.key:fingerprint():sub(1, 16), pub:fingerprint():sub(1, 16))
+  end
+  return true
+end, { kind = "verify" })
+
+-- The stop that wrote the results: the last one that signed.
+wf:add("find_last_stop", function(ctx)
+  local stops = ctx.config:route()
+  for pos = #stops, 1, -1 do
+    if stops[pos].signature then
+      ctx.last, ctx.last_pos, ctx.stops = stops[pos], pos, stops
+      return true
+    end
+  end
+  return nil, "no station has signed results yet"
+end, { kind = "verify" })
+
+wf:add("unwrap_key", function(ctx)
+  local wrapped, err = train.unhex(ctx.config:get("creator").encrypted_key, "creator.encrypted_key")
+  if not wrapped then return nil, err end
+  local stored = ctx.image:stat(train.USER_KEY) and ctx.image:read_file(train.USER_KEY, 65536)
+  if stored and stored ~= wrapped then
+    return nil, train.USER_KEY .. " differs from creator.encrypted_key"
+  end
+  local symkey, uerr = ctx.key:unwrap(wrapped)
+  if not symkey then return nil, "cannot unwrap the results key with the creator's key: " .. tostring(uerr) end
+  ctx.symkey = symkey
+  ctx:defer(function() symkey:close() end)
+  return true
+end, { kind = "verify" })
+
+wf:add("check_results_files", steps.list_results, { kind = "verify" })
+
+wf:add("decrypt_results", function(ctx)
+  local tmp = ctx:tempdir()
+  if #ctx.results_entries == 0 then return true end
+  local root, err = train.extract(ctx.image, train.RESULTS, tmp, "results.enc")
+  if not root then return nil, err end
+  ctx.results_root = root
+  return train.decrypt_all(ctx.symkey, ctx.results, root, tmp, "results")
+end, { kind = "verify" })
+
+wf:add("verify_result_hash", function(ctx)
+  local e_d, err = train.results_hash(ctx.config, ctx.results)
+  if not e_d then return nil, err end
+  if e_d ~= train.unhex(ctx.config:get("result_hash"), "result_hash") then
+    return nil, "results have changed: e_d is " .. train.short(e_d) .. ", not the config's result_hash"
+  end
+  ctx.e_d = e_d
+  return true
+end, { kind = "verify" })
+
+wf:add("verify_result_signature", function(ctx)
+  local pub, err = train.public_key(ctx.last.rsa_public_key, "route[" .. ctx.last.index .. "].rsa_public_key")
+  if not pub then return nil, err end
+  local sig, serr = train.unhex(ctx.config:get("result_signature"), "result_signature")
+  if not sig then return nil, serr end
+  local ok = pub:verify_digest(ctx.e_d, sig)
+  if not ok then
+    return nil, string.format("result_signature does not verify with the key of station %s (index %d), the last to sign",
+      ctx.last.station, ctx.last.index)
+  end
+  return true
+end, { kind = "verify" })
+
+wf:add("verify_chain_digests", function(ctx)
+  local prefix, err = train.chain_prefix(ctx.config, ctx.stops, ctx.last_pos)
+  if not prefix then return nil, err end
+  local s = ctx.last
+  if train.unhex(s.signature.digest, "digest") ~= pht.chain_digest(prefix, ctx.e_d) then
+    return nil, string.format("station %s's (index %d) chain digest is not SHA-512(earlier digests || result_hash)",
+      s.station, s.index)
+  end
+  local pub = train.public_key(s.rsa_public_key, "key")
+  if not (pub and pub:verify_digest(pht.chain_digest(prefix, ctx.e_d), train.unhex(s.signature.signature, "sig"))) then
+    return nil, string.format("station %s's (index %d) chain signature does not verify", s.station, s.index)
+  end
+  return true
+end, { kind = "verify" })
+
+wf:add("write_results", function(ctx)
+  local out = ctx.options.out
+  if fs.exists(out) or fs.is_dir(out) then return nil, out .. " already exists: give a new directory" end
+  local ok, err = fs.mkdir_p(out, 448)
+  if not ok then return nil, "cannot create " .. out .. ": " .. tostring(err) end
+  for _, e in ipairs(ctx.results_entries) do
+    if e.type == "dir" then
+      ok, err = fs.mkdir_p(out .. "/" .. e.path, 448)
+      if not ok then return nil, "cannot create " .. out .. "/" .. e.path .. ": " .. tostring(err) end
+    end
+  end
+  for _, f in ipairs(ctx.results) do
+    local dst = out .. "/" .. f.path
+    -- Same filesystem: move; otherwise decrypt again straight into place.
+    if not os.rename(f.plain, dst) then
+      ok, err = ctx.symkey:decrypt_file(ctx.results_root .. "/" .. f.path, dst)
+      if not ok then return nil, "cannot write " .. dst .. ": " .. tostring(err) end
+    end
+  end
+  return true
+end, { kind = "write", writes = true })
+
+return wf

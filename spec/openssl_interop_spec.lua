@@ -78,6 +78,19 @@ describe("PSS signatures over a prehashed SHA-512 digest", function()
     assert.is_true(pub:verify_digest(ed, h.read(dir .. "/s")))
   end)
 
+  it("made by openssl with a salt shorter than the maximum are refused by libpht", function()
+    local ed = pht.sha512("chain")
+    h.write(dir .. "/d", ed)
+    h.run("openssl pkeyutl -sign -inkey " .. h.q(PRIV) .. " -in " .. h.q(dir .. "/d") .. " -out "
+      .. h.q(dir .. "/s") .. " " .. PSS .. " -pkeyopt rsa_pss_saltlen:32")
+    assert.matches("Verified Successfully", h.run("openssl pkeyutl -verify -pubin -inkey " .. h.q(PUB)
+      .. " -in " .. h.q(dir .. "/d") .. " -sigfile " .. h.q(dir .. "/s") .. " " .. PSS
+      .. " -pkeyopt rsa_pss_saltlen:32"))
+    local ok, err, code = pub:verify_digest(ed, h.read(dir .. "/s"))
+    assert.is_false(ok)
+    assert.are.equal("EVERIFY", code)
+  end)
+
   it("made by openssl are refused by libpht for another digest", function()
     h.write(dir .. "/d", pht.sha512("a"))
     h.run("openssl pkeyutl -sign -inkey " .. h.q(PRIV) .. " -in " .. h.q(dir .. "/d") .. " -out "

@@ -95,7 +95,12 @@ static EVP_PKEY_CTX *pss_ctx(const pht_key *key, int sign, const char *what, pht
         pht_error_set_ssl(err, PHT_ENOMEM, "%s: no context", what);
         return NULL;
     }
-    int saltlen = sign ? RSA_PSS_SALTLEN_MAX : RSA_PSS_SALTLEN_AUTO;
+    /*
+     * PROTOCOL §5: the salt is as long as the key allows. Verification
+     * insists on that length too, as the reference's verifier does, so a
+     * signature made with any other salt is refused.
+     */
+    int saltlen = RSA_PSS_SALTLEN_MAX;
     if ((sign ? EVP_PKEY_sign_init(ctx) : EVP_PKEY_verify_init(ctx)) != 1 ||
         EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) != 1 ||
         EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha512()) != 1 ||

@@ -47,7 +47,8 @@ int main(int argc, char **argv)
     pht_image_opts_init(&o);
     o.tmpdir = work;
     unsigned char *buf = malloc(65536);
-    for (size_t i = 0; i < 65536; i++) buf[i] = (unsigned char)(i * 131u + 7u);
+    for (size_t i = 0; i < 65536; i++)
+        buf[i] = (unsigned char)(i * 131u + 7u);
 
     double t0 = now();
     if (pht_image_open(&img, baseref, &o, &err)) return die("open base", &err);
@@ -71,7 +72,8 @@ int main(int argc, char **argv)
     if (pht_image_open(&img, ref, &o, &err)) return die("open", &err);
     double t2 = now();
     pht_image_reader *r;
-    if (pht_image_open_file(img, "/opt/pht_results/big.enc", &r, &err)) return die("open_file", &err);
+    if (pht_image_open_file(img, "/opt/pht_results/big.enc", &r, &err))
+        return die("open_file", &err);
     uint64_t total = 0;
     size_t got;
     do {

@@ -142,11 +142,16 @@ static int m_layers(lua_State *L)
 static const char *type_name(int t)
 {
     switch (t) {
-    case PHT_IMAGE_FILE: return "file";
-    case PHT_IMAGE_DIR: return "dir";
-    case PHT_IMAGE_SYMLINK: return "symlink";
-    case PHT_IMAGE_HARDLINK: return "hardlink";
-    default: return "other";
+    case PHT_IMAGE_FILE:
+        return "file";
+    case PHT_IMAGE_DIR:
+        return "dir";
+    case PHT_IMAGE_SYMLINK:
+        return "symlink";
+    case PHT_IMAGE_HARDLINK:
+        return "hardlink";
+    default:
+        return "other";
     }
 }
 
@@ -182,8 +187,10 @@ typedef struct walk_ud {
 static int walk_cb(void *ud, const char *rel, const pht_image_stat *st)
 {
     walk_ud *w = ud;
-    if (w->full) push_stat(w->L, st, rel);
-    else lua_pushstring(w->L, rel);
+    if (w->full)
+        push_stat(w->L, st, rel);
+    else
+        lua_pushstring(w->L, rel);
     lua_rawseti(w->L, -2, ++w->n);
     return 0;
 }
@@ -241,8 +248,8 @@ static int m_read_file(lua_State *L)
     pht_error err;
     if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
     if ((lua_Number)st.size > max)
-        return lpht_failf(L, PHT_ELIMIT, "%s: %llu bytes exceed max_bytes %.0f (use open_file)", path,
-                          (unsigned long long)st.size, (double)max);
+        return lpht_failf(L, PHT_ELIMIT, "%s: %llu bytes exceed max_bytes %.0f (use open_file)",
+                          path, (unsigned long long)st.size, (double)max);
     pht_image_reader *r;
     if (pht_image_open_file(img, path, &r, &err) != 0) return lpht_fail(L, &err);
     size_t total;
@@ -290,11 +297,13 @@ static int m_extract(lua_State *L)
 }
 
 static const luaL_Reg image_methods[] = {
-    {"reference", m_reference},   {"transport", m_transport}, {"manifest", m_manifest},
-    {"image_config", m_image_config}, {"layers", m_layers},   {"stat", m_stat},
-    {"list", m_list},             {"walk", m_walk},           {"read_file", m_read_file},
-    {"open_file", m_open_file},   {"extract", m_extract},     {"writer", limage_writer},
-    {"retag", limage_retag},      {NULL, NULL},
+    {"reference", m_reference}, {"transport", m_transport},
+    {"manifest", m_manifest},   {"image_config", m_image_config},
+    {"layers", m_layers},       {"stat", m_stat},
+    {"list", m_list},           {"walk", m_walk},
+    {"read_file", m_read_file}, {"open_file", m_open_file},
+    {"extract", m_extract},     {"writer", limage_writer},
+    {"retag", limage_retag},    {NULL, NULL},
 };
 
 static const luaL_Reg reader_methods[] = {

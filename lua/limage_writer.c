@@ -63,7 +63,8 @@ int limage_writer(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "base");
-        if (lua_type(L, -1) == LUA_TSTRING) o.base_ref = lua_tostring(L, -1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            o.base_ref = lua_tostring(L, -1);
         else if (!lua_isnil(L, -1) && (o.base = limage_test(L, -1)) == NULL)
             return luaL_argerror(L, 2, "base must be a pht.image or an image reference");
         lua_pop(L, 1); /* still referenced by the table */
@@ -249,9 +250,10 @@ int limage_retag(lua_State *L)
 }
 
 static const luaL_Reg writer_methods[] = {
-    {"add_dir", w_add_dir},         {"add_file", w_add_file}, {"add_bytes", w_add_bytes},
-    {"add_symlink", w_add_symlink}, {"whiteout", w_whiteout}, {"begin_file", w_begin_file},
-    {"commit", w_commit},           {NULL, NULL},
+    {"add_dir", w_add_dir},     {"add_file", w_add_file},
+    {"add_bytes", w_add_bytes}, {"add_symlink", w_add_symlink},
+    {"whiteout", w_whiteout},   {"begin_file", w_begin_file},
+    {"commit", w_commit},       {NULL, NULL},
 };
 
 static const luaL_Reg stream_methods[] = {

@@ -24,8 +24,7 @@ void pht_image_opts_init(pht_image_opts *o)
     o->max_name = 4096;
 }
 
-const img_transport *img_transport_find(const char *ref, const char **location,
-                                        pht_error *err)
+const img_transport *img_transport_find(const char *ref, const char **location, pht_error *err)
 {
     static const img_transport *const all[] = {&img_docker_archive, &img_oci};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
@@ -36,7 +35,8 @@ const img_transport *img_transport_find(const char *ref, const char **location,
         }
     }
     if (strncmp(ref, "docker-daemon:", 14) == 0 || strncmp(ref, "docker://", 9) == 0)
-        pht_error_set(err, PHT_EINVAL, "image reference \"%.200s\": transport not supported yet", ref);
+        pht_error_set(err, PHT_EINVAL, "image reference \"%.200s\": transport not supported yet",
+                      ref);
     else
         pht_error_set(err, PHT_EINVAL,
                       "image reference \"%.200s\": expected docker-archive:PATH[:NAME:TAG] or "
@@ -84,8 +84,10 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
     if (img == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     img->refs = 1;
     img->tp = tp;
-    if (opts) img->opts = *opts;
-    else pht_image_opts_init(&img->opts);
+    if (opts)
+        img->opts = *opts;
+    else
+        pht_image_opts_init(&img->opts);
     img->tmpdir = img_tmpdir(img->opts.tmpdir);
     img->opts.tmpdir = img->tmpdir;
     img->ref = strdup(ref);
@@ -109,7 +111,8 @@ void pht_image_free(pht_image *img)
     if (img == NULL || --img->refs > 0) return;
     if (img->tp && img->tp->close) img->tp->close(img);
     index_free(&img->index);
-    for (size_t i = 0; i < img->nlayers; i++) img_layer_clear(&img->layers[i]);
+    for (size_t i = 0; i < img->nlayers; i++)
+        img_layer_clear(&img->layers[i]);
     free(img->layers);
     free(img->manifest);
     free(img->config);
@@ -147,13 +150,17 @@ size_t pht_image_layer_count(const pht_image *img)
 int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, pht_error *err)
 {
     if (i >= img->nlayers)
-        return pht_error_set(err, PHT_EINVAL, "layer %zu: the image has %zu layers", i, img->nlayers);
+        return pht_error_set(err, PHT_EINVAL, "layer %zu: the image has %zu layers", i,
+                             img->nlayers);
     const img_layer *l = &img->layers[i];
-    *out = (pht_image_layer){.digest = l->digest, .diff_id = l->diff_id,
+    *out = (pht_image_layer){.digest = l->digest,
+                             .diff_id = l->diff_id,
                              .media_type = l->media_type[0] ? l->media_type
                                                             : img_layer_media_type(l->compression),
-                             .size = l->length, .diff_size = l->diff_size,
-                             .created_by = l->created_by, .comment = l->comment};
+                             .size = l->length,
+                             .diff_size = l->diff_size,
+                             .created_by = l->created_by,
+                             .comment = l->comment};
     return 0;
 }
 
@@ -161,7 +168,8 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
 static int norm_user_path(const pht_image *img, const char *path, char **out, pht_error *err)
 {
     const char *why;
-    while (path && *path == '/') path++;
+    while (path && *path == '/')
+        path++;
     int rc = tarsafe_path(path, img->opts.max_name, out, &why);
     if (rc) return pht_error_set(err, rc, "path \"%.300s\": %s", path ? path : "", why);
     return 0;
@@ -169,8 +177,14 @@ static int norm_user_path(const pht_image *img, const char *path, char **out, ph
 
 static void fill_stat(const img_entry *e, pht_image_stat *st)
 {
-    *st = (pht_image_stat){.type = e->type, .size = e->size, .mode = e->mode, .uid = e->uid,
-                           .gid = e->gid, .mtime = e->mtime, .link = e->link, .path = e->path};
+    *st = (pht_image_stat){.type = e->type,
+                           .size = e->size,
+                           .mode = e->mode,
+                           .uid = e->uid,
+                           .gid = e->gid,
+                           .mtime = e->mtime,
+                           .link = e->link,
+                           .path = e->path};
 }
 
 static const pht_image_stat root_stat = {.type = PHT_IMAGE_DIR, .mode = 0755, .path = ""};
@@ -201,14 +215,16 @@ int pht_image_stat_path(pht_image *img, const char *path, pht_image_stat *st, ph
     char *norm;
     int rc = lookup(img, path, &e, &norm, err);
     if (rc) return rc;
-    if (e) fill_stat(e, st);
-    else *st = root_stat;
+    if (e)
+        fill_stat(e, st);
+    else
+        *st = root_stat;
     free(norm);
     return 0;
 }
 
-int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_walk_cb cb,
-                   void *ud, pht_error *err)
+int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_walk_cb cb, void *ud,
+                   pht_error *err)
 {
     const img_entry *e;
     char *norm;
@@ -247,7 +263,8 @@ struct pht_image_reader {
 
 static int reader_fail(pht_image_reader *r, int code, const char *why, pht_error *err)
 {
-    return tarsafe_fail(err, code, &r->img->layers[r->layer], r->path, "%s", why ? why : "read failed");
+    return tarsafe_fail(err, code, &r->img->layers[r->layer], r->path, "%s",
+                        why ? why : "read failed");
 }
 
 int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out, pht_error *err)
@@ -283,7 +300,8 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
         int x = archive_read_next_header(r->a, &ae);
         if (x != ARCHIVE_OK && x != ARCHIVE_WARN) {
             rc = tarsafe_fail(err, PHT_EFORMAT, l, norm, "layer changed since it was indexed: %s",
-                              archive_error_string(r->a) ? archive_error_string(r->a) : "end of layer");
+                              archive_error_string(r->a) ? archive_error_string(r->a)
+                                                         : "end of layer");
             pht_image_reader_free(r);
             return rc;
         }

@@ -50,16 +50,16 @@ static const member *catalog_find(const catalog *c, const char *name, pht_error 
     char *cur = NULL;
     const char *why;
     if (tarsafe_path(name, 4096, &cur, &why))
-        return pht_error_set(err, PHT_EUNSAFE, "%s: member \"%.200s\": %s", c->path, name, why), NULL;
+        return pht_error_set(err, PHT_EUNSAFE, "%s: member \"%.200s\": %s", c->path, name, why),
+               NULL;
     for (int depth = 0; depth < 8; depth++) {
         const member *hit = NULL;
         for (size_t i = 0; i < c->n && !hit; i++)
             if (strcmp(c->m[i].name, cur) == 0) hit = &c->m[i];
         if (hit == NULL || hit->type != AE_IFLNK) {
             if (hit == NULL || hit->type != AE_IFREG)
-                pht_error_set(err, hit ? PHT_EFORMAT : PHT_ENOTFOUND,
-                              "%s: member \"%.200s\" %s", c->path, cur,
-                              hit ? "is not a regular file" : "is missing");
+                pht_error_set(err, hit ? PHT_EFORMAT : PHT_ENOTFOUND, "%s: member \"%.200s\" %s",
+                              c->path, cur, hit ? "is not a regular file" : "is missing");
             free(cur);
             return hit && hit->type == AE_IFREG ? hit : NULL;
         }
@@ -74,8 +74,8 @@ static const member *catalog_find(const catalog *c, const char *name, pht_error 
         free(joined);
         free(cur);
         if (rc) {
-            pht_error_set(err, PHT_EUNSAFE, "%s: member link \"%.200s\" leaves the archive", c->path,
-                          hit->name);
+            pht_error_set(err, PHT_EUNSAFE, "%s: member link \"%.200s\" leaves the archive",
+                          c->path, hit->name);
             return NULL;
         }
         cur = next;
@@ -112,8 +112,8 @@ static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, p
             break;
         }
         if (archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE) {
-            rc = pht_error_set(err, PHT_EFORMAT, "%s: a compressed docker-archive; decompress it first",
-                               path);
+            rc = pht_error_set(err, PHT_EFORMAT,
+                               "%s: a compressed docker-archive; decompress it first", path);
             break;
         }
         if (c->n >= o->max_entries) {
@@ -147,7 +147,8 @@ static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, p
         if (archive_entry_sparse_count(e) > 0)
             rc = pht_error_set(err, PHT_EFORMAT, "%s: sparse member \"%.200s\"", path, m->name);
         if (m->off + m->size > (uint64_t)st.st_size)
-            rc = pht_error_set(err, PHT_EFORMAT, "%s: member \"%.200s\" is truncated", path, m->name);
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: member \"%.200s\" is truncated", path,
+                               m->name);
     }
     layer_tar_close(a, a ? state : NULL);
     const member *mf = rc ? NULL : catalog_find(c, "manifest.json", err);
@@ -156,7 +157,8 @@ static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, p
         rc = pht_error_set(err, PHT_EFORMAT, "%s: not a docker-archive (no manifest.json)", path);
     if (rc == 0)
         rc = img_pread_all(c->fd, mf->off, mf->size, IMG_JSON_MAX, &text, "manifest.json", err);
-    if (rc == 0 && (c->manifest = img_json_parse(text, "manifest.json", err)) == NULL) rc = PHT_EFORMAT;
+    if (rc == 0 && (c->manifest = img_json_parse(text, "manifest.json", err)) == NULL)
+        rc = PHT_EFORMAT;
     if (rc == 0 && !cJSON_IsArray(c->manifest))
         rc = pht_error_set(err, PHT_EFORMAT, "%s: manifest.json is not an array", path);
     free(text);
@@ -192,7 +194,8 @@ static int split_location(const char *loc, char **path, char **tag, pht_error *e
     const char *colon = strchr(loc, ':');
     *path = colon ? strndup(loc, (size_t)(colon - loc)) : strdup(loc);
     *tag = NULL;
-    if (colon && colon[1] && (*tag = colon[1] == '@' ? strdup(colon + 1) : norm_tag(colon + 1)) == NULL) {
+    if (colon && colon[1] &&
+        (*tag = colon[1] == '@' ? strdup(colon + 1) : norm_tag(colon + 1)) == NULL) {
         free(*path);
         return pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
@@ -257,7 +260,8 @@ static int arc_open(pht_image *img, const char *location, pht_error *err)
         goto out;
     }
     if (!cJSON_IsString(cfgname) || !cJSON_IsArray(layers)) {
-        rc = pht_error_set(err, PHT_EFORMAT, "%s: manifest.json entry lacks Config or Layers", path);
+        rc =
+            pht_error_set(err, PHT_EFORMAT, "%s: manifest.json entry lacks Config or Layers", path);
         goto out;
     }
     const member *m = catalog_find(&c, cfgname->valuestring, err);
@@ -265,13 +269,14 @@ static int arc_open(pht_image *img, const char *location, pht_error *err)
         rc = err ? err->code : PHT_EFORMAT;
         goto out;
     }
-    if ((rc = img_pread_all(c.fd, m->off, m->size, IMG_JSON_MAX, &img->config, "image config", err)))
+    if ((rc =
+             img_pread_all(c.fd, m->off, m->size, IMG_JSON_MAX, &img->config, "image config", err)))
         goto out;
     img->config_len = m->size;
     img->manifest = cJSON_PrintUnformatted(it);
     cJSON *cfg = img_json_parse(img->config, "image config", err);
-    cJSON *diffs = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"), "diff_ids");
+    cJSON *diffs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"),
+                                                    "diff_ids");
     int nl = cJSON_GetArraySize(layers);
     if (cfg == NULL || img->manifest == NULL) {
         rc = cfg ? pht_error_set(err, PHT_ENOMEM, "out of memory") : PHT_EFORMAT;
@@ -393,14 +398,17 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
     }
     cJSON *cfgname = cJSON_GetObjectItemCaseSensitive(it, "Config");
     cJSON *layers = cJSON_GetObjectItemCaseSensitive(it, "Layers");
-    const member *m = cJSON_IsString(cfgname) ? catalog_find(c, cfgname->valuestring, o->err) : NULL;
+    const member *m =
+        cJSON_IsString(cfgname) ? catalog_find(c, cfgname->valuestring, o->err) : NULL;
     char *cfgtext = NULL, dg[IMG_DIGEST_MAX], name[96];
     cJSON *cfg = NULL, *entry = cJSON_CreateObject(), *nl = cJSON_CreateArray();
     if (m == NULL || !cJSON_IsArray(layers)) {
-        rc = pht_error_set(o->err, PHT_EFORMAT, "%s: an image in manifest.json is incomplete", c->path);
+        rc = pht_error_set(o->err, PHT_EFORMAT, "%s: an image in manifest.json is incomplete",
+                           c->path);
         goto done;
     }
-    if ((rc = img_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config", o->err)) ||
+    if ((rc = img_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config",
+                            o->err)) ||
         (rc = img_sha_buf(cfgtext, m->size, dg, o->err)))
         goto done;
     if ((cfg = img_json_parse(cfgtext, "image config", o->err)) == NULL) {
@@ -419,7 +427,8 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
     cJSON *diffs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"),
                                                     "diff_ids");
     if (cJSON_GetArraySize(diffs) != cJSON_GetArraySize(layers)) {
-        rc = pht_error_set(o->err, PHT_EFORMAT, "%s: an image's config and layers disagree", c->path);
+        rc = pht_error_set(o->err, PHT_EFORMAT, "%s: an image's config and layers disagree",
+                           c->path);
         goto done;
     }
     for (int i = 0; rc == 0 && i < cJSON_GetArraySize(layers); i++) {
@@ -427,7 +436,8 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
         const char *ln = cJSON_GetStringValue(cJSON_GetArrayItem(layers, i));
         const member *lm = ln ? catalog_find(c, ln, o->err) : NULL;
         if (!img_digest_valid(d) || lm == NULL) {
-            rc = pht_error_set(o->err, PHT_EFORMAT, "%s: layer %d of a kept image is missing", c->path, i);
+            rc = pht_error_set(o->err, PHT_EFORMAT, "%s: layer %d of a kept image is missing",
+                               c->path, i);
             break;
         }
         snprintf(name, sizeof name, "%s.tar", d + 7);
@@ -462,7 +472,8 @@ static int write_new(outw *o, const img_plan *p, cJSON *out)
     int rc = 0;
     snprintf(name, sizeof name, "%s.json", p->config_digest + 7);
     cJSON_AddItemToObject(entry, "Config", cJSON_CreateString(name));
-    for (size_t i = 0; i < p->ntags; i++) cJSON_AddItemToArray(tags, cJSON_CreateString(p->tags[i]));
+    for (size_t i = 0; i < p->ntags; i++)
+        cJSON_AddItemToArray(tags, cJSON_CreateString(p->tags[i]));
     cJSON_AddItemToObject(entry, "RepoTags", tags);
     cJSON_AddItemToObject(entry, "Layers", layers);
     cJSON_AddItemToArray(out, entry);
@@ -472,7 +483,8 @@ static int write_new(outw *o, const img_plan *p, cJSON *out)
         snprintf(name, sizeof name, "%s.tar", l->diff_id + 7);
         cJSON_AddItemToArray(layers, cJSON_CreateString(name));
         int seen = out_seen(o, name);
-        if (seen < 0) rc = pht_error_set(o->err, PHT_ENOMEM, "out of memory");
+        if (seen < 0)
+            rc = pht_error_set(o->err, PHT_ENOMEM, "out of memory");
         else if (seen == 0 && (rc = out_begin(o, name, l->diff_size)) == 0)
             rc = layer_copy_diff(l, p->opts, out_sink, o, o->err);
     }
@@ -506,9 +518,9 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     rc = write_new(&o, p, manifest);
     cJSON *it;
     if (old.manifest) cJSON_ArrayForEach(it, old.manifest)
-    {
-        if (rc == 0) rc = keep_image(&o, &old, it, p, manifest);
-    }
+        {
+            if (rc == 0) rc = keep_image(&o, &old, it, p, manifest);
+        }
     char *text = rc ? NULL : cJSON_PrintUnformatted(manifest);
     if (rc == 0 && text == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     if (rc == 0) rc = out_bytes(&o, "manifest.json", text, strlen(text));
@@ -521,7 +533,8 @@ done:
     if (o.fd >= 0) close(o.fd);
     if (rc && tmp) unlink(tmp);
     free(tmp);
-    for (size_t i = 0; i < o.nn; i++) free(o.names[i]);
+    for (size_t i = 0; i < o.nn; i++)
+        free(o.names[i]);
     free(o.names);
     cJSON_Delete(manifest);
     if (old.fd >= 0) catalog_free(&old);

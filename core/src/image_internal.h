@@ -41,15 +41,15 @@ int img_digest_valid(const char *d);
 enum { IMG_COMP_NONE = 0, IMG_COMP_GZIP, IMG_COMP_ZSTD, IMG_COMP_OTHER };
 
 typedef struct img_layer {
-    int fd;               /* owned; blob is [offset, offset+length) of it */
+    int fd; /* owned; blob is [offset, offset+length) of it */
     uint64_t offset, length;
     char digest[IMG_DIGEST_MAX];  /* blob digest; verified/learned at index time */
     char diff_id[IMG_DIGEST_MAX]; /* from the config; verified at index time */
     char media_type[96];
-    int compression;      /* IMG_COMP_*, learned at index time */
-    uint64_t diff_size;   /* learned at index time */
+    int compression;    /* IMG_COMP_*, learned at index time */
+    uint64_t diff_size; /* learned at index time */
     char *created_by, *comment;
-    int digest_known;     /* digest came from a manifest and must match */
+    int digest_known; /* digest came from a manifest and must match */
 } img_layer;
 
 void img_layer_clear(img_layer *l);
@@ -71,10 +71,8 @@ void layer_tar_close(struct archive *a, void *state);
  * and its decompressed stream, enforcing caps. For each entry calls cb with
  * the normalized path (NULL-terminated), the entry, and its ordinal.
  */
-typedef int (*layer_entry_cb)(void *ud, struct archive_entry *e, uint64_t ordinal,
-                              pht_error *err);
-int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
-               pht_error *err);
+typedef int (*layer_entry_cb)(void *ud, struct archive_entry *e, uint64_t ordinal, pht_error *err);
+int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err);
 
 /* ---- path safety (tarsafe.c) ----------------------------------------------- */
 /*
@@ -90,8 +88,8 @@ int tarsafe_walk_cmp(const char *a, const char *b);
 /* 1 if p is strictly below dir ("" is the root). */
 int tarsafe_below(const char *p, const char *dir);
 /* Format "layer sha256:ab12…: entry "x": why" into err. */
-int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry,
-                 const char *fmt, ...)
+int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry, const char *fmt,
+                 ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 5, 6)))
 #endif
@@ -99,9 +97,9 @@ int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry
 
 /* ---- merged filesystem index (layer_index.c) ------------------------------- */
 typedef struct img_entry {
-    char *path;       /* normalized, "" never stored */
-    char *link;       /* symlink target / hard link target path, or NULL */
-    int type;         /* enum pht_image_type */
+    char *path; /* normalized, "" never stored */
+    char *link; /* symlink target / hard link target path, or NULL */
+    int type;   /* enum pht_image_type */
     uint32_t mode;
     int64_t uid, gid, mtime;
     uint64_t size;
@@ -109,7 +107,7 @@ typedef struct img_entry {
     uint64_t ordinal; /* header number inside that layer */
     int data_layer;   /* where the bytes are (a hard link: its target's) */
     uint64_t data_ordinal;
-    int implicit;     /* parent directory no layer named */
+    int implicit; /* parent directory no layer named */
 } img_entry;
 
 typedef struct img_index {
@@ -130,7 +128,7 @@ struct pht_image {
     int refs;
     const img_transport *tp;
     char *ref;
-    char *location;      /* the part after "transport:" */
+    char *location; /* the part after "transport:" */
     pht_image_opts opts;
     char *tmpdir;
     char *manifest;
@@ -139,7 +137,7 @@ struct pht_image {
     img_layer *layers;
     size_t nlayers;
     img_index index;
-    void *tpdata;        /* the transport's own state */
+    void *tpdata; /* the transport's own state */
 };
 
 /* A new image as a commit writes it: layers bottom first, config text. */
@@ -149,7 +147,7 @@ typedef struct img_plan {
     const char *config;
     size_t config_len;
     char config_digest[IMG_DIGEST_MAX];
-    const char *const *tags;  /* names to point at the new image */
+    const char *const *tags; /* names to point at the new image */
     size_t ntags;
     const pht_image_opts *opts;
 } img_plan;
@@ -169,8 +167,7 @@ extern const img_transport img_docker_archive;
 extern const img_transport img_oci;
 
 /* Find a transport by reference prefix; *location points after the colon. */
-const img_transport *img_transport_find(const char *ref, const char **location,
-                                        pht_error *err);
+const img_transport *img_transport_find(const char *ref, const char **location, pht_error *err);
 
 void img_retain(pht_image *img);
 
@@ -179,8 +176,8 @@ int img_apply_history(pht_image *img, pht_error *err);
 
 /* ---- small file helpers (image_util.c) ------------------------------------ */
 /* Read [off, off+len) of fd into a NUL-terminated malloc'ed buffer (len <= cap). */
-int img_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out,
-                  const char *what, pht_error *err);
+int img_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, const char *what,
+                  pht_error *err);
 /* Whole small file into memory (<= cap), NUL-terminated. */
 int img_read_small(const char *path, uint64_t cap, char **out, size_t *len, pht_error *err);
 /* Write all of p to fd, retrying short writes. */

@@ -86,9 +86,11 @@ static cJSON *pick(cJSON *index, const char *tag, const char *dir, pht_error *er
         }
     }
     if (hit == NULL)
-        pht_error_set(err, PHT_ENOTFOUND, "%s: no image %s in the layout", dir, tag ? tag : "at all");
+        pht_error_set(err, PHT_ENOTFOUND, "%s: no image %s in the layout", dir,
+                      tag ? tag : "at all");
     else if (tag == NULL && n > 1)
-        pht_error_set(err, PHT_EINVAL, "%s holds %d images: name one as oci:DIR:TAG", dir, n), hit = NULL;
+        pht_error_set(err, PHT_EINVAL, "%s holds %d images: name one as oci:DIR:TAG", dir, n),
+            hit = NULL;
     return hit;
 }
 
@@ -132,8 +134,8 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
         rc = PHT_EFORMAT;
         goto out;
     }
-    const char *cdg = cJSON_GetStringValue(
-        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(man, "config"), "digest"));
+    const char *cdg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(man, "config"), "digest"));
     if ((rc = read_json_blob(dir, cdg, &img->config, &img->config_len, err))) goto out;
     if ((cfg = img_json_parse(img->config, "image config", err)) == NULL) {
         rc = PHT_EFORMAT;
@@ -162,7 +164,8 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
         l->fd = -1;
         img->nlayers++;
         if (!img_digest_valid(dg) || !img_digest_valid(di)) {
-            rc = pht_error_set(err, PHT_EUNSAFE, "%s: layer %d: unsupported or malformed digest", dir, i);
+            rc = pht_error_set(err, PHT_EUNSAFE, "%s: layer %d: unsupported or malformed digest",
+                               dir, i);
             goto out;
         }
         strcpy(l->digest, dg);
@@ -180,8 +183,9 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
         free(bp);
         l->length = (uint64_t)st.st_size;
         if (!(sz >= 0) || (uint64_t)sz != l->length) {
-            rc = pht_error_set(err, PHT_EFORMAT, "%s: layer blob %s has %llu bytes, the manifest says %.0f",
-                               dir, dg, (unsigned long long)l->length, sz);
+            rc = pht_error_set(err, PHT_EFORMAT,
+                               "%s: layer blob %s has %llu bytes, the manifest says %.0f", dir, dg,
+                               (unsigned long long)l->length, sz);
             goto out;
         }
     }
@@ -241,9 +245,12 @@ static int put_blob(ocw *w, const char *digest, uint64_t size, const img_layer *
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size) goto done;
     if ((rc = img_tmp_beside(path, &tmp, &fd, w->err))) goto done;
     fdsink s = {fd, tmp};
-    if (l == NULL) rc = img_write_all(fd, buf, (size_t)size, tmp, w->err);
-    else if (diff) rc = layer_copy_diff(l, o, fd_sink, &s, w->err);
-    else rc = layer_copy_raw(l, fd_sink, &s, w->err);
+    if (l == NULL)
+        rc = img_write_all(fd, buf, (size_t)size, tmp, w->err);
+    else if (diff)
+        rc = layer_copy_diff(l, o, fd_sink, &s, w->err);
+    else
+        rc = layer_copy_raw(l, fd_sink, &s, w->err);
     char **v = rc ? NULL : realloc(w->created, (w->nc + 1) * sizeof *v);
     if (rc == 0 && v == NULL) rc = pht_error_set(w->err, PHT_ENOMEM, "out of memory");
     if (rc == 0 && (rc = img_commit_file(fd, tmp, path, w->err)) == 0) {
@@ -306,8 +313,10 @@ static int write_index(ocw *w, const img_plan *p, const char *mdg, size_t mlen)
     snprintf(path, sizeof path, "%s/index.json", w->dir);
     cJSON *index = NULL;
     int rc = img_read_small(path, IMG_JSON_MAX, &text, &len, w->err);
-    if (rc == 0) index = img_json_parse(text, "index.json", w->err);
-    else if (rc == PHT_ENOTFOUND) index = cJSON_CreateObject();
+    if (rc == 0)
+        index = img_json_parse(text, "index.json", w->err);
+    else if (rc == PHT_ENOTFOUND)
+        index = cJSON_CreateObject();
     free(text);
     if (index == NULL) return w->err && w->err->code ? w->err->code : PHT_EFORMAT;
     cJSON *ms = cJSON_GetObjectItemCaseSensitive(index, "manifests");
@@ -328,7 +337,9 @@ static int write_index(ocw *w, const img_plan *p, const char *mdg, size_t mlen)
     }
     for (size_t k = 0; k < (p->ntags ? p->ntags : 1); k++) {
         cJSON *d = descriptor(MT_MANIFEST, mdg, mlen);
-        if (p->ntags) cJSON_AddStringToObject(cJSON_AddObjectToObject(d, "annotations"), REF_NAME, p->tags[k]);
+        if (p->ntags)
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(d, "annotations"), REF_NAME,
+                                    p->tags[k]);
         cJSON_AddItemToArray(ms, d);
     }
     text = cJSON_PrintUnformatted(index);
@@ -348,7 +359,8 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
     char *text = NULL;
     int rc = mkdir_p(where, err);
     snprintf(path, sizeof path, "%s/oci-layout", where);
-    if (rc == 0 && stat(path, &st) != 0) rc = write_small(path, "{\"imageLayoutVersion\":\"1.0.0\"}", err);
+    if (rc == 0 && stat(path, &st) != 0)
+        rc = write_small(path, "{\"imageLayoutVersion\":\"1.0.0\"}", err);
     cJSON_AddNumberToObject(man, "schemaVersion", 2);
     cJSON_AddStringToObject(man, "mediaType", MT_MANIFEST);
     cJSON_AddItemToObject(man, "config", descriptor(MT_CONFIG, p->config_digest, p->config_len));
@@ -360,8 +372,9 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
         const char *dg = asis ? l->digest : l->diff_id;
         uint64_t size = asis ? l->length : l->diff_size;
         rc = put_blob(&w, dg, size, l, !asis, NULL, p->opts);
-        cJSON_AddItemToArray(layers, descriptor(img_layer_media_type(asis ? l->compression : IMG_COMP_NONE),
-                                                dg, size));
+        cJSON_AddItemToArray(
+            layers,
+            descriptor(img_layer_media_type(asis ? l->compression : IMG_COMP_NONE), dg, size));
     }
     if (rc == 0) rc = put_blob(&w, p->config_digest, p->config_len, NULL, 0, p->config, p->opts);
     if (rc == 0 && (text = cJSON_PrintUnformatted(man)) == NULL)

@@ -73,8 +73,8 @@ int img_digest_valid(const char *d)
     return 1;
 }
 
-int img_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out,
-                  const char *what, pht_error *err)
+int img_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, const char *what,
+                  pht_error *err)
 {
     *out = NULL;
     if (len > cap)
@@ -190,16 +190,19 @@ int img_fsync_dir(const char *dir, pht_error *err)
     int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d < 0) return pht_error_set(err, PHT_EIO, "%s: %s", dir, strerror(errno));
     int rc = 0;
-    if (fsync(d) != 0) rc = pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", dir, strerror(errno));
+    if (fsync(d) != 0)
+        rc = pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", dir, strerror(errno));
     close(d);
     return rc;
 }
 
 int img_commit_file(int fd, const char *tmp, const char *path, pht_error *err)
 {
-    if (fsync(fd) != 0) return pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (fsync(fd) != 0)
+        return pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
     if (rename(tmp, path) != 0)
-        return pht_error_set(err, PHT_EIO, "rename %s to %s failed: %s", tmp, path, strerror(errno));
+        return pht_error_set(err, PHT_EIO, "rename %s to %s failed: %s", tmp, path,
+                             strerror(errno));
     char *dir = img_dirname(path);
     if (dir == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     int rc = img_fsync_dir(dir, err);
@@ -224,9 +227,12 @@ cJSON *img_json_parse(const char *text, const char *what, pht_error *err)
 const char *img_layer_media_type(int c)
 {
     switch (c) {
-    case IMG_COMP_GZIP: return "application/vnd.oci.image.layer.v1.tar+gzip";
-    case IMG_COMP_ZSTD: return "application/vnd.oci.image.layer.v1.tar+zstd";
-    default: return "application/vnd.oci.image.layer.v1.tar";
+    case IMG_COMP_GZIP:
+        return "application/vnd.oci.image.layer.v1.tar+gzip";
+    case IMG_COMP_ZSTD:
+        return "application/vnd.oci.image.layer.v1.tar+zstd";
+    default:
+        return "application/vnd.oci.image.layer.v1.tar";
     }
 }
 

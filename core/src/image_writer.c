@@ -67,8 +67,8 @@ void pht_image_writer_free(pht_image_writer *w)
     writer_unref(w);
 }
 
-int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts,
-                         pht_image_writer **out, pht_error *err)
+int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts, pht_image_writer **out,
+                         pht_error *err)
 {
     *out = NULL;
     pht_image_writer *w = calloc(1, sizeof *w);
@@ -90,10 +90,11 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts,
     const pht_image *b = w->base ? w->base : img;
     if (rc) {
         pht_error_prefix(err, "base image");
-    } else if (w->tmpdir == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    } else if (w->tmpdir == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     else if (w->keep > (long)b->nlayers)
-        rc = pht_error_set(err, PHT_EINVAL, "keep_layers %ld: the base image has %zu layers", w->keep,
-                           b->nlayers);
+        rc = pht_error_set(err, PHT_EINVAL, "keep_layers %ld: the base image has %zu layers",
+                           w->keep, b->nlayers);
     if (rc) {
         writer_unref(w);
         return rc;
@@ -128,7 +129,8 @@ static int w_fail(pht_image_writer *w, pht_error *err, int code, const char *fmt
 static int w_ready(pht_image_writer *w, int streaming, pht_error *err)
 {
     if (w->done) return pht_error_set(err, PHT_ESTATE, "image writer: already committed");
-    if (w->failed) return pht_error_set(err, PHT_ESTATE, "image writer failed earlier: %s", w->why.message);
+    if (w->failed)
+        return pht_error_set(err, PHT_ESTATE, "image writer failed earlier: %s", w->why.message);
     if (!streaming && w->active)
         return pht_error_set(err, PHT_ESTATE, "image writer: a streamed file is still open");
     if (w->a) return 0;
@@ -148,9 +150,11 @@ static int w_ready(pht_image_writer *w, int streaming, pht_error *err)
 static int w_path(pht_image_writer *w, const char *path, char **out, pht_error *err)
 {
     const char *why;
-    while (path && *path == '/') path++;
+    while (path && *path == '/')
+        path++;
     int rc = tarsafe_path(path, w->src->opts.max_name, out, &why);
-    if (rc) return pht_error_set(err, rc, "image writer: path \"%.300s\": %s", path ? path : "", why);
+    if (rc)
+        return pht_error_set(err, rc, "image writer: path \"%.300s\": %s", path ? path : "", why);
     if ((*out)[0] == '\0') {
         free(*out);
         return pht_error_set(err, PHT_EINVAL, "image writer: cannot add the root directory");
@@ -190,7 +194,8 @@ static int put_header(pht_image_writer *w, const char *name, int type, uint64_t 
     int r = archive_write_header(w->a, e);
     archive_entry_free(e);
     if (r != ARCHIVE_OK)
-        return w_fail(w, err, PHT_EIO, "new layer: entry \"%.300s\": %s", name, archive_error_string(w->a));
+        return w_fail(w, err, PHT_EIO, "new layer: entry \"%.300s\": %s", name,
+                      archive_error_string(w->a));
     w->nentries++;
     return 0;
 }
@@ -198,7 +203,8 @@ static int put_header(pht_image_writer *w, const char *name, int type, uint64_t 
 static int put_data(pht_image_writer *w, const char *name, const void *p, size_t n, pht_error *err)
 {
     if (n && archive_write_data(w->a, p, n) != (la_ssize_t)n)
-        return w_fail(w, err, PHT_EIO, "new layer: entry \"%.300s\": %s", name, archive_error_string(w->a));
+        return w_fail(w, err, PHT_EIO, "new layer: entry \"%.300s\": %s", name,
+                      archive_error_string(w->a));
     return 0;
 }
 
@@ -212,7 +218,8 @@ int pht_image_writer_add_dir(pht_image_writer *w, const char *path, const pht_im
     if (rc == 0 && attrs && attrs->opaque) {
         size_t n = strlen(p) + 16;
         char *o = malloc(n);
-        if (o == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        if (o == NULL)
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
         else {
             snprintf(o, n, "%s/.wh..wh..opq", p);
             pht_image_attrs z;
@@ -233,7 +240,8 @@ int pht_image_writer_whiteout(pht_image_writer *w, const char *path, pht_error *
     const char *slash = strrchr(p, '/');
     size_t dl = slash ? (size_t)(slash - p) + 1 : 0, n = strlen(p) + 8;
     char *o = malloc(n);
-    if (o == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (o == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     else {
         snprintf(o, n, "%.*s.wh.%s", (int)dl, p, p + dl);
         rc = put_header(w, o, AE_IFREG, 0, NULL, 0644, NULL, err);
@@ -283,7 +291,8 @@ static int put_fd(pht_image_writer *w, const char *name, int fd, uint64_t size, 
         ssize_t r = pread(fd, buf, want, (off_t)pos);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            rc = w_fail(w, err, PHT_EIO, "%s: %s", src, r < 0 ? strerror(errno) : "file shrank while read");
+            rc = w_fail(w, err, PHT_EIO, "%s: %s", src,
+                        r < 0 ? strerror(errno) : "file shrank while read");
             break;
         }
         rc = put_data(w, name, buf, (size_t)r, err);
@@ -303,9 +312,11 @@ int pht_image_writer_add_file(pht_image_writer *w, const char *path, const char 
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = pht_error_set(err, fd < 0 && errno == ENOENT ? PHT_ENOTFOUND : PHT_EIO,
-                           "image writer: %s: %s", src, fd < 0 ? strerror(errno) : "not a regular file");
+                           "image writer: %s: %s", src,
+                           fd < 0 ? strerror(errno) : "not a regular file");
     } else {
-        rc = put_header(w, p, AE_IFREG, (uint64_t)st.st_size, attrs, (int)(st.st_mode & 07777), NULL, err);
+        rc = put_header(w, p, AE_IFREG, (uint64_t)st.st_size, attrs, (int)(st.st_mode & 07777),
+                        NULL, err);
         if (rc == 0) rc = put_fd(w, p, fd, (uint64_t)st.st_size, src, err);
     }
     if (fd >= 0) close(fd);
@@ -327,10 +338,14 @@ int pht_image_writer_begin_file(pht_image_writer *w, const char *path, int64_t s
         return pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
     *s = (pht_image_stream){.w = w, .size = size, .spool = -1, .path = p};
-    if (attrs) s->attrs = *attrs;
-    else pht_image_attrs_init(&s->attrs);
-    if (size < 0) rc = img_tmp_anon(w->tmpdir, &s->spool, err);
-    else rc = put_header(w, p, AE_IFREG, (uint64_t)size, &s->attrs, 0644, NULL, err);
+    if (attrs)
+        s->attrs = *attrs;
+    else
+        pht_image_attrs_init(&s->attrs);
+    if (size < 0)
+        rc = img_tmp_anon(w->tmpdir, &s->spool, err);
+    else
+        rc = put_header(w, p, AE_IFREG, (uint64_t)size, &s->attrs, 0644, NULL, err);
     if (rc) {
         free(p);
         free(s);
@@ -345,15 +360,20 @@ int pht_image_writer_begin_file(pht_image_writer *w, const char *path, int64_t s
 int pht_image_stream_write(pht_image_stream *s, const void *data, size_t len, pht_error *err)
 {
     pht_image_writer *w = s->w;
-    if (w == NULL || w->active != s) return pht_error_set(err, PHT_ESTATE, "image stream is closed");
+    if (w == NULL || w->active != s)
+        return pht_error_set(err, PHT_ESTATE, "image stream is closed");
     int rc = w_ready(w, 1, err);
     if (rc) return rc;
     if (s->size >= 0 && s->written + len > (uint64_t)s->size)
-        return w_fail(w, err, PHT_ELIMIT, "new layer: entry \"%.300s\": more bytes than the size %s",
-                      s->path, "announced");
-    if (s->spool >= 0) rc = img_write_all(s->spool, data, len, "spool file", err);
-    else rc = put_data(w, s->path, data, len, err);
-    if (rc) return w->failed ? rc : w_fail(w, err, rc, "%s%s", err ? err->message : "spool failed", "");
+        return w_fail(w, err, PHT_ELIMIT,
+                      "new layer: entry \"%.300s\": more bytes than the size %s", s->path,
+                      "announced");
+    if (s->spool >= 0)
+        rc = img_write_all(s->spool, data, len, "spool file", err);
+    else
+        rc = put_data(w, s->path, data, len, err);
+    if (rc)
+        return w->failed ? rc : w_fail(w, err, rc, "%s%s", err ? err->message : "spool failed", "");
     s->written += len;
     return 0;
 }
@@ -408,8 +428,8 @@ static void iso_time(int64_t t, char *out, size_t cap)
 }
 
 /* The new config: the source's, with rootfs and history for the new layers. */
-static char *make_config(pht_image_writer *w, const pht_image *b, size_t keep,
-                         const img_layer *nl, const pht_image_commit_opts *o, pht_error *err)
+static char *make_config(pht_image_writer *w, const pht_image *b, size_t keep, const img_layer *nl,
+                         const pht_image_commit_opts *o, pht_error *err)
 {
     cJSON *cfg = img_json_parse(w->src->config, "image config", err);
     cJSON *bcfg = img_json_parse(b->config, "base image config", err);
@@ -431,7 +451,8 @@ static char *make_config(pht_image_writer *w, const pht_image *b, size_t keep,
         cJSON_AddItemToArray(hist, h);
     }
     cJSON *diffs = cJSON_CreateArray();
-    for (size_t i = 0; i < keep; i++) cJSON_AddItemToArray(diffs, cJSON_CreateString(b->layers[i].diff_id));
+    for (size_t i = 0; i < keep; i++)
+        cJSON_AddItemToArray(diffs, cJSON_CreateString(b->layers[i].diff_id));
     if (nl) {
         cJSON_AddItemToArray(diffs, cJSON_CreateString(nl->diff_id));
         cJSON *h = cJSON_CreateObject();
@@ -449,7 +470,8 @@ static char *make_config(pht_image_writer *w, const pht_image *b, size_t keep,
     cJSON_AddStringToObject(cfg, "created", when);
     cJSON_AddItemToObject(cfg, "history", hist);
     cJSON_AddItemToObject(cfg, "rootfs", rootfs);
-    if ((text = cJSON_PrintUnformatted(cfg)) == NULL) pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if ((text = cJSON_PrintUnformatted(cfg)) == NULL)
+        pht_error_set(err, PHT_ENOMEM, "out of memory");
 done:
     cJSON_Delete(cfg);
     cJSON_Delete(bcfg);
@@ -504,7 +526,8 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     char *where = NULL, *tag = NULL, **tags = NULL, *config = NULL;
     size_t ntags = 0;
     if (layers == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    for (size_t i = 0; i < keep; i++) layers[i] = &b->layers[i];
+    for (size_t i = 0; i < keep; i++)
+        layers[i] = &b->layers[i];
     if (has_new) layers[keep] = &nl;
     img_plan plan = {.layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts};
     if ((rc = tp->dest_tag(loc, &where, &tag, err)) ||
@@ -528,7 +551,8 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     if (rc) pht_error_prefix(err, "commit %.200s", dest_ref);
 done:
     w->done = 1; /* the layer archive is closed either way */
-    for (size_t i = 0; tags && i < ntags; i++) free(tags[i]);
+    for (size_t i = 0; tags && i < ntags; i++)
+        free(tags[i]);
     free(tags);
     free(layers);
     free(where);

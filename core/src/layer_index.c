@@ -29,7 +29,7 @@ typedef struct scan {
     img_layer *l;
     img_entry **u; /* this layer's entries, in archive order */
     size_t un, ucap;
-    size_t *slot;  /* open-addressing table of u indexes + 1 */
+    size_t *slot; /* open-addressing table of u indexes + 1 */
     size_t nslot;
     del *d;
     size_t dn, dcap;
@@ -38,7 +38,8 @@ typedef struct scan {
 static size_t hash_str(const char *s)
 {
     size_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
 }
 
@@ -69,7 +70,8 @@ static int u_rehash(scan *s)
     s->nslot = n;
     for (size_t k = 0; k < s->un; k++) {
         size_t i = hash_str(s->u[k]->path) & (n - 1);
-        while (t[i]) i = (i + 1) & (n - 1);
+        while (t[i])
+            i = (i + 1) & (n - 1);
         t[i] = k + 1;
     }
     return 0;
@@ -93,7 +95,8 @@ static int u_add(scan *s, img_entry *e)
     s->u[s->un++] = e;
     if (s->un * 2 > s->nslot) return u_rehash(s);
     size_t i = hash_str(e->path) & (s->nslot - 1);
-    while (s->slot[i]) i = (i + 1) & (s->nslot - 1);
+    while (s->slot[i])
+        i = (i + 1) & (s->nslot - 1);
     s->slot[i] = s->un;
     return 0;
 }
@@ -120,8 +123,10 @@ long index_find(const img_index *ix, const char *path)
         size_t mid = lo + (hi - lo) / 2;
         int c = tarsafe_walk_cmp(ix->v[mid]->path, path);
         if (c == 0) return (long)mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -132,14 +137,16 @@ static int resolve_hardlink(scan *s, img_entry *e, const char *raw, pht_error *e
     char *t = NULL;
     const char *why;
     if (raw[0] == '/')
-        return tarsafe_fail(err, PHT_EUNSAFE, s->l, e->path, "hard link target \"%.300s\" is absolute",
-                            raw);
+        return tarsafe_fail(err, PHT_EUNSAFE, s->l, e->path,
+                            "hard link target \"%.300s\" is absolute", raw);
     int rc = tarsafe_path(raw, s->img->opts.max_name, &t, &why);
     if (rc) return tarsafe_fail(err, rc, s->l, e->path, "hard link target: %s", why);
     const img_entry *to = NULL;
     long at = u_find(s, t);
-    if (at >= 0) to = s->u[at];
-    else if ((at = index_find(&s->img->index, t)) >= 0) to = s->img->index.v[at];
+    if (at >= 0)
+        to = s->u[at];
+    else if ((at = index_find(&s->img->index, t)) >= 0)
+        to = s->img->index.v[at];
     if (to == NULL || (to->type != PHT_IMAGE_FILE && to->type != PHT_IMAGE_HARDLINK)) {
         rc = tarsafe_fail(err, PHT_EUNSAFE, s->l, e->path,
                           to ? "hard link target \"%.300s\" is not a regular file"
@@ -170,13 +177,16 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
     const char *base = slash ? slash + 1 : path;
     size_t plen = slash ? (size_t)(slash - path) : 0;
     if (strncmp(base, ".wh.", 4) == 0) {
-        if (strcmp(base, ".wh..wh..opq") == 0) rc = d_add(s, path, plen, 0);
-        else if (strncmp(base, ".wh..wh.", 8) == 0) rc = 0; /* aufs bookkeeping */
+        if (strcmp(base, ".wh..wh..opq") == 0)
+            rc = d_add(s, path, plen, 0);
+        else if (strncmp(base, ".wh..wh.", 8) == 0)
+            rc = 0; /* aufs bookkeeping */
         else {
             /* ".wh.NAME" deletes parent/NAME */
             size_t n = plen + (plen ? 1 : 0);
             char *victim = malloc(n + strlen(base + 4) + 1);
-            if (victim == NULL) rc = PHT_ENOMEM;
+            if (victim == NULL)
+                rc = PHT_ENOMEM;
             else {
                 memcpy(victim, path, n);
                 strcpy(victim + n, base + 4);
@@ -201,10 +211,18 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
     e->ordinal = e->data_ordinal = ordinal;
     const char *hl = archive_entry_hardlink(ae);
     switch (archive_entry_filetype(ae)) {
-    case AE_IFREG: e->type = PHT_IMAGE_FILE; break;
-    case AE_IFDIR: e->type = PHT_IMAGE_DIR; break;
-    case AE_IFLNK: e->type = PHT_IMAGE_SYMLINK; break;
-    default: e->type = PHT_IMAGE_OTHER; break;
+    case AE_IFREG:
+        e->type = PHT_IMAGE_FILE;
+        break;
+    case AE_IFDIR:
+        e->type = PHT_IMAGE_DIR;
+        break;
+    case AE_IFLNK:
+        e->type = PHT_IMAGE_SYMLINK;
+        break;
+    default:
+        e->type = PHT_IMAGE_OTHER;
+        break;
     }
     if (hl) {
         e->type = PHT_IMAGE_HARDLINK;
@@ -212,7 +230,8 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
     } else if (e->type == PHT_IMAGE_SYMLINK) {
         const char *t = archive_entry_symlink(ae);
         if (tarsafe_symlink(path, t, &why))
-            rc = tarsafe_fail(err, PHT_EUNSAFE, s->l, path, "%s (target \"%.300s\")", why, t ? t : "");
+            rc = tarsafe_fail(err, PHT_EUNSAFE, s->l, path, "%s (target \"%.300s\")", why,
+                              t ? t : "");
         else if ((e->link = strdup(t)) == NULL)
             rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     } else if (e->type == PHT_IMAGE_FILE) {
@@ -242,8 +261,10 @@ static int d_lookup(const scan *s, const char *path, size_t len)
         int c = strncmp(s->d[mid].path, path, len);
         if (c == 0 && s->d[mid].path[len] != '\0') c = 1;
         if (c == 0) return s->d[mid].self;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -277,8 +298,10 @@ static int merge_layer(scan *s, pht_error *err)
     size_t keep = 0;
     for (size_t i = 0; i < ix->n; i++) {
         img_entry *e = ix->v[i];
-        if (u_has(s, e->path) || deleted(s, e->path)) entry_free(e);
-        else ix->v[keep++] = e;
+        if (u_has(s, e->path) || deleted(s, e->path))
+            entry_free(e);
+        else
+            ix->v[keep++] = e;
     }
     img_entry **u = s->u;
     qsort(u, s->un, sizeof *u, cmp_entry);
@@ -332,8 +355,11 @@ static int add_implicit_parents(img_index *ix, pht_error *err)
                 free(parent);
                 goto oom;
             }
-            *e = (img_entry){.path = parent, .type = PHT_IMAGE_DIR, .mode = 0755,
-                             .layer = ix->v[i]->layer, .data_layer = ix->v[i]->layer,
+            *e = (img_entry){.path = parent,
+                             .type = PHT_IMAGE_DIR,
+                             .mode = 0755,
+                             .layer = ix->v[i]->layer,
+                             .data_layer = ix->v[i]->layer,
                              .implicit = 1};
             extra[en++] = e;
         }
@@ -349,15 +375,18 @@ static int add_implicit_parents(img_index *ix, pht_error *err)
     free(extra);
     return 0;
 oom:
-    for (size_t k = 0; k < en; k++) entry_free(extra[k]);
+    for (size_t k = 0; k < en; k++)
+        entry_free(extra[k]);
     free(extra);
     return pht_error_set(err, PHT_ENOMEM, "out of memory");
 }
 
 static void scan_reset(scan *s)
 {
-    for (size_t i = 0; i < s->un; i++) entry_free(s->u[i]);
-    for (size_t i = 0; i < s->dn; i++) free(s->d[i].path);
+    for (size_t i = 0; i < s->un; i++)
+        entry_free(s->u[i]);
+    for (size_t i = 0; i < s->dn; i++)
+        free(s->d[i].path);
     s->un = s->dn = 0;
     if (s->slot) memset(s->slot, 0, s->nslot * sizeof *s->slot);
 }
@@ -382,7 +411,8 @@ int index_build(pht_image *img, pht_error *err)
 
 void index_free(img_index *ix)
 {
-    for (size_t i = 0; i < ix->n; i++) entry_free(ix->v[i]);
+    for (size_t i = 0; i < ix->n; i++)
+        entry_free(ix->v[i]);
     free(ix->v);
     ix->v = NULL;
     ix->n = 0;

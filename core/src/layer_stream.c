@@ -70,10 +70,14 @@ static void support_filters(struct archive *a)
 static int comp_of(struct archive *a)
 {
     switch (archive_filter_code(a, 0)) {
-    case ARCHIVE_FILTER_NONE: return IMG_COMP_NONE;
-    case ARCHIVE_FILTER_GZIP: return IMG_COMP_GZIP;
-    case ARCHIVE_FILTER_ZSTD: return IMG_COMP_ZSTD;
-    default: return IMG_COMP_OTHER;
+    case ARCHIVE_FILTER_NONE:
+        return IMG_COMP_NONE;
+    case ARCHIVE_FILTER_GZIP:
+        return IMG_COMP_GZIP;
+    case ARCHIVE_FILTER_ZSTD:
+        return IMG_COMP_ZSTD;
+    default:
+        return IMG_COMP_OTHER;
     }
 }
 
@@ -145,8 +149,7 @@ static int scan_fail(struct archive *tar, const chain *c, const img_layer *l,
                         m ? m : "unknown error");
 }
 
-int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
-               pht_error *err)
+int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
 {
     blob_src *b = calloc(1, sizeof *b);
     chain *c = calloc(1, sizeof *c);

@@ -34,9 +34,11 @@ int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why
     size_t len = 0;
     const char *p = in;
     while (*p) {
-        while (*p == '/') p++;
+        while (*p == '/')
+            p++;
         const char *s = p;
-        while (*p && *p != '/') p++;
+        while (*p && *p != '/')
+            p++;
         size_t cl = (size_t)(p - s);
         if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
         if (cl == 2 && s[0] == '.' && s[1] == '.') {
@@ -67,9 +69,11 @@ int tarsafe_symlink(const char *path, const char *target, const char **why)
     }
     const char *p = target;
     while (*p) {
-        while (*p == '/') p++;
+        while (*p == '/')
+            p++;
         const char *s = p;
-        while (*p && *p != '/') p++;
+        while (*p && *p != '/')
+            p++;
         size_t cl = (size_t)(p - s);
         if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
         if (cl == 2 && s[0] == '.' && s[1] == '.') {
@@ -116,8 +120,8 @@ const char *img_short(const char *digest, char *buf, size_t cap)
     return buf;
 }
 
-int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry,
-                 const char *fmt, ...)
+int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry, const char *fmt,
+                 ...)
 {
     char why[512], d[64];
     va_list ap;
@@ -126,7 +130,7 @@ int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry
     va_end(ap);
     const char *dg = l ? (l->digest_known || l->digest[0] ? l->digest : l->diff_id) : NULL;
     if (entry)
-        return pht_error_set(err, code, "layer %s: entry \"%.300s\": %s", img_short(dg, d, sizeof d),
-                             entry, why);
+        return pht_error_set(err, code, "layer %s: entry \"%.300s\": %s",
+                             img_short(dg, d, sizeof d), entry, why);
     return pht_error_set(err, code, "layer %s: %s", img_short(dg, d, sizeof d), why);
 }

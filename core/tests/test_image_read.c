@@ -128,7 +128,8 @@ static void test_lookup_errors(void)
 
 int main(void)
 {
-    for (size_t i = 0; i < sizeof stages / sizeof *stages; i++) test_fixture(stages[i]);
+    for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
+        test_fixture(stages[i]);
     test_lookup_errors();
     TEST_DONE();
 }

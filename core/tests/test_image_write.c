@@ -17,7 +17,8 @@ static void copy_file(const char *from, const char *to)
     size_t n;
     CHECK(a && b);
     if (!a || !b) return;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+        fwrite(buf, 1, n, b);
     fclose(a);
     fclose(b);
 }
@@ -68,22 +69,26 @@ static void test_new_layer(void)
     at.opaque = 0;
     at.mode = 0600;
     at.uid = 1000;
-    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/pht_results/new.txt", "hello\n", 6, &at, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/pht_results/new.txt", "hello\n", 6, &at, &err),
+             &err);
     CHECK_OK(pht_image_writer_whiteout(w, "/opt/user_sym_key.key", &err), &err);
     pht_image_stream *s;
-    CHECK_OK(pht_image_writer_begin_file(w, "/opt/pht_results/known.bin", 10, NULL, &s, &err), &err);
+    CHECK_OK(pht_image_writer_begin_file(w, "/opt/pht_results/known.bin", 10, NULL, &s, &err),
+             &err);
     CHECK_CODE(pht_image_writer_add_bytes(w, "/x", "x", 1, NULL, &err), PHT_ESTATE, &err);
     CHECK_OK(pht_image_stream_write(s, "01234", 5, &err), &err);
     CHECK_OK(pht_image_stream_write(s, "56789", 5, &err), &err);
     CHECK_OK(pht_image_stream_close(s, &err), &err);
     pht_image_stream_free(s);
-    CHECK_OK(pht_image_writer_begin_file(w, "opt/pht_results/spooled.txt", -1, NULL, &s, &err), &err);
+    CHECK_OK(pht_image_writer_begin_file(w, "opt/pht_results/spooled.txt", -1, NULL, &s, &err),
+             &err);
     CHECK_OK(pht_image_stream_write(s, "abc", 3, &err), &err);
     CHECK_OK(pht_image_stream_close(s, &err), &err);
     pht_image_stream_free(s);
     CHECK_CODE(pht_image_writer_add_dir(w, "/opt/../etc", NULL, &err), PHT_EUNSAFE, &err);
     const char *tags[] = {"pht-bench/ref-0:copy"};
-    pht_image_commit_opts co = {.tags = tags, .ntags = 1, .created_by = "pht post-run", .comment = "c1"};
+    pht_image_commit_opts co = {
+        .tags = tags, .ntags = 1, .created_by = "pht post-run", .comment = "c1"};
     CHECK_OK(pht_image_writer_commit(w, ref, &co, &err), &err);
     CHECK_CODE(pht_image_writer_add_bytes(w, "/y", "y", 1, NULL, &err), PHT_ESTATE, &err);
     pht_image_writer_free(w);
@@ -147,7 +152,8 @@ static void test_rebase_and_tags(void)
     size_t len;
     CHECK(strcmp(slurp(img, "/opt/train_config.json", &len), "{}") == 0);
     pht_image_stat st;
-    CHECK_CODE(pht_image_stat_path(img, "/opt/pht_train/query.json", &st, &err), PHT_ENOTFOUND, &err);
+    CHECK_CODE(pht_image_stat_path(img, "/opt/pht_train/query.json", &st, &err), PHT_ENOTFOUND,
+               &err);
     CHECK_OK(pht_image_open(&b, base, NULL, &err), &err);
     CHECK(b && pht_image_layer_count(b) == 1);
 

@@ -59,13 +59,13 @@ enum pht_image_type {
 
 /* What pht_image_stat reports. link and path point into the handle. */
 typedef struct pht_image_stat {
-    int type;          /* enum pht_image_type */
-    uint64_t size;     /* content size (a hard link: its target's) */
-    uint32_t mode;     /* permission bits (07777) */
+    int type;      /* enum pht_image_type */
+    uint64_t size; /* content size (a hard link: its target's) */
+    uint32_t mode; /* permission bits (07777) */
     int64_t uid, gid;
-    int64_t mtime;     /* seconds since the epoch */
-    const char *link;  /* symlink target as stored, hard link target path; else NULL */
-    const char *path;  /* normalized path without a leading '/', "" for the root */
+    int64_t mtime;    /* seconds since the epoch */
+    const char *link; /* symlink target as stored, hard link target path; else NULL */
+    const char *path; /* normalized path without a leading '/', "" for the root */
 } pht_image_stat;
 
 /* One layer of the image, bottom first. Strings point into the handle. */
@@ -154,16 +154,16 @@ PHT_API int pht_image_extract(pht_image *img, const char *dir, const char *dest_
 typedef struct pht_image_writer_opts {
     pht_image *base;      /* NULL: the source image (or base_ref) */
     const char *base_ref; /* opened with the source's caps when base is NULL */
-    long keep_layers;    /* < 0: all layers of the base; else its first N */
-    const char *tmpdir;  /* NULL: the source image's tmpdir */
+    long keep_layers;     /* < 0: all layers of the base; else its first N */
+    const char *tmpdir;   /* NULL: the source image's tmpdir */
 } pht_image_writer_opts;
 
 /* Attributes of a new entry. */
 typedef struct pht_image_attrs {
-    int32_t mode;   /* < 0: 0644 for files (add_file: the source's), 0755 for dirs */
+    int32_t mode; /* < 0: 0644 for files (add_file: the source's), 0755 for dirs */
     int64_t uid, gid;
-    int64_t mtime;  /* < 0: the writer's creation time */
-    int opaque;     /* directories: hide all lower content of this directory */
+    int64_t mtime; /* < 0: the writer's creation time */
+    int opaque;    /* directories: hide all lower content of this directory */
 } pht_image_attrs;
 
 /* Defaults: mode -1, uid/gid 0, mtime -1, not opaque. */
@@ -190,9 +190,8 @@ PHT_API int pht_image_writer_add_bytes(pht_image_writer *w, const char *path, co
                                        size_t len, const pht_image_attrs *attrs, pht_error *err);
 
 /* Add a symbolic link (target stays inside the image). */
-PHT_API int pht_image_writer_add_symlink(pht_image_writer *w, const char *path,
-                                         const char *target, const pht_image_attrs *attrs,
-                                         pht_error *err);
+PHT_API int pht_image_writer_add_symlink(pht_image_writer *w, const char *path, const char *target,
+                                         const pht_image_attrs *attrs, pht_error *err);
 
 /* Delete path (and its subtree) of the lower layers with a whiteout entry. */
 PHT_API int pht_image_writer_whiteout(pht_image_writer *w, const char *path, pht_error *err);
@@ -216,8 +215,8 @@ PHT_API void pht_image_stream_free(pht_image_stream *s);
 typedef struct pht_image_commit_opts {
     const char *const *tags; /* extra "repo:tag" names (docker-archive) or ref names (oci) */
     size_t ntags;
-    const char *created_by;  /* history entry of the new layer */
-    const char *comment;     /* its comment, may be NULL */
+    const char *created_by; /* history entry of the new layer */
+    const char *comment;    /* its comment, may be NULL */
 } pht_image_commit_opts;
 
 /*

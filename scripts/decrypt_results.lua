@@ -106,7 +106,7 @@ end, { kind = "verify" })
 
 wf:add("write_results", function(ctx)
   local out = ctx.options.out
-  if fs.exists(out) or fs.is_dir(out) then return nil, out .. " already exists: give a new directory" end
+  if fs.exists(out) then return nil, out .. " already exists: give a new directory" end
   local ok, err = fs.mkdir_p(out, 448)
   if not ok then return nil, "cannot create " .. out .. ": " .. tostring(err) end
   for _, e in ipairs(ctx.results_entries) do

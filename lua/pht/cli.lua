@@ -405,7 +405,7 @@ does not, 2 usage error, 3 the image cannot be read.
     local report, err = inspect.image(pos[1], opts.tmpdir)
     if not report then say(prog, "%s", err) return EXIT.io end
     if opts.json then
-      io.stdout:write(require("pht.json").encode(report, true), "\n")
+      io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")
     else
       io.stdout:write(inspect.text(report))
     end

@@ -75,8 +75,7 @@ end
 -- The "repo:tag" names of a docker-archive image ({} for other transports).
 function M.repo_tags(img)
   if img:transport() ~= "docker-archive" then return {} end
-  local json = require "pht.json"
-  local m = json.decode(img:manifest())
+  local m = pht.json_decode(img:manifest())
   local tags = {}
   if type(m) == "table" and type(m.RepoTags) == "table" then
     for _, t in ipairs(m.RepoTags) do if type(t) == "string" then tags[#tags + 1] = t end end

@@ -173,6 +173,7 @@ describe("merged filesystem of layered images", function()
       local path = B.make { format = "oci", out = dir .. "/oci-" .. comp, tag = "v1",
         layers = { base_layer(comp), { compression = comp, entries = { { name = "opt/.wh.gone.txt" },
           { name = "opt/keep.txt", data = "kept, changed" } } } } }
+      local blobs = h.run("cd " .. h.q(path) .. " && find . -type f | sort | xargs sha256sum")
       local img = assert(pht.open_image("oci:" .. path .. ":v1"))
       local layers = img:layers()
       assert.are.equal("application/vnd.oci.image.layer.v1.tar+" .. comp, layers[1].media_type)
@@ -180,12 +181,16 @@ describe("merged filesystem of layered images", function()
       assert.are.equal("kept, changed", img:read_file("/opt/keep.txt"))
       assert.are.equal("deep", img:read_file("/opt/pht_results/sub/deep.txt"))
       assert.is_nil(img:stat("/opt/gone.txt"))
+      assert.are.equal(blobs, h.run("cd " .. h.q(path) .. " && find . -type f | sort | xargs sha256sum"))
     end)
 
     it("reads " .. comp .. " layers inside a docker-archive", function()
       local path = B.make { out = dir .. "/arc-" .. comp .. ".tar", layers = { base_layer(comp) } }
+      local before = h.sha256_file(path)
       local img = assert(pht.open_image("docker-archive:" .. path))
       assert.are.equal("old results", img:read_file("/opt/pht_results/old.txt"))
+      assert.are.equal(comp, img:layers()[1].media_type:match("%+(%w+)$"))
+      assert.are.equal(before, h.sha256_file(path))
     end)
   end
 

@@ -194,6 +194,14 @@ describe("merged filesystem of layered images", function()
     end)
   end
 
+  it("reads images with empty layers, plain and gzip", function()
+    local path = B.make { out = dir .. "/empty.tar", layers = { base_layer("none"), { entries = {} },
+      { compression = "gzip", entries = {} } } }
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    assert.are.equal(3, #img:layers())
+    assert.are.equal("keep", img:read_file("/opt/keep.txt"))
+  end)
+
   it("rejects an OCI layer whose blob does not match its digest", function()
     local path = B.make { format = "oci", out = dir .. "/bad", tag = "v1", layers = { base_layer("gzip") } }
     local img = assert(pht.open_image("oci:" .. path .. ":v1"))

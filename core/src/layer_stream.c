@@ -81,8 +81,8 @@ static int comp_of(struct archive *a)
     }
 }
 
-/* A raw (decompress-only) reader over b. */
-static struct archive *raw_open(blob_src *b, const img_layer *l, pht_error *err)
+/* A raw (decompress-only) reader over b; *empty when the blob has no bytes at all. */
+static struct archive *raw_open(blob_src *b, const img_layer *l, int *empty, pht_error *err)
 {
     struct archive *raw = archive_read_new();
     if (raw == NULL) {
@@ -95,6 +95,7 @@ static struct archive *raw_open(blob_src *b, const img_layer *l, pht_error *err)
     struct archive_entry *e;
     int r = archive_read_open2(raw, b, NULL, blob_read, NULL, NULL);
     if (r == ARCHIVE_OK) r = archive_read_next_header(raw, &e);
+    *empty = r == ARCHIVE_EOF;
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN && r != ARCHIVE_EOF) {
         tarsafe_fail(err, PHT_EFORMAT, l, NULL, "cannot read the blob: %s",
                      archive_error_string(raw) ? archive_error_string(raw) : "unknown error");
@@ -167,7 +168,7 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
         rc = err ? err->code : PHT_ECRYPTO;
         goto done;
     }
-    c->raw = raw_open(b, l, err);
+    c->raw = raw_open(b, l, &c->eof, err);
     if (c->raw == NULL) {
         rc = err ? err->code : PHT_EFORMAT;
         goto done;
@@ -321,13 +322,14 @@ int layer_copy_diff(const img_layer *l, const pht_image_opts *o, img_sink sink, 
         goto done;
     }
     *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
-    raw = raw_open(b, l, err);
+    int empty = 0;
+    raw = raw_open(b, l, &empty, err);
     if (raw == NULL) {
         rc = err ? err->code : PHT_EFORMAT;
         goto done;
     }
     uint64_t total = 0;
-    for (;;) {
+    while (!empty) {
         la_ssize_t n = archive_read_data(raw, buf, IMG_CHUNK);
         if (n == 0) break;
         if (n < 0) {

@@ -59,13 +59,13 @@ end, { kind = "io" })
 
 wf:add("verify_immutable_hash", steps.verify_immutable_hash, { kind = "verify" })
 
--- §8.1: the results as the algorithm left them.
+-- §8.1: the results as the algorithm left them: only files and directories.
+wf:add("check_results_files", steps.list_results, { kind = "verify" })
+
 wf:add("read_results", function(ctx)
-  local ok, err = steps.list_results(ctx)
-  if not ok then return nil, err end
   if #ctx.results_entries == 0 then return true end
-  local root, xerr = train.extract(ctx.image, train.RESULTS, ctx:tempdir(), "results.plain")
-  if not root then return nil, xerr end
+  local root, err = train.extract(ctx.image, train.RESULTS, ctx:tempdir(), "results.plain")
+  if not root then return nil, err end
   for _, f in ipairs(ctx.results) do f.plain = root .. "/" .. f.path end
   return true
 end, { kind = "io" })

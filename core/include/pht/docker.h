@@ -1,0 +1,149 @@
+/*
+ * libpht's Docker Engine client: the few Engine API calls (v1.41) a station
+ * needs to keep trains in its local engine, over pht_http. Image archives
+ * move as streams (`docker save` / `docker load` format), never whole in
+ * memory.
+ *
+ * The endpoint is the host argument, else $DOCKER_HOST, else
+ * unix:///var/run/docker.sock. Handles are not thread-safe.
+ */
+#ifndef PHT_DOCKER_H
+#define PHT_DOCKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pht/error.h"
+#include "pht/http.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PHT_DOCKER_API_VERSION "1.41"
+#define PHT_DOCKER_DEFAULT_HOST "unix:///var/run/docker.sock"
+#define PHT_DOCKER_ID_MAX 80 /* "sha256:" + 64 hex digits + NUL, with room */
+
+typedef struct pht_docker pht_docker;
+
+/*
+ * A client for host (NULL or "": $DOCKER_HOST, else the default socket).
+ * Nothing is connected yet. Free with pht_docker_free. PHT_EINVAL for an
+ * endpoint libpht cannot speak to (ssh://, fd://).
+ */
+PHT_API int pht_docker_open(pht_docker **out, const char *host, pht_error *err);
+
+/* NULL is fine. */
+PHT_API void pht_docker_free(pht_docker *d);
+
+/* The endpoint in use, e.g. "unix:///var/run/docker.sock". */
+PHT_API const char *pht_docker_host(const pht_docker *d);
+
+/* GET /_ping: 0 when the daemon answers. PHT_EHTTP names the endpoint and why not. */
+PHT_API int pht_docker_ping(pht_docker *d, pht_error *err);
+
+/* What GET /version says. */
+typedef struct pht_docker_version_info {
+    char version[64];         /* engine version, "20.10.24+dfsg1" */
+    char api_version[16];     /* highest API version, "1.41" */
+    char min_api_version[16]; /* lowest API version, "1.12" */
+    char os[32], arch[32];
+} pht_docker_version_info;
+
+PHT_API int pht_docker_version(pht_docker *d, pht_docker_version_info *out, pht_error *err);
+
+/* The part of GET /images/{name}/json libpht uses. Release with pht_docker_image_info_clear. */
+typedef struct pht_docker_image_info {
+    char id[PHT_DOCKER_ID_MAX]; /* "sha256:<hex>", the digest of the image config */
+    char **tags;                /* RepoTags, "repo:tag" */
+    size_t ntags;
+    char **digests;             /* RepoDigests, "repo@sha256:<hex>" */
+    size_t ndigests;
+    char **layers;              /* RootFS.Layers: the diff_ids, bottom first */
+    size_t nlayers;
+    int64_t size;
+} pht_docker_image_info;
+
+/*
+ * Inspect the image name ("repo:tag", "repo@sha256:…", an image id). out is
+ * overwritten. PHT_ENOTFOUND when the daemon has no such image, PHT_EINVAL for
+ * a name that is not a Docker reference.
+ */
+PHT_API int pht_docker_image_inspect(pht_docker *d, const char *name, pht_docker_image_info *out,
+                                     pht_error *err);
+PHT_API void pht_docker_image_info_clear(pht_docker_image_info *info);
+
+/*
+ * GET /images/{name}/get: stream the image as a `docker save` tar to sink (or,
+ * with _fd, write it to fd). PHT_ENOTFOUND when the image is missing.
+ */
+PHT_API int pht_docker_image_save(pht_docker *d, const char *name, pht_http_sink sink, void *ud,
+                                  pht_error *err);
+PHT_API int pht_docker_image_save_fd(pht_docker *d, const char *name, int fd, pht_error *err);
+
+/*
+ * POST /images/load: stream a `docker save` tar from source (or, with _fd,
+ * from fd until its end). The daemon's report ("Loaded image: repo:tag", one
+ * per line) goes to *report when report is not NULL (malloc'ed). An error the
+ * daemon reports in its answer fails with PHT_EHTTP and that message.
+ */
+PHT_API int pht_docker_image_load(pht_docker *d, pht_http_source source, void *ud, char **report,
+                                  pht_error *err);
+PHT_API int pht_docker_image_load_fd(pht_docker *d, int fd, char **report, pht_error *err);
+
+/* POST /images/{name}/tag: point target ("repo:tag"; bare "repo" means ":latest") at name. */
+PHT_API int pht_docker_image_tag(pht_docker *d, const char *name, const char *target,
+                                 pht_error *err);
+
+enum {
+    PHT_DOCKER_FORCE = 1,  /* remove even if containers use it or other tags name it */
+    PHT_DOCKER_NOPRUNE = 2 /* keep untagged parent images */
+};
+
+/*
+ * DELETE /images/{name}: untag a "repo:tag", or remove an image by id.
+ * PHT_ENOTFOUND when missing, PHT_ESTATE when the daemon refuses (HTTP 409:
+ * a container uses it, another tag or a child image needs it).
+ */
+PHT_API int pht_docker_image_remove(pht_docker *d, const char *name, int flags, pht_error *err);
+
+/*
+ * Remove an image libpht left without a tag (after it moved the tag to a new
+ * image) if it is dangling: no tag, no container, no child image. *removed
+ * (may be NULL) says whether it went. A missing or still needed image is not
+ * an error.
+ */
+PHT_API int pht_docker_prune_image(pht_docker *d, const char *id, int *removed, pht_error *err);
+
+/* One container of GET /containers/json. Strings point into the answer. */
+typedef struct pht_docker_container {
+    const char *id;
+    const char *name;     /* first name, without the leading '/' */
+    const char *image;    /* as the container was created from */
+    const char *image_id; /* "sha256:<hex>" */
+    const char *state;    /* "running", "exited", "created", … */
+} pht_docker_container;
+
+typedef int (*pht_docker_container_cb)(void *ud, const pht_docker_container *c);
+
+/*
+ * Visit the containers (all != 0: stopped ones too), optionally filtered by
+ * filters_json (the Engine's filter object, e.g. {"ancestor":["repo:tag"]}).
+ * A non-zero return of cb stops the walk and is returned.
+ */
+PHT_API int pht_docker_containers(pht_docker *d, int all, const char *filters_json,
+                                  pht_docker_container_cb cb, void *ud, pht_error *err);
+
+/*
+ * 1 if name is a Docker image reference libpht passes to the daemon
+ * ("repo[:tag]", "repo@sha256:<hex>", "sha256:<hex>"), else 0 with err set.
+ */
+PHT_API int pht_docker_name_valid(const char *name, pht_error *err);
+
+/* The pht_http handle under the client, for calls this API does not wrap. */
+PHT_API pht_http *pht_docker_http(pht_docker *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,105 @@
+/*
+ * libpht's HTTP client, over libcurl: one connection to one endpoint (a unix
+ * socket such as the Docker Engine's, or a TCP address), request and response
+ * bodies streamed through callbacks in chunks, and HTTP errors turned into a
+ * pht_error carrying the status and the server's message (the "message" field
+ * of a JSON error body, as the Docker Engine and registries send it).
+ *
+ * Endpoints: "unix:///path/to.sock", "tcp://HOST:PORT" (plain HTTP),
+ * "http://HOST[:PORT]" and "https://HOST[:PORT]".
+ *
+ * A pht_http handle keeps its connection open between requests. Handles are
+ * not thread-safe; use one per thread.
+ */
+#ifndef PHT_HTTP_H
+#define PHT_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pht/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pht_http pht_http;
+
+/*
+ * Produce the next bytes of a streamed request body: up to cap bytes into buf,
+ * *got = 0 at the end. A non-zero return (a PHT_E* code with err set) aborts
+ * the request, and pht_http_do returns that code and message.
+ */
+typedef int (*pht_http_source)(void *ud, void *buf, size_t cap, size_t *got, pht_error *err);
+
+/*
+ * Take the next n bytes of a successful (2xx) response body. A non-zero
+ * return (a PHT_E* code with err set) aborts the request, as above.
+ */
+typedef int (*pht_http_sink)(void *ud, const void *data, size_t n, pht_error *err);
+
+typedef struct pht_http_request {
+    const char *method;       /* NULL: GET */
+    const char *path;         /* "/v1.41/_ping", query included, escaped by the caller */
+    const char *content_type; /* of the request body, or NULL */
+    const void *body;         /* a request body in memory (body_len bytes), or NULL */
+    size_t body_len;
+    pht_http_source source;   /* or a streamed request body, sent chunked */
+    void *source_ud;
+    pht_http_sink sink;       /* successful response bodies go here; NULL: into resp->body */
+    void *sink_ud;
+    size_t max_body;          /* cap of a body collected into resp->body; 0: 1 MiB */
+    long timeout;             /* seconds for the whole exchange; 0: no limit */
+} pht_http_request;
+
+/* What came back. body is collected when the request has no sink, and for errors. */
+typedef struct pht_http_response {
+    long status;     /* HTTP status, 0 when no answer came */
+    char *body;      /* NUL-terminated, or NULL; released by pht_http_response_clear */
+    size_t body_len;
+} pht_http_response;
+
+/*
+ * A handle for endpoint (see above). Nothing is connected yet. *out is freed
+ * with pht_http_free. PHT_EINVAL for an endpoint of another form.
+ */
+PHT_API int pht_http_new(pht_http **out, const char *endpoint, pht_error *err);
+
+/* Close the connection and free the handle. NULL is fine. */
+PHT_API void pht_http_free(pht_http *h);
+
+/* The endpoint the handle was made for. */
+PHT_API const char *pht_http_endpoint(const pht_http *h);
+
+/* A request with every field zero (GET, no body, collected response). */
+PHT_API void pht_http_request_init(pht_http_request *req);
+
+/*
+ * Send req and receive the answer into resp (cleared first; the caller
+ * releases it with pht_http_response_clear, also after a failure). Returns 0
+ * for a 2xx answer. A 404 answer fails with PHT_ENOTFOUND, other 3xx-5xx ones
+ * with PHT_EHTTP, both naming method, path, status and the server's message;
+ * an unreachable endpoint fails with PHT_EHTTP naming the endpoint and why;
+ * PHT_ELIMIT when a collected body exceeds its cap. A source or sink failure
+ * is returned as that callback set it.
+ */
+PHT_API int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *resp,
+                        pht_error *err);
+
+/* Free the collected body. NULL is fine. */
+PHT_API void pht_http_response_clear(pht_http_response *resp);
+
+/*
+ * The server's message in an error body: the "message" (or "error") string of
+ * a JSON object, else the first line of the text, at most cap-1 bytes with
+ * control characters replaced. "(no message)" for an empty body.
+ */
+PHT_API void pht_http_error_message(const char *body, size_t len, char *out, size_t cap);
+
+/* Percent-encode s for a URL query value; malloc'ed, NULL when out of memory. */
+PHT_API char *pht_http_escape(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,334 @@
+/*
+ * The HTTP client over libcurl: one easy handle per pht_http (so the
+ * connection is reused), bodies streamed through the caller's callbacks,
+ * errors carrying the status and the server's own message.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <cJSON.h>
+#include <curl/curl.h>
+
+#include "pht/http.h"
+
+#define HTTP_COLLECT_MAX (1u << 20) /* default cap of a collected 2xx body */
+#define HTTP_ERROR_MAX (64u << 10)  /* error bodies keep this much */
+
+struct pht_http {
+    CURL *curl;
+    char *endpoint;
+    char *base;   /* "http://localhost" for a unix socket, else the endpoint as a URL */
+    char *socket; /* unix socket path, or NULL */
+};
+
+static int starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s%s", a, b);
+    return s;
+}
+
+int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
+{
+    *out = NULL;
+    if (endpoint == NULL || endpoint[0] == '\0')
+        return pht_error_set(err, PHT_EINVAL, "HTTP endpoint is empty");
+    const char *sock = NULL, *host = NULL;
+    if (starts(endpoint, "unix://")) {
+        sock = endpoint + 7;
+        if (sock[0] != '/')
+            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: the socket path must be absolute",
+                                 endpoint);
+        if (strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: socket path too long (%zu bytes)",
+                                 endpoint, strlen(sock));
+    } else if (starts(endpoint, "tcp://")) {
+        host = endpoint + 6;
+    } else if (!starts(endpoint, "http://") && !starts(endpoint, "https://")) {
+        return pht_error_set(err, PHT_EINVAL,
+                             "endpoint %.200s: expected unix:///PATH, tcp://HOST:PORT or "
+                             "http(s)://HOST[:PORT]",
+                             endpoint);
+    }
+    if (host && (host[0] == '\0' || strpbrk(host, "/?#@ ")))
+        return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: expected tcp://HOST:PORT", endpoint);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return pht_error_set(err, PHT_EHTTP, "libcurl could not be initialised");
+    pht_http *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        curl_global_cleanup();
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    h->endpoint = strdup(endpoint);
+    if (sock) {
+        h->socket = strdup(sock);
+        h->base = strdup("http://localhost");
+    } else if (host) {
+        h->base = join("http://", host);
+    } else {
+        h->base = strdup(endpoint);
+        size_t n = h->base ? strlen(h->base) : 0;
+        while (n > 0 && h->base[n - 1] == '/') h->base[--n] = '\0';
+    }
+    h->curl = curl_easy_init();
+    if (h->endpoint == NULL || h->base == NULL || (sock && h->socket == NULL) || h->curl == NULL) {
+        pht_http_free(h);
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    *out = h;
+    return 0;
+}
+
+void pht_http_free(pht_http *h)
+{
+    if (h == NULL) return;
+    if (h->curl) curl_easy_cleanup(h->curl);
+    free(h->endpoint);
+    free(h->base);
+    free(h->socket);
+    free(h);
+    curl_global_cleanup();
+}
+
+const char *pht_http_endpoint(const pht_http *h)
+{
+    return h->endpoint;
+}
+
+void pht_http_request_init(pht_http_request *req)
+{
+    memset(req, 0, sizeof *req);
+}
+
+void pht_http_response_clear(pht_http_response *resp)
+{
+    if (resp == NULL) return;
+    free(resp->body);
+    resp->body = NULL;
+    resp->body_len = 0;
+}
+
+char *pht_http_escape(const char *s)
+{
+    char *e = curl_easy_escape(NULL, s ? s : "", 0);
+    char *out = e ? strdup(e) : NULL;
+    curl_free(e);
+    return out;
+}
+
+/* ---- error messages ---------------------------------------------------------- */
+
+static void clean_copy(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+    }
+    while (n > 0 && out[n - 1] == ' ') n--;
+    out[n] = '\0';
+}
+
+void pht_http_error_message(const char *body, size_t len, char *out, size_t cap)
+{
+    if (cap == 0) return;
+    out[0] = '\0';
+    size_t i = 0;
+    while (body && i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+        i++;
+    if (body == NULL || i == len) {
+        snprintf(out, cap, "(no message)");
+        return;
+    }
+    if (body[i] == '{') {
+        cJSON *j = cJSON_ParseWithLength(body + i, len - i);
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "message"));
+        if (m == NULL) m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
+        if (m) clean_copy(m, strlen(m), out, cap);
+        cJSON_Delete(j);
+        if (m) return;
+    }
+    const char *nl = memchr(body + i, '\n', len - i);
+    clean_copy(body + i, nl ? (size_t)(nl - (body + i)) : len - i, out, cap);
+}
+
+/* ---- one exchange ---------------------------------------------------------- */
+
+typedef struct xfer {
+    const pht_http_request *req;
+    pht_http_response *resp;
+    CURL *curl;
+    long status;
+    size_t cap;
+    int cb_failed; /* a source or sink failed: its error is in cb_err */
+    int too_big;
+    pht_error cb_err;
+} xfer;
+
+static int collect(xfer *x, const char *p, size_t n, size_t cap, int strict)
+{
+    pht_http_response *r = x->resp;
+    if (r->body_len + n > cap) {
+        if (strict) return -1;
+        n = cap > r->body_len ? cap - r->body_len : 0; /* error bodies: keep the head */
+        if (n == 0) return 0;
+    }
+    char *b = realloc(r->body, r->body_len + n + 1);
+    if (b == NULL) return -2;
+    memcpy(b + r->body_len, p, n);
+    r->body = b;
+    r->body_len += n;
+    b[r->body_len] = '\0';
+    return 0;
+}
+
+static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = ud;
+    size_t n = size * nmemb;
+    if (x->status == 0) curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &x->status);
+    int ok = x->status >= 200 && x->status < 300;
+    if (ok && x->req->sink) {
+        if (x->req->sink(x->req->sink_ud, p, n, &x->cb_err) != 0) {
+            x->cb_failed = 1;
+            return 0;
+        }
+        return n;
+    }
+    int r = collect(x, p, n, ok ? x->cap : HTTP_ERROR_MAX, ok);
+    if (r == -1) x->too_big = 1;
+    if (r == -2) {
+        pht_error_set(&x->cb_err, PHT_ENOMEM, "out of memory");
+        x->cb_failed = 1;
+    }
+    return r ? 0 : n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+    xfer *x = ud;
+    size_t got = 0;
+    if (x->req->source(x->req->source_ud, buf, size * nitems, &got, &x->cb_err) != 0) {
+        x->cb_failed = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    return got;
+}
+
+static int set_method(CURL *c, const pht_http_request *req, xfer *x, struct curl_slist **hdr)
+{
+    const char *m = req->method ? req->method : "GET";
+    int post = strcmp(m, "POST") == 0, bad = 0;
+    if (req->source || req->body) {
+        bad |= curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK;
+        if (req->source) {
+            bad |= curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
+            bad |= curl_easy_setopt(c, CURLOPT_READDATA, x) != CURLE_OK;
+            bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1) != CURLE_OK;
+            *hdr = curl_slist_append(*hdr, "Transfer-Encoding: chunked");
+        } else {
+            bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body) != CURLE_OK;
+            bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) !=
+                   CURLE_OK;
+        }
+        if (!post) bad |= curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m) != CURLE_OK;
+    } else if (post) { /* no body: say so, or libcurl would read stdin */
+        bad |= curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDS, "") != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0) != CURLE_OK;
+    } else if (strcmp(m, "HEAD") == 0) {
+        bad |= curl_easy_setopt(c, CURLOPT_NOBODY, 1L) != CURLE_OK;
+    } else if (strcmp(m, "GET") != 0) {
+        bad |= curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m) != CURLE_OK;
+    }
+    /* A streamed body goes at once, without waiting for "100 Continue". */
+    *hdr = curl_slist_append(*hdr, "Expect:");
+    return bad || *hdr == NULL;
+}
+
+static int fail_transport(pht_http *h, const char *m, const char *path, CURLcode c,
+                          const char *errbuf, pht_error *err)
+{
+    if (c == CURLE_COULDNT_CONNECT || c == CURLE_COULDNT_RESOLVE_HOST) {
+        long oserr = 0;
+        curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr);
+        const char *why = oserr ? strerror((int)oserr) : (errbuf[0] ? errbuf : curl_easy_strerror(c));
+        return pht_error_set(err, PHT_EHTTP, "cannot connect to %.200s: %s", h->endpoint, why);
+    }
+    return pht_error_set(err, PHT_EHTTP, "%s %.300s at %.200s: %s%s%s%s", m, path, h->endpoint,
+                         curl_easy_strerror(c), errbuf[0] ? " (" : "", errbuf,
+                         errbuf[0] ? ")" : "");
+}
+
+int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *resp, pht_error *err)
+{
+    memset(resp, 0, sizeof *resp);
+    if (req == NULL || req->path == NULL || req->path[0] != '/')
+        return pht_error_set(err, PHT_EINVAL, "HTTP request without an absolute path");
+    const char *m = req->method ? req->method : "GET";
+    char *url = join(h->base, req->path);
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *hdr = NULL;
+    xfer x = {.req = req, .resp = resp, .curl = h->curl,
+              .cap = req->max_body ? req->max_body : HTTP_COLLECT_MAX};
+    pht_error_clear(&x.cb_err);
+    if (url == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    CURL *c = h->curl;
+    curl_easy_reset(c); /* keeps the connection */
+    int bad = 0;
+    bad |= curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK;
+    if (h->socket) bad |= curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, h->socket) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, req->timeout > 0 ? req->timeout : 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, &x) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_USERAGENT, "libpht") != CURLE_OK;
+    bad |= set_method(c, req, &x, &hdr);
+    if (req->content_type) {
+        char line[160];
+        snprintf(line, sizeof line, "Content-Type: %.140s", req->content_type);
+        struct curl_slist *n = curl_slist_append(hdr, line);
+        if (n == NULL) bad = 1;
+        else hdr = n;
+    }
+    bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr) != CURLE_OK;
+    int rc = 0;
+    if (bad) {
+        rc = pht_error_set(err, PHT_EHTTP, "%s %.300s: libcurl rejected the request options", m,
+                           req->path);
+        goto done;
+    }
+    CURLcode cc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    if (x.cb_failed) {
+        rc = x.cb_err.code ? x.cb_err.code : PHT_EIO;
+        if (err) *err = x.cb_err;
+    } else if (x.too_big) {
+        rc = pht_error_set(err, PHT_ELIMIT, "%s %.300s: the answer is larger than %zu bytes", m,
+                           req->path, x.cap);
+    } else if (cc != CURLE_OK && (resp->status < 300 || resp->body_len == 0)) {
+        rc = fail_transport(h, m, req->path, cc, errbuf, err);
+    } else if (resp->status < 200 || resp->status >= 300) {
+        char msg[512];
+        pht_http_error_message(resp->body, resp->body_len, msg, sizeof msg);
+        rc = pht_error_set(err, resp->status == 404 ? PHT_ENOTFOUND : PHT_EHTTP,
+                           "%s %.300s: HTTP %ld: %s", m, req->path, resp->status, msg);
+    }
+done:
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(hdr);
+    free(url);
+    return rc;
+}

@@ -214,3 +214,53 @@ describe("a route in which libpht does pre-run and post-run", function()
     assert.same(expected.final_results_plaintext, got)
   end)
 end)
+
+describe("a route with a real container run", function()
+  local support = require "support"
+
+  it("runs a built train with docker run and docker commit between pre-run and post-run", function()
+    local ok, why = support.containers_available()
+    if not ok then return pending(why) end
+    local base = assert(support.base_image())
+    local dir = helpers.tmpdir()
+    for _, who in ipairs({ "creator", "s1" }) do
+      assert.equal(0, (S.pht("keygen --out " .. q(dir .. "/" .. who))))
+    end
+    helpers.run("mkdir -p " .. q(dir .. "/files"))
+    helpers.write(dir .. "/files/entrypoint.sh",
+      "#!/bin/sh\nmkdir -p /opt/pht_results/out\necho 'counted 1234 rows in a container' > /opt/pht_results/out/rows.txt\n")
+    local repo = support.unique_name("route")
+    local ref = "docker-archive:" .. dir .. "/train.tar:" .. repo .. ":latest"
+    local code, _, err = S.pht("build -q --files " .. q(dir .. "/files") .. " --station "
+      .. q("s1=" .. dir .. "/s1.pub.pem") .. " --creator-id 7 --creator-key " .. q(dir .. "/creator.pem")
+      .. " --base " .. q("docker-archive:" .. base) .. " --output " .. q(ref))
+    assert.equal(0, code, err)
+    local station = "--station s1 --key " .. q(dir .. "/s1.pem")
+    code, _, err = S.pht("pre-run -q " .. q(ref) .. " " .. station)
+    assert.equal(0, code, err)
+
+    local container = repo .. "-run"
+    local function docker(args) return support.docker(args) end
+    local steps_ok, out = docker("load --quiet --input " .. q(dir .. "/train.tar"))
+    if steps_ok then
+      steps_ok, out = docker("run --name " .. q(container) .. " --network none " .. q(repo .. ":latest")
+        .. " /bin/sh /opt/pht_train/entrypoint.sh")
+    end
+    if steps_ok then steps_ok, out = docker("commit " .. q(container) .. " " .. q(repo .. ":latest")) end
+    if steps_ok then steps_ok, out = docker("save -o " .. q(dir .. "/ran.tar") .. " " .. q(repo .. ":latest")) end
+    docker("rm -f " .. q(container))
+    docker("rmi -f " .. q(repo .. ":latest") .. " " .. q(repo .. ":base"))
+    assert(steps_ok, out)
+
+    local ran = "docker-archive:" .. dir .. "/ran.tar:" .. repo .. ":latest"
+    code, _, err = S.pht("post-run -q " .. q(ran) .. " " .. station)
+    assert.equal(0, code, err)
+    for i, l in ipairs(S.layers(dir .. "/ran.tar", repo .. ":latest")) do
+      assert.is_nil(helpers.read(l.path):find("counted 1234 rows", 1, true), "layer " .. i .. " holds plaintext")
+    end
+    local outdir = dir .. "/results"
+    code, _, err = S.pht("decrypt-results -q " .. q(ran) .. " --key " .. q(dir .. "/creator.pem") .. " --out " .. q(outdir))
+    assert.equal(0, code, err)
+    assert.equal("counted 1234 rows in a container\n", helpers.read(outdir .. "/out/rows.txt"))
+  end)
+end)

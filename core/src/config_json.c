@@ -2,7 +2,8 @@
  * Writing train_config.json. cJSON_Print indents with tabs and may print an
  * integer id as 1e+15, so the structure is written here over the cJSON nodes:
  * two-space indentation like the reference's json.dump(indent=2), known keys
- * in the reference's order, integers as decimal digits. Strings and other
+ * in the reference's order (unset ones written as null, as the reference
+ * does), integers as decimal digits. Strings and other
  * leaves are printed by cJSON.
  */
 #include <stdio.h>
@@ -161,10 +162,23 @@ static void put_object(sbuf *b, const cJSON *obj, int indent, int depth, enum or
     put(b, "{", 1);
     int first = 1;
     const char *const *keys = keys_of(o);
-    for (const char *const *k = keys; k != NULL && *k != NULL; k++)
+    /* The reference's layout writes every known key, null when unset. */
+    int nulls = indent && (o == ORD_TOP || o == ORD_SOURCE || o == ORD_CREATOR || o == ORD_STOP);
+    for (const char *const *k = keys; k != NULL && *k != NULL; k++) {
+        int seen = 0;
         for (const cJSON *c = obj->child; c != NULL; c = c->next)
-            if (c->string != NULL && strcmp(c->string, *k) == 0)
+            if (c->string != NULL && strcmp(c->string, *k) == 0) {
                 put_member(b, c, indent, depth, o, &first);
+                seen = 1;
+            }
+        if (!seen && nulls) {
+            if (!first) put(b, ",", 1);
+            first = 0;
+            newline(b, indent, depth + 1);
+            put_string(b, *k);
+            puts_(b, ": null");
+        }
+    }
     for (const cJSON *c = obj->child; c != NULL; c = c->next)
         if (c->string != NULL && !is_known(keys, c->string))
             put_member(b, c, indent, depth, o, &first);

@@ -56,7 +56,7 @@ static int dt_daemon_up(const char *test)
 static int dt_sh(char *out, size_t cap, const char *fmt, ...)
 {
     char cmd[4096];
-    int n = snprintf(cmd, sizeof cmd, "DOCKER_HOST='%s' ", dt_endpoint());
+    int n = snprintf(cmd, sizeof cmd, "DOCKER_HOST='%s'; export DOCKER_HOST; ", dt_endpoint());
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);

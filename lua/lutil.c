@@ -54,6 +54,33 @@ static int l_write_file(lua_State *L)
     return 1;
 }
 
+static int l_list_dir(lua_State *L)
+{
+    static const char *const types[] = {"?", "file", "dir", "symlink", "other"};
+    const char *path = luaL_checkstring(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, 0);
+    pht_dirent *list;
+    size_t n;
+    pht_error err;
+    if (pht_dir_list(path, max > 0 ? (size_t)max : 0, &list, &n, &err) != 0)
+        return lpht_fail(L, &err);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, list[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, types[list[i].type]);
+        lua_setfield(L, -2, "type");
+        lua_pushinteger(L, (lua_Integer)list[i].size);
+        lua_setfield(L, -2, "size");
+        lua_pushinteger(L, (lua_Integer)list[i].mode);
+        lua_setfield(L, -2, "mode");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    pht_dir_list_free(list, n);
+    return 1;
+}
+
 /* ---- JSON ------------------------------------------------------------------ */
 
 /* pht.null: a unique light userdata standing for JSON null inside tables. */
@@ -251,6 +278,7 @@ void lpht_open_util(lua_State *L)
     static const luaL_Reg fns[] = {
         {"mkdtemp", l_mkdtemp},         {"mkdir", l_mkdir},
         {"remove_tree", l_remove_tree}, {"write_file", l_write_file},
+        {"list_dir", l_list_dir},
         {"json_encode", l_json_encode}, {"json_decode", l_json_decode},
         {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);

@@ -143,3 +143,83 @@ int pht_write_file(const char *path, const void *data, size_t len, mode_t mode, 
     }
     return 0;
 }
+
+static int dirent_cmp(const void *a, const void *b)
+{
+    return strcmp(((const pht_dirent *)a)->name, ((const pht_dirent *)b)->name);
+}
+
+void pht_dir_list_free(pht_dirent *list, size_t n)
+{
+    if (list == NULL) return;
+    for (size_t i = 0; i < n; i++) free(list[i].name);
+    free(list);
+}
+
+int pht_dir_list(const char *path, size_t max, pht_dirent **out, size_t *n, pht_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        int e = errno;
+        return pht_error_set(err, e == ENOENT ? PHT_ENOTFOUND : PHT_EIO, "list %s: %s", path,
+                             strerror(e));
+    }
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        close(dfd);
+        return pht_error_set(err, PHT_EIO, "list %s: %s", path, strerror(errno));
+    }
+    pht_dirent *list = NULL;
+    size_t count = 0, cap = 0;
+    int rc = 0;
+    struct dirent *de;
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (max != 0 && count >= max) {
+            rc = pht_error_set(err, PHT_ELIMIT, "list %s: more than %zu entries", path, max);
+            break;
+        }
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            rc = pht_error_set(err, PHT_EIO, "list %s: stat %s: %s", path, de->d_name,
+                               strerror(errno));
+            break;
+        }
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            pht_dirent *nl = realloc(list, ncap * sizeof *nl);
+            if (nl == NULL) {
+                rc = pht_error_set(err, PHT_ENOMEM, "list %s: out of memory", path);
+                break;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        pht_dirent *e = &list[count];
+        e->name = strdup(de->d_name);
+        if (e->name == NULL) {
+            rc = pht_error_set(err, PHT_ENOMEM, "list %s: out of memory", path);
+            break;
+        }
+        e->type = S_ISREG(st.st_mode)   ? PHT_DT_FILE
+                  : S_ISDIR(st.st_mode) ? PHT_DT_DIR
+                  : S_ISLNK(st.st_mode) ? PHT_DT_SYMLINK
+                                        : PHT_DT_OTHER;
+        e->size = (long long)st.st_size;
+        e->mode = (unsigned)(st.st_mode & 07777);
+        count++;
+    }
+    if (rc == 0 && errno != 0 && de == NULL)
+        rc = pht_error_set(err, PHT_EIO, "list %s: %s", path, strerror(errno));
+    closedir(d);
+    if (rc != 0) {
+        pht_dir_list_free(list, count);
+        return rc;
+    }
+    if (count > 1) qsort(list, count, sizeof *list, dirent_cmp);
+    *out = list;
+    *n = count;
+    return 0;
+}

@@ -35,6 +35,17 @@ int main(void)
     snprintf(link, sizeof link, "%s/a/link", dir);
     CHECK(symlink(outside, link) == 0);
 
+    pht_dirent *list = NULL;
+    size_t n = 0;
+    char sub[PATH_MAX + 8];
+    snprintf(sub, sizeof sub, "%s/a", dir);
+    CHECK_OK(pht_dir_list(sub, 0, &list, &n, &err), &err);
+    CHECK(n == 2 && strcmp(list[0].name, "b") == 0 && list[0].type == PHT_DT_DIR);
+    CHECK(n == 2 && strcmp(list[1].name, "link") == 0 && list[1].type == PHT_DT_SYMLINK);
+    pht_dir_list_free(list, n);
+    CHECK_CODE(pht_dir_list(sub, 1, &list, &n, &err), PHT_ELIMIT, &err);
+    CHECK(list == NULL && n == 0);
+
     CHECK_OK(pht_remove_tree(dir, &err), &err);
     CHECK(lstat(dir, &st) != 0);
     CHECK(stat(keep, &st) == 0);

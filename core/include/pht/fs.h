@@ -37,6 +37,24 @@ PHT_API int pht_remove_tree(const char *path, pht_error *err);
 PHT_API int pht_write_file(const char *path, const void *data, size_t len, mode_t mode,
                            pht_error *err);
 
+enum pht_dirent_type { PHT_DT_FILE = 1, PHT_DT_DIR, PHT_DT_SYMLINK, PHT_DT_OTHER };
+
+typedef struct pht_dirent {
+    char *name;    /* entry name, no slash */
+    int type;      /* enum pht_dirent_type, from lstat (links are not followed) */
+    long long size;
+    unsigned mode; /* permission bits */
+} pht_dirent;
+
+/*
+ * The entries of directory path (without "." and ".."), sorted by name
+ * bytewise, into a new array *out of *n entries; free it with
+ * pht_dir_list_free. At most max entries (0: no cap; PHT_ELIMIT above).
+ */
+PHT_API int pht_dir_list(const char *path, size_t max, pht_dirent **out, size_t *n,
+                         pht_error *err);
+PHT_API void pht_dir_list_free(pht_dirent *list, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

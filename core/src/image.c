@@ -26,7 +26,7 @@ void pht_image_opts_init(pht_image_opts *o)
 
 const img_transport *img_transport_find(const char *ref, const char **location, pht_error *err)
 {
-    static const img_transport *const all[] = {&img_docker_archive, &img_oci};
+    static const img_transport *const all[] = {&img_docker_archive, &img_oci, &img_docker_daemon};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         size_t n = strlen(all[i]->name);
         if (strncmp(ref, all[i]->name, n) == 0 && ref[n] == ':') {
@@ -34,13 +34,13 @@ const img_transport *img_transport_find(const char *ref, const char **location, 
             return all[i];
         }
     }
-    if (strncmp(ref, "docker-daemon:", 14) == 0 || strncmp(ref, "docker://", 9) == 0)
+    if (strncmp(ref, "docker://", 9) == 0)
         pht_error_set(err, PHT_EINVAL, "image reference \"%.200s\": transport not supported yet",
                       ref);
     else
         pht_error_set(err, PHT_EINVAL,
-                      "image reference \"%.200s\": expected docker-archive:PATH[:NAME:TAG] or "
-                      "oci:DIR[:TAG]",
+                      "image reference \"%.200s\": expected docker-archive:PATH[:NAME:TAG], "
+                      "oci:DIR[:TAG] or docker-daemon:NAME[:TAG]",
                       ref);
     return NULL;
 }

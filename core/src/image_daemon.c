@@ -32,8 +32,6 @@
 #include "image_internal.h"
 #include "pht/docker.h"
 
-extern const img_transport img_docker_daemon;
-
 /* ---- references ----------------------------------------------------------------- */
 
 static int has_tag(const char *name)

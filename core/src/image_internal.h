@@ -150,6 +150,10 @@ typedef struct img_plan {
     const char *const *tags; /* names to point at the new image */
     size_t ntags;
     const pht_image_opts *opts;
+    /* an untagged in-place commit: the digest of the source's entry (docker-archive:
+       its config, oci: its index.json descriptor), dropped when left without names */
+    const char *replaces;
+    int keep_unreferenced; /* oci: skip removing unreferenced blobs */
 } img_plan;
 
 struct img_transport {
@@ -161,10 +165,18 @@ struct img_transport {
     int (*dest_tag)(const char *location, char **where, char **tag, pht_error *err);
     /* Write plan to where atomically. */
     int (*commit)(const char *where, const img_plan *plan, pht_error *err);
+    /*
+     * For a commit to where without a tag: when where is src's own archive or
+     * layout, the names src has there (*names: malloc'ed strings) and the
+     * digest of its entry (id, IMG_DIGEST_MAX); else *n = 0 and id "". May be NULL.
+     */
+    int (*own_names)(const pht_image *src, const char *where, char ***names, size_t *n, char *id,
+                     pht_error *err);
 };
 
 extern const img_transport img_docker_archive;
 extern const img_transport img_oci;
+extern const img_transport img_docker_daemon; /* image_daemon.c */
 
 /* Find a transport by reference prefix; *location points after the colon. */
 const img_transport *img_transport_find(const char *ref, const char **location, pht_error *err);
@@ -173,6 +185,16 @@ void img_retain(pht_image *img);
 
 /* Parse the config's history into layers[i].created_by/comment. */
 int img_apply_history(pht_image *img, pht_error *err);
+
+/* ---- the runtime config a writer sets (image_config.c) -------------------- */
+/*
+ * Apply spec to *run, the "config" object of the new image (created from
+ * src_config's on first use). Validates spec first: on failure *run is unchanged.
+ */
+int img_runcfg_apply(cJSON **run, const char *src_config, const pht_image_config_spec *spec,
+                     pht_error *err);
+/* Replace cfg's "config" object by a copy of run. */
+int img_runcfg_put(cJSON *cfg, const cJSON *run, pht_error *err);
 
 /* ---- small file helpers (image_util.c) ------------------------------------ */
 /* Read [off, off+len) of fd into a NUL-terminated malloc'ed buffer (len <= cap). */

@@ -1,0 +1,275 @@
+/*
+ * The docker-daemon transport against the real daemon, with the docker CLI
+ * (inspect, run, images) as the oracle: reading an image by name and by id,
+ * writing a new image and updating a tag in place, and the failures: a
+ * missing image, a bad reference, an unreachable daemon, a tag the daemon
+ * refuses and a stream that breaks, each leaving the tags and the daemon's
+ * images as they were.
+ */
+#include <fcntl.h>
+
+#include "docker_test.h"
+
+static char repo[200];
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    CHECK(system(cmd) == 0);
+}
+
+static int read_all(pht_image *img, const char *path, char *buf, size_t cap)
+{
+    pht_image_reader *r;
+    pht_error err;
+    size_t len = 0, got;
+    buf[0] = '\0';
+    if (pht_image_open_file(img, path, &r, &err) != 0) return -1;
+    while (pht_image_reader_read(r, buf + len, cap - 1 - len, &got, &err) == 0 && got) len += got;
+    buf[len] = '\0';
+    pht_image_reader_free(r);
+    return (int)len;
+}
+
+/* The id a tag names, by the CLI; "" when none. */
+static void cli_id(const char *name, char *out, size_t cap)
+{
+    if (dt_sh(out, cap, "docker image inspect --format '{{.Id}}' %s 2>/dev/null", name) != 0) out[0] = '\0';
+}
+
+/* How many of the daemon's images have a history entry created_by marker. */
+static int images_with(const char *marker)
+{
+    char out[256];
+    dt_sh(out, sizeof out,
+          "for i in $(docker images -a -q); do docker history --no-trunc --format '{{.CreatedBy}}' $i; "
+          "done 2>/dev/null | grep -c -F -x '%s'",
+          marker);
+    return atoi(out);
+}
+
+static void test_read(void)
+{
+    pht_error err;
+    pht_image *img = NULL, *arc = NULL;
+    char base[1200], ref[1400], id[256], a[4096], b[4096];
+    if (dt_base_image(base, sizeof base) == NULL) return;
+    CHECK_OK(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK(strcmp(pht_image_transport(img), "docker-daemon") == 0);
+    CHECK(strcmp(pht_image_reference(img), "docker-daemon:pht-test/busybox:latest") == 0);
+    cli_id("pht-test/busybox:latest", id, sizeof id);
+    /* the config's digest is the id the CLI reports */
+    char cfg[1200];
+    snprintf(cfg, sizeof cfg, "%s/daemon-config-%ld.json", test_tmpdir(), (long)getpid());
+    FILE *f = fopen(cfg, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(pht_image_config(img), f);
+        fclose(f);
+    }
+    CHECK(dt_sh(a, sizeof a, "sha256sum '%s' | cut -d' ' -f1", cfg) == 0);
+    CHECK(strncmp(id, "sha256:", 7) == 0 && strcmp(a, id + 7) == 0);
+    unlink(cfg);
+    snprintf(ref, sizeof ref, "docker-archive:%s", base);
+    CHECK_OK(pht_image_open(&arc, ref, NULL, &err), &err);
+    if (arc) {
+        CHECK(strcmp(pht_image_config(img), pht_image_config(arc)) == 0);
+        CHECK(pht_image_layer_count(img) == pht_image_layer_count(arc));
+        CHECK(read_all(img, "/etc/passwd", a, sizeof a) > 0);
+        CHECK(read_all(arc, "/etc/passwd", b, sizeof b) > 0);
+        CHECK(strcmp(a, b) == 0);
+    }
+    pht_image_layer li;
+    CHECK_OK(pht_image_layer_info(img, 0, &li, &err), &err);
+    CHECK(dt_sh(a, sizeof a, "docker image inspect --format '{{index .RootFS.Layers 0}}' pht-test/busybox:latest") == 0);
+    CHECK(strcmp(li.diff_id, a) == 0);
+    pht_image_free(img);
+    pht_image_free(arc);
+
+    /* by id, and a bare name means :latest */
+    snprintf(ref, sizeof ref, "docker-daemon:%s", id);
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    pht_image_free(img);
+    CHECK_OK(pht_image_open(&img, "docker-daemon:pht-test/busybox", NULL, &err), &err);
+    pht_image_free(img);
+}
+
+static void test_read_errors(void)
+{
+    pht_error err;
+    pht_image *img = NULL;
+    char ref[400];
+    snprintf(ref, sizeof ref, "docker-daemon:%s:absent", repo);
+    CHECK_CODE(pht_image_open(&img, ref, NULL, &err), PHT_ENOTFOUND, &err);
+    CHECK(img == NULL);
+    CHECK_STR_CONTAINS(err.message, ref);
+    CHECK_STR_CONTAINS(err.message, "HTTP 404");
+    CHECK_STR_CONTAINS(err.message, "No such image");
+    CHECK_CODE(pht_image_open(&img, "docker-daemon:a b", NULL, &err), PHT_EINVAL, &err);
+    CHECK_STR_CONTAINS(err.message, "is not a Docker image name");
+    CHECK_CODE(pht_image_open(&img, "docker-daemon:", NULL, &err), PHT_EINVAL, &err);
+
+    char *old = strdup(getenv("DOCKER_HOST") ? getenv("DOCKER_HOST") : "");
+    char gone[800];
+    snprintf(gone, sizeof gone, "unix://%s/gone-%ld.sock", test_tmpdir(), (long)getpid());
+    setenv("DOCKER_HOST", gone, 1);
+    CHECK_CODE(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), PHT_EHTTP, &err);
+    CHECK_STR_CONTAINS(err.message, "cannot connect to unix://");
+    CHECK_STR_CONTAINS(err.message, "No such file or directory");
+    if (old[0]) setenv("DOCKER_HOST", old, 1);
+    else unsetenv("DOCKER_HOST");
+    free(old);
+}
+
+static void test_write(void)
+{
+    pht_error err;
+    pht_image *img = NULL, *again = NULL;
+    pht_image_writer *w = NULL;
+    char ref[400], tag[300], out[4096], first[256], second[256];
+    snprintf(tag, sizeof tag, "%s:w1", repo);
+    snprintf(ref, sizeof ref, "docker-daemon:%s", tag);
+    CHECK_OK(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/hello.txt", "hello daemon\n", 13, NULL, &err), &err);
+    char marker[300];
+    snprintf(marker, sizeof marker, "written %s", repo);
+    pht_image_commit_opts co = {.created_by = marker, .comment = "first"};
+    CHECK_OK(pht_image_writer_commit(w, ref, &co, &err), &err);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+    /* the oracle: a container of the new image sees the file */
+    CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s cat /opt/hello.txt", tag) == 0);
+    CHECK(strcmp(out, "hello daemon") == 0);
+    cli_id(tag, first, sizeof first);
+    CHECK(first[0] != '\0');
+    CHECK(images_with(marker) == 1); /* the oracle the failure cases rely on */
+
+    /* in place: the tag moves, the image it named goes */
+    CHECK_OK(pht_image_open(&again, ref, NULL, &err), &err);
+    if (again == NULL) return;
+    CHECK(pht_image_layer_count(again) == 2);
+    pht_image_layer li;
+    CHECK_OK(pht_image_layer_info(again, 1, &li, &err), &err);
+    CHECK(li.created_by && strcmp(li.created_by, marker) == 0);
+    CHECK_OK(pht_image_writer_new(again, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/second.txt", "2\n", 2, NULL, &err), &err);
+    const char *extra[] = {NULL};
+    char extra_tag[300];
+    snprintf(extra_tag, sizeof extra_tag, "%s:w1-copy", repo);
+    extra[0] = extra_tag;
+    co = (pht_image_commit_opts){.tags = extra, .ntags = 1, .created_by = "libpht test 2"};
+    CHECK_OK(pht_image_writer_commit(w, ref, &co, &err), &err);
+    pht_image_writer_free(w);
+    pht_image_free(again);
+    cli_id(tag, second, sizeof second);
+    CHECK(second[0] && strcmp(first, second) != 0);
+    cli_id(extra_tag, out, sizeof out);
+    CHECK(strcmp(out, second) == 0);
+    cli_id(first, out, sizeof out);
+    CHECK(out[0] == '\0'); /* the untagged image is gone */
+    CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s cat /opt/hello.txt /opt/second.txt", tag) == 0);
+    CHECK(strcmp(out, "hello daemon\n2") == 0);
+
+    /* writing to an id is refused */
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    char idref[300];
+    snprintf(idref, sizeof idref, "docker-daemon:%s", second);
+    CHECK_CODE(pht_image_writer_commit(w, idref, NULL, &err), PHT_EINVAL, &err);
+    CHECK_STR_CONTAINS(err.message, "write to a NAME[:TAG]");
+    pht_image_writer_free(w);
+    pht_image_free(img);
+    CHECK(dt_sh(NULL, 0, "docker rmi %s %s >/dev/null", tag, extra_tag) == 0);
+}
+
+/* A tag the daemon refuses: the load fails, nothing is left behind. */
+static void test_refused_tag(void)
+{
+    pht_error err;
+    pht_image *img = NULL;
+    pht_image_writer *w = NULL;
+    char ref[400], marker[300];
+    snprintf(ref, sizeof ref, "docker-daemon:Upper-%s:x", repo);
+    snprintf(marker, sizeof marker, "refused %s", repo);
+    pht_image_commit_opts co = {.created_by = marker};
+    CHECK_OK(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/refused.txt", "x", 1, NULL, &err), &err);
+    CHECK_CODE(pht_image_writer_commit(w, ref, &co, &err), PHT_EHTTP, &err);
+    CHECK_STR_CONTAINS(err.message, "must be lowercase");
+    pht_image_writer_free(w);
+    pht_image_free(img);
+    CHECK(images_with(marker) == 0);
+}
+
+/* A stream that breaks halfway: the tag keeps its image, no image is added. */
+static void test_broken_stream(void)
+{
+    pht_error err;
+    pht_image *img = NULL, *scratch = NULL;
+    pht_image_writer *w = NULL;
+    char base[1200], copy[1300], ref[1400], tag[300], before[256], after[256];
+    if (dt_base_image(base, sizeof base) == NULL) return;
+    /* a one-file image with no busybox layer, at repo:scratch */
+    snprintf(tag, sizeof tag, "%s:scratch", repo);
+    snprintf(ref, sizeof ref, "docker-daemon:%s", tag);
+    snprintf(copy, sizeof copy, "docker-archive:%s", base);
+    CHECK_OK(pht_image_open(&img, copy, NULL, &err), &err);
+    if (img == NULL) return;
+    pht_image_writer_opts wo = {.keep_layers = 0};
+    CHECK_OK(pht_image_writer_new(img, &wo, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/only.txt", "only\n", 5, NULL, &err), &err);
+    CHECK_OK(pht_image_writer_commit(w, ref, NULL, &err), &err);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+    cli_id(tag, before, sizeof before);
+    CHECK(before[0] != '\0');
+    char marker[300];
+    snprintf(marker, sizeof marker, "broken %s", repo);
+    pht_image_commit_opts co = {.created_by = marker};
+
+    /* the busybox layer comes from a copy of the archive that is cut short before the commit */
+    snprintf(copy, sizeof copy, "%s/broken-%ld.tar", test_tmpdir(), (long)getpid());
+    copy_file(base, copy);
+    snprintf(ref, sizeof ref, "docker-archive:%s", copy);
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/x", "x", 1, NULL, &err), &err);
+    CHECK(truncate(copy, 4096) == 0);
+    snprintf(ref, sizeof ref, "docker-daemon:%s", tag);
+    CHECK_CODE(pht_image_writer_commit(w, ref, &co, &err), PHT_EIO, &err);
+    CHECK_STR_CONTAINS(err.message, "unexpected end of file");
+    pht_image_writer_free(w);
+    pht_image_free(img);
+    unlink(copy);
+    cli_id(tag, after, sizeof after);
+    CHECK(strcmp(before, after) == 0);
+    CHECK(images_with(marker) == 0);
+    CHECK_OK(pht_image_open(&scratch, "docker-daemon:pht-test/busybox:latest", NULL, &err), &err);
+    pht_image_free(scratch);
+    CHECK(dt_sh(NULL, 0, "docker rmi %s >/dev/null", tag) == 0);
+}
+
+int main(void)
+{
+    dt_name("dmn", repo, sizeof repo);
+    if (dt_daemon_up("test_image_daemon") > 0) {
+        char base[1200];
+        if (dt_base_image(base, sizeof base) &&
+            dt_sh(NULL, 0, "docker image inspect pht-test/busybox:latest >/dev/null 2>&1 || "
+                           "docker load -q -i '%s' >/dev/null", base) != 0)
+            test_failures++;
+        test_read();
+        test_read_errors();
+        test_write();
+        test_refused_tag();
+        test_broken_stream();
+    }
+    TEST_DONE();
+}

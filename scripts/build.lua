@@ -133,6 +133,8 @@ end, { kind = "crypto" })
 
 wf:add("make_config", function(ctx)
   local o = ctx.options
+  local _, where, name = train.split_ref(o.output)
+  ctx.repository = name and name:match("^(.*):[^:]+$") or where
   local route = {}
   for i, s in ipairs(o.stops) do
     route[i] = { station = s.station, eco_system = s.eco_system, index = i - 1,
@@ -143,7 +145,7 @@ wf:add("make_config", function(ctx)
   for _, f in ipairs(ctx.train) do if not f.query then file_list[#file_list + 1] = f.path end end
   local cfg, err = pht.new_config({
     ["@id"] = ctx.train_id,
-    source = { type = "docker_repository", address = o.output, tag = "latest" },
+    source = { type = "docker_repository", address = ctx.repository, tag = "latest" },
     creator = { id = o.creator_id, rsa_public_key = ctx.creator_key:public_hex() },
     proposal_id = o.proposal_id or 1,
     session_id = hex(ctx.session_id),

@@ -481,9 +481,12 @@ local function usage_text()
   lines[#lines + 1] = "IMAGE is docker-archive:PATH[:NAME:TAG] or oci:DIR[:TAG]."
   lines[#lines + 1] = "Stations: pht pre-run IMAGE; run the train; pht post-run IMAGE."
   lines[#lines + 1] = ""
+  lines[#lines + 1] = "Options:"
+  lines[#lines + 1] = "  -h, --help   this text"
+  lines[#lines + 1] = "  --version    print libpht's version"
+  lines[#lines + 1] = ""
   lines[#lines + 1] = "Exit status: 0 ok, 1 the train was rejected (the message names the step),"
   lines[#lines + 1] = "2 usage error, 3 an image, key or file could not be read or written, 70 internal error."
-  lines[#lines + 1] = "  --version    print libpht's version"
   return table.concat(lines, "\n") .. "\n"
 end
 

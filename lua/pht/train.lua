@@ -107,6 +107,9 @@ function M.base_ref(ref, img)
     return "docker-archive:" .. where .. ":" .. repo .. ":base"
   elseif transport == "oci" then
     return "oci:" .. where .. ":base"
+  elseif transport == "docker-daemon" then
+    local repo = where:match("^(.*):[^:/]+$") or where
+    return "docker-daemon:" .. repo .. ":base"
   end
   return nil, "cannot derive REPO:base from " .. ref .. "; give --base"
 end

@@ -34,6 +34,7 @@ struct pht_image_writer {
     int failed, done;
     pht_error why;
     int64_t now;
+    cJSON *run; /* the runtime config set_config made, or NULL */
 };
 
 struct pht_image_stream {
@@ -56,6 +57,7 @@ static void writer_unref(pht_image_writer *w)
     if (w->a) archive_write_free(w->a);
     if (w->fd >= 0) close(w->fd);
     img_sha_free(w->sha);
+    cJSON_Delete(w->run);
     pht_image_free(w->src);
     pht_image_free(w->base);
     free(w->tmpdir);
@@ -417,6 +419,13 @@ void pht_image_stream_free(pht_image_stream *s)
     free(s);
 }
 
+int pht_image_writer_set_config(pht_image_writer *w, const pht_image_config_spec *spec,
+                                pht_error *err)
+{
+    if (w->done) return pht_error_set(err, PHT_ESTATE, "image writer: already committed");
+    return img_runcfg_apply(&w->run, w->src->config, spec, err);
+}
+
 /* ---- commit ----------------------------------------------------------------- */
 
 static void iso_time(int64_t t, char *out, size_t cap)
@@ -453,12 +462,13 @@ static char *make_config(pht_image_writer *w, const pht_image *b, size_t keep, c
     cJSON *diffs = cJSON_CreateArray();
     for (size_t i = 0; i < keep; i++)
         cJSON_AddItemToArray(diffs, cJSON_CreateString(b->layers[i].diff_id));
-    if (nl) {
-        cJSON_AddItemToArray(diffs, cJSON_CreateString(nl->diff_id));
+    if (nl || w->run) { /* a config change alone is an empty_layer entry, as docker build's */
+        if (nl) cJSON_AddItemToArray(diffs, cJSON_CreateString(nl->diff_id));
         cJSON *h = cJSON_CreateObject();
         cJSON_AddStringToObject(h, "created", when);
         cJSON_AddStringToObject(h, "created_by", o && o->created_by ? o->created_by : "libpht");
         if (o && o->comment) cJSON_AddStringToObject(h, "comment", o->comment);
+        if (!nl) cJSON_AddTrueToObject(h, "empty_layer");
         cJSON_AddItemToArray(hist, h);
     }
     cJSON *rootfs = cJSON_CreateObject();
@@ -470,6 +480,7 @@ static char *make_config(pht_image_writer *w, const pht_image *b, size_t keep, c
     cJSON_AddStringToObject(cfg, "created", when);
     cJSON_AddItemToObject(cfg, "history", hist);
     cJSON_AddItemToObject(cfg, "rootfs", rootfs);
+    if (w->run && img_runcfg_put(cfg, w->run, err)) goto done;
     if ((text = cJSON_PrintUnformatted(cfg)) == NULL)
         pht_error_set(err, PHT_ENOMEM, "out of memory");
 done:
@@ -533,7 +544,7 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     if ((rc = tp->dest_tag(loc, &where, &tag, err)) ||
         (rc = collect_tags(tp, tag, opts, &tags, &ntags, err)))
         goto done;
-    if (!has_new && b == w->src && keep == b->nlayers) { /* a retag keeps the config bytes */
+    if (!has_new && !w->run && b == w->src && keep == b->nlayers) { /* a retag: same bytes */
         plan.config = w->src->config;
         plan.config_len = w->src->config_len;
     } else {

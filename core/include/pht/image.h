@@ -211,6 +211,45 @@ PHT_API int pht_image_stream_close(pht_image_stream *s, pht_error *err);
 /* Free; a stream freed before close leaves the writer failed. NULL is fine. */
 PHT_API void pht_image_stream_free(pht_image_stream *s);
 
+/* A name and a value of the runtime config: an Env variable, a label. */
+typedef struct pht_image_kv {
+    const char *key;
+    const char *value; /* NULL: remove the key */
+} pht_image_kv;
+
+/*
+ * Changes to the new image's runtime config (the "config" object that
+ * `docker run` reads). A field left zero (pht_image_config_spec_init) keeps
+ * the source image's value; everything else of the config is kept.
+ */
+typedef struct pht_image_config_spec {
+    int set_cmd;            /* replace Cmd by cmd[0..ncmd); ncmd == 0 removes it */
+    const char *const *cmd; /* program and arguments, exec form */
+    size_t ncmd;
+    int set_entrypoint; /* the same for Entrypoint */
+    const char *const *entrypoint;
+    size_t nentrypoint;
+    const pht_image_kv *env; /* set each NAME to value (NULL: remove it); others stay */
+    size_t nenv;
+    const pht_image_kv *labels; /* set each label (NULL value: remove it); others stay */
+    size_t nlabels;
+    const char *working_dir; /* absolute path, "" to unset; NULL: keep */
+    const char *user;        /* "name", "uid", "uid:gid", "" to unset; NULL: keep */
+} pht_image_config_spec;
+
+/* Zero spec: changes nothing. */
+PHT_API void pht_image_config_spec_init(pht_image_config_spec *spec);
+
+/*
+ * Change the runtime config of the image w will commit; calls accumulate, in
+ * order. The strings are copied. PHT_EINVAL (nothing changed) for an Env name
+ * that is empty or holds '=', an empty label key, a relative working_dir or a
+ * NULL in cmd/entrypoint; PHT_ESTATE after commit. A commit then writes a new
+ * config even without new entries (its history gets an empty_layer entry).
+ */
+PHT_API int pht_image_writer_set_config(pht_image_writer *w, const pht_image_config_spec *spec,
+                                        pht_error *err);
+
 /* What a commit records. */
 typedef struct pht_image_commit_opts {
     const char *const *tags; /* extra "repo:tag" names (docker-archive) or ref names (oci) */
@@ -223,8 +262,8 @@ typedef struct pht_image_commit_opts {
  * Write the image to dest_ref (may equal the source's reference) atomically:
  * on failure the destination is left byte-identical. Other images/tags in a
  * destination archive or layout are kept; tags written here move to the new
- * image. Without new entries and with the source's layers, the config is kept
- * as is (a retag). The writer cannot be used afterwards.
+ * image. Without new entries, config changes and with the source's layers,
+ * the config is kept as is (a retag). The writer cannot be used afterwards.
  */
 PHT_API int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
                                     const pht_image_commit_opts *opts, pht_error *err);

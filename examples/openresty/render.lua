@@ -47,6 +47,16 @@ local function read(path)
   return s
 end
 
+if arg[1] == "-h" or arg[1] == "--help" then
+  -- The header of this file is its usage.
+  for line in io.lines(arg[0]) do
+    local text = line:match("^%-%- ?(.*)$")
+    if not text then break end
+    print(text)
+  end
+  os.exit(0)
+end
+
 local source = abs(here .. "/../..")
 local opts = {
   listen = "127.0.0.1:8080", workers = "1", threads = "2", ["max-body"] = "2g",

@@ -17,8 +17,9 @@ local workflow = require "pht.workflow"
 
 local M = {}
 
--- Where the stock pre-run script is: on package.path as "pre_run" (the
--- source tree's scripts/ and the installed share directory put it there).
+-- Where the stock pre-run script is: on package.path as "pre_run" (put
+-- scripts/ of the source tree, or share/libpht-scripts of an installation, on
+-- the path, as the gateway's nginx.conf does).
 local function find_script(path)
   if path then return path end
   local found, err = package.searchpath("pre_run", package.path)

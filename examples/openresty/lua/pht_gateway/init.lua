@@ -22,8 +22,9 @@ local trim_pending = false
 
 -- glibc keeps the memory a burst of requests freed (the request pools of
 -- the event loop, the malloc arenas of the pool's threads) for reuse instead
--- of giving it back to the system. Once the worker is idle, malloc_trim(0)
--- returns it; without glibc (e.g. musl) this does nothing.
+-- of giving it back to the system. Once the worker is idle, a full garbage
+-- collection and malloc_trim(0) return it; without glibc (e.g. musl) the
+-- gateway does neither.
 local malloc_trim
 do
   local ok, ffi = pcall(require, "ffi")
@@ -37,6 +38,7 @@ end
 local function trim_if_idle(premature)
   trim_pending = false
   if premature or active > 0 then return end
+  collectgarbage() -- the burst's request tables and reports, then their pages
   malloc_trim(0)
 end
 

@@ -14,6 +14,8 @@ const char *limage_opt_str(lua_State *L, int t, const char *k);
 /* img:writer{...} and img:retag(dest, tags). */
 int limage_writer(lua_State *L);
 int limage_retag(lua_State *L);
+/* w:set_config{...} (limage_config.c). */
+int limage_set_config(lua_State *L);
 void limage_open_writer(lua_State *L);
 
 #endif

@@ -250,10 +250,15 @@ int limage_retag(lua_State *L)
 }
 
 static const luaL_Reg writer_methods[] = {
-    {"add_dir", w_add_dir},     {"add_file", w_add_file},
-    {"add_bytes", w_add_bytes}, {"add_symlink", w_add_symlink},
-    {"whiteout", w_whiteout},   {"begin_file", w_begin_file},
-    {"commit", w_commit},       {NULL, NULL},
+    {"add_dir", w_add_dir},
+    {"add_file", w_add_file},
+    {"add_bytes", w_add_bytes},
+    {"add_symlink", w_add_symlink},
+    {"whiteout", w_whiteout},
+    {"begin_file", w_begin_file},
+    {"set_config", limage_set_config},
+    {"commit", w_commit},
+    {NULL, NULL},
 };
 
 static const luaL_Reg stream_methods[] = {

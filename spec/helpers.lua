@@ -50,14 +50,14 @@ function M.run(cmd)
   return out
 end
 
-local tmp_count = 0
--- A fresh scratch directory under the build tree, removed by M.cleanup().
+-- A fresh, empty scratch directory under the build tree. mktemp picks the
+-- name: busted reloads this module for every spec file, so a counter kept
+-- here would repeat names across files.
 function M.tmpdir()
-  tmp_count = tmp_count + 1
   local base = M.build .. "/spec-tmp"
-  local dir = string.format("%s/%s-%d-%d", base, (jit and "jit" or "lua"), os.time(), tmp_count)
-  M.run("mkdir -p " .. M.q(dir))
-  return dir
+  M.run("mkdir -p " .. M.q(base))
+  local dir = M.run("mktemp -d " .. M.q(base .. "/" .. (jit and "jit" or "lua") .. ".XXXXXXXX"))
+  return (dir:gsub("%s+$", ""))
 end
 
 function M.sha256_file(path)

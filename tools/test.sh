@@ -116,6 +116,7 @@ run_busted() { # $1 = interpreter
     p=$(sed -nE 's/.* ([0-9]+) pending.*/\1/p' <<<"$line")
     passed=$((passed + s)); failed=$((failed + f + e)); skipped=$((skipped + ${p:-0}))
 }
+rm -rf "$build/spec-tmp"  # scratch of earlier runs
 run_busted lua5.4
 run_busted luajit
 

@@ -1,0 +1,105 @@
+-- Support for the specs that keep trains in the suite's Docker daemon: the
+-- docker CLI as the oracle (image ids, dangling images, containers, `docker
+-- save` for reading layers with tar), reference trains loaded under names of
+-- their own, and tampering with an image in place through libpht's
+-- docker-daemon transport.
+local helpers = require "helpers"
+local support = require "support"
+local pht = require "pht"
+
+local M = {}
+local q = helpers.q
+
+-- true when the specs can drive the daemon (containers too when need_run),
+-- else false and why (for pending). libpht in this process reads
+-- DOCKER_HOST, so it must name the daemon the support module found.
+function M.ready(need_run)
+  local ok, why
+  if need_run then ok, why = support.containers_available() else ok, why = support.docker_available() end
+  if not ok then return false, why end
+  local want = support.docker_host()
+  if (os.getenv("DOCKER_HOST") or "unix:///var/run/docker.sock") ~= want then
+    return false, "export DOCKER_HOST=" .. want .. " so that libpht in this process reaches the daemon"
+  end
+  return true
+end
+
+-- The docker CLI against the suite's daemon; fails the spec on error.
+function M.docker(args)
+  local ok, out = support.docker(args)
+  if not ok then error("docker " .. args .. " failed:\n" .. out, 2) end
+  return out
+end
+
+-- The pht binary with DOCKER_HOST set to the suite's daemon.
+function M.env()
+  return { DOCKER_HOST = support.docker_host() }
+end
+
+-- The image id a name points at, or nil.
+function M.id(name)
+  local ok, out = support.docker("image inspect --format '{{.Id}}' " .. q(name))
+  if not ok then return nil end
+  return (out:match("(sha256:%x+)"))
+end
+
+-- Ids of the daemon's dangling images, as a set.
+function M.dangling()
+  local out = M.docker("images -q --no-trunc -f dangling=true")
+  local set = {}
+  for id in out:gmatch("sha256:%x+") do set[id] = true end
+  return set
+end
+
+-- Dangling images that are not in `before` (a set from M.dangling()).
+function M.new_dangling(before)
+  local list = {}
+  for id in pairs(M.dangling()) do
+    if not before[id] then list[#list + 1] = id end
+  end
+  table.sort(list)
+  return list
+end
+
+-- Names of the containers (any state) whose name starts with prefix.
+function M.containers(prefix)
+  local out = M.docker("ps -a --format '{{.Names}}'")
+  local list = {}
+  for name in out:gmatch("[^\n]+") do
+    if name:sub(1, #prefix) == prefix then list[#list + 1] = name end
+  end
+  return list
+end
+
+-- Remove tags and images, ignoring those already gone.
+function M.rmi(...)
+  for _, name in ipairs({ ... }) do support.docker("rmi " .. q(name)) end
+end
+
+-- `docker load` a reference stage and name it REPO:latest (and REPO:base for
+-- its first layer's image, when with_base). The archive's own tag goes again.
+function M.load_stage(stage_file, repo)
+  M.docker("load --quiet --input " .. q(helpers.vectors .. "/" .. stage_file))
+  M.docker("tag pht-bench/ref-0:latest " .. q(repo .. ":latest"))
+  support.docker("rmi pht-bench/ref-0:latest")
+  return repo .. ":latest"
+end
+
+-- Save an image with the docker CLI; the path of the tar.
+function M.save(name)
+  local path = helpers.tmpdir() .. "/saved.tar"
+  M.docker("save -o " .. q(path) .. " " .. q(name))
+  return path
+end
+
+-- Change an image in the daemon in place: a new layer on top, written
+-- through the docker-daemon transport. edit(w, img) adds entries.
+function M.tamper(ref, edit, history)
+  local img = assert(pht.open_image(ref))
+  local w = assert(img:writer({}))
+  edit(w, img)
+  assert(w:commit(ref, { history = history or "tampered" }))
+  img:close()
+end
+
+return M

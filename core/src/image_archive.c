@@ -45,6 +45,52 @@ static void catalog_free(catalog *c)
     *c = (catalog){.fd = -1};
 }
 
+/*
+ * Join a link target to the directory of the member holding it, resolving "."
+ * and ".." lexically. PHT_EUNSAFE if ".." would climb above the archive root.
+ * *out is malloc'ed.
+ */
+static int resolve_member_link(const char *holder, const char *link, char **out)
+{
+    *out = NULL;
+    const char *slash = strrchr(holder, '/');
+    size_t dl = slash ? (size_t)(slash - holder) + 1 : 0;
+    size_t cap = dl + strlen(link) + 2;
+    char *path = malloc(cap);
+    if (path == NULL) return PHT_ENOMEM;
+    memcpy(path, holder, dl);
+    strcpy(path + dl, link);
+    char *res = calloc(cap, 1);
+    if (res == NULL) {
+        free(path);
+        return PHT_ENOMEM;
+    }
+    size_t len = 0;
+    char *save = NULL;
+    for (char *c = strtok_r(path, "/", &save); c != NULL; c = strtok_r(NULL, "/", &save)) {
+        if (strcmp(c, ".") == 0) continue;
+        if (strcmp(c, "..") == 0) {
+            if (len == 0) {
+                free(path);
+                free(res);
+                return PHT_EUNSAFE;
+            }
+            while (len > 0 && res[len - 1] != '/') len--;
+            if (len > 0) len--; /* the slash before the dropped component */
+            res[len] = '\0';
+            continue;
+        }
+        if (len > 0) res[len++] = '/';
+        size_t cl = strlen(c);
+        memcpy(res + len, c, cl);
+        len += cl;
+        res[len] = '\0';
+    }
+    free(path);
+    *out = res;
+    return 0;
+}
+
 static const member *catalog_find(const catalog *c, const char *name, pht_error *err)
 {
     char *cur = NULL;
@@ -63,17 +109,21 @@ static const member *catalog_find(const catalog *c, const char *name, pht_error 
             free(cur);
             return hit && hit->type == AE_IFREG ? hit : NULL;
         }
-        /* a symlink member (skopeo's legacy layout): resolve inside the archive */
-        const char *slash = strrchr(hit->name, '/');
-        size_t dl = slash ? (size_t)(slash - hit->name) + 1 : 0;
-        char *joined = malloc(dl + strlen(hit->link) + 1), *next = NULL;
-        if (joined == NULL) break;
-        memcpy(joined, hit->name, dl);
-        strcpy(joined + dl, hit->link);
-        int rc = hit->link[0] == '/' ? PHT_EUNSAFE : tarsafe_path(joined, 4096, &next, &why);
-        free(joined);
+        /*
+         * A symlink member: `docker save` stores a layer shared by two saved
+         * images once and links the other copy to it ("../<id>/layer.tar");
+         * skopeo's legacy layout does the same. Resolve it inside the archive.
+         */
+        char *resolved = NULL, *next = NULL;
+        int rc = hit->link[0] == '/' ? PHT_EUNSAFE
+                                     : resolve_member_link(hit->name, hit->link, &resolved);
+        if (rc == 0 && tarsafe_path(resolved, 4096, &next, &why) != 0) rc = PHT_EUNSAFE;
+        free(resolved);
         free(cur);
-        if (rc) {
+        cur = NULL;
+        if (rc != 0) {
+            free(next);
+            if (rc == PHT_ENOMEM) return pht_error_set(err, rc, "%s: out of memory", c->path), NULL;
             pht_error_set(err, PHT_EUNSAFE, "%s: member link \"%.200s\" leaves the archive",
                           c->path, hit->name);
             return NULL;
@@ -392,7 +442,8 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
     int had = cJSON_GetArraySize(tags), rc = 0;
     cJSON_ArrayForEach(t, tags) if (cJSON_IsString(t) && !has_tag(p, t->valuestring))
         cJSON_AddItemToArray(ntags, cJSON_CreateString(t->valuestring));
-    if (had > 0 && cJSON_GetArraySize(ntags) == 0) { /* every tag moved: drop the image */
+    int untagged = cJSON_GetArraySize(ntags) == 0;
+    if (had > 0 && untagged) { /* every tag moved: drop the image */
         cJSON_Delete(ntags);
         return 0;
     }
@@ -410,6 +461,8 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
     if ((rc = img_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config",
                             o->err)) ||
         (rc = img_sha_buf(cfgtext, m->size, dg, o->err)))
+        goto done;
+    if (untagged && p->replaces && strcmp(dg, p->replaces) == 0) /* the new image replaces it */
         goto done;
     if ((cfg = img_json_parse(cfgtext, "image config", o->err)) == NULL) {
         rc = PHT_EFORMAT;
@@ -472,8 +525,12 @@ static int write_new(outw *o, const img_plan *p, cJSON *out)
     int rc = 0;
     snprintf(name, sizeof name, "%s.json", p->config_digest + 7);
     cJSON_AddItemToObject(entry, "Config", cJSON_CreateString(name));
-    for (size_t i = 0; i < p->ntags; i++)
-        cJSON_AddItemToArray(tags, cJSON_CreateString(p->tags[i]));
+    for (size_t i = 0; i < p->ntags; i++) {
+        size_t j = 0;
+        while (j < i && !tag_eq(p->tags[j], p->tags[i]))
+            j++;
+        if (j == i) cJSON_AddItemToArray(tags, cJSON_CreateString(p->tags[i]));
+    }
     cJSON_AddItemToObject(entry, "RepoTags", tags);
     cJSON_AddItemToObject(entry, "Layers", layers);
     cJSON_AddItemToArray(out, entry);
@@ -546,10 +603,50 @@ static void arc_close(pht_image *img)
     (void)img;
 }
 
+/* 1 if paths a and b name the same existing file. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/* An untagged commit into src's own archive: src's RepoTags move, its entry is replaced. */
+static int arc_own_names(const pht_image *src, const char *where, char ***names, size_t *n,
+                         char *id, pht_error *err)
+{
+    char *path, *tag;
+    *names = NULL;
+    *n = 0;
+    id[0] = '\0';
+    int rc = split_location(src->location, &path, &tag, err);
+    if (rc) return rc;
+    int same = same_file(path, where);
+    free(path);
+    free(tag);
+    if (!same) return 0;
+    cJSON *entry = img_json_parse(src->manifest, "manifest.json entry", err), *t;
+    if (entry == NULL) return PHT_EFORMAT;
+    cJSON *tags = cJSON_GetObjectItemCaseSensitive(entry, "RepoTags");
+    if ((*names = calloc((size_t)cJSON_GetArraySize(tags) + 1, sizeof **names)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    cJSON_ArrayForEach(t, tags)
+    {
+        if (rc || !cJSON_IsString(t)) continue;
+        if (((*names)[*n] = strdup(t->valuestring)) == NULL)
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        else
+            (*n)++;
+    }
+    cJSON_Delete(entry);
+    return rc ? rc : img_sha_buf(src->config, src->config_len, id, err);
+}
+
 const img_transport img_docker_archive = {
     .name = "docker-archive",
     .open = arc_open,
     .close = arc_close,
     .dest_tag = arc_dest_tag,
     .commit = arc_commit,
+    .own_names = arc_own_names,
 };

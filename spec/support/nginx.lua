@@ -164,8 +164,12 @@ function M.start(opts)
   local tmpdir = prefix .. "/tmp"
   helpers.run("mkdir -p -m 0700 " .. q(tmpdir))
   -- nginx started as root runs its workers as nobody, as a station would
-  -- run them as an unprivileged user: give it the scratch directory.
-  if root then helpers.run("chown nobody " .. q(tmpdir)) end
+  -- run them as an unprivileged user: let it into the prefix (scratch
+  -- directories are 0700) and give it the gateway's tmpdir.
+  if root then
+    helpers.run("chmod 0755 " .. q(prefix))
+    helpers.run("chown nobody " .. q(tmpdir))
+  end
 
   local cfg = {
     stations = opts.stations,
@@ -207,8 +211,9 @@ function M.start(opts)
           if gw.pid and helpers.sh(health .. q(gw.url .. "/health")) then return gw end
           sleep(0.1)
         end
+        local _, answer = helpers.sh("curl -sS --max-time 5 " .. q(gw.url .. "/health"))
         last = "nginx started but GET /health did not answer " .. (opts.unhealthy and "" or "200 ")
-          .. "within 10 s:\n" .. gw:log_tail()
+          .. "within 10 s; it answers: " .. tostring(answer) .. "\n" .. gw:log_tail(200):gsub("[^\n]*closed keepalive connection\n", "")
         gw:stop()
         return nil, last
       end

@@ -65,6 +65,12 @@ static int split_location(const char *loc, char **dir, char **tag, pht_error *er
     return 0;
 }
 
+/* What an oci image remembers of its index.json entry, for an in-place commit. */
+typedef struct oci_state {
+    char *name; /* its ref name, or NULL */
+    char digest[IMG_DIGEST_MAX];
+} oci_state;
+
 static int is_index(const char *mt)
 {
     return mt && (strcmp(mt, "application/vnd.oci.image.index.v1+json") == 0 ||
@@ -115,6 +121,18 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
     free(text);
     text = NULL;
     cJSON *d = pick(index, tag, dir, err);
+    if (d) {
+        oci_state *st = calloc(1, sizeof *st);
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(d, "annotations"), REF_NAME));
+        const char *dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
+        img->tpdata = st;
+        if (st == NULL || (name && (st->name = strdup(name)) == NULL)) {
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+            goto out;
+        }
+        snprintf(st->digest, sizeof st->digest, "%s", img_digest_valid(dg) ? dg : "");
+    }
     if (d && is_index(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "mediaType")))) {
         /* one level of image index: take its only (or first linux) manifest */
         const char *dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
@@ -203,7 +221,37 @@ out:
 
 static void oci_close(pht_image *img)
 {
-    (void)img;
+    oci_state *st = img->tpdata;
+    if (st) free(st->name);
+    free(st);
+    img->tpdata = NULL;
+}
+
+/* An untagged commit into src's own layout: src's ref name moves, its entry is replaced. */
+static int oci_own_names(const pht_image *src, const char *where, char ***names, size_t *n,
+                         char *id, pht_error *err)
+{
+    const oci_state *st = src->tpdata;
+    char *dir, *tag;
+    struct stat a, b;
+    *names = NULL;
+    *n = 0;
+    id[0] = '\0';
+    int rc = split_location(src->location, &dir, &tag, err);
+    if (rc) return rc;
+    int same = st && stat(dir, &a) == 0 && stat(where, &b) == 0 && a.st_dev == b.st_dev &&
+               a.st_ino == b.st_ino;
+    free(dir);
+    free(tag);
+    if (!same) return 0;
+    if (st->name) {
+        if ((*names = calloc(2, sizeof **names)) == NULL ||
+            ((*names)[0] = strdup(st->name)) == NULL)
+            return pht_error_set(err, PHT_ENOMEM, "out of memory");
+        *n = 1;
+    }
+    strcpy(id, st->digest);
+    return 0;
 }
 
 static int oci_dest_tag(const char *location, char **where, char **tag, pht_error *err)
@@ -327,13 +375,14 @@ static int write_index(ocw *w, const img_plan *p, const char *mdg, size_t mlen)
     if (!cJSON_GetObjectItemCaseSensitive(index, "schemaVersion"))
         cJSON_AddNumberToObject(index, "schemaVersion", 2);
     for (int i = cJSON_GetArraySize(ms) - 1; i >= 0; i--) {
+        cJSON *d = cJSON_GetArrayItem(ms, i);
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ms, i), "annotations"), REF_NAME));
-        for (size_t k = 0; name && k < p->ntags; k++)
-            if (strcmp(name, p->tags[k]) == 0) {
-                cJSON_DeleteItemFromArray(ms, i);
-                break;
-            }
+            cJSON_GetObjectItemCaseSensitive(d, "annotations"), REF_NAME));
+        const char *dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
+        int drop = name == NULL && p->replaces && dg && strcmp(dg, p->replaces) == 0;
+        for (size_t k = 0; name && !drop && k < p->ntags; k++)
+            drop = strcmp(name, p->tags[k]) == 0;
+        if (drop) cJSON_DeleteItemFromArray(ms, i);
     }
     for (size_t k = 0; k < (p->ntags ? p->ntags : 1); k++) {
         cJSON *d = descriptor(MT_MANIFEST, mdg, mlen);
@@ -398,4 +447,5 @@ const img_transport img_oci = {
     .close = oci_close,
     .dest_tag = oci_dest_tag,
     .commit = oci_commit,
+    .own_names = oci_own_names,
 };

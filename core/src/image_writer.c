@@ -489,25 +489,36 @@ done:
     return text;
 }
 
-/* The dest's tag and the extra tags; docker-archive names get ":latest" when bare. */
+/*
+ * The dest's tag, the extra tags and the names an in-place commit moves from
+ * the source, without repeats; docker-archive names get ":latest" when bare.
+ */
 static int collect_tags(const img_transport *tp, const char *tag, const pht_image_commit_opts *o,
-                        char ***out, size_t *n, pht_error *err)
+                        char *const *own, size_t nown, char ***out, size_t *n, pht_error *err)
 {
-    size_t cap = (tag ? 1 : 0) + (o ? o->ntags : 0);
+    size_t nopt = o ? o->ntags : 0, cap = (tag ? 1 : 0) + nopt + nown;
     char **v = calloc(cap + 1, sizeof *v);
     if (v == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     *out = v;
     *n = 0;
     for (size_t i = 0; i < cap; i++) {
-        const char *t = (tag && i == 0) ? tag : o->tags[i - (tag ? 1 : 0)];
+        size_t k = i - (tag ? 1 : 0);
+        const char *t = (tag && i == 0) ? tag : k < nopt ? o->tags[k] : own[k - nopt];
         if (t == NULL || t[0] == '\0' || strpbrk(t, " \t\n\"") != NULL)
             return pht_error_set(err, PHT_EINVAL, "image tag \"%.200s\" is not valid", t ? t : "");
         const char *slash = strrchr(t, '/'), *colon = strrchr(t, ':');
         int bare = tp == &img_docker_archive && !(colon && (!slash || colon > slash));
-        size_t len = strlen(t) + 8;
+        size_t len = strlen(t) + 8, j = 0;
         if ((v[*n] = malloc(len)) == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
         snprintf(v[*n], len, bare ? "%s:latest" : "%s", t);
-        (*n)++;
+        while (j < *n && strcmp(v[j], v[*n]) != 0)
+            j++;
+        if (j < *n) {
+            free(v[*n]);
+            v[*n] = NULL;
+        } else {
+            (*n)++;
+        }
     }
     return 0;
 }
@@ -534,16 +545,21 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
         strcpy(nl.media_type, img_layer_media_type(IMG_COMP_NONE));
     }
     const img_layer **layers = calloc(keep + 2, sizeof *layers);
-    char *where = NULL, *tag = NULL, **tags = NULL, *config = NULL;
-    size_t ntags = 0;
+    char *where = NULL, *tag = NULL, **tags = NULL, *config = NULL, **own = NULL;
+    char own_id[IMG_DIGEST_MAX] = "";
+    size_t ntags = 0, nown = 0;
     if (layers == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     for (size_t i = 0; i < keep; i++)
         layers[i] = &b->layers[i];
     if (has_new) layers[keep] = &nl;
     img_plan plan = {.layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts};
-    if ((rc = tp->dest_tag(loc, &where, &tag, err)) ||
-        (rc = collect_tags(tp, tag, opts, &tags, &ntags, err)))
+    if ((rc = tp->dest_tag(loc, &where, &tag, err))) goto done;
+    /* untagged into the source's own archive/layout: take the source's place */
+    if (tag == NULL && tp == w->src->tp && tp->own_names &&
+        (rc = tp->own_names(w->src, where, &own, &nown, own_id, err)))
         goto done;
+    if ((rc = collect_tags(tp, tag, opts, own, nown, &tags, &ntags, err))) goto done;
+    plan.replaces = own_id[0] ? own_id : NULL;
     if (!has_new && !w->run && b == w->src && keep == b->nlayers) { /* a retag: same bytes */
         plan.config = w->src->config;
         plan.config_len = w->src->config_len;
@@ -565,6 +581,9 @@ done:
     for (size_t i = 0; tags && i < ntags; i++)
         free(tags[i]);
     free(tags);
+    for (size_t i = 0; own && i < nown; i++)
+        free(own[i]);
+    free(own);
     free(layers);
     free(where);
     free(tag);

@@ -262,7 +262,10 @@ typedef struct pht_image_commit_opts {
  * Write the image to dest_ref (may equal the source's reference) atomically:
  * on failure the destination is left byte-identical. Other images/tags in a
  * destination archive or layout are kept; tags written here move to the new
- * image. Without new entries, config changes and with the source's layers,
+ * image. A dest_ref without NAME:TAG (TAG) that names the source's own
+ * archive (layout) takes the source's place: its RepoTags (ref name) move to
+ * the new image, as `docker tag` would, and an untagged source entry is
+ * replaced. Without new entries, config changes and with the source's layers,
  * the config is kept as is (a retag). The writer cannot be used afterwards.
  */
 PHT_API int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,

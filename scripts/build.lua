@@ -178,8 +178,10 @@ wf:add("write_image", function(ctx)
     base_ref = "docker-archive:" .. where .. ":" .. name:match("^(.*):[^:]+$") .. ":base"
   elseif transport == "oci" then
     base_ref = "oci:" .. where .. ":base"
+  elseif transport == "docker-daemon" then
+    base_ref = "docker-daemon:" .. (where:match("^(.*):[^:/]+$") or where) .. ":base"
   else
-    return nil, "the output must be docker-archive:PATH:REPO:TAG or oci:DIR[:TAG], got " .. out
+    return nil, "the output must be docker-archive:PATH:REPO:TAG, oci:DIR[:TAG] or docker-daemon:REPO[:TAG], got " .. out
   end
   local w, err = ctx.image:writer({ tmpdir = ctx.options.tmpdir })
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end

@@ -1,10 +1,11 @@
 -- Trains kept in the Docker daemon, as stations keep them: a three-station
--- route driven through docker-daemon: references (pre-run in place, a real
+-- route built into the daemon and driven there (pre-run in place, a real
 -- `docker run` of the train whose entrypoint writes the results, `docker
 -- commit`, post-run --rebase), the creator decrypting what came home, and the
 -- reference's trains loaded with `docker load` passing pre-run by name. The
--- docker CLI is the oracle: image ids, `docker save` read with tar,
--- containers and dangling images left over.
+-- route names its images as a station does, a bare REPO:TAG; the reference
+-- trains go by docker-daemon:REPO:TAG. The docker CLI is the oracle: image
+-- ids, `docker save` read with tar, containers and dangling images left over.
 local helpers = require "helpers"
 local support = require "support"
 local S = require "wf_support"
@@ -48,12 +49,12 @@ describe("a three-station route on the Docker daemon", function()
     helpers.write(t.dir .. "/files/entrypoint.sh", ENTRYPOINT)
     local route = ""
     for i = 1, 3 do route = route .. " --station " .. q("s" .. i .. "=" .. t.dir .. "/s" .. i .. ".pub.pem") end
+    -- built straight into the daemon: REPO:latest, and REPO:base on the base image
     local code, _, err = S.pht("build -q --files " .. q(t.dir .. "/files") .. route
       .. " --creator-id 7 --creator-key " .. q(t.dir .. "/creator.pem")
-      .. " --base " .. q("docker-daemon:" .. base)
-      .. " --output " .. q("docker-archive:" .. t.dir .. "/train.tar:" .. t.latest), D.env())
+      .. " --base " .. q(base) .. " --output " .. q(t.latest), D.env())
     assert.equal(0, code, err)
-    D.docker("load --quiet --input " .. q(t.dir .. "/train.tar"))
+    assert.equal(D.id(base), D.id(t.base))
     t.base_layers = #S.layers(D.save(t.base), t.base)
     return t
   end
@@ -69,7 +70,7 @@ describe("a three-station route on the Docker daemon", function()
       local ok, why = D.ready(true)
       if not ok then return pending(why) end
       prepare()
-      local ref = "docker-daemon:" .. t.latest
+      local ref = t.latest -- a bare NAME:TAG is an image in the daemon, as the reference takes it
       local station = " --station s" .. i .. " --key " .. q(t.dir .. "/s" .. i .. ".pem")
       local before = assert(D.id(t.latest))
 
@@ -93,8 +94,7 @@ describe("a three-station route on the Docker daemon", function()
       end
       assert.is_true(found, "the run's layer should hold the plaintext results")
 
-      code, _, err = S.pht("post-run -q " .. q(ref) .. station .. " --rebase --base "
-        .. q("docker-daemon:" .. t.base), D.env())
+      code, _, err = S.pht("post-run -q " .. q(ref) .. station .. " --rebase", D.env())
       assert.equal(0, code, err)
       assert.is_nil(D.id(ran), "the image docker commit made is still there")
       assert.is_nil(D.id(decrypted), "the plaintext image pre-run wrote is still there")
@@ -111,7 +111,7 @@ describe("a three-station route on the Docker daemon", function()
     if not ok then return pending(why) end
     prepare()
     local out = t.dir .. "/results"
-    local code, _, err = S.pht("decrypt-results -q " .. q("docker-daemon:" .. t.latest) .. " --key "
+    local code, _, err = S.pht("decrypt-results -q " .. q(t.latest) .. " --key "
       .. q(t.dir .. "/creator.pem") .. " --out " .. q(out), D.env())
     assert.equal(0, code, err)
     assert.equal("3\n", helpers.read(out .. "/count.txt"))

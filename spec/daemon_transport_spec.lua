@@ -149,3 +149,31 @@ describe("docker-daemon: errors", function()
     assert.matches("unix:///PATH and tcp://HOST:PORT endpoints only", err, 1, true)
   end)
 end)
+
+describe("the pht command and daemon images", function()
+  it("takes a name without a transport as an image in the daemon", function()
+    local cli = require "pht.cli"
+    assert.equal("docker-daemon:busybox:latest", cli.image_ref("busybox:latest"))
+    assert.equal("docker-daemon:pht/train", cli.image_ref("pht/train"))
+    assert.equal("docker-daemon:localhost:5000/pht/train:v1", cli.image_ref("localhost:5000/pht/train:v1"))
+    for _, ref in ipairs({ "docker-archive:t.tar:pht/train:latest", "oci:dir:latest",
+      "docker-daemon:pht/train:latest", "docker://registry/pht/train" }) do
+      assert.equal(ref, cli.image_ref(ref))
+    end
+  end)
+
+  it("pht inspect reads REPO:TAG from the daemon as it reads docker-daemon:REPO:TAG", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local tag = D.load_stage(S.stages[1], support.unique_name("daemon-inspect"))
+    finally(function() D.rmi(tag) end)
+    local code, bare, err = S.pht("inspect --json " .. q(tag), D.env())
+    assert.equal(0, code, err)
+    local code2, full, err2 = S.pht("inspect --json " .. q("docker-daemon:" .. tag), D.env())
+    assert.equal(0, code2, err2)
+    local a, b = S.decode(bare), S.decode(full)
+    assert.equal("docker-daemon:" .. tag, a.image)
+    assert.equal(1, a.next.index)
+    assert.same(b, a)
+  end)
+end)

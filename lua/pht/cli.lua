@@ -87,6 +87,18 @@ local function env(name)
   return v
 end
 
+-- An IMAGE argument as a reference: a name without one of libpht's
+-- transports ("repo:tag", "registry:5000/repo:tag") is an image in the
+-- Docker daemon at $DOCKER_HOST, as the reference takes it.
+local TRANSPORTS = { ["docker-archive"] = true, oci = true, ["docker-daemon"] = true }
+local function image_ref(s)
+  if s == nil then return nil end
+  local t = s:match("^([%w%-]+):")
+  if (t and TRANSPORTS[t]) or s:match("^docker://") then return s end
+  return "docker-daemon:" .. s
+end
+M.image_ref = image_ref
+
 -- The host's scripts directory ($PHT_SCRIPTS_DIR wins).
 local function scripts_dir(host)
   return env("PHT_SCRIPTS_DIR") or (host and host.scripts_dir) or "scripts"
@@ -179,7 +191,8 @@ stricter checks) and write its decrypted files back into the image, in a new
 layer marked as plaintext. Nothing is written unless every check passed.
 After pre-run the image holds plaintext: it must not leave the station.
 
-IMAGE is docker-archive:PATH[:NAME:TAG] or oci:DIR[:TAG].
+IMAGE is docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], or an image in the
+Docker daemon at $DOCKER_HOST: docker-daemon:NAME[:TAG] or just NAME:TAG.
 
 Options:
   --station ID         this station's id on the route (default: $STATION_ID)
@@ -198,7 +211,7 @@ Exit status: 0 verified and decrypted, 1 rejected (the message names the step),
   run = function(host, prog, opts, pos)
     local options, err = station_options(prog, opts)
     if not options then say(prog, "%s", err) return EXIT.usage end
-    options.image, options.output, options.tmpdir = pos[1], opts.output, opts.tmpdir
+    options.image, options.output, options.tmpdir = image_ref(pos[1]), image_ref(opts.output), opts.tmpdir
     local code, ctx = run_workflow(host, prog, "pre_run.lua", opts, options)
     if code == EXIT.ok and not opts.quiet then
       say(prog, "station %s verified the train and decrypted it into %s (stop %d of %d); it now holds plaintext",
@@ -244,8 +257,8 @@ Exit status: 0 sealed, 1 refused (the message names the step), 2 usage error,
     local options, err = station_options(prog, opts)
     if not options then say(prog, "%s", err) return EXIT.usage end
     if opts.base and not opts.rebase then say(prog, "--base needs --rebase") return EXIT.usage end
-    options.image, options.output, options.tmpdir = pos[1], opts.output, opts.tmpdir
-    options.rebase, options.base = opts.rebase, opts.base
+    options.image, options.output, options.tmpdir = image_ref(pos[1]), image_ref(opts.output), opts.tmpdir
+    options.rebase, options.base = opts.rebase, image_ref(opts.base)
     local code, ctx = run_workflow(host, prog, "post_run.lua", opts, options)
     if code == EXIT.ok and not opts.quiet then
       say(prog, "station %s signed and encrypted the results into %s (stop %d of %d)",
@@ -283,7 +296,7 @@ Exit status: 0 written, 1 the results do not verify, 2 usage error, 3 I/O error.
   run = function(host, prog, opts, pos)
     if not opts.key then say(prog, "give the creator's key with --key") return EXIT.usage end
     if not opts.out then say(prog, "give the output directory with --out") return EXIT.usage end
-    local options = { image = pos[1], key_path = opts.key, out = opts.out, tmpdir = opts.tmpdir,
+    local options = { image = image_ref(pos[1]), key_path = opts.key, out = opts.out, tmpdir = opts.tmpdir,
       password = env(opts["password-env"] or "PRIVATE_KEY_PASSWORD") }
     local code, ctx = run_workflow(host, prog, "decrypt_results.lua", opts, options)
     if code == EXIT.ok and not opts.quiet then
@@ -329,7 +342,8 @@ Options:
   --builder-key PEM        the builder's private key (default: a fresh RSA-2048 key)
   --builder-password-env VAR   its password's variable
   --base IMAGE             the image the train runs on
-  --output IMAGE           docker-archive:PATH:REPO:latest or oci:DIR:latest
+  --output IMAGE           docker-archive:PATH:REPO:latest, oci:DIR:latest or
+                           REPO:latest (the Docker daemon)
   --train-id ID            the config's @id (default: random)
   --proposal-id ID         the config's proposal_id (default: 1)
   --script FILE            a script that changes the build workflow (repeatable)
@@ -368,7 +382,7 @@ Exit status: 0 built, 1 refused, 2 usage error, 3 I/O error.
       creator_password = env(opts["creator-password-env"] or "PHT_CREATOR_KEY_PASSWORD"),
       builder_key = opts["builder-key"],
       builder_password = env(opts["builder-password-env"] or "PHT_BUILDER_KEY_PASSWORD"),
-      base = opts.base, output = opts.output, train_id = opts["train-id"],
+      base = image_ref(opts.base), output = image_ref(opts.output), train_id = opts["train-id"],
       proposal_id = opts["proposal-id"], tmpdir = opts.tmpdir,
     }
     local code, ctx = run_workflow(host, prog, "build.lua", opts, options)
@@ -402,7 +416,7 @@ does not, 2 usage error, 3 the image cannot be read.
 ]],
   run = function(host, prog, opts, pos)
     local inspect = require "pht.inspect"
-    local report, err = inspect.image(pos[1], opts.tmpdir)
+    local report, err = inspect.image(image_ref(pos[1]), opts.tmpdir)
     if not report then say(prog, "%s", err) return EXIT.io end
     if opts.json then
       io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")
@@ -478,7 +492,8 @@ local function usage_text()
     lines[#lines + 1] = string.format("  %-16s %s", name, VERBS[name].summary)
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = "IMAGE is docker-archive:PATH[:NAME:TAG] or oci:DIR[:TAG]."
+  lines[#lines + 1] = "IMAGE is docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], or docker-daemon:NAME[:TAG]"
+  lines[#lines + 1] = "(also just NAME:TAG): an image in the Docker daemon at $DOCKER_HOST."
   lines[#lines + 1] = "Stations: pht pre-run IMAGE; run the train; pht post-run IMAGE."
   lines[#lines + 1] = ""
   lines[#lines + 1] = "Options:"

@@ -213,6 +213,9 @@ static int do_commit(lua_State *L, pht_image_writer *w, const char *dest, int op
         }
         co.created_by = limage_opt_str(L, opts, "history");
         co.comment = limage_opt_str(L, opts, "comment");
+        lua_getfield(L, opts, "keep_unreferenced");
+        co.keep_unreferenced = lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
     co.tags = tags;
     co.ntags = ntags;

@@ -175,3 +175,167 @@ describe("committing into the source's own OCI layout", function()
     assert.are.equal("y", assert(pht.open_image("oci:" .. bare)):read_file("/opt/marker"))
   end)
 end)
+
+-- The paths under dir whose content holds marker (grep -r: every file, every byte).
+local function files_holding(dir, marker)
+  local ok, out = h.sh("grep -r -l -F -- " .. h.q(marker) .. " " .. h.q(dir))
+  if not ok then
+    assert.are.equal("", out) -- grep's "no match", not an error
+    return {}
+  end
+  local files = {}
+  for f in out:gmatch("[^\n]+") do files[#files + 1] = f end
+  return files
+end
+
+-- Every file of a tree with its sha256, one line each, sorted.
+local function snapshot(dir)
+  return h.run("cd " .. h.q(dir) .. " && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum")
+end
+
+local MARKER = "PHT-PLAINTEXT-MARKER-7f3a9c"
+
+-- Write /opt/pht_train/secret.txt holding the marker as a new layer of ref, to dest.
+local function write_secret(ref, dest)
+  local img = assert(pht.open_image(ref))
+  local w = assert(img:writer())
+  assert(w:add_dir("/opt/pht_train"))
+  assert(w:add_bytes("/opt/pht_train/secret.txt", "decrypted: " .. MARKER .. "\n"))
+  assert(w:commit(dest, { history = "pht pre-run" }))
+end
+
+-- On the first `keep` layers of ref (below the secret), a new layer with ciphertext.
+local function commit_below(ref, keep, dest, opts)
+  local img = assert(pht.open_image(ref))
+  local w = assert(img:writer { keep_layers = keep })
+  assert(w:add_dir("/opt/pht_train"))
+  assert(w:add_bytes("/opt/pht_train/secret.txt", "ciphertext\n"))
+  return w:commit(dest, opts)
+end
+
+describe("unreferenced blobs after a commit into an OCI layout", function()
+  local dir, layout, ref
+  before_each(function()
+    dir = h.tmpdir()
+    layout = dir .. "/layout"
+    h.run("cp -a " .. h.q(assert(support.base_image_oci())) .. " " .. h.q(layout))
+    ref = "oci:" .. layout .. ":latest"
+    write_secret(ref, ref)
+    assert.are_not.same({}, files_holding(layout, MARKER))
+  end)
+
+  it("are removed: no file of the layout holds the dropped layer's plaintext", function()
+    assert(commit_below(ref, 1, ref, { history = "pht post-run" }))
+    assert.are.same({}, files_holding(layout, MARKER))
+    local img = assert(pht.open_image(ref))
+    assert.are.equal("ciphertext\n", img:read_file("/opt/pht_train/secret.txt"))
+    -- every blob left is one the manifest names
+    local man = assert(pht.json_decode(img:manifest()))
+    local want = { [man.config.digest:sub(8)] = true }
+    for _, l in ipairs(man.layers) do want[l.digest:sub(8)] = true end
+    local ix = assert(pht.json_decode(h.read(layout .. "/index.json")))
+    assert.are.equal(1, #ix.manifests)
+    want[ix.manifests[1].digest:sub(8)] = true
+    local have_blobs = {}
+    for f in h.run("ls " .. h.q(layout .. "/blobs/sha256")):gmatch("%S+") do have_blobs[f] = true end
+    assert.are.same(want, have_blobs)
+  end)
+
+  it("leave a layout that skopeo inspect and umoci unpack accept", function()
+    assert(commit_below(ref, 1, ref))
+    if have("skopeo") then
+      local out = h.run("skopeo inspect " .. h.q(ref))
+      for _, l in ipairs(assert(pht.open_image(ref)):layers()) do
+        assert.truthy(out:find(l.digest, 1, true), out)
+      end
+    end
+    if not have("umoci") then return pending("umoci is not installed (apt-get install umoci)") end
+    if not h.run("id -u"):match("^0") then return pending("umoci unpack without --rootless needs root") end
+    h.run("umoci unpack --image " .. h.q(layout .. ":latest") .. " " .. h.q(dir .. "/bundle"))
+    assert.are.equal("ciphertext\n", h.read(dir .. "/bundle/rootfs/opt/pht_train/secret.txt"))
+    assert.truthy(h.sh("test -x " .. h.q(dir .. "/bundle/rootfs/bin/busybox")))
+  end)
+
+  it("stay when another name still references them", function()
+    assert(assert(pht.open_image(ref)):retag("oci:" .. layout .. ":pre-run"))
+    assert(commit_below(ref, 1, ref))
+    assert.are.equal(1, #files_holding(layout, MARKER))
+    assert.truthy(assert(pht.open_image("oci:" .. layout .. ":pre-run")):read_file("/opt/pht_train/secret.txt"):find(MARKER, 1, true))
+  end)
+
+  it("stay with keep_unreferenced = true", function()
+    assert(commit_below(ref, 1, ref, { keep_unreferenced = true }))
+    assert.are.equal(1, #files_holding(layout, MARKER))
+    assert.are.equal("ciphertext\n", assert(pht.open_image(ref)):read_file("/opt/pht_train/secret.txt"))
+  end)
+
+  it("are not touched when the commit fails before index.json is replaced", function()
+    h.write(layout .. "/index.json", "{ not json") -- write_index fails after the blobs went in
+    local before = snapshot(layout)
+    local base = "docker-archive:" .. assert(support.base_image())
+    local ok, msg, code = commit_below(base, 1, ref)
+    assert.is_nil(ok)
+    assert.are.equal("EFORMAT", code)
+    assert.truthy(msg:find("index.json", 1, true), msg)
+    assert.are.equal(before, snapshot(layout))
+  end)
+
+  it("are only left over when the collection fails after the commit", function()
+    -- a second name whose manifest blob is missing: what it references is unknown
+    local ix = assert(pht.json_decode(h.read(layout .. "/index.json")))
+    ix.manifests[2] = { mediaType = "application/vnd.oci.image.manifest.v1+json", size = 2,
+      digest = "sha256:" .. string.rep("0", 64), annotations = { ["org.opencontainers.image.ref.name"] = "gone" } }
+    h.write(layout .. "/index.json", assert(pht.json_encode(ix)))
+    local ok, msg, code = commit_below(ref, 1, ref)
+    assert.is_nil(ok)
+    assert.are.equal("ENOTFOUND", code)
+    assert.truthy(msg:find("the image is committed, but removing unreferenced blobs failed", 1, true), msg)
+    assert.are.equal("ciphertext\n", assert(pht.open_image(ref)):read_file("/opt/pht_train/secret.txt"))
+    assert.are.equal(1, #files_holding(layout, MARKER)) -- nothing was removed
+    if have("skopeo") then h.run("skopeo inspect " .. h.q(ref)) end
+  end)
+end)
+
+describe("layers after an in-place commit into a docker-archive", function()
+  local dir, path, tag
+
+  -- Every member of the archive, extracted, scanned for the marker.
+  local function members_holding(marker)
+    local x = h.tmpdir()
+    h.run("tar -xf " .. h.q(path) .. " -C " .. h.q(x))
+    return files_holding(x, marker)
+  end
+
+  before_each(function()
+    dir = h.tmpdir()
+    local base
+    base, tag = support.base_image()
+    assert(base, tag)
+    path = dir .. "/train.tar"
+    h.run("cp " .. h.q(base) .. " " .. h.q(path))
+    write_secret("docker-archive:" .. path .. ":" .. tag, "docker-archive:" .. path .. ":" .. tag)
+    assert.are.equal(1, #members_holding(MARKER))
+  end)
+
+  it("are only those a manifest.json entry references (tagged commit)", function()
+    assert(commit_below("docker-archive:" .. path .. ":" .. tag, 1, "docker-archive:" .. path .. ":" .. tag))
+    assert.are.same({}, members_holding(MARKER))
+    local m = archive_manifest(path)
+    assert.are.equal(1, #m)
+    local members = {}
+    for f in h.run("tar -tf " .. h.q(path)):gmatch("[^\n]+") do members[f] = true end
+    local want = { ["manifest.json"] = true, [m[1].Config] = true }
+    for _, l in ipairs(m[1].Layers) do want[l] = true end
+    assert.are.same(want, members)
+    if have("skopeo") then h.run("skopeo inspect " .. h.q("docker-archive:" .. path .. ":" .. tag)) end
+  end)
+
+  it("are only those a manifest.json entry references (untagged commit in place)", function()
+    assert(commit_below("docker-archive:" .. path, 1, "docker-archive:" .. path))
+    assert.are.same({}, members_holding(MARKER))
+    local m = archive_manifest(path)
+    assert.are.equal(1, #m)
+    assert.are.same({ tag }, m[1].RepoTags)
+    assert.are.equal("ciphertext\n", assert(pht.open_image("docker-archive:" .. path .. ":" .. tag)):read_file("/opt/pht_train/secret.txt"))
+  end)
+end)

@@ -6,10 +6,12 @@
  * and renamed) and then replaces index.json atomically; on failure the blobs
  * it added are removed, so the layout is left as it was.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -399,6 +401,166 @@ static int write_index(ocw *w, const img_plan *p, const char *mdg, size_t mlen)
     return rc;
 }
 
+/* ---- garbage collection ------------------------------------------------------ */
+
+/* The sha256 digests that index.json reaches, sorted for lookup. */
+typedef struct refset {
+    char (*v)[IMG_DIGEST_MAX];
+    size_t n, cap;
+} refset;
+
+static int ref_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static int refs_has(const refset *r, const char *dg)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->v[i], dg) == 0) return 1;
+    return 0;
+}
+
+/* Add dg (other algorithms live in other directories: gc leaves those alone). */
+static int refs_add(refset *r, const char *dg, pht_error *err)
+{
+    if (!img_digest_valid(dg) || refs_has(r, dg)) return 0;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        char(*v)[IMG_DIGEST_MAX] = realloc(r->v, cap * sizeof *v);
+        if (v == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+        r->v = v;
+        r->cap = cap;
+    }
+    strcpy(r->v[r->n++], dg);
+    return 0;
+}
+
+/*
+ * Mark what the "manifests" of an index document reach: each manifest or
+ * nested index blob (read and checked against its digest), and its config,
+ * layers, blobs and subject. A manifest that cannot be read stops the
+ * collection: what it references is unknown, so nothing may be removed.
+ */
+static int mark_index(const char *dir, const cJSON *doc, refset *r, int depth, pht_error *err)
+{
+    static const char *const leaves[] = {"config", "subject", "layers", "blobs"};
+    const cJSON *d;
+    int rc = 0;
+    if (depth > 8)
+        return pht_error_set(err, PHT_ELIMIT, "%s: image indexes nested deeper than 8", dir);
+    cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(doc, "manifests"))
+    {
+        const char *dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
+        if (!img_digest_valid(dg))
+            return pht_error_set(err, PHT_EUNSAFE, "%s: a manifest with digest \"%.80s\"", dir,
+                                 dg ? dg : "");
+        if (refs_has(r, dg)) continue;
+        char *text = NULL;
+        size_t len;
+        cJSON *m = NULL;
+        if ((rc = refs_add(r, dg, err)) || (rc = read_json_blob(dir, dg, &text, &len, err)))
+            return rc;
+        if ((m = img_json_parse(text, "manifest", err)) == NULL) rc = PHT_EFORMAT;
+        free(text);
+        if (rc == 0) rc = mark_index(dir, m, r, depth + 1, err);
+        for (size_t k = 0; rc == 0 && k < sizeof leaves / sizeof *leaves; k++) {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(m, leaves[k]), *it;
+            if (cJSON_IsObject(f))
+                rc = refs_add(
+                    r, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f, "digest")), err);
+            else
+                cJSON_ArrayForEach(it, f)
+                {
+                    if (rc == 0)
+                        rc = refs_add(
+                            r, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "digest")),
+                            err);
+                }
+        }
+        cJSON_Delete(m);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* The blob files of blobs/sha256 that r does not name (malloc'ed names). */
+static int unreferenced(const char *bdir, const refset *r, char ***out, size_t *n, pht_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *dp = opendir(bdir);
+    if (dp == NULL) return pht_error_set(err, PHT_EIO, "%s: %s", bdir, strerror(errno));
+    struct dirent *de;
+    int rc = 0;
+    char dg[IMG_DIGEST_MAX];
+    while (rc == 0 && (de = readdir(dp)) != NULL) {
+        struct stat st;
+        snprintf(dg, sizeof dg, "sha256:%.70s", de->d_name);
+        /* only blobs: temporary files of a commit and anything else stay */
+        if (!img_digest_valid(dg) || bsearch(dg, r->v, r->n, sizeof *r->v, ref_cmp) ||
+            fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        char **v = realloc(*out, (*n + 1) * sizeof *v);
+        if (v == NULL || (v[*n] = strdup(de->d_name)) == NULL) {
+            if (v) *out = v;
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+            break;
+        }
+        *out = v;
+        (*n)++;
+    }
+    closedir(dp);
+    return rc;
+}
+
+/*
+ * Remove the blobs of blobs/sha256 that no manifest of index.json reaches
+ * (directly, through an image index, as config, layer or blob), like
+ * `umoci gc`. Runs after the new index.json is in place, so a failure here
+ * only leaves unreferenced blobs behind.
+ */
+static int oci_gc(const char *dir, pht_error *err)
+{
+    char path[4096 + 32], **gone = NULL, *text = NULL;
+    size_t len, ngone = 0;
+    refset r = {0};
+    cJSON *index = NULL;
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    int rc = img_read_small(path, IMG_JSON_MAX, &text, &len, err);
+    if (rc == 0 && (index = img_json_parse(text, "index.json", err)) == NULL) rc = PHT_EFORMAT;
+    if (rc == 0) rc = mark_index(dir, index, &r, 0, err);
+    if (rc == 0) qsort(r.v, r.n, sizeof *r.v, ref_cmp);
+    snprintf(path, sizeof path, "%s/blobs/sha256", dir);
+    if (rc == 0) rc = unreferenced(path, &r, &gone, &ngone, err);
+    int fd = rc == 0 ? open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (rc == 0 && fd < 0) rc = pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
+    for (size_t i = 0; i < ngone; i++) {
+        if (rc == 0 && unlinkat(fd, gone[i], 0) != 0 && errno != ENOENT)
+            rc = pht_error_set(err, PHT_EIO, "%s/%s: %s", path, gone[i], strerror(errno));
+        free(gone[i]);
+    }
+    if (fd >= 0 && ngone && rc == 0 && fsync(fd) != 0)
+        rc = pht_error_set(err, PHT_EIO, "%s: fsync: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(gone);
+    free(r.v);
+    free(text);
+    cJSON_Delete(index);
+    return rc;
+}
+
+/* Hold an exclusive lock on the layout directory: one commit (and its gc) at a time. */
+static int lock_layout(const char *dir, int *fd, pht_error *err)
+{
+    *fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0) return pht_error_set(err, PHT_EIO, "%s: %s", dir, strerror(errno));
+    while (flock(*fd, LOCK_EX) != 0)
+        if (errno != EINTR)
+            return pht_error_set(err, PHT_EIO, "%s: lock: %s", dir, strerror(errno));
+    return 0;
+}
+
 static int oci_commit(const char *where, const img_plan *p, pht_error *err)
 {
     ocw w = {.dir = where, .err = err};
@@ -406,7 +568,8 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
     struct stat st;
     cJSON *man = cJSON_CreateObject(), *layers;
     char *text = NULL;
-    int rc = mkdir_p(where, err);
+    int lock = -1, rc = mkdir_p(where, err);
+    if (rc == 0) rc = lock_layout(where, &lock, err);
     snprintf(path, sizeof path, "%s/oci-layout", where);
     if (rc == 0 && stat(path, &st) != 0)
         rc = write_small(path, "{\"imageLayoutVersion\":\"1.0.0\"}", err);
@@ -435,6 +598,10 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
         if (rc) unlink(w.created[i]);
         free(w.created[i]);
     }
+    /* the image is committed; what no manifest references any more can go */
+    if (rc == 0 && !p->keep_unreferenced && (rc = oci_gc(where, err)))
+        pht_error_prefix(err, "the image is committed, but removing unreferenced blobs failed");
+    if (lock >= 0) close(lock);
     free(w.created);
     free(text);
     cJSON_Delete(man);

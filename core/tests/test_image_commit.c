@@ -2,8 +2,10 @@
  * Commits into the source's own archive or layout: an untagged destination
  * takes the source's place (its RepoTags / ref name move, an untagged source
  * entry is replaced), a tagged one keeps the other tags, and a commit
- * elsewhere leaves the source's names alone.
+ * elsewhere leaves the source's names alone. After a commit into an OCI
+ * layout the blobs no manifest references any more are gone.
  */
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -214,6 +216,136 @@ static void test_oci_in_place(void)
     CHECK(marker_is(ref, "two"));
 }
 
+/* Number of blob files under dir/blobs/sha256 that contain needle (and the total in *total). */
+static int blobs_holding(const char *dir, const char *needle, int *total)
+{
+    char bdir[1300], path[1600];
+    snprintf(bdir, sizeof bdir, "%s/blobs/sha256", dir);
+    DIR *dp = opendir(bdir);
+    CHECK(dp != NULL);
+    if (dp == NULL) return -1;
+    struct dirent *de;
+    int hits = 0;
+    size_t nl = strlen(needle);
+    static char buf[65536 + 256];
+    *total = 0;
+    while ((de = readdir(dp)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", bdir, de->d_name);
+        FILE *f = fopen(path, "rb");
+        if (f == NULL) continue;
+        (*total)++;
+        size_t keep = 0, n;
+        int found = 0;
+        while (!found && (n = fread(buf + keep, 1, 65536, f)) > 0) {
+            n += keep;
+            for (size_t i = 0; !found && i + nl <= n; i++)
+                found = memcmp(buf + i, needle, nl) == 0;
+            keep = n < nl ? n : nl - 1; /* a match may straddle two reads */
+            memmove(buf, buf + n - keep, keep);
+        }
+        fclose(f);
+        hits += found;
+    }
+    closedir(dp);
+    return hits;
+}
+
+/* Commit a new image on the first two layers of ref (below its marker layer) to dest. */
+static int commit_below(const char *ref, const char *dest, int keep_unreferenced, pht_error *err)
+{
+    pht_image *img;
+    pht_image_writer *w;
+    int rc = pht_image_open(&img, ref, NULL, err);
+    if (rc) return rc;
+    pht_image_writer_opts wo = {.keep_layers = 2};
+    if ((rc = pht_image_writer_new(img, &wo, &w, err)) == 0) {
+        pht_image_commit_opts co = {.keep_unreferenced = keep_unreferenced};
+        rc = pht_image_writer_add_bytes(w, "/opt/marker", "clean", 5, NULL, err);
+        if (rc == 0) rc = pht_image_writer_commit(w, dest, &co, err);
+        pht_image_writer_free(w);
+    }
+    pht_image_free(img);
+    return rc;
+}
+
+static void test_oci_gc(void)
+{
+    char src[1200], dir[1200], ref[1300], keep[1300], marker[64];
+    int total, n;
+    pht_error err;
+    snprintf(src, sizeof src, "docker-archive:%s/reference-v2/stage0-built.tar", test_fixtures());
+    snprintf(marker, sizeof marker, "PLAINTEXT-%d-MARKER", (int)getpid());
+
+    /* the marker layer goes once nothing references it: 2 base layers + 1 new, config, manifest */
+    snprintf(dir, sizeof dir, "%s/gc", work);
+    snprintf(ref, sizeof ref, "oci:%s:train", dir);
+    commit_marker(src, ref, marker, NULL);
+    CHECK(blobs_holding(dir, marker, &total) == 1 && total == 5);
+    CHECK_OK(commit_below(ref, ref, 0, &err), &err);
+    CHECK(blobs_holding(dir, marker, &total) == 0);
+    CHECK(total == 5);
+    CHECK(marker_is(ref, "clean"));
+
+    /* keep_unreferenced leaves it */
+    snprintf(dir, sizeof dir, "%s/gc-keep", work);
+    snprintf(ref, sizeof ref, "oci:%s:train", dir);
+    commit_marker(src, ref, marker, NULL);
+    CHECK_OK(commit_below(ref, ref, 1, &err), &err);
+    CHECK(blobs_holding(dir, marker, &total) == 1 && total == 8);
+
+    /* another name still references the marker image: its blobs stay */
+    snprintf(dir, sizeof dir, "%s/gc-other", work);
+    snprintf(ref, sizeof ref, "oci:%s:train", dir);
+    snprintf(keep, sizeof keep, "oci:%s:kept", dir);
+    const char *kept[] = {"kept"};
+    pht_image_commit_opts co = {.tags = kept, .ntags = 1};
+    commit_marker(src, ref, marker, &co);
+    CHECK_OK(commit_below(ref, ref, 0, &err), &err);
+    CHECK(blobs_holding(dir, marker, &total) == 1 && total == 8);
+    CHECK(marker_is(keep, marker));
+    CHECK(strcmp(ref_names(dir, &n), "kept|train") == 0);
+}
+
+/* A manifest of index.json that cannot be read stops the collection, not the commit. */
+static void test_oci_gc_fails_safe(void)
+{
+    char src[1200], dir[1200], ref[1300], path[1400], marker[64];
+    int total;
+    pht_error err;
+    snprintf(src, sizeof src, "docker-archive:%s/reference-v2/stage0-built.tar", test_fixtures());
+    snprintf(marker, sizeof marker, "PLAINTEXT-%d-MARKER", (int)getpid());
+    snprintf(dir, sizeof dir, "%s/gc-broken", work);
+    snprintf(ref, sizeof ref, "oci:%s:train", dir);
+    commit_marker(src, ref, marker, NULL);
+    /* a second entry whose manifest blob is missing */
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    char *text = slurp_file(path);
+    cJSON *ix = cJSON_Parse(text);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "mediaType", "application/vnd.oci.image.manifest.v1+json");
+    cJSON_AddStringToObject(
+        d, "digest", "sha256:0000000000000000000000000000000000000000000000000000000000000000");
+    cJSON_AddNumberToObject(d, "size", 2);
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(ix, "manifests"), d);
+    char *out = cJSON_PrintUnformatted(ix);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && out);
+    if (f && out) fputs(out, f);
+    if (f) fclose(f);
+    free(out);
+    cJSON_Delete(ix);
+
+    CHECK_CODE(commit_below(ref, ref, 0, &err), PHT_ENOTFOUND, &err);
+    CHECK_STR_CONTAINS(err.message,
+                       "the image is committed, but removing unreferenced blobs failed");
+    CHECK_STR_CONTAINS(err.message,
+                       "0000000000000000000000000000000000000000000000000000000000000000");
+    CHECK(marker_is(ref, "clean"));                 /* committed */
+    CHECK(blobs_holding(dir, marker, &total) == 1); /* nothing removed */
+    CHECK(total == 8);
+}
+
 int main(void)
 {
     snprintf(work, sizeof work, "%s/test_image_commit.%d", test_tmpdir(), (int)getpid());
@@ -222,6 +354,8 @@ int main(void)
     test_archive_in_place();
     test_archive_untagged();
     test_oci_in_place();
+    test_oci_gc();
+    test_oci_gc_fails_safe();
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
     if (test_failures == 0 && system(cmd) != 0) test_failures++;

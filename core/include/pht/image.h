@@ -256,6 +256,7 @@ typedef struct pht_image_commit_opts {
     size_t ntags;
     const char *created_by; /* history entry of the new layer */
     const char *comment;    /* its comment, may be NULL */
+    int keep_unreferenced;  /* oci: keep blobs no manifest references any more */
 } pht_image_commit_opts;
 
 /*
@@ -266,7 +267,11 @@ typedef struct pht_image_commit_opts {
  * archive (layout) takes the source's place: its RepoTags (ref name) move to
  * the new image, as `docker tag` would, and an untagged source entry is
  * replaced. Without new entries, config changes and with the source's layers,
- * the config is kept as is (a retag). The writer cannot be used afterwards.
+ * the config is kept as is (a retag). Once the new index.json of an oci
+ * layout is in place, blobs no manifest references any more are removed
+ * (unless keep_unreferenced); when that fails the image is committed, the
+ * error says so, and only unreferenced blobs remain. The writer cannot be
+ * used afterwards.
  */
 PHT_API int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
                                     const pht_image_commit_opts *opts, pht_error *err);

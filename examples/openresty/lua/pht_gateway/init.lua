@@ -15,6 +15,7 @@ local M = {}
 
 local cfg        -- the checked configuration (init, in the master)
 local sema       -- job slots of this worker (init_worker)
+local warm = false -- the thread pool's VMs have loaded the workflow
 local key_state  -- per station: fingerprint or the reason its key cannot be used
 local tmp_error  -- why the worker cannot use cfg.tmpdir, or nil
 local active = 0 -- train requests of this worker between body and answer
@@ -93,6 +94,23 @@ function M.init_worker()
     ngx.log(ngx.ERR, "pht gateway: tmpdir ", cfg.tmpdir, ": ", err)
   end
   sema = assert(require("ngx.semaphore").new(cfg.max_jobs))
+  -- Fill the worker's thread-pool VMs now (one job per VM, all at once), so
+  -- they load pht and the workflow scripts at start rather than under the
+  -- first requests; /health reports "warm" once done.
+  ngx.timer.at(0, function(premature)
+    if premature then return end
+    local threads = {}
+    for i = 1, cfg.max_jobs do
+      threads[i] = ngx.thread.spawn(ngx.run_worker_thread, cfg.thread_pool, "pht_gateway.job", "warm")
+    end
+    local all = true
+    for _, t in ipairs(threads) do
+      local ok, tok, status = ngx.thread.wait(t)
+      if not (ok and tok and status == 200) then all = false end
+    end
+    if not all then ngx.log(ngx.WARN, "pht gateway: warming the thread pool's VMs failed") end
+    warm = all
+  end)
   key_state = {}
   for _, s in ipairs(cfg.stations) do
     local key, kerr = pht.load_private_key_file(s.private_key, s.password)
@@ -128,6 +146,7 @@ function M.health()
     libpht = pht.version,
     stations = stations,
     default_station = cfg.default_station,
+    warm = warm,
     jobs = { max = cfg.max_jobs, running = cfg.max_jobs - sema:count() },
   })
 end

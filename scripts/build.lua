@@ -82,6 +82,21 @@ wf:add("read_files", function(ctx)
   return true
 end, { kind = "io" })
 
+-- What `docker run IMAGE` starts: one of the train's files under /bin/sh
+-- (plaintext once a station's pre-run decrypted it): --run NAME, else
+-- entrypoint.sh when the train has one; "none" keeps the base's command.
+wf:add("choose_command", function(ctx)
+  local run = ctx.options.run
+  local has = {}
+  for _, f in ipairs(ctx.train) do has[f.path] = true end
+  if run == nil then run = has["entrypoint.sh"] and "entrypoint.sh" or "none" end
+  if run ~= "none" and not has[run] then
+    return nil, "--run " .. run .. " is not one of the train's files"
+  end
+  ctx.run_file = run ~= "none" and run or nil
+  return true
+end, { kind = "verify" })
+
 wf:add("make_session", function(ctx)
   ctx.session_id = pht.random(64)
   ctx.train_id = ctx.options.train_id or hex(pht.random(16))
@@ -198,6 +213,10 @@ wf:add("write_image", function(ctx)
   if ok then ok, werr = w:add_bytes(train.CONFIG, ctx.config:to_json(false), { mode = 420 }) end
   if ok then ok, werr = train.write_tree(w, train.TRAIN, entries, ctx.train) end
   if ok then ok, werr = w:add_dir(train.RESULTS, { mode = 493, opaque = true }) end
+  -- What `docker run IMAGE` starts (see choose_command).
+  if ok and ctx.run_file then
+    ok, werr = w:set_config({ cmd = { "/bin/sh", train.TRAIN .. "/" .. ctx.run_file }, entrypoint = false })
+  end
   if ok then ok, werr = w:commit(out, { history = "libpht build", comment = "train " .. ctx.train_id }) end
   w:close()
   if not ok then return nil, "cannot write " .. out .. ": " .. tostring(werr) end

@@ -148,17 +148,8 @@ wf:add("write_image", function(ctx)
   w:close()
   if not ok then return nil, "cannot write " .. dest .. ": " .. tostring(werr) end
   ctx.written = dest
-  -- An OCI layout keeps blobs nobody references, the plaintext layer among them.
-  local transport, where = train.split_ref(dest)
-  if transport == "oci" then
-    if pht.image_gc then
-      local gok, gerr = pht.image_gc(dest)
-      if not gok then return nil, "cannot drop unreferenced blobs from " .. where .. ": " .. tostring(gerr) end
-    else
-      ctx:log("warn", "warning: the OCI layout %s still holds the blobs of the pre-run layer (plaintext); "
-        .. "remove unreferenced blobs (umoci gc --layout %s) before the layout leaves the station", where, where)
-    end
-  end
+  -- A commit into an OCI layout also removes the blobs nothing references
+  -- any more, among them the plaintext layer pre-run wrote.
   return true
 end, { kind = "write", writes = true })
 

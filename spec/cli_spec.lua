@@ -293,6 +293,23 @@ describe("pht build", function()
     assert.equal(#base_layers + 1, #layers)
   end)
 
+  it("sets the image's command to run entrypoint.sh under /bin/sh, as skopeo reads it", function()
+    local out = helpers.run("skopeo inspect --config " .. q(ref))
+    local cfg = assert(pht.json_decode(out))
+    assert.same({ "/bin/sh", "/opt/pht_train/entrypoint.sh" }, cfg.config.Cmd)
+    assert.is_nil(cfg.config.Entrypoint)
+  end)
+
+  it("refuses --run naming a file the train does not have", function()
+    local code, _, err = S.pht("build -q --files " .. q(dir .. "/files")
+      .. " --station " .. q("s1=" .. dir .. "/s1.pub.pem")
+      .. " --creator-id 42 --creator-key " .. q(dir .. "/creator.pem") .. " --run main.sh"
+      .. " --base " .. q("docker-archive:" .. assert(support.base_image()))
+      .. " --output " .. q("docker-archive:" .. dir .. "/other.tar:pht/other:latest"))
+    assert.equal(1, code)
+    assert.matches("%-%-run main.sh is not one of the train's files", err)
+  end)
+
   it("writes a config whose hash is e_h of the files in walk order with query.json last", function()
     local opt = built_opt()
     local cfg = S.decode(helpers.read(opt .. "/train_config.json"))

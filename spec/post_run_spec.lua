@@ -75,11 +75,20 @@ describe("pht post-run", function()
       .. " " .. q("oci:" .. dir .. ":latest"))
     local ref = "oci:" .. dir .. ":latest"
     assert.equal(0, (S.pht("pre-run -q " .. q(ref) .. " " .. S.station_args(1))))
-    S.tamper(ref, function(w) assert(w:add_bytes("/opt/pht_results/out.txt", "result")) end, "run")
+    -- The train's run: one more layer under the same name, as docker commit would.
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer({}))
+    assert(w:add_bytes("/opt/pht_results/out.txt", "result"))
+    assert(w:commit(ref, { history = "run" }))
+    img:close()
     local code, _, err = S.pht("post-run -q " .. q(ref) .. " " .. S.station_args(1))
     assert.equal(0, code, err)
     local inspect = pht.json_decode(helpers.run("skopeo inspect " .. q(ref)))
     assert.equal(3, #inspect.Layers)
+    -- The blob of the layer pre-run wrote (the decrypted entrypoint, the
+    -- results) is gone from the layout, not just unreferenced.
+    local found = helpers.sh("grep -r -l -a -F " .. q("mkdir -p /opt/pht_results/a") .. " " .. q(dir))
+    assert.is_false(found)
     assert.equal(0, (S.pht("pre-run -q " .. q(ref) .. " " .. S.station_args(2))))
   end)
 

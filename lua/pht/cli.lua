@@ -317,6 +317,7 @@ VERBS["build"] = {
     ["builder-key"] = { arg = "PEM" }, ["builder-password-env"] = { arg = "VAR" },
     base = { arg = "IMAGE" }, output = { arg = "IMAGE" },
     ["train-id"] = { arg = "ID" }, ["proposal-id"] = { arg = "ID" },
+    run = { arg = "NAME" },
   }),
   help = [[
 Usage: pht build --files DIR --station ID=PUBKEY ... --creator-id ID
@@ -344,6 +345,9 @@ Options:
   --base IMAGE             the image the train runs on
   --output IMAGE           docker-archive:PATH:REPO:latest, oci:DIR:latest or
                            REPO:latest (the Docker daemon)
+  --run NAME               the train file `docker run IMAGE` starts with /bin/sh
+                           (default: entrypoint.sh when the train has one;
+                           `none` keeps the base image's command)
   --train-id ID            the config's @id (default: random)
   --proposal-id ID         the config's proposal_id (default: 1)
   --script FILE            a script that changes the build workflow (repeatable)
@@ -383,7 +387,7 @@ Exit status: 0 built, 1 refused, 2 usage error, 3 I/O error.
       builder_key = opts["builder-key"],
       builder_password = env(opts["builder-password-env"] or "PHT_BUILDER_KEY_PASSWORD"),
       base = image_ref(opts.base), output = image_ref(opts.output), train_id = opts["train-id"],
-      proposal_id = opts["proposal-id"], tmpdir = opts.tmpdir,
+      proposal_id = opts["proposal-id"], tmpdir = opts.tmpdir, run = opts.run,
     }
     local code, ctx = run_workflow(host, prog, "build.lua", opts, options)
     if code == EXIT.ok and not opts.quiet then

@@ -5,6 +5,7 @@
 -- against PROTOCOL.md and the reference's expected.json.
 local helpers = require "helpers"
 local pht = require "pht"
+local support = require "support"
 local S = require "wf_support"
 
 local q = helpers.q
@@ -266,13 +267,35 @@ describe("a route with a real container run", function()
 end)
 
 describe("tools/demo.sh", function()
-  it("drives a three-station route from keygen to the creator's results", function()
-    local out = helpers.run("cd " .. q(helpers.root) .. " && PHT_BUILD_DIR=" .. q(helpers.build)
-      .. " TMPDIR=" .. q(helpers.tmpdir()) .. " tools/demo.sh")
-    assert.matches("STAND-IN RUN", out, 1, true)
+  local function demo(args)
+    return helpers.run("cd " .. q(helpers.root) .. " && PHT_BUILD_DIR=" .. q(helpers.build)
+      .. " TMPDIR=" .. q(helpers.tmpdir()) .. " tools/demo.sh " .. args)
+  end
+
+  local function assert_results(out)
     assert.matches("route complete: the creator can decrypt the results", out, 1, true)
+    assert.matches("--- count.txt\n3\n", out, 1, true)
     assert.matches("--- log/visits.txt\nvisit 1: sum of 1..100 is 5050\nvisit 2: sum of 1..200 is 20100\n"
       .. "visit 3: sum of 1..300 is 45150\n", out, 1, true)
     assert.matches("demo: ok", out, 1, true)
+  end
+
+  it("drives a three-station route from keygen to the creator's results with the stand-in run", function()
+    local out = demo("--standin")
+    assert.matches("STAND-IN RUN", out, 1, true)
+    assert_results(out)
+  end)
+
+  it("runs the train in real containers when a Docker daemon answers, leaving nothing behind", function()
+    local ok, why = support.containers_available()
+    if not ok then pending(why) return end
+    local host = assert(support.docker_host())
+    local out = helpers.run("DOCKER_HOST=" .. q(host) .. " && export DOCKER_HOST && cd " .. q(helpers.root)
+      .. " && PHT_BUILD_DIR=" .. q(helpers.build) .. " TMPDIR=" .. q(helpers.tmpdir()) .. " tools/demo.sh")
+    assert.matches("RUN: docker load, docker create + start, docker commit, docker save", out, 1, true)
+    assert.is_nil(out:find("STAND-IN", 1, true))
+    assert_results(out)
+    local _, images = support.docker("images -q demo/train")
+    assert.equal("", images)
   end)
 end)

@@ -4,17 +4,28 @@
 #   busybox base image; at each station pre-run, the run, post-run; finally
 #   the creator decrypts the results and the demo prints them.
 #
-# Usage: tools/demo.sh [--keep]     (--keep leaves the working directory)
+# Usage: tools/demo.sh [--keep] [--standin]
+#   --keep     leave the working directory
+#   --standin  use the stand-in run even when a Docker daemon answers
 #
-# The run step: with a Docker daemon this is where `docker run` goes (see
-# run_train below); without one it is a STAND-IN that executes the train's
-# entrypoint on this host against an extracted /opt (tools/standin-run.lua)
-# and writes the results into the image as a new layer.
+# The run step: when a Docker daemon answers (`docker info`, DOCKER_HOST
+# honoured) the train really runs: docker load, docker create + start (its
+# entrypoint writes the results), docker commit, docker save, as a station
+# does. Without one it is a STAND-IN that executes the train's entrypoint on
+# this host against an extracted /opt (tools/standin-run.lua) and writes the
+# results into the image as a new layer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-keep=0
-[ "${1:-}" = "--keep" ] && keep=1
+keep=0 standin=0
+for arg in "$@"; do
+    case $arg in
+        --keep) keep=1 ;;
+        --standin) standin=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "demo: unknown option $arg (see --help)" >&2; exit 2 ;;
+    esac
+done
 
 build=${PHT_BUILD_DIR:-$root/build}
 export PHT_BUILD_DIR=$build
@@ -72,12 +83,27 @@ step "build (central side): $image"
     --base "docker-archive:$work/base.tar:demo/busybox:latest" --output "$image" -q
 "$pht" inspect "$image"
 
+use_docker=0
+if [ "$standin" = 0 ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    use_docker=1
+fi
+
 run_train() { # $1 = image reference
-    # A later piece runs `docker run` + `docker commit` here when a daemon
-    # answers. Until then: the labelled stand-in.
-    echo "STAND-IN RUN (no container): executing the entrypoint on this host"
-    LUA_CPATH="$build/lua/5.4/?.so;;" LUA_PATH="$root/lua/?.lua;;" \
-        lua5.4 "$root/tools/standin-run.lua" "$1" "$work"
+    if [ "$use_docker" = 1 ]; then
+        echo "RUN: docker load, docker create + start, docker commit, docker save"
+        docker load -q -i "$work/train.tar" >/dev/null
+        local cid
+        cid=$(docker create --network none demo/train:latest)
+        docker start -a "$cid"
+        docker commit "$cid" demo/train:latest >/dev/null
+        docker rm "$cid" >/dev/null
+        docker save -o "$work/train.tar" demo/train:latest demo/train:base
+        docker rmi demo/train:latest demo/train:base >/dev/null
+    else
+        echo "STAND-IN RUN (no Docker daemon, no container): executing the entrypoint on this host"
+        LUA_CPATH="$build/lua/5.4/?.so;;" LUA_PATH="$root/lua/?.lua;;" \
+            lua5.4 "$root/tools/standin-run.lua" "$1" "$work"
+    fi
 }
 
 for s in 1 2 3; do

@@ -304,18 +304,19 @@ end
 
 -- Add directories of a listing and files (with a `src` field) under `root` of
 -- the writer; root itself is added as an opaque directory so nothing of the
--- lower layers shows through.
-function M.write_tree(w, root, entries, files)
-  local ok, err = w:add_dir(root, { mode = 493, opaque = true })
+-- lower layers shows through. `mtime` (optional) for every entry, else the
+-- writer's time.
+function M.write_tree(w, root, entries, files, mtime)
+  local ok, err = w:add_dir(root, { mode = 493, opaque = true, mtime = mtime })
   if not ok then return nil, fmt("cannot add %s: %s", root, tostring(err)) end
   for _, e in ipairs(entries or {}) do
     if e.type == "dir" then
-      ok, err = w:add_dir(root .. "/" .. e.path, { mode = e.mode or 493 })
+      ok, err = w:add_dir(root .. "/" .. e.path, { mode = e.mode or 493, mtime = mtime })
       if not ok then return nil, fmt("cannot add %s/%s: %s", root, e.path, tostring(err)) end
     end
   end
   for _, f in ipairs(files) do
-    ok, err = w:add_file(root .. "/" .. f.path, f.src, { mode = f.mode or 420 })
+    ok, err = w:add_file(root .. "/" .. f.path, f.src, { mode = f.mode or 420, mtime = mtime })
     if not ok then return nil, fmt("cannot add %s/%s: %s", root, f.path, tostring(err)) end
   end
   return true

@@ -13,9 +13,10 @@
  * Writing streams a docker-archive straight into POST /images/load, built on
  * the fly 64 KiB at a time: the config, the layers the daemon does not hold
  * yet, and the manifest naming every layer and the tags. Layers the daemon
- * already has (the leading layers shared with the image a tag names now) are
- * left out: the classic image store looks a layer up by its chain id before
- * it opens the layer's file. docker load moves the tags only once the whole
+ * already has (the leading layers shared with the image a tag names now, or
+ * with the base image when the daemon holds it) are left out: the classic
+ * image store looks a layer up by its chain id before it opens the layer's
+ * file. docker load moves the tags only once the whole
  * image is in, so a failure leaves them where they were; an image left
  * without a tag by the move is removed when nothing else needs it.
  * doc/daemon.md says why this path and not containers plus commit.
@@ -342,20 +343,39 @@ static void gen_free(gen *g)
 
 /* ---- writing -------------------------------------------------------------------- */
 
+/* How many leading layers of the plan the image info lists, in order. */
+static size_t shared_prefix(const img_plan *p, const pht_docker_image_info *info)
+{
+    size_t k = 0;
+    while (k < p->nlayers && k < info->nlayers && strcmp(p->layers[k]->diff_id, info->layers[k]) == 0)
+        k++;
+    return k;
+}
+
 /*
  * Leading layers of the plan the daemon already holds: the longest prefix of
- * diff_ids shared with an image a destination tag names now. 0 when the
- * daemon keeps images in containerd, whose import needs every blob.
+ * diff_ids shared with an image a destination tag names now, or with the base
+ * image when the daemon has it (its id is its config's digest, wherever it
+ * was read from). 0 when the daemon keeps images in containerd, whose import
+ * needs every blob.
  */
 static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_image_info *old,
                            size_t nold)
 {
     size_t best = 0;
     for (size_t t = 0; t < nold; t++) {
-        size_t k = 0;
-        while (k < p->nlayers && k < old[t].nlayers && strcmp(p->layers[k]->diff_id, old[t].layers[k]) == 0)
-            k++;
+        size_t k = shared_prefix(p, &old[t]);
         if (k > best) best = k;
+    }
+    char id[IMG_DIGEST_MAX];
+    pht_docker_image_info base;
+    pht_error e;
+    if (best < p->nlayers && p->base && p->base->config &&
+        img_sha_buf(p->base->config, p->base->config_len, id, &e) == 0 &&
+        pht_docker_image_inspect(d, id, &base, &e) == 0) {
+        size_t k = shared_prefix(p, &base);
+        if (k > best) best = k;
+        pht_docker_image_info_clear(&base);
     }
     if (best == 0) return 0;
     pht_http_request req;
@@ -363,7 +383,6 @@ static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_im
     pht_http_request_init(&req);
     req.path = "/v" PHT_DOCKER_API_VERSION "/info";
     req.max_body = 16u << 20;
-    pht_error e;
     int rc = pht_http_do(pht_docker_http(d), &req, &resp, &e);
     int containerd = rc != 0 || (resp.body && strstr(resp.body, "io.containerd.snapshotter"));
     pht_http_response_clear(&resp);

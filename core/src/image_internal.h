@@ -154,6 +154,7 @@ typedef struct img_plan {
        its config, oci: its index.json descriptor), dropped when left without names */
     const char *replaces;
     int keep_unreferenced; /* oci: skip removing unreferenced blobs */
+    const pht_image *base;  /* the image the leading layers come from */
 } img_plan;
 
 struct img_transport {

@@ -552,7 +552,8 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     for (size_t i = 0; i < keep; i++)
         layers[i] = &b->layers[i];
     if (has_new) layers[keep] = &nl;
-    img_plan plan = {.layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts};
+    img_plan plan = {.layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts,
+                     .base = b};
     if ((rc = tp->dest_tag(loc, &where, &tag, err))) goto done;
     /* untagged into the source's own archive/layout: take the source's place */
     if (tag == NULL && tp == w->src->tp && tp->own_names &&

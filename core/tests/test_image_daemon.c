@@ -1,10 +1,10 @@
 /*
  * The docker-daemon transport against the real daemon, with the docker CLI
  * (inspect, run, images) as the oracle: reading an image by name and by id,
- * writing a new image and updating a tag in place, and the failures: a
- * missing image, a bad reference, an unreachable daemon, a tag the daemon
- * refuses and a stream that breaks, each leaving the tags and the daemon's
- * images as they were.
+ * writing a new image and updating a tag in place, leaving out the layers
+ * the daemon holds, and the failures: a missing image, a bad reference, an
+ * unreachable daemon, a tag the daemon refuses and a stream that breaks, each
+ * leaving the tags and the daemon's images as they were.
  */
 #include <fcntl.h>
 
@@ -233,10 +233,17 @@ static void test_broken_stream(void)
     snprintf(marker, sizeof marker, "broken %s", repo);
     pht_image_commit_opts co = {.created_by = marker};
 
-    /* the busybox layer comes from a copy of the archive that is cut short before the commit */
+    /* the layers come from an archive the daemon has no image of, cut short before the commit */
     snprintf(copy, sizeof copy, "%s/broken-%ld.tar", test_tmpdir(), (long)getpid());
-    copy_file(base, copy);
-    snprintf(ref, sizeof ref, "docker-archive:%s", copy);
+    snprintf(ref, sizeof ref, "docker-archive:%s", base);
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/unknown.txt", marker, strlen(marker), NULL, &err), &err);
+    snprintf(ref, sizeof ref, "docker-archive:%s:x/unknown:1", copy);
+    CHECK_OK(pht_image_writer_commit(w, ref, NULL, &err), &err);
+    pht_image_writer_free(w);
+    pht_image_free(img);
     CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
     if (img == NULL) return;
     CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
@@ -256,6 +263,37 @@ static void test_broken_stream(void)
     CHECK(dt_sh(NULL, 0, "docker rmi %s >/dev/null", tag) == 0);
 }
 
+/*
+ * Layers the daemon holds are not sent: a base read from an archive of an
+ * image the daemon has commits to a new tag even when that archive is cut
+ * short before the commit.
+ */
+static void test_known_base(void)
+{
+    pht_error err;
+    pht_image *img = NULL;
+    pht_image_writer *w = NULL;
+    char base[1200], copy[1300], ref[1400], tag[300], out[256];
+    if (dt_base_image(base, sizeof base) == NULL) return;
+    snprintf(copy, sizeof copy, "%s/known-%ld.tar", test_tmpdir(), (long)getpid());
+    copy_file(base, copy);
+    snprintf(ref, sizeof ref, "docker-archive:%s", copy);
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/known.txt", "known\n", 6, NULL, &err), &err);
+    CHECK(truncate(copy, 4096) == 0);
+    snprintf(tag, sizeof tag, "%s:known", repo);
+    snprintf(ref, sizeof ref, "docker-daemon:%s", tag);
+    CHECK_OK(pht_image_writer_commit(w, ref, NULL, &err), &err);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+    unlink(copy);
+    CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s cat /opt/known.txt", tag) == 0);
+    CHECK(strcmp(out, "known") == 0);
+    CHECK(dt_sh(NULL, 0, "docker rmi %s >/dev/null", tag) == 0);
+}
+
 int main(void)
 {
     dt_name("dmn", repo, sizeof repo);
@@ -270,6 +308,7 @@ int main(void)
         test_write();
         test_refused_tag();
         test_broken_stream();
+        test_known_base();
     }
     TEST_DONE();
 }

@@ -1,7 +1,6 @@
 -- The filesystem operations the workflows need beyond io.open, over the
--- module's helpers (pht.mkdtemp, pht.mkdir, pht.remove_tree,
--- pht.write_file). Listing a directory on the host (`pht build --files`,
--- the demo's stand-in run) uses find(1), the one thing plain Lua cannot do.
+-- module's helpers (pht.mkdtemp, pht.mkdir, pht.remove_tree, pht.list_dir,
+-- pht.write_file). `sh` is for the demo's stand-in run only.
 local pht = require "pht"
 
 local M = {}
@@ -43,15 +42,26 @@ function M.remove_tree(path)
 end
 
 -- Everything under dir: { {path = rel, type = "file" | "dir" | "other"} ... },
--- parents before their children (sort files with pht.walk_sort).
+-- parents before their children, each directory's entries sorted bytewise
+-- (sort files with pht.walk_sort). Symbolic links are "other": never followed.
 function M.list_tree(dir)
-  local out, err = sh("find " .. q(dir) .. " -mindepth 1 \\( -type f -printf 'f %P\\0' \\) "
-    .. "-o \\( -type d -printf 'd %P\\0' \\) -o -printf 'o %P\\0'")
-  if not out then return nil, err end
   local entries = {}
-  for kind, rel in out:gmatch("(%a) ([^%z]+)%z") do
-    entries[#entries + 1] = { path = rel, type = kind == "f" and "file" or kind == "d" and "dir" or "other" }
+  local function walk(abs, rel)
+    local list, err = pht.list_dir(abs)
+    if not list then return nil, err end
+    for _, e in ipairs(list) do
+      local path = rel and (rel .. "/" .. e.name) or e.name
+      local kind = (e.type == "file" or e.type == "dir") and e.type or "other"
+      entries[#entries + 1] = { path = path, type = kind }
+      if kind == "dir" then
+        local ok, werr = walk(abs .. "/" .. e.name, path)
+        if not ok then return nil, werr end
+      end
+    end
+    return true
   end
+  local ok, err = walk(dir, nil)
+  if not ok then return nil, err end
   return entries
 end
 

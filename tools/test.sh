@@ -120,5 +120,19 @@ rm -rf "$build/spec-tmp"  # scratch of earlier runs
 run_busted lua5.4
 run_busted luajit
 
+# The suite must leave nothing in the daemon: no container, no dangling image.
+if [ -n "${PHT_TEST_DOCKER_HOST:-}" ]; then
+    echo "== leftovers in the Docker daemon"
+    containers=$(docker ps -a -q | wc -l)
+    dangling=$(docker images -q -f dangling=true | wc -l)
+    echo "containers: $containers, dangling images: $dangling"
+    if [ "$containers" -eq 0 ] && [ "$dangling" -eq 0 ]; then
+        passed=$((passed + 1))
+    else
+        docker ps -a; docker images -f dangling=true
+        echo "the suite left containers or dangling images behind"; failed=$((failed + 1))
+    fi
+fi
+
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -255,6 +255,22 @@ describe("pht decrypt-results", function()
     assert.matches("failed at step verify_result_hash: results have changed", err, 1, true)
     assert.is_false(helpers.sh("test -e " .. q(out)))
   end)
+
+  it("refuses a last chain signature that does not verify, at verify_chain_digests, writing nothing", function()
+    local path, ref = S.copy_stage(3)
+    S.tamper_config(ref, function(cfg)
+      local sig = cfg.route[3].signature.signature
+      cfg.route[3].signature.signature = sig:sub(1, -3) .. (sig:sub(-2) == "00" and "01" or "00")
+    end)
+    local before = helpers.sha256_file(path)
+    local out = helpers.tmpdir() .. "/res"
+    local code, _, err = S.pht("decrypt-results -q " .. q(ref) .. " --key " .. q(S.key("user")) .. " --out " .. q(out))
+    assert.equal(1, code, err)
+    assert.matches("failed at step verify_chain_digests: station station_3's (index 2)", err, 1, true)
+    assert.matches("signature does not verify", err, 1, true)
+    assert.is_false(helpers.sh("test -e " .. q(out)))
+    assert.equal(before, helpers.sha256_file(path))
+  end)
 end)
 
 describe("pht build", function()

@@ -4,7 +4,6 @@
 -- route's bookkeeping. Every function returns its result, or nil and a
 -- message an operator can act on; none prints.
 local pht = require "pht"
-local fs = require "pht.fs"
 
 local M = {}
 
@@ -300,6 +299,67 @@ function M.chain_prefix(cfg, stops, pos)
   return table.concat(parts)
 end
 
+-- The checks of what earlier stops signed (PROTOCOL.md §7.5, §9) -----------------
+
+local function stop_name(s) return fmt("station %s (index %d)", tostring(s.station), s.index) end
+
+-- Stop s's chain signature {digest, signature} verifies with its route key.
+function M.verify_stop_signature(s)
+  if not s.signature then return nil, stop_name(s) .. " has no signature" end
+  local what = fmt("station %s's (index %d) signature", tostring(s.station), s.index)
+  local pub, err = M.public_key(s.rsa_public_key, fmt("route[%d].rsa_public_key", s.index))
+  if not pub then return nil, err end
+  local digest, derr = M.unhex(s.signature.digest, what .. " digest")
+  if not digest then return nil, derr end
+  local sig, serr = M.unhex(s.signature.signature, what)
+  if not sig then return nil, serr end
+  local ok, verr = pub:verify_digest(digest, sig)
+  if ok == nil then return nil, "cannot check " .. what .. ": " .. tostring(verr) end
+  if not ok then return nil, what .. " does not verify" end
+  return true
+end
+
+-- e_d over the decrypted results, which must equal the config's result_hash.
+function M.check_results_hash(cfg, files)
+  local e_d, err = M.results_hash(cfg, files)
+  if not e_d then return nil, err end
+  local want, werr = M.unhex(cfg:get("result_hash"), "result_hash")
+  if not want then return nil, werr end
+  if e_d ~= want then
+    return nil, fmt("results have changed: e_d is %s, the config's result_hash is %s", M.short(e_d), M.short(want))
+  end
+  return e_d
+end
+
+-- result_signature verifies over e_d with the key of stop s, which wrote the
+-- results (`role` says which stop that is, for the message).
+function M.verify_result_signature(cfg, s, e_d, role)
+  local pub, err = M.public_key(s.rsa_public_key, fmt("route[%d].rsa_public_key", s.index))
+  if not pub then return nil, err end
+  local sig, serr = M.unhex(cfg:get("result_signature"), "result_signature")
+  if not sig then return nil, serr end
+  local ok, verr = pub:verify_digest(e_d, sig)
+  if ok == nil then return nil, "cannot check result_signature: " .. tostring(verr) end
+  if not ok then
+    return nil, fmt("result_signature does not verify with the key of %s, %s", stop_name(s), role)
+  end
+  return true
+end
+
+-- §9: the digest of the stop at pos is SHA-512(earlier digests || e_d).
+function M.verify_chain_digest(cfg, stops, pos, e_d)
+  local prefix, err = M.chain_prefix(cfg, stops, pos)
+  if not prefix then return nil, err end
+  local s = stops[pos]
+  local digest, derr = M.unhex(s.signature and s.signature.digest, fmt("route[%d].signature.digest", s.index))
+  if not digest then return nil, derr end
+  if digest ~= pht.chain_digest(prefix, e_d) then
+    return nil, fmt("station %s's (index %d) chain digest is not SHA-512(earlier digests || result_hash)",
+      tostring(s.station), s.index)
+  end
+  return true
+end
+
 -- Writing -----------------------------------------------------------------------
 
 -- Add directories of a listing and files (with a `src` field) under `root` of
@@ -322,5 +382,4 @@ function M.write_tree(w, root, entries, files, mtime)
   return true
 end
 
-M.fs = fs
 return M

@@ -53,22 +53,24 @@ static int crypt_fd(pht_cipher *c, int in_fd, int out_fd, pht_error *err)
     return rc;
 }
 
-int pht_encrypt_fd(const pht_symkey *key, int in_fd, int out_fd, pht_error *err)
+/* Run a fresh encryptor or decryptor for key over in_fd into out_fd. */
+static int crypt_key_fd(const pht_symkey *key, int encrypt, int in_fd, int out_fd, pht_error *err)
 {
-    pht_cipher *c = pht_cipher_new_encrypt(key, err);
+    pht_cipher *c = encrypt ? pht_cipher_new_encrypt(key, err) : pht_cipher_new_decrypt(key, err);
     if (c == NULL) return err ? err->code : PHT_ECRYPTO;
     int rc = crypt_fd(c, in_fd, out_fd, err);
     pht_cipher_free(c);
     return rc;
 }
 
+int pht_encrypt_fd(const pht_symkey *key, int in_fd, int out_fd, pht_error *err)
+{
+    return crypt_key_fd(key, 1, in_fd, out_fd, err);
+}
+
 int pht_decrypt_fd(const pht_symkey *key, int in_fd, int out_fd, pht_error *err)
 {
-    pht_cipher *c = pht_cipher_new_decrypt(key, err);
-    if (c == NULL) return err ? err->code : PHT_ECRYPTO;
-    int rc = crypt_fd(c, in_fd, out_fd, err);
-    pht_cipher_free(c);
-    return rc;
+    return crypt_key_fd(key, 0, in_fd, out_fd, err);
 }
 
 static int crypt_file(const pht_symkey *key, const char *src, const char *dst, int encrypt,
@@ -93,7 +95,7 @@ static int crypt_file(const pht_symkey *key, const char *src, const char *dst, i
         close(in);
         return pht_error_set(err, PHT_EIO, "%s %s: cannot create: %s", what, dst, strerror(e));
     }
-    int rc = encrypt ? pht_encrypt_fd(key, in, out, err) : pht_decrypt_fd(key, in, out, err);
+    int rc = crypt_key_fd(key, encrypt, in, out, err);
     close(in);
     if (close(out) != 0 && rc == 0)
         rc = pht_error_set(err, PHT_EIO, "%s %s: close failed: %s", what, dst, strerror(errno));

@@ -278,22 +278,10 @@ int pht_key_private_pem(const pht_key *key, const char *password, char **pem, si
     const EVP_CIPHER *cipher = password ? EVP_aes_256_cbc() : NULL;
     int rc;
     if (!PEM_write_bio_PKCS8PrivateKey(bio, key->pkey, cipher, password,
-                                       password ? (int)strlen(password) : 0, NULL, NULL)) {
+                                       password ? (int)strlen(password) : 0, NULL, NULL))
         rc = pht_error_set_ssl(err, PHT_ECRYPTO, "private key PEM: encoding failed");
-    } else {
-        char *data = NULL;
-        long n = BIO_get_mem_data(bio, &data);
-        char *copy = n > 0 ? malloc((size_t)n + 1) : NULL;
-        if (copy == NULL) {
-            rc = pht_error_set(err, PHT_ENOMEM, "private key PEM: out of memory");
-        } else {
-            memcpy(copy, data, (size_t)n);
-            copy[n] = '\0';
-            *pem = copy;
-            if (len) *len = (size_t)n;
-            rc = 0;
-        }
-    }
+    else
+        rc = bio_take(bio, pem, len, "private key PEM", err);
     BIO_free(bio);
     return rc;
 }

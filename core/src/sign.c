@@ -53,7 +53,7 @@ int pht_key_sign(const pht_key *key, const void *msg, size_t msglen, unsigned ch
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
     if (out == NULL || md == NULL) {
-        rc = pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
+        rc = pht_error_set_ssl(err, PHT_ENOMEM, "%s: out of memory", what);
     } else if (EVP_DigestSignInit_ex(md, &pctx, "SHA512", NULL, NULL, key->pkey, NULL) != 1 ||
                EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1 ||
                EVP_DigestSign(md, out, &n, msg, msglen) != 1) {
@@ -77,7 +77,7 @@ int pht_key_verify(const pht_key *key, const void *msg, size_t msglen, const uns
     if (rc != 0) return rc;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
-    if (md == NULL) return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
+    if (md == NULL) return pht_error_set_ssl(err, PHT_ENOMEM, "%s: out of memory", what);
     if (EVP_DigestVerifyInit_ex(md, &pctx, "SHA512", NULL, NULL, key->pkey, NULL) != 1 ||
         EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
         rc = pht_error_set_ssl(err, PHT_ECRYPTO, "%s: setup failed", what);

@@ -105,13 +105,9 @@ end, { kind = "crypto" })
 
 -- §4: e_h = SHA-512(creator id || files in list order || session id || query).
 wf:add("compute_immutable_hash", function(ctx)
-  local h = pht.immutable_hasher(ctx.options.creator_id, ctx.session_id)
-  for _, f in ipairs(ctx.train) do
-    if f.query then h:begin_query() end
-    local ok, err = h:update_file(f.plain)
-    if not ok then return nil, "cannot hash " .. f.plain .. ": " .. tostring(err) end
-  end
-  ctx.e_h = h:digest()
+  local e_h, err = train.hash_files(pht.immutable_hasher(ctx.options.creator_id, ctx.session_id), ctx.train)
+  if not e_h then return nil, err end
+  ctx.e_h = e_h
   return true
 end, { kind = "crypto" })
 
@@ -187,15 +183,9 @@ end, { kind = "io" })
 
 wf:add("write_image", function(ctx)
   local out = ctx.options.output
-  local transport, where, name = train.split_ref(out)
-  local base_ref
-  if transport == "docker-archive" and name then
-    base_ref = "docker-archive:" .. where .. ":" .. name:match("^(.*):[^:]+$") .. ":base"
-  elseif transport == "oci" then
-    base_ref = "oci:" .. where .. ":base"
-  elseif transport == "docker-daemon" then
-    base_ref = "docker-daemon:" .. (where:match("^(.*):[^:/]+$") or where) .. ":base"
-  else
+  local transport, _, name = train.split_ref(out)
+  local base_ref = (transport ~= "docker-archive" or name) and train.base_ref(out)
+  if not base_ref then
     return nil, "the output must be docker-archive:PATH:REPO:TAG, oci:DIR[:TAG] or docker-daemon:REPO[:TAG], got " .. out
   end
   local w, err = ctx.image:writer({ tmpdir = ctx.options.tmpdir })

@@ -24,6 +24,9 @@ describe("pht help and usage", function()
       assert.matches("Options:", out, 1, true)
       assert.matches("Exit status", out, 1, true)
     end)
+
+  end
+    end)
   end
 
   it("exits 2 with the usage on stderr when no verb is given", function()
@@ -324,6 +327,18 @@ describe("pht build", function()
       .. " --output " .. q("docker-archive:" .. dir .. "/other.tar:pht/other:latest"))
     assert.equal(1, code)
     assert.matches("%-%-run main.sh is not one of the train's files", err)
+  end)
+
+  it("refuses a docker-archive output without REPO:TAG, at write_image, writing nothing", function()
+    local out = dir .. "/untagged.tar"
+    local code, _, err = S.pht("build -q --files " .. q(dir .. "/files")
+      .. " --station " .. q("s1=" .. dir .. "/s1.pub.pem")
+      .. " --creator-id 42 --creator-key " .. q(dir .. "/creator.pem")
+      .. " --base " .. q("docker-archive:" .. assert(support.base_image()))
+      .. " --output " .. q("docker-archive:" .. out))
+    assert.equal(3, code, err)
+    assert.matches("failed at step write_image: the output must be docker%-archive:PATH:REPO:TAG", err)
+    assert.is_false(helpers.sh("test -e " .. q(out)))
   end)
 
   it("writes a config whose hash is e_h of the files in walk order with query.json last", function()

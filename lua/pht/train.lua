@@ -224,9 +224,9 @@ end
 
 -- Hashes ------------------------------------------------------------------------
 
--- e_h over the plaintext train files (list from M.train_files, with .plain).
-function M.immutable_hash(cfg, files)
-  local h = pht.immutable_hasher(cfg:creator_id(), cfg:session_id())
+-- Feed every file's plaintext (f.plain) to a hasher in order, marking the
+-- start of query.json (f.query); the digest, or nil and a message.
+function M.hash_files(h, files)
   for _, f in ipairs(files) do
     if f.query then h:begin_query() end
     local ok, err = h:update_file(f.plain)
@@ -235,14 +235,14 @@ function M.immutable_hash(cfg, files)
   return h:digest()
 end
 
+-- e_h over the plaintext train files (list from M.train_files, with .plain).
+function M.immutable_hash(cfg, files)
+  return M.hash_files(pht.immutable_hasher(cfg:creator_id(), cfg:session_id()), files)
+end
+
 -- e_d over the plaintext results (in walk order, with .plain).
 function M.results_hash(cfg, files)
-  local h = pht.results_hasher(cfg:session_id())
-  for _, f in ipairs(files) do
-    local ok, err = h:update_file(f.plain)
-    if not ok then return nil, fmt("cannot hash %s: %s", f.path, tostring(err)) end
-  end
-  return h:digest()
+  return M.hash_files(pht.results_hasher(cfg:session_id()), files)
 end
 
 -- Keys and the route ------------------------------------------------------------

@@ -25,7 +25,11 @@ describe("pht help and usage", function()
       assert.matches("Exit status", out, 1, true)
     end)
 
-  end
+    it("names every option pht " .. v .. " accepts in its --help", function()
+      local _, out = S.pht(v .. " --help")
+      for name in pairs(require("pht.cli").VERBS[v].options) do
+        assert.matches("%-%-" .. name:gsub("%-", "%%-") .. "[%s=]", out, nil, false, "--" .. name)
+      end
     end)
   end
 

@@ -162,6 +162,24 @@ local function station_options(prog, opts)
   return { station = station, key_path = key, password = env(pw_var) }
 end
 
+-- The help lines of the options pre-run and post-run share.
+local STATION_OPTIONS_HELP = [[
+  --station ID         this station's id on the route (default: $STATION_ID)
+  --key PEM            this station's private key (default: $PRIVATE_KEY_PATH)
+  --password-env VAR   read the key's password from $VAR (default: PRIVATE_KEY_PASSWORD)
+  --output IMAGE       write the result there instead of over IMAGE
+]]
+
+-- Run a station's workflow (pre-run, post-run) and report where it wrote.
+local function run_station(host, prog, opts, options, file, done)
+  local code, ctx = run_workflow(host, prog, file, opts, options)
+  if code == EXIT.ok and not opts.quiet then
+    say(prog, "station %s %s into %s (stop %d of %d)%s", tostring(ctx.stop.station), done.what,
+      ctx.written, ctx.pos, #ctx.stops, done.note or "")
+  end
+  return code
+end
+
 -- Verbs -----------------------------------------------------------------------
 
 local COMMON = {
@@ -176,13 +194,18 @@ local function with_common(t)
   return t
 end
 
+-- The options of pre-run and post-run: the station's, the common ones, `extra`.
+local function station_verb_options(extra)
+  local t = { station = { arg = "ID" }, key = { arg = "PEM" }, ["password-env"] = { arg = "VAR" },
+    output = { arg = "IMAGE" } }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return with_common(t)
+end
+
 VERBS["pre-run"] = {
   summary = "verify a train and decrypt it for this station",
   args = { 1, 1 }, arg_names = { "IMAGE" },
-  options = with_common({
-    station = { arg = "ID" }, key = { arg = "PEM" }, ["password-env"] = { arg = "VAR" },
-    output = { arg = "IMAGE" },
-  }),
+  options = station_verb_options(),
   help = [[
 Usage: pht pre-run IMAGE [options]
 
@@ -195,10 +218,7 @@ IMAGE is docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], or an image in the
 Docker daemon at $DOCKER_HOST: docker-daemon:NAME[:TAG] or just NAME:TAG.
 
 Options:
-  --station ID         this station's id on the route (default: $STATION_ID)
-  --key PEM            this station's private key (default: $PRIVATE_KEY_PATH)
-  --password-env VAR   read the key's password from $VAR (default: PRIVATE_KEY_PASSWORD)
-  --output IMAGE       write the result there instead of over IMAGE
+]] .. STATION_OPTIONS_HELP .. [[
   --script FILE        a station script that changes the workflow (repeatable)
   --tmpdir DIR         where the private temporary directory goes (default: $TMPDIR or /tmp)
   -q, --quiet          no progress on stderr
@@ -212,22 +232,15 @@ Exit status: 0 verified and decrypted, 1 rejected (the message names the step),
     local options, err = station_options(prog, opts)
     if not options then say(prog, "%s", err) return EXIT.usage end
     options.image, options.output, options.tmpdir = image_ref(pos[1]), image_ref(opts.output), opts.tmpdir
-    local code, ctx = run_workflow(host, prog, "pre_run.lua", opts, options)
-    if code == EXIT.ok and not opts.quiet then
-      say(prog, "station %s verified the train and decrypted it into %s (stop %d of %d); it now holds plaintext",
-        tostring(ctx.stop.station), ctx.written, ctx.pos, #ctx.stops)
-    end
-    return code
+    return run_station(host, prog, opts, options, "pre_run.lua",
+      { what = "verified the train and decrypted it", note = "; it now holds plaintext" })
   end,
 }
 
 VERBS["post-run"] = {
   summary = "sign, encrypt and seal the results after the train ran",
   args = { 1, 1 }, arg_names = { "IMAGE" },
-  options = with_common({
-    station = { arg = "ID" }, key = { arg = "PEM" }, ["password-env"] = { arg = "VAR" },
-    output = { arg = "IMAGE" }, rebase = { flag = true }, base = { arg = "IMAGE" },
-  }),
+  options = station_verb_options({ rebase = { flag = true }, base = { arg = "IMAGE" } }),
   help = [[
 Usage: pht post-run IMAGE [options]
 
@@ -238,10 +251,7 @@ back with no plaintext in any layer: the new /opt goes on the layers below the
 one pre-run wrote, or with --rebase on REPO:base.
 
 Options:
-  --station ID         this station's id on the route (default: $STATION_ID)
-  --key PEM            this station's private key (default: $PRIVATE_KEY_PATH)
-  --password-env VAR   read the key's password from $VAR (default: PRIVATE_KEY_PASSWORD)
-  --output IMAGE       write the result there instead of over IMAGE
+]] .. STATION_OPTIONS_HELP .. [[
   --rebase             build on REPO:base (the image the train was built from)
   --base IMAGE         with --rebase: the base image, if not REPO:base beside IMAGE
   --script FILE        a station script that changes the workflow (repeatable)
@@ -259,12 +269,8 @@ Exit status: 0 sealed, 1 refused (the message names the step), 2 usage error,
     if opts.base and not opts.rebase then say(prog, "--base needs --rebase") return EXIT.usage end
     options.image, options.output, options.tmpdir = image_ref(pos[1]), image_ref(opts.output), opts.tmpdir
     options.rebase, options.base = opts.rebase, image_ref(opts.base)
-    local code, ctx = run_workflow(host, prog, "post_run.lua", opts, options)
-    if code == EXIT.ok and not opts.quiet then
-      say(prog, "station %s signed and encrypted the results into %s (stop %d of %d)",
-        tostring(ctx.stop.station), ctx.written, ctx.pos, #ctx.stops)
-    end
-    return code
+    return run_station(host, prog, opts, options, "post_run.lua",
+      { what = "signed and encrypted the results" })
   end,
 }
 
@@ -280,7 +286,7 @@ Usage: pht decrypt-results IMAGE --key PEM --out DIR [options]
 Unwrap the results key with the creator's private key, decrypt
 /opt/pht_results, check it against result_hash, result_signature and the last
 stop's chain digest, and only then write the plaintext under DIR (created with
-mode 0700; it must not exist or be empty).
+mode 0700; it must not exist yet).
 
 Options:
   --key PEM            the creator's private key
@@ -289,6 +295,7 @@ Options:
   --script FILE        a script that changes the workflow (repeatable)
   --tmpdir DIR         where the private temporary directory goes
   -q, --quiet          no progress on stderr
+  -v, --verbose        also report each step that passed
   -h, --help           this text
 
 Exit status: 0 written, 1 the results do not verify, 2 usage error, 3 I/O error.
@@ -353,6 +360,7 @@ Options:
   --script FILE            a script that changes the build workflow (repeatable)
   --tmpdir DIR             where the private temporary directory goes
   -q, --quiet              no progress on stderr
+  -v, --verbose            also report each step that passed
   -h, --help               this text
 
 Exit status: 0 built, 1 refused, 2 usage error, 3 I/O error.

@@ -15,6 +15,7 @@ local train = require "pht.train"
 local fs = require "pht.fs"
 
 local wf = workflow.new("build")
+local MAX_PEM = 64 * 1024 -- a public key PEM of any RSA size fits
 local hex = pht.hex
 
 local function load_private(path, password, who)
@@ -36,7 +37,7 @@ wf:add("load_keys", function(ctx)
   end
   ctx.route_keys = {}
   for i, s in ipairs(o.stops) do
-    local pem, rerr = fs.read(s.key_path)
+    local pem, rerr = fs.read(s.key_path, MAX_PEM)
     if not pem then return nil, "cannot read station " .. s.station .. "'s public key: " .. tostring(rerr) end
     local pub, perr = pht.load_public_key(pem)
     if not pub then return nil, "station " .. s.station .. "'s key " .. s.key_path .. ": " .. tostring(perr) end

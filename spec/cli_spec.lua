@@ -333,6 +333,21 @@ describe("pht build", function()
     assert.matches("%-%-run main.sh is not one of the train's files", err)
   end)
 
+  it("refuses a station key file larger than any public key PEM, at load_keys", function()
+    local big = dir .. "/big.pub.pem"
+    helpers.run("head -c 1048576 /dev/zero > " .. q(big))
+    local out = dir .. "/big-train.tar"
+    local code, _, err = S.pht("build -q --files " .. q(dir .. "/files")
+      .. " --station " .. q("s1=" .. big)
+      .. " --creator-id 42 --creator-key " .. q(dir .. "/creator.pem")
+      .. " --base " .. q("docker-archive:" .. assert(support.base_image()))
+      .. " --output " .. q("docker-archive:" .. out .. ":pht/big:latest"))
+    assert.equal(3, code, err)
+    assert.matches("failed at step load_keys: cannot read station s1's public key: "
+      .. big .. " is larger than 65536 bytes", err, 1, true)
+    assert.is_false(helpers.sh("test -e " .. q(out)))
+  end)
+
   it("refuses a docker-archive output without REPO:TAG, at write_image, writing nothing", function()
     local out = dir .. "/untagged.tar"
     local code, _, err = S.pht("build -q --files " .. q(dir .. "/files")

@@ -72,11 +72,14 @@ function M.exists(path)
   return false
 end
 
-function M.read(path)
+-- A small file's content (a key, a config): nil and a message when it is
+-- larger than max bytes, so a wrong path never fills memory.
+function M.read(path, max)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
-  local s = f:read("*a")
+  local s = f:read(max + 1) or ""
   f:close()
+  if #s > max then return nil, string.format("%s is larger than %d bytes", path, max) end
   return s
 end
 

@@ -17,8 +17,6 @@
 -- follows a writing one, so nothing is written unless every check passed.
 local M = {}
 
-local unpack = table.unpack or unpack
-
 local Workflow = {}
 Workflow.__index = Workflow
 
@@ -396,5 +394,4 @@ function M.customise(wf, path, ctx)
   return true
 end
 
-M.unpack = unpack
 return M

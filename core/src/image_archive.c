@@ -395,16 +395,9 @@ static int out_sink(void *ud, const void *p, size_t n, pht_error *err)
 
 static int out_begin(outw *o, const char *name, uint64_t size)
 {
-    struct archive_entry *e = archive_entry_new();
-    if (e == NULL) return pht_error_set(o->err, PHT_ENOMEM, "out of memory");
-    archive_entry_set_pathname(e, name);
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, (la_int64_t)size);
-    int r = archive_write_header(o->a, e);
-    archive_entry_free(e);
-    if (r != ARCHIVE_OK)
-        return pht_error_set(o->err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
+    int r = img_tar_file_header(o->a, name, size);
+    if (r == PHT_ENOMEM) return pht_error_set(o->err, PHT_ENOMEM, "out of memory");
+    if (r) return pht_error_set(o->err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
     return 0;
 }
 

@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include <archive.h>
-#include <archive_entry.h>
 
 #include "image_internal.h"
 #include "pht/docker.h"
@@ -162,15 +161,9 @@ static int gen_fail(gen *g, pht_error *err, const char *what)
 
 static int gen_header(gen *g, const char *name, uint64_t size, pht_error *err)
 {
-    struct archive_entry *e = archive_entry_new();
-    if (e == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    archive_entry_set_pathname(e, name);
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, (la_int64_t)size);
-    int r = archive_write_header(g->a, e);
-    archive_entry_free(e);
-    return r == ARCHIVE_OK ? 0 : gen_fail(g, err, name);
+    int r = img_tar_file_header(g->a, name, size);
+    if (r == PHT_ENOMEM) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    return r ? gen_fail(g, err, name) : 0;
 }
 
 static int gen_small(gen *g, const char *name, const void *p, size_t n, pht_error *err)

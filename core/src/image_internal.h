@@ -219,6 +219,12 @@ char *img_dirname(const char *path);
 char *img_tmpdir(const char *dir);
 /* Parse JSON text, PHT_EFORMAT naming what on failure. */
 cJSON *img_json_parse(const char *text, const char *what, pht_error *err);
+/*
+ * Write the header of a regular 0644 file entry of the given size to a tar
+ * being written. PHT_ENOMEM, or PHT_EIO with the reason in
+ * archive_error_string(a); the caller names the archive.
+ */
+int img_tar_file_header(struct archive *a, const char *name, uint64_t size);
 /* The OCI media type for a layer of compression c. */
 const char *img_layer_media_type(int c);
 /* Compression implied by a layer media type (-1 when unknown: detect). */

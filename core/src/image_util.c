@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <archive_entry.h>
 #include <openssl/evp.h>
 
 #include "image_internal.h"
@@ -139,30 +140,37 @@ char *img_dirname(const char *path)
     return strndup(path, (size_t)(s - path));
 }
 
+/* mkstemp on the template t; the error names the file. t stays the caller's. */
+static int tmp_create(char *t, int *fd, pht_error *err)
+{
+    int f = mkstemp(t);
+    if (f < 0)
+        return pht_error_set(err, PHT_EIO, "%s: cannot create a temporary file: %s", t,
+                             strerror(errno));
+    *fd = f;
+    return 0;
+}
+
 int img_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     char *dir = img_dirname(path);
-    size_t n = strlen(dir) + strlen(base) + 16;
-    char *t = malloc(n);
-    if (dir == NULL || t == NULL) {
+    size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 16;
+    char *t = dir ? malloc(n) : NULL;
+    if (t == NULL) {
         free(dir);
-        free(t);
         return pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
     snprintf(t, n, "%s/.%s.XXXXXX", dir, base);
     free(dir);
-    int f = mkstemp(t);
-    if (f < 0) {
-        int rc = pht_error_set(err, PHT_EIO, "%s: cannot create a temporary file: %s", t,
-                               strerror(errno));
+    int rc = tmp_create(t, fd, err);
+    if (rc) {
         free(t);
         return rc;
     }
-    fchmod(f, 0644);
+    fchmod(*fd, 0644);
     *tmp = t;
-    *fd = f;
     return 0;
 }
 
@@ -172,17 +180,10 @@ int img_tmp_anon(const char *dir, int *fd, pht_error *err)
     char *t = malloc(n);
     if (t == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     snprintf(t, n, "%s/pht-layer-XXXXXX", dir);
-    int f = mkstemp(t);
-    if (f < 0) {
-        int rc = pht_error_set(err, PHT_EIO, "%s: cannot create a temporary file: %s", t,
-                               strerror(errno));
-        free(t);
-        return rc;
-    }
-    unlink(t);
+    int rc = tmp_create(t, fd, err);
+    if (rc == 0) unlink(t);
     free(t);
-    *fd = f;
-    return 0;
+    return rc;
 }
 
 int img_fsync_dir(const char *dir, pht_error *err)
@@ -222,6 +223,19 @@ cJSON *img_json_parse(const char *text, const char *what, pht_error *err)
     cJSON *j = cJSON_Parse(text);
     if (j == NULL) pht_error_set(err, PHT_EFORMAT, "%s: malformed JSON", what);
     return j;
+}
+
+int img_tar_file_header(struct archive *a, const char *name, uint64_t size)
+{
+    struct archive_entry *e = archive_entry_new();
+    if (e == NULL) return PHT_ENOMEM;
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, (la_int64_t)size);
+    int r = archive_write_header(a, e);
+    archive_entry_free(e);
+    return r == ARCHIVE_OK ? 0 : PHT_EIO;
 }
 
 const char *img_layer_media_type(int c)

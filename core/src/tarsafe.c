@@ -10,6 +10,21 @@
 
 #include "image_internal.h"
 
+/*
+ * The next component of a slash-separated path: skips slashes, sets *s and
+ * *len, and returns where the scan goes on. *len is 0 at the end.
+ */
+static const char *next_component(const char *p, const char **s, size_t *len)
+{
+    while (*p == '/')
+        p++;
+    *s = p;
+    while (*p && *p != '/')
+        p++;
+    *len = (size_t)(p - *s);
+    return p;
+}
+
 int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why)
 {
     *out = NULL;
@@ -34,12 +49,9 @@ int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why
     size_t len = 0;
     const char *p = in;
     while (*p) {
-        while (*p == '/')
-            p++;
-        const char *s = p;
-        while (*p && *p != '/')
-            p++;
-        size_t cl = (size_t)(p - s);
+        const char *s;
+        size_t cl;
+        p = next_component(p, &s, &cl);
         if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
         if (cl == 2 && s[0] == '.' && s[1] == '.') {
             free(o);
@@ -69,12 +81,9 @@ int tarsafe_symlink(const char *path, const char *target, const char **why)
     }
     const char *p = target;
     while (*p) {
-        while (*p == '/')
-            p++;
-        const char *s = p;
-        while (*p && *p != '/')
-            p++;
-        size_t cl = (size_t)(p - s);
+        const char *s;
+        size_t cl;
+        p = next_component(p, &s, &cl);
         if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
         if (cl == 2 && s[0] == '.' && s[1] == '.') {
             if (--depth < 0) {

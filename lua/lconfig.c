@@ -37,37 +37,6 @@ static const char *id_text(lua_State *L, int idx, char *buf, size_t size)
     return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
 }
 
-/* ---- JSON -> Lua -------------------------------------------------------------- */
-
-static void push_json(lua_State *L, const cJSON *v)
-{
-    luaL_checkstack(L, 4, "JSON nested too deeply");
-    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
-        lua_newtable(L);
-        lua_Integer i = 1;
-        for (const cJSON *c = v->child; c != NULL; c = c->next, i++) {
-            if (cJSON_IsNull(c)) continue; /* JSON null is nil: no entry */
-            push_json(L, c);
-            if (cJSON_IsArray(v))
-                lua_rawseti(L, -2, (int)i);
-            else
-                lua_setfield(L, -2, c->string);
-        }
-    } else if (cJSON_IsString(v)) {
-        lua_pushstring(L, v->valuestring);
-    } else if (cJSON_IsNumber(v)) {
-        double d = v->valuedouble;
-        if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && (double)(long long)d == d)
-            lua_pushinteger(L, (lua_Integer)d);
-        else
-            lua_pushnumber(L, d);
-    } else if (cJSON_IsBool(v)) {
-        lua_pushboolean(L, cJSON_IsTrue(v));
-    } else {
-        lua_pushnil(L);
-    }
-}
-
 /* ---- Lua -> JSON (for @context) ----------------------------------------------- */
 
 /* Convert the value at idx; NULL with a message in why on failure (no raise, no leak). */
@@ -385,7 +354,7 @@ static int l_get(lua_State *L)
     cJSON *v = cJSON_Parse(json);
     free(json);
     if (v == NULL) return lpht_failf(L, PHT_ENOMEM, "%s: out of memory", key);
-    push_json(L, v);
+    lpht_push_json(L, v, 0);
     cJSON_Delete(v);
     return 1;
 }

@@ -49,6 +49,16 @@ int lpht_fail(lua_State *L, const pht_error *err);
 /* Same with a message of the binding's own. */
 int lpht_failf(lua_State *L, int code, const char *fmt, ...);
 
+struct cJSON;
+
+/*
+ * Push a cJSON value as a Lua value: objects and arrays as tables, whole
+ * numbers below 2^53 as integers, null as nil (no entry in an object). A null
+ * inside an array becomes pht.null when array_nulls is set, a hole otherwise.
+ * Raises only when out of memory or Lua stack.
+ */
+void lpht_push_json(lua_State *L, const struct cJSON *node, int array_nulls);
+
 /* Per-area registration, each adds its functions to the module table at -1. */
 void lpht_open_hash(lua_State *L);
 void lpht_open_key(lua_State *L);

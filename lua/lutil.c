@@ -224,11 +224,11 @@ static int l_json_encode(lua_State *L)
     return 1;
 }
 
-static void push_json(lua_State *L, const cJSON *node, int nulls_as_sentinel)
+static void push_value(lua_State *L, const cJSON *node, int as_sentinel, int array_nulls)
 {
-    luaL_checkstack(L, 4, "json_decode");
+    luaL_checkstack(L, 4, "JSON nested too deeply");
     if (cJSON_IsNull(node)) {
-        if (nulls_as_sentinel)
+        if (as_sentinel)
             lua_pushlightuserdata(L, JSON_NULL);
         else
             lua_pushnil(L);
@@ -244,18 +244,25 @@ static void push_json(lua_State *L, const cJSON *node, int nulls_as_sentinel)
         lua_pushstring(L, node->valuestring);
     } else if (cJSON_IsArray(node)) {
         lua_newtable(L);
-        lua_Integer i = 1;
-        for (const cJSON *c = node->child; c; c = c->next) {
-            push_json(L, c, 1);
-            lua_rawseti(L, -2, i++);
+        int i = 1;
+        for (const cJSON *c = node->child; c; c = c->next, i++) {
+            if (cJSON_IsNull(c) && !array_nulls) continue; /* a hole */
+            push_value(L, c, array_nulls, array_nulls);
+            lua_rawseti(L, -2, i);
         }
     } else {
         lua_newtable(L);
         for (const cJSON *c = node->child; c; c = c->next) {
-            push_json(L, c, 0);
+            if (cJSON_IsNull(c)) continue; /* no entry */
+            push_value(L, c, 0, array_nulls);
             lua_setfield(L, -2, c->string);
         }
     }
+}
+
+void lpht_push_json(lua_State *L, const cJSON *node, int array_nulls)
+{
+    push_value(L, node, 0, array_nulls);
 }
 
 static int l_json_decode(lua_State *L)
@@ -268,7 +275,7 @@ static int l_json_decode(lua_State *L)
         size_t at = end ? (size_t)(end - text) : 0;
         return lpht_failf(L, PHT_EFORMAT, "json_decode: malformed JSON near byte %zu", at);
     }
-    push_json(L, doc, 0);
+    lpht_push_json(L, doc, 1);
     cJSON_Delete(doc);
     return 1;
 }

@@ -145,4 +145,45 @@ describe("pht.open_image on hostile layers", function()
     assert.truthy(msg:find("does not match its diff_id", 1, true), msg)
     assert.are.equal(before, h.sha256_file(path))
   end)
+  -- Rewrite a one-layer docker-archive with edit(dir) applied to its members;
+  -- open it and return nil, msg, code after checking the file did not change.
+  local function open_edited(name, edit)
+    local path = B.make { out = dir .. "/" .. name .. ".tar", tag = "x:latest",
+      layers = { { entries = { { name = "x", data = "x" } } } } }
+    local t = h.tmpdir()
+    h.run("cd " .. h.q(t) .. " && tar -xf " .. h.q(path))
+    edit(t, h.read(t .. "/manifest.json"):match('"Layers":%s*%["([^"]*)"'))
+    h.run("cd " .. h.q(t) .. " && tar -cf " .. h.q(path) .. " *")
+    local before = h.sha256_file(path)
+    local img, msg, code = pht.open_image("docker-archive:" .. path)
+    assert.are.equal(before, h.sha256_file(path))
+    return img, msg, code
+  end
+
+  it("rejects a docker-archive whose manifest.json is malformed JSON", function()
+    local img, msg, code = open_edited("badjson", function(t) h.write(t .. "/manifest.json", "[{") end)
+    assert.is_nil(img)
+    assert.are.equal("EFORMAT", code)
+    assert.truthy(msg:find("manifest.json: malformed JSON", 1, true), msg)
+  end)
+
+  it("rejects a docker-archive whose manifest names a layer above the archive root", function()
+    local img, msg, code = open_edited("travlayer", function(t)
+      h.write(t .. "/manifest.json", h.read(t .. "/manifest.json"):gsub('"Layers":%s*%["', '"Layers": ["../../'))
+    end)
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('member "../../', 1, true), msg)
+    assert.truthy(msg:find("path leaves the image root", 1, true), msg)
+  end)
+
+  it("rejects a docker-archive whose layer member is a symlink out of the archive", function()
+    local img, msg, code = open_edited("symesc", function(t, layer)
+      os.remove(t .. "/" .. layer)
+      h.run("ln -s ../../etc/passwd " .. h.q(t .. "/" .. layer))
+    end)
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find("leaves the archive", 1, true), msg)
+  end)
 end)

@@ -208,12 +208,11 @@ wf:add("write_image", function(ctx)
   if ok and ctx.run_file then
     ok, werr = w:set_config({ cmd = { "/bin/sh", train.TRAIN .. "/" .. ctx.run_file }, entrypoint = false })
   end
-  if ok then ok, werr = w:commit(out, { history = "libpht build", comment = "train " .. ctx.train_id }) end
-  w:close()
-  if not ok then return nil, "cannot write " .. out .. ": " .. tostring(werr) end
+  ok, werr = train.commit(ctx, w, ok, werr, { history = "libpht build", comment = "train " .. ctx.train_id })
+  if not ok then return nil, werr end
   ok, werr = ctx.image:retag(base_ref)
   if not ok then return nil, "cannot tag the base image as " .. base_ref .. ": " .. tostring(werr) end
-  ctx.written, ctx.base_written = out, base_ref
+  ctx.base_written = base_ref
   return true
 end, { kind = "write", writes = true })
 

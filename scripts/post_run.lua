@@ -140,17 +140,10 @@ wf:add("write_image", function(ctx)
   if ok then ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, ctx.train) end
   if ok then ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, ctx.results) end
   if ok then ok, werr = w:add_bytes(train.USER_KEY, ctx.user_key, { mode = 420 }) end
-  local dest, tags = train.commit_target(ctx)
-  if ok then
-    ok, werr = w:commit(dest, { tags = tags, history = "libpht post-run",
-      comment = "signed and encrypted by station " .. ctx.stop.station })
-  end
-  w:close()
-  if not ok then return nil, "cannot write " .. dest .. ": " .. tostring(werr) end
-  ctx.written = dest
   -- A commit into an OCI layout also removes the blobs nothing references
   -- any more, among them the plaintext layer pre-run wrote.
-  return true
+  return train.commit(ctx, w, ok, werr, { history = "libpht post-run",
+    comment = "signed and encrypted by station " .. ctx.stop.station })
 end, { kind = "write", writes = true })
 
 return wf

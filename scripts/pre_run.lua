@@ -148,17 +148,8 @@ wf:add("write_image", function(ctx)
     for _, f in ipairs(ctx.results) do f.src = f.plain end
     ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, ctx.results, 0)
   end
-  local dest, tags = train.commit_target(ctx)
-  if ok then
-    ok, werr = w:commit(dest, { tags = tags,
-      history = train.PRE_RUN_MARK,
-      comment = "decrypted for station " .. ctx.stop.station .. ": plaintext, never push this image",
-    })
-  end
-  w:close()
-  if not ok then return nil, "cannot write " .. dest .. ": " .. tostring(werr) end
-  ctx.written = dest
-  return true
+  return train.commit(ctx, w, ok, werr, { history = train.PRE_RUN_MARK,
+    comment = "decrypted for station " .. ctx.stop.station .. ": plaintext, never push this image" })
 end, { kind = "write", writes = true })
 
 return wf

@@ -127,6 +127,21 @@ function M.commit_target(ctx)
   return dest, nil
 end
 
+-- Finish a writer: commit it to the commit target with opts (history,
+-- comment, ...) unless adding entries failed already (ok false, werr why),
+-- then close it. Sets ctx.written; true, or nil and a message naming the target.
+function M.commit(ctx, w, ok, werr, opts)
+  local dest, tags = M.commit_target(ctx)
+  if ok then
+    opts.tags = tags
+    ok, werr = w:commit(dest, opts)
+  end
+  w:close()
+  if not ok then return nil, fmt("cannot write %s: %s", dest, tostring(werr)) end
+  ctx.written = dest
+  return true
+end
+
 -- The immutable files -----------------------------------------------------------
 
 local function strip_dot(name)

@@ -116,9 +116,12 @@ static int l_walk_sort(lua_State *L)
     const char **paths = lua_newuserdata(L, (n ? n : 1) * sizeof *paths);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 1, (int)i + 1);
+        size_t len;
         if (lua_type(L, -1) != LUA_TSTRING)
             return luaL_argerror(L, 1, "paths must be an array of strings");
-        paths[i] = lua_tostring(L, -1); /* anchored in the argument table */
+        paths[i] = lua_tolstring(L, -1, &len); /* anchored in the argument table */
+        /* Sorted and returned as C strings: a NUL would cut the path short. */
+        if (strlen(paths[i]) != len) return luaL_argerror(L, 1, "a path contains a NUL byte");
         lua_pop(L, 1);
     }
     pht_path_walk_sort(paths, n);

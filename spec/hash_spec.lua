@@ -207,6 +207,12 @@ describe("pht.walk_sort", function()
   it("raises on an element that is not a string", function()
     assert.has_error(function() pht.walk_sort({ "a", 1 }) end)
   end)
+
+  it("raises on a path with a NUL byte instead of returning it cut short", function()
+    local ok, err = pcall(pht.walk_sort, { "b", "a\0hidden" })
+    assert.is_false(ok)
+    assert.matches("a path contains a NUL byte", err)
+  end)
 end)
 
 describe("pht.chain_digest", function()

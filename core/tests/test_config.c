@@ -394,5 +394,6 @@ int main(void)
     test_setters();
     test_integer_ids_and_unknown_keys();
     test_new_config();
+    pht_config_free(NULL);
     TEST_DONE();
 }

@@ -9,6 +9,7 @@
 int main(void)
 {
     pht_error err;
+    pht_dir_list_free(NULL, 0);
     char dir[PATH_MAX];
     CHECK_OK(pht_mkdtemp(test_tmpdir(), dir, sizeof dir, &err), &err);
     struct stat st;

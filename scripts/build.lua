@@ -26,15 +26,20 @@ end
 
 wf:add("load_keys", function(ctx)
   local o = ctx.options
-  local err
-  ctx.creator_key, err = load_private(o.creator_key, o.creator_password, "creator")
-  if not ctx.creator_key then return nil, err end
+  local creator, builder, err
+  creator, err = load_private(o.creator_key, o.creator_password, "creator")
+  if not creator then return nil, err end
+  ctx.creator_key = creator
+  ctx:defer(function() creator:close() end)
   if o.builder_key then
-    ctx.builder_key, err = load_private(o.builder_key, o.builder_password, "builder")
-    if not ctx.builder_key then return nil, err end
+    builder, err = load_private(o.builder_key, o.builder_password, "builder")
+    if not builder then return nil, err end
   else
-    ctx.builder_key = pht.generate_key(2048) -- a fresh key per build, like the central service
+    builder, err = pht.generate_key(2048) -- a fresh key per build, like the central service
+    if not builder then return nil, "cannot generate the builder's key: " .. tostring(err) end
   end
+  ctx.builder_key = builder
+  ctx:defer(function() builder:close() end)
   ctx.route_keys = {}
   for i, s in ipairs(o.stops) do
     local pem, rerr = fs.read(s.key_path, MAX_PEM)

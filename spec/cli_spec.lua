@@ -355,6 +355,21 @@ describe("pht build", function()
     assert.matches("%-%-run main.sh is not one of the train's files", err)
   end)
 
+  it("closes the creator's and the builder's private keys when the build ends", function()
+    local workflow = require "pht.workflow"
+    local wf = assert(loadfile("scripts/build.lua"))()
+    local ctx = workflow.context({ options = {
+      files_dir = dir .. "/files", stops = { { station = "s1", key_path = dir .. "/s1.pub.pem", eco_system = "tue" } },
+      creator_id = "42", creator_key = dir .. "/creator.pem", builder_key = dir .. "/builder.pem",
+      base = "docker-archive:" .. assert(support.base_image()),
+      output = "docker-archive:" .. dir .. "/inproc.tar:pht/inproc:latest",
+    } })
+    local ok, failure = wf:run(ctx)
+    assert.is_true(ok, tostring(failure))
+    assert.has_error(function() ctx.creator_key:fingerprint() end, "attempt to use a closed pht.key")
+    assert.has_error(function() ctx.builder_key:fingerprint() end, "attempt to use a closed pht.key")
+  end)
+
   it("refuses a station key file larger than any public key PEM, at load_keys", function()
     local big = dir .. "/big.pub.pem"
     helpers.run("head -c 1048576 /dev/zero > " .. q(big))

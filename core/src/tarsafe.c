@@ -10,19 +10,30 @@
 
 #include "image_internal.h"
 
+enum { COMP_END, COMP_NAME, COMP_UP };
+
 /*
- * The next component of a slash-separated path: skips slashes, sets *s and
- * *len, and returns where the scan goes on. *len is 0 at the end.
+ * The next component of a slash-separated path after *p, skipping empty and
+ * "." ones: COMP_NAME (with *s and *len set), COMP_UP for "..", or COMP_END.
  */
-static const char *next_component(const char *p, const char **s, size_t *len)
+static int next_component(const char **p, const char **s, size_t *len)
 {
-    while (*p == '/')
-        p++;
-    *s = p;
-    while (*p && *p != '/')
-        p++;
-    *len = (size_t)(p - *s);
-    return p;
+    const char *c = *p;
+    for (;;) {
+        while (*c == '/')
+            c++;
+        if (*c == '\0') {
+            *p = c;
+            return COMP_END;
+        }
+        *s = c;
+        while (*c && *c != '/')
+            c++;
+        *len = (size_t)(c - *s);
+        if (*len == 1 && (*s)[0] == '.') continue;
+        *p = c;
+        return *len == 2 && (*s)[0] == '.' && (*s)[1] == '.' ? COMP_UP : COMP_NAME;
+    }
 }
 
 int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why)
@@ -48,12 +59,11 @@ int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why
     }
     size_t len = 0;
     const char *p = in;
-    while (*p) {
-        const char *s;
-        size_t cl;
-        p = next_component(p, &s, &cl);
-        if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
-        if (cl == 2 && s[0] == '.' && s[1] == '.') {
+    const char *s;
+    size_t cl;
+    int k;
+    while ((k = next_component(&p, &s, &cl)) != COMP_END) {
+        if (k == COMP_UP) {
             free(o);
             *why = "path leaves the image root";
             return PHT_EUNSAFE;
@@ -80,12 +90,11 @@ int tarsafe_symlink(const char *path, const char *target, const char **why)
             if (*c == '/') depth++;
     }
     const char *p = target;
-    while (*p) {
-        const char *s;
-        size_t cl;
-        p = next_component(p, &s, &cl);
-        if (cl == 0 || (cl == 1 && s[0] == '.')) continue;
-        if (cl == 2 && s[0] == '.' && s[1] == '.') {
+    const char *s;
+    size_t cl;
+    int k;
+    while ((k = next_component(&p, &s, &cl)) != COMP_END) {
+        if (k == COMP_UP) {
             if (--depth < 0) {
                 *why = "symlink target leaves the image root";
                 return PHT_EUNSAFE;

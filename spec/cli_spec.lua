@@ -91,6 +91,22 @@ describe("pht help and usage", function()
     assert.matches("cannot load station script " .. dir .. "/bad.lua", err, 1, true)
   end)
 
+  it("removes the private temporary directory when a station script fails after making it", function()
+    local dir = helpers.tmpdir()
+    helpers.write(dir .. "/tmp.lua", "return function(wf, ctx)\n"
+      .. "  local f = assert(io.open(" .. string.format("%q", dir .. "/made") .. ", 'w'))\n"
+      .. "  f:write(ctx:tempdir()) f:close()\n"
+      .. "  error('refusing on purpose')\n"
+      .. "end\n")
+    local _, ref = S.copy_stage(0)
+    local code, _, err = S.pht("pre-run -q " .. q(ref) .. " " .. S.station_args(1) .. " --script " .. q(dir .. "/tmp.lua"))
+    assert.equal(2, code)
+    assert.matches("refusing on purpose", err, 1, true)
+    local made = helpers.read(dir .. "/made")
+    assert.truthy(made ~= "")
+    assert.is_false(helpers.sh("test -e " .. q(made)))
+  end)
+
   it("exits 3 naming open_image when the image does not exist", function()
     local code, _, err = S.pht("pre-run -q docker-archive:/nonexistent/train.tar " .. S.station_args(1))
     assert.equal(3, code)

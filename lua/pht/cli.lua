@@ -142,7 +142,11 @@ local function run_workflow(host, prog, file, opts, options)
   end
   for _, script in ipairs(opts.script or {}) do
     local ok, serr = workflow.customise(wf, script, ctx)
-    if not ok then say(prog, "%s", serr) return EXIT.usage end
+    if not ok then
+      ctx:cleanup() -- what the script made (a temporary directory) goes
+      say(prog, "%s", serr)
+      return EXIT.usage
+    end
   end
   local ok, failure = wf:run(ctx)
   if not ok then

@@ -157,7 +157,7 @@ local function run_workflow(host, prog, file, opts, options)
 end
 
 -- The station's identity and key, from flags or the reference's variables.
-local function station_options(prog, opts)
+local function station_options(opts)
   local station = opts.station or env("STATION_ID")
   local key = opts.key or env("PRIVATE_KEY_PATH")
   if not station then return nil, "no station id: give --station or set STATION_ID" end
@@ -233,7 +233,7 @@ Exit status: 0 verified and decrypted, 1 rejected (the message names the step),
 2 usage error, 3 an image or key could not be read or written, 70 internal error.
 ]],
   run = function(host, prog, opts, pos)
-    local options, err = station_options(prog, opts)
+    local options, err = station_options(opts)
     if not options then say(prog, "%s", err) return EXIT.usage end
     options.image, options.output, options.tmpdir = image_ref(pos[1]), image_ref(opts.output), opts.tmpdir
     return run_station(host, prog, opts, options, "pre_run.lua",
@@ -268,7 +268,7 @@ Exit status: 0 sealed, 1 refused (the message names the step), 2 usage error,
 3 an image or key could not be read or written, 70 internal error.
 ]],
   run = function(host, prog, opts, pos)
-    local options, err = station_options(prog, opts)
+    local options, err = station_options(opts)
     if not options then say(prog, "%s", err) return EXIT.usage end
     if opts.base and not opts.rebase then say(prog, "--base needs --rebase") return EXIT.usage end
     options.image, options.output, options.tmpdir = image_ref(pos[1]), image_ref(opts.output), opts.tmpdir

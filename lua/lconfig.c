@@ -14,8 +14,6 @@
 #include "lpht.h"
 
 #define TNAME "pht.config"
-/* Deepest Lua table turned into JSON (`@context` is one or two levels). */
-#define TO_JSON_DEPTH 64
 
 static pht_config *check_config(lua_State *L)
 {
@@ -35,72 +33,6 @@ static const char *id_text(lua_State *L, int idx, char *buf, size_t size)
         return buf;
     }
     return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
-}
-
-/* ---- Lua -> JSON (for @context) ----------------------------------------------- */
-
-/* Convert the value at idx; NULL with a message in why on failure (no raise, no leak). */
-static cJSON *to_cjson(lua_State *L, int idx, int depth, char *why, size_t size)
-{
-    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-    switch (lua_type(L, idx)) {
-    case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
-    case LUA_TBOOLEAN: return cJSON_CreateBool(lua_toboolean(L, idx));
-    case LUA_TNUMBER: return cJSON_CreateNumber((double)lua_tonumber(L, idx));
-    case LUA_TTABLE: break;
-    default:
-        snprintf(why, size, "a %s cannot be written as JSON", luaL_typename(L, idx));
-        return NULL;
-    }
-    if (depth > TO_JSON_DEPTH || !lua_checkstack(L, 4)) {
-        snprintf(why, size, "tables nested too deeply");
-        return NULL;
-    }
-    size_t n = lpht_rawlen(L, idx), count = 0;
-    int keys_ok = 1;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        count++;
-        if (n > 0 ? !(lua_type(L, -2) == LUA_TNUMBER && lpht_isinteger(L, -2))
-                  : lua_type(L, -2) != LUA_TSTRING)
-            keys_ok = 0;
-        lua_pop(L, 1);
-    }
-    if (!keys_ok || (n > 0 && count != n)) {
-        snprintf(why, size, n > 0 ? "a table mixes array items and keys"
-                                  : "object keys must be strings");
-        return NULL;
-    }
-    cJSON *out = n > 0 ? cJSON_CreateArray() : cJSON_CreateObject();
-    if (out == NULL) {
-        snprintf(why, size, "out of memory");
-        return NULL;
-    }
-    if (n > 0) {
-        for (size_t i = 1; i <= n; i++) {
-            lua_rawgeti(L, idx, (int)i);
-            cJSON *item = to_cjson(L, -1, depth + 1, why, size);
-            lua_pop(L, 1);
-            if (item == NULL || !cJSON_AddItemToArray(out, item)) {
-                cJSON_Delete(item);
-                cJSON_Delete(out);
-                return NULL;
-            }
-        }
-        return out;
-    }
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        cJSON *item = to_cjson(L, -1, depth + 1, why, size);
-        lua_pop(L, 1);
-        if (item == NULL || !cJSON_AddItemToObject(out, lua_tostring(L, -1), item)) {
-            lua_pop(L, 1);
-            cJSON_Delete(item);
-            cJSON_Delete(out);
-            return NULL;
-        }
-    }
-    return out;
 }
 
 /* ---- constructors ------------------------------------------------------------- */
@@ -278,12 +210,12 @@ static int l_new_config(lua_State *L)
     spec.train_id = string_field(&f, 1, "@id", "@id");
     int ctx = table_field(&f, 1, "@context", "@context");
     if (ctx != 0) {
-        char why[200] = "";
-        cJSON *json = to_cjson(L, ctx, 0, why, sizeof why);
+        const char *why = "out of memory";
+        cJSON *json = lpht_to_json(L, ctx, &why);
         char *text = json ? cJSON_PrintUnformatted(json) : NULL;
         cJSON_Delete(json);
         lua_pop(L, 1);
-        if (text == NULL) return lpht_failf(L, PHT_ECONFIG, "@context: %s", why[0] ? why : "out of memory");
+        if (text == NULL) return lpht_failf(L, PHT_ECONFIG, "@context: cannot encode %s", why);
         lua_pushstring(L, text);
         cJSON_free(text);
         spec.context_json = lua_tostring(L, -1);

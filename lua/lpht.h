@@ -59,6 +59,14 @@ struct cJSON;
  */
 void lpht_push_json(lua_State *L, const struct cJSON *node, int array_nulls);
 
+/*
+ * The Lua value at idx as a new cJSON tree (free with cJSON_Delete): tables
+ * with keys 1..n as arrays, other tables as objects with string keys, nil and
+ * pht.null as null. NULL with *why set (a static text) for a value JSON
+ * cannot hold, a table nested too deeply, or no memory; never raises.
+ */
+struct cJSON *lpht_to_json(lua_State *L, int idx, const char **why);
+
 /* Per-area registration, each adds its functions to the module table at -1. */
 void lpht_open_hash(lua_State *L);
 void lpht_open_key(lua_State *L);

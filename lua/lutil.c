@@ -134,7 +134,10 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **why)
         if (lua_touserdata(L, idx) == JSON_NULL) return cJSON_CreateNull();
         break;
     case LUA_TTABLE: {
-        luaL_checkstack(L, 4, "json_encode");
+        if (!lua_checkstack(L, 4)) {
+            *why = "nesting too deep (or a cycle)";
+            return NULL;
+        }
         size_t n = 0;
         if (table_array_length(L, idx, &n)) {
             cJSON *arr = cJSON_CreateArray();
@@ -142,12 +145,13 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **why)
                 lua_rawgeti(L, idx, (lua_Integer)i);
                 cJSON *item = to_json(L, -1, depth + 1, why);
                 lua_pop(L, 1);
-                if (item == NULL) {
+                if (item == NULL || !cJSON_AddItemToArray(arr, item)) {
+                    cJSON_Delete(item);
                     cJSON_Delete(arr);
                     return NULL;
                 }
-                cJSON_AddItemToArray(arr, item);
             }
+            if (arr == NULL) *why = "out of memory";
             return arr;
         }
         cJSON *obj = cJSON_CreateObject();
@@ -160,20 +164,26 @@ static cJSON *to_json(lua_State *L, int idx, int depth, const char **why)
                 return NULL;
             }
             cJSON *item = to_json(L, -1, depth + 1, why);
-            if (item == NULL) {
+            if (item == NULL || !cJSON_AddItemToObject(obj, lua_tostring(L, -2), item)) {
                 lua_pop(L, 2);
+                cJSON_Delete(item);
                 cJSON_Delete(obj);
                 return NULL;
             }
-            cJSON_AddItemToObject(obj, lua_tostring(L, -2), item);
             lua_pop(L, 1);
         }
+        if (obj == NULL) *why = "out of memory";
         return obj;
     }
     default: break;
     }
     *why = lua_typename(L, lua_type(L, idx));
     return NULL;
+}
+
+cJSON *lpht_to_json(lua_State *L, int idx, const char **why)
+{
+    return to_json(L, idx, 0, why);
 }
 
 /* Sort object members by key so encoded output is stable. */

@@ -668,6 +668,32 @@ d["result_signature"] = None
     assert.are.equal("route[0].index: expected 0 (list the stops in route order)", err)
   end)
 
+  it("refuses an @context holding a value JSON cannot hold", function()
+    local f = fields_of(assert(pht.parse_config(stage1)))
+    f["@context"] = { x = print }
+    local cfg, err, code = pht.new_config(f)
+    assert.is_nil(cfg)
+    assert.are.equal("@context: cannot encode function", err)
+    assert.are.equal("ECONFIG", code)
+  end)
+
+  it("refuses an @context holding an infinite number instead of writing it as null", function()
+    local f = fields_of(assert(pht.parse_config(stage1)))
+    f["@context"] = { x = 1 / 0 }
+    local cfg, err, code = pht.new_config(f)
+    assert.is_nil(cfg)
+    assert.are.equal("@context: cannot encode number is not finite", err)
+    assert.are.equal("ECONFIG", code)
+  end)
+
+  it("writes an @context of nested objects and arrays as given", function()
+    local f = fields_of(assert(pht.parse_config(stage1)))
+    f["@context"] = { vocab = "https://example.org/", list = { 1, "two", { three = true } } }
+    local built = assert(pht.new_config(f))
+    assert.are.equal('[["list", [1, "two", {"three": true}]], ["vocab", "https://example.org/"]]',
+      py("eval", tmpfile(built:to_json()), "sorted(d['@context'].items())"))
+  end)
+
   it("validates what it builds", function()
     local f = fields_of(assert(pht.parse_config(stage1)))
     f.file_list = { "../escape" }

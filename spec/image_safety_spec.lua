@@ -83,6 +83,20 @@ describe("pht.open_image on hostile layers", function()
     assert.are.equal("shared", img:read_file("/opt/b"))
   end)
 
+  for _, wh in ipairs { ".wh.", ".wh..", ".wh..." } do
+    it("rejects a whiteout " .. wh .. " that names its own directory or a parent", function()
+      local path = B.make { out = dir .. "/wh.tar", tag = "evil:latest",
+        layers = { { entries = { { name = "opt/", type = "dir" }, { name = "opt/x", data = "x" } } },
+                   { entries = { { name = "opt/" .. wh, data = "" } } } } }
+      local before = h.sha256_file(path)
+      local img, msg, code = pht.open_image("docker-archive:" .. path)
+      assert.are.equal(before, h.sha256_file(path))
+      assert.is_nil(img)
+      assert.are.equal("EUNSAFE", code)
+      assert.truthy(msg:find('entry "opt/' .. wh .. '": whiteout names its own directory or a parent', 1, true), msg)
+    end)
+  end
+
   it("stops a small gzip layer that inflates past the layer cap", function()
     local img, msg, code, path = open_hostile({ { name = "bomb", zeros = 8 * 1024 * 1024 } },
       { max_layer_bytes = 1024 * 1024 }, "gzip")

@@ -181,7 +181,14 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
             rc = d_add(s, path, plen, 0);
         else if (strncmp(base, ".wh..wh.", 8) == 0)
             rc = 0; /* aufs bookkeeping */
-        else {
+        else if (strcmp(base + 4, "") == 0 || strcmp(base + 4, ".") == 0 ||
+                 strcmp(base + 4, "..") == 0) {
+            /* Docker would remove the directory itself or its parent: refuse */
+            rc = tarsafe_fail(err, PHT_EUNSAFE, s->l, name,
+                              "whiteout names its own directory or a parent");
+            free(path);
+            return rc;
+        } else {
             /* ".wh.NAME" deletes parent/NAME */
             size_t n = plen + (plen ? 1 : 0);
             char *victim = malloc(n + strlen(base + 4) + 1);

@@ -11,24 +11,21 @@
 
 #if LUA_VERSION_NUM < 502
 #define lpht_rawlen(L, i) lua_objlen((L), (i))
-static inline int lpht_isinteger(lua_State *L, int i)
-{
-    if (lua_type(L, i) != LUA_TNUMBER) return 0;
-    lua_Number n = lua_tonumber(L, i);
-    return n == (lua_Number)(lua_Integer)n;
-}
 #else
 #define lpht_rawlen(L, i) lua_rawlen((L), (i))
+#endif
+
 #if LUA_VERSION_NUM >= 503
 #define lpht_isinteger(L, i) lua_isinteger((L), (i))
 #else
+/* A whole number within lua_Integer's range (the cast of any other is undefined). */
 static inline int lpht_isinteger(lua_State *L, int i)
 {
     if (lua_type(L, i) != LUA_TNUMBER) return 0;
     lua_Number n = lua_tonumber(L, i);
-    return n == (lua_Number)(lua_Integer)n;
+    const lua_Number lim = (lua_Number)((lua_Integer)1 << (sizeof(lua_Integer) * 8 - 2)) * 2;
+    return n >= -lim && n < lim && n == (lua_Number)(lua_Integer)n;
 }
-#endif
 #endif
 
 #endif

@@ -550,6 +550,15 @@ describe("pht.config setters", function()
     assert.is_nil(ok)
     assert.are.equal("@id: expected string or null, got number", err)
   end)
+  it("raise on a number beyond the integers, on every engine", function()
+    local cfg = assert(pht.parse_config(stage1))
+    for _, n in ipairs({ 1e300, -1e300, 0 / 0, 1.5 }) do
+      local ok, err = pcall(cfg.set, cfg, "proposal_id", n)
+      assert.is_false(ok)
+      assert.matches("integer expected, got a fraction", err)
+    end
+  end)
+
   it("refuse to replace an object field", function()
     local cfg = assert(pht.parse_config(stage1))
     local ok, err, code = cfg:set("route", "x")

@@ -478,3 +478,15 @@ describe("the OpenResty gateway with a key its workers cannot load", function()
     assert.matches("no%-such%-key", gw:log_tail(50))
   end)
 end)
+
+describe("the OpenResty gateway configured with more job slots than thread-pool VMs", function()
+  it("refuses to start, naming max_jobs and the pool size", function()
+    local ok, reason = nginx.available()
+    if not ok then return pending(reason) end
+    local gw, why = nginx.start({ stations = { { id = "station_1", private_key = absolute(helpers.key_path("station_1")) } },
+      max_jobs = 3, threads = 2 })
+    if gw then gw:stop() end
+    assert.is_nil(gw)
+    assert.matches("max_jobs = 3 exceeds the thread pool's 2 Lua VMs", why, 1, true)
+  end)
+end)

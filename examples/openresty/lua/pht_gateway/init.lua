@@ -71,8 +71,15 @@ end
 
 -- Read the configuration in the master, before the workers fork: a broken
 -- file stops nginx at startup with the reason.
-function M.init(path)
+function M.init(path, vm_pool_size)
   cfg = config.load(path)
+  -- Every job slot needs a VM of the thread pool; more slots than VMs would
+  -- queue jobs inside nginx, past the gateway's own limits.
+  if vm_pool_size and cfg.max_jobs > vm_pool_size then
+    error(string.format("%s: max_jobs = %d exceeds the thread pool's %d Lua VMs "
+      .. "(lua_worker_thread_vm_pool_size; render with --threads %d or more)",
+      path, cfg.max_jobs, vm_pool_size, cfg.max_jobs), 0)
+  end
   -- Load the module once here too, so a wrong lua_package_cpath fails now.
   require "pht"
 end

@@ -201,3 +201,23 @@ describe("pht.open_image on hostile layers", function()
     assert.truthy(msg:find("leaves the archive", 1, true), msg)
   end)
 end)
+
+describe("pht.open_image on a FIFO", function()
+  -- Run in a child with a time limit: an open that blocks on the FIFO would
+  -- otherwise hang the suite instead of failing this case.
+  local function open_in_child(ref)
+    local lua = jit and "luajit" or "lua5.4"
+    local chunk = "package.cpath = " .. string.format("%q", package.cpath)
+      .. "; local pht = require 'pht'; local img, msg, code = pht.open_image(" .. string.format("%q", ref)
+      .. "); io.write(tostring(code), ' ', tostring(msg))"
+    return h.sh("timeout 20 " .. lua .. " -e " .. h.q(chunk))
+  end
+
+  it("given as a docker-archive path is refused as not a regular file, without blocking", function()
+    local fifo = h.tmpdir() .. "/train.tar"
+    h.run("mkfifo " .. h.q(fifo))
+    local ok, out = open_in_child("docker-archive:" .. fifo)
+    assert.is_true(ok, out)
+    assert.matches("^EFORMAT .*not a regular file", out)
+  end)
+end)

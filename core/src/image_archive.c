@@ -138,7 +138,8 @@ static const member *catalog_find(const catalog *c, const char *name, pht_error 
 static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, pht_error *err)
 {
     *c = (catalog){.fd = -1, .path = path};
-    c->fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not block the open before S_ISREG refuses it. */
+    c->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (c->fd < 0)
         return pht_error_set(err, errno == ENOENT ? PHT_ENOTFOUND : PHT_EIO, "%s: %s", path,
                              strerror(errno));

@@ -193,7 +193,7 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
         l->digest_known = 1;
         snprintf(l->media_type, sizeof l->media_type, "%s", mt ? mt : "");
         char *bp = blob_path(dir, dg);
-        l->fd = bp ? open(bp, O_RDONLY | O_CLOEXEC) : -1;
+        l->fd = bp ? open(bp, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1; /* FIFOs refused below */
         struct stat st;
         if (l->fd < 0 || fstat(l->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
             rc = pht_error_set(err, PHT_ENOTFOUND, "%s: layer blob %s is missing", dir, dg);

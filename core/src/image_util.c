@@ -102,7 +102,7 @@ int img_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, 
 int img_read_small(const char *path, uint64_t cap, char **out, size_t *len, pht_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* FIFOs refused below */
     if (fd < 0)
         return pht_error_set(err, errno == ENOENT ? PHT_ENOTFOUND : PHT_EIO, "%s: %s", path,
                              strerror(errno));

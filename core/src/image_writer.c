@@ -310,7 +310,7 @@ int pht_image_writer_add_file(pht_image_writer *w, const char *path, const char 
     char *p;
     int rc = w_ready(w, 0, err);
     if (rc || (rc = w_path(w, path, &p, err))) return rc;
-    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    int fd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* FIFOs refused below */
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = pht_error_set(err, fd < 0 && errno == ENOENT ? PHT_ENOTFOUND : PHT_EIO,

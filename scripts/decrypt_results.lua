@@ -85,24 +85,31 @@ wf:add("verify_chain_digests", function(ctx)
 end, { kind = "verify" })
 
 wf:add("write_results", function(ctx)
-  local out = ctx.options.out
+  local out = ctx.options.out:gsub("(.)/+$", "%1")
   if fs.exists(out) then return nil, out .. " already exists: give a new directory" end
-  local ok, err = fs.mkdir_p(out, 448)
-  if not ok then return nil, "cannot create " .. out .. ": " .. tostring(err) end
+  -- Build the tree in a private directory beside `out` and rename it into
+  -- place at the end: a failure half-way leaves no half-filled `out`.
+  local stage, err = fs.mkdtemp(out:match("^(.*)/[^/]*$") or ".")
+  if not stage then return nil, "cannot create a directory beside " .. out .. ": " .. tostring(err) end
+  ctx:defer(function() if stage then fs.remove_tree(stage) end end)
+  local ok
   for _, e in ipairs(ctx.results_entries) do
     if e.type == "dir" then
-      ok, err = fs.mkdir_p(out .. "/" .. e.path, 448)
+      ok, err = fs.mkdir_p(stage .. "/" .. e.path, 448)
       if not ok then return nil, "cannot create " .. out .. "/" .. e.path .. ": " .. tostring(err) end
     end
   end
   for _, f in ipairs(ctx.results) do
-    local dst = out .. "/" .. f.path
+    local dst = stage .. "/" .. f.path
     -- Same filesystem: move; otherwise decrypt again straight into place.
     if not os.rename(f.plain, dst) then
       ok, err = ctx.symkey:decrypt_file(ctx.results_root .. "/" .. f.path, dst)
-      if not ok then return nil, "cannot write " .. dst .. ": " .. tostring(err) end
+      if not ok then return nil, "cannot write " .. out .. "/" .. f.path .. ": " .. tostring(err) end
     end
   end
+  ok, err = os.rename(stage, out)
+  if not ok then return nil, "cannot move the results into " .. out .. ": " .. tostring(err) end
+  stage = nil
   return true
 end, { kind = "write", writes = true })
 

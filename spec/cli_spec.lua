@@ -278,6 +278,22 @@ describe("pht decrypt-results", function()
     assert.equal("700", helpers.run("stat -c %a " .. q(out)):match("%d+"))
   end)
 
+  it("leaves no half-filled output directory when the disk fills while writing", function()
+    if not helpers.run("id -u"):match("^0") then return pending("needs root to mount a small tmpfs") end
+    local mnt = helpers.tmpdir() .. "/small"
+    helpers.run("mkdir -p " .. q(mnt))
+    if not helpers.sh("mount -t tmpfs -o size=8k tmpfs " .. q(mnt)) then
+      return pending("mount -t tmpfs is not permitted here")
+    end
+    finally(function() helpers.sh("umount " .. q(mnt)) end)
+    local code, _, err = S.pht("decrypt-results -q " .. q("docker-archive:" .. helpers.vectors .. "/stage3-station_3-post.tar")
+      .. " --key " .. q(S.key("user")) .. " --out " .. q(mnt .. "/res") .. " --tmpdir " .. q(helpers.tmpdir()))
+    assert.equal(3, code, err)
+    assert.matches("failed at step write_results", err, 1, true)
+    assert.matches("No space left on device", err, 1, true)
+    assert.equal("", helpers.run("ls -A " .. q(mnt)))
+  end)
+
   it("refuses a key that is not the creator's, at check_creator_key, writing nothing", function()
     local out = helpers.tmpdir() .. "/res"
     local code, _, err = S.pht("decrypt-results -q " .. q("docker-archive:" .. helpers.vectors .. "/stage3-station_3-post.tar")

@@ -74,4 +74,29 @@ static inline const char *test_tmpdir(void)
     return d ? d : "/tmp";
 }
 
+/*
+ * A fresh private scratch directory under test_tmpdir() (created if
+ * missing), made with the core's pht_mkdtemp. Fails the test run if it
+ * cannot be made.
+ */
+static inline void test_workdir(char *out, size_t size)
+{
+    pht_error err;
+    pht_mkdir(test_tmpdir(), 0755, 1, &err);
+    if (pht_mkdtemp(test_tmpdir(), out, size, &err) != 0) {
+        fprintf(stderr, "cannot make a scratch directory: %s\n", err.message);
+        test_failures++;
+    }
+}
+
+/* Remove the scratch directory, unless a check failed (it is kept to look at). */
+static inline void test_workdir_done(const char *dir)
+{
+    pht_error err;
+    if (test_failures == 0 && pht_remove_tree(dir, &err) != 0) {
+        fprintf(stderr, "cannot remove %s: %s\n", dir, err.message);
+        test_failures++;
+    }
+}
+
 #endif

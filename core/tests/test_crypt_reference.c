@@ -293,8 +293,7 @@ static void check_stage(const char *tar, int stage, const cJSON *expected)
     }
     pht_symkey_free(key);
     cJSON_Delete(cfg);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0);
+    CHECK_OK(pht_remove_tree(dir, &err), &err);
 }
 
 int main(void)

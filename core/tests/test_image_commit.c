@@ -348,16 +348,12 @@ static void test_oci_gc_fails_safe(void)
 
 int main(void)
 {
-    snprintf(work, sizeof work, "%s/test_image_commit.%d", test_tmpdir(), (int)getpid());
-    mkdir(test_tmpdir(), 0755);
-    CHECK(mkdir(work, 0755) == 0);
+    test_workdir(work, sizeof work);
     test_archive_in_place();
     test_archive_untagged();
     test_oci_in_place();
     test_oci_gc();
     test_oci_gc_fails_safe();
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
-    if (test_failures == 0 && system(cmd) != 0) test_failures++;
+    test_workdir_done(work);
     TEST_DONE();
 }

@@ -229,14 +229,10 @@ static void test_rejects(void)
 
 int main(void)
 {
-    snprintf(work, sizeof work, "%s/test_image_config.%d", test_tmpdir(), (int)getpid());
-    mkdir(test_tmpdir(), 0755);
-    CHECK(mkdir(work, 0755) == 0);
+    test_workdir(work, sizeof work);
     test_set_fields();
     test_with_layer();
     test_rejects();
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
-    if (test_failures == 0 && system(cmd) != 0) test_failures++;
+    test_workdir_done(work);
     TEST_DONE();
 }

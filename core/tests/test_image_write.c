@@ -213,14 +213,10 @@ static void test_misuse(void)
 
 int main(void)
 {
-    snprintf(work, sizeof work, "%s/test_image_write.%d", test_tmpdir(), (int)getpid());
-    mkdir(test_tmpdir(), 0755);
-    CHECK(mkdir(work, 0755) == 0);
+    test_workdir(work, sizeof work);
     test_new_layer();
     test_rebase_and_tags();
     test_misuse();
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
-    if (test_failures == 0 && system(cmd) != 0) test_failures++;
+    test_workdir_done(work);
     TEST_DONE();
 }

@@ -20,6 +20,8 @@
 #   PHT_DOCKER_START_TIMEOUT  seconds to wait for dockerd (default 60)
 #   PHT_DOCKER_PRIVATE=1      always start a private dockerd, even when
 #                             another daemon answers
+#   PHT_DOCKER_STORAGE_DRIVER storage driver of a private dockerd (default:
+#                             overlay2 where the kernel mounts overlay, else vfs)
 set -euo pipefail
 
 S=${PHT_SERVICES_DIR:-/tmp/pht-services}
@@ -84,6 +86,24 @@ env_get() { # $1 = env file, $2 = key
     sed -n "s/^$2=//p" "$1" | tail -1
 }
 
+# The storage driver for a private dockerd: $PHT_DOCKER_STORAGE_DRIVER when
+# set, else overlay2 (what stations run) when this kernel mounts an overlay
+# on the file system under $1, else vfs (slow, but needs no mounts).
+storage_driver() { # $1 = the daemon's state directory
+    if [ -n "${PHT_DOCKER_STORAGE_DRIVER:-}" ]; then
+        echo "$PHT_DOCKER_STORAGE_DRIVER"; return 0
+    fi
+    local t="$1/overlay-probe" driver=vfs
+    mkdir -p "$t/lower" "$t/upper" "$t/work" "$t/merged"
+    if mount -t overlay overlay -o "lowerdir=$t/lower,upperdir=$t/upper,workdir=$t/work" \
+            "$t/merged" 2>/dev/null; then
+        driver=overlay2
+        umount "$t/merged" 2>/dev/null || umount -l "$t/merged" 2>/dev/null || true
+    fi
+    rm -rf "$t"
+    echo "$driver"
+}
+
 docker_answers() { # $1 = DOCKER_HOST value
     DOCKER_HOST=$1 timeout 10 docker info --format '{{.ServerVersion}}' >/dev/null 2>&1
 }
@@ -113,9 +133,10 @@ start_docker() {
     fi
 
     # Our own dockerd: Debian's, private data/exec roots, no networking
-    # changes to the host (no iptables, no bridge, no ip_forward), vfs so it
-    # needs no overlay mounts, and an empty config so /etc/docker/daemon.json
-    # cannot contradict these flags.
+    # changes to the host (no iptables, no bridge, no ip_forward), overlay2
+    # where the kernel allows (the driver stations run; vfs copies every
+    # layer and hides what a step really costs), and an empty config so
+    # /etc/docker/daemon.json cannot contradict these flags.
     [ "$(id -u)" -eq 0 ] || die "starting dockerd needs root (or a running daemon in DOCKER_HOST)"
     local b
     for b in dockerd containerd runc; do
@@ -129,13 +150,15 @@ start_docker() {
     rm -rf "$d" "$sock"
     mkdir -p "$d/data" "$d/exec"
     echo '{}' >"$d/daemon.json"
+    local driver
+    driver=$(storage_driver "$d")
     setsid dockerd \
         --config-file "$d/daemon.json" \
         --host "unix://$sock" \
         --data-root "$d/data" \
         --exec-root "$d/exec" \
         --pidfile "$d/dockerd.pid" \
-        --storage-driver=vfs \
+        --storage-driver="$driver" \
         --iptables=false --ip-forward=false --ip-masq=false --bridge=none \
         --userland-proxy=false \
         --exec-opt native.cgroupdriver=cgroupfs \
@@ -161,8 +184,8 @@ start_docker() {
         fi
         sleep 1; t=$((t + 1))
     done
-    printf 'DOCKER_HOST=unix://%s\nDOCKER_OWNED=1\n' "$sock" >"$envf"
-    say "started dockerd (pid $pid) on unix://$sock"
+    printf 'DOCKER_HOST=unix://%s\nDOCKER_OWNED=1\nDOCKER_STORAGE_DRIVER=%s\n' "$sock" "$driver" >"$envf"
+    say "started dockerd (pid $pid, storage driver $driver) on unix://$sock"
     echo "export DOCKER_HOST=unix://$sock"
 }
 
@@ -309,6 +332,6 @@ case "${1:-}" in
     stop) stop_registry; stop_docker; rmdir "$S" 2>/dev/null || true ;;
     env) print_env ;;
     status) status ;;
-    -h|--help|help) sed -n '2,23p' "$0" ;;
+    -h|--help|help) sed -n '2,24p' "$0" ;;
     *) sed -n '7,17p' "$0" >&2; exit 2 ;;
 esac

@@ -50,7 +50,7 @@ err="$PHT_SERVICES_DIR/start.err"
 if out=$(tools/services.sh start-docker 2>"$err"); then
     eval "$out"
     export PHT_TEST_DOCKER_HOST=$DOCKER_HOST
-    echo "docker: $DOCKER_HOST"
+    echo "docker: $DOCKER_HOST (storage driver $(docker info --format '{{.Driver}}' 2>/dev/null || echo unknown))"
 else
     cat "$err" >&2
     export PHT_TEST_DOCKER_ERROR="dockerd did not start here: $(tail -n 1 "$err")"

@@ -13,7 +13,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image_internal.h"
+#include "fs_private.h"
+#include "transport_private.h"
 
 void pht_image_opts_init(pht_image_opts *o)
 {
@@ -31,7 +32,7 @@ void img_retain(pht_image *img)
 
 int img_apply_history(pht_image *img, pht_error *err)
 {
-    cJSON *cfg = img_json_parse(img->config, "image config", err);
+    cJSON *cfg = json_parse(img->config, "image config", err);
     if (cfg == NULL) return PHT_EFORMAT;
     cJSON *h = cJSON_GetObjectItemCaseSensitive(cfg, "history"), *it;
     size_t li = 0;
@@ -58,7 +59,7 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
     pht_image_ref *r;
     int rc = pht_image_ref_parse(ref, 0, &r, err);
     if (rc) return rc;
-    const img_transport *tp = img_transport_find(r, err);
+    const img_transport *tp = img_ref_transport(r, err);
     if (tp == NULL) {
         pht_image_ref_free(r);
         return PHT_EINVAL;
@@ -75,7 +76,7 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
         img->opts = *opts;
     else
         pht_image_opts_init(&img->opts);
-    img->tmpdir = img_tmpdir(img->opts.tmpdir);
+    img->tmpdir = strdup(fs_tmpdir(img->opts.tmpdir));
     img->opts.tmpdir = img->tmpdir;
     if (img->tmpdir == NULL)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -96,7 +97,7 @@ void pht_image_free(pht_image *img)
     if (img->tp && img->tp->close) img->tp->close(img);
     index_free(&img->index);
     for (size_t i = 0; i < img->nlayers; i++)
-        img_layer_clear(&img->layers[i]);
+        layer_clear(&img->layers[i]);
     free(img->layers);
     free(img->manifest);
     free(img->config);
@@ -139,7 +140,7 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
     *out = (pht_image_layer){.digest = l->digest,
                              .diff_id = l->diff_id,
                              .media_type = l->media_type[0] ? l->media_type
-                                                            : img_layer_media_type(l->compression),
+                                                            : layer_media_type(l->compression),
                              .size = l->length,
                              .diff_size = l->diff_size,
                              .created_by = l->created_by,
@@ -373,7 +374,7 @@ static int x_entry(void *ud, const char *rel, const pht_image_stat *st)
         pht_image_reader *r;
         if ((rc = pht_image_open_file(x->img, st->path, &r, x->err))) goto done;
         size_t got;
-        while ((rc = pht_image_reader_read(r, x->buf, IMG_CHUNK, &got, x->err)) == 0 && got) {
+        while ((rc = pht_image_reader_read(r, x->buf, PHT_CHUNK_SIZE, &got, x->err)) == 0 && got) {
             if (archive_write_data(x->disk, x->buf, got) != (la_ssize_t)got) {
                 rc = x_fail(x, rel);
                 break;
@@ -394,7 +395,7 @@ int pht_image_extract(pht_image *img, const char *dir, const char *dest_dir, pht
         return pht_error_set(err, PHT_EIO, "%s: %s", dest_dir, strerror(errno));
     xctx x = {.img = img, .dest = dest_dir, .dir = dir, .err = err};
     x.disk = archive_write_disk_new();
-    x.buf = malloc(IMG_CHUNK);
+    x.buf = malloc(PHT_CHUNK_SIZE);
     if (x.disk == NULL || x.buf == NULL) {
         if (x.disk) archive_write_free(x.disk);
         free(x.buf);

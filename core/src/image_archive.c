@@ -16,7 +16,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image_internal.h"
+#include "fs_private.h"
+#include "hash_private.h"
+#include "transport_private.h"
 
 typedef struct member {
     char *name;
@@ -208,9 +210,8 @@ static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, p
     if (rc == 0 && mf == NULL)
         rc = pht_error_set(err, PHT_EFORMAT, "%s: not a docker-archive (no manifest.json)", path);
     if (rc == 0)
-        rc = img_pread_all(c->fd, mf->off, mf->size, IMG_JSON_MAX, &text, "manifest.json", err);
-    if (rc == 0 && (c->manifest = img_json_parse(text, "manifest.json", err)) == NULL)
-        rc = PHT_EFORMAT;
+        rc = fs_pread_all(c->fd, mf->off, mf->size, IMG_JSON_MAX, &text, "manifest.json", err);
+    if (rc == 0 && (c->manifest = json_parse(text, "manifest.json", err)) == NULL) rc = PHT_EFORMAT;
     if (rc == 0 && !cJSON_IsArray(c->manifest))
         rc = pht_error_set(err, PHT_EFORMAT, "%s: manifest.json is not an array", path);
     free(text);
@@ -302,12 +303,11 @@ static int arc_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
         rc = err ? err->code : PHT_EFORMAT;
         goto out;
     }
-    if ((rc =
-             img_pread_all(c.fd, m->off, m->size, IMG_JSON_MAX, &img->config, "image config", err)))
+    if ((rc = fs_pread_all(c.fd, m->off, m->size, IMG_JSON_MAX, &img->config, "image config", err)))
         goto out;
     img->config_len = m->size;
     img->manifest = cJSON_PrintUnformatted(it);
-    cJSON *cfg = img_json_parse(img->config, "image config", err);
+    cJSON *cfg = json_parse(img->config, "image config", err);
     cJSON *diffs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"),
                                                     "diff_ids");
     int nl = cJSON_GetArraySize(layers);
@@ -324,7 +324,7 @@ static int arc_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
         img_layer *l = &img->layers[i];
         l->fd = -1;
         img->nlayers++;
-        if (!cJSON_IsString(ln) || !img_digest_valid(cJSON_GetStringValue(d))) {
+        if (!cJSON_IsString(ln) || !hash_sha256_valid(cJSON_GetStringValue(d))) {
             rc = pht_error_set(err, PHT_EFORMAT, "%s: layer %d: bad name or diff_id", path, i);
             break;
         }
@@ -359,7 +359,7 @@ static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n
 {
     outw *o = ud;
     pht_error e;
-    if (img_write_all(o->fd, p, n, o->tmp, &e)) {
+    if (fs_write_all(o->fd, p, n, o->tmp, &e)) {
         archive_set_error(a, EIO, "%s", e.message);
         return -1;
     }
@@ -376,7 +376,7 @@ static int out_sink(void *ud, const void *p, size_t n, pht_error *err)
 
 static int out_begin(outw *o, const char *name, uint64_t size)
 {
-    int r = img_tar_file_header(o->a, name, size);
+    int r = layer_tar_file_header(o->a, name, size);
     if (r == PHT_ENOMEM) return pht_error_set(o->err, PHT_ENOMEM, "out of memory");
     if (r) return pht_error_set(o->err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
     return 0;
@@ -432,13 +432,13 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
                            c->path);
         goto done;
     }
-    if ((rc = img_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config",
-                            o->err)) ||
-        (rc = img_sha_buf(cfgtext, m->size, dg, o->err)))
+    if ((rc = fs_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config",
+                           o->err)) ||
+        (rc = hash_sha256_buf(cfgtext, m->size, dg, o->err)))
         goto done;
     if (untagged && p->replaces && strcmp(dg, p->replaces) == 0) /* the new image replaces it */
         goto done;
-    if ((cfg = img_json_parse(cfgtext, "image config", o->err)) == NULL) {
+    if ((cfg = json_parse(cfgtext, "image config", o->err)) == NULL) {
         rc = PHT_EFORMAT;
         goto done;
     }
@@ -462,7 +462,7 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
         const char *d = cJSON_GetStringValue(cJSON_GetArrayItem(diffs, i));
         const char *ln = cJSON_GetStringValue(cJSON_GetArrayItem(layers, i));
         const member *lm = ln ? catalog_find(c, ln, o->err) : NULL;
-        if (!img_digest_valid(d) || lm == NULL) {
+        if (!hash_sha256_valid(d) || lm == NULL) {
             rc = pht_error_set(o->err, PHT_EFORMAT, "%s: layer %d of a kept image is missing",
                                c->path, i);
             break;
@@ -533,7 +533,7 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     outw o = {.fd = -1, .err = err};
     char *tmp = NULL;
     cJSON *manifest = cJSON_CreateArray();
-    if ((rc = img_tmp_beside(where, &tmp, &o.fd, err))) goto done;
+    if ((rc = fs_tmp_beside(where, &tmp, &o.fd, err))) goto done;
     o.tmp = tmp;
     o.a = archive_write_new();
     if (o.a == NULL || manifest == NULL) {
@@ -558,7 +558,7 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     free(text);
     if (rc == 0 && archive_write_close(o.a) != ARCHIVE_OK)
         rc = pht_error_set(err, PHT_EIO, "%s: %s", tmp, archive_error_string(o.a));
-    if (rc == 0) rc = img_commit_file(o.fd, tmp, where, err);
+    if (rc == 0) rc = fs_commit_file(o.fd, tmp, where, err);
 done:
     if (o.a) archive_write_free(o.a);
     if (o.fd >= 0) close(o.fd);
@@ -577,14 +577,6 @@ static void arc_close(pht_image *img)
     (void)img;
 }
 
-/* 1 if paths a and b name the same existing file. */
-static int same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
-
 /* An untagged commit into src's own archive: src's RepoTags move, its entry is replaced. */
 static int arc_own_names(const pht_image *src, const char *where, char ***names, size_t *n,
                          char *id, pht_error *err)
@@ -592,9 +584,9 @@ static int arc_own_names(const pht_image *src, const char *where, char ***names,
     *names = NULL;
     *n = 0;
     id[0] = '\0';
-    if (!same_file(pht_image_ref_path(src->ref), where)) return 0;
+    if (!fs_same_file(pht_image_ref_path(src->ref), where)) return 0;
     int rc = 0;
-    cJSON *entry = img_json_parse(src->manifest, "manifest.json entry", err), *t;
+    cJSON *entry = json_parse(src->manifest, "manifest.json entry", err), *t;
     if (entry == NULL) return PHT_EFORMAT;
     cJSON *tags = cJSON_GetObjectItemCaseSensitive(entry, "RepoTags");
     if ((*names = calloc((size_t)cJSON_GetArraySize(tags) + 1, sizeof **names)) == NULL)
@@ -608,7 +600,7 @@ static int arc_own_names(const pht_image *src, const char *where, char ***names,
             (*n)++;
     }
     cJSON_Delete(entry);
-    return rc ? rc : img_sha_buf(src->config, src->config_len, id, err);
+    return rc ? rc : hash_sha256_buf(src->config, src->config_len, id, err);
 }
 
 const img_transport img_docker_archive = {

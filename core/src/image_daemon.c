@@ -29,7 +29,9 @@
 
 #include <archive.h>
 
-#include "image_internal.h"
+#include "fs_private.h"
+#include "hash_private.h"
+#include "transport_private.h"
 #include "pht/docker.h"
 
 /* ---- references ----------------------------------------------------------------- */
@@ -56,7 +58,7 @@ static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     int fd = -1, rc;
     if ((rc = img_ref_image_name(ref, &name, err)) || (rc = pht_docker_open(&d, NULL, err)) ||
         (rc = pht_docker_image_inspect(d, name, &info, err)) ||
-        (rc = img_tmp_anon(img->tmpdir, &fd, err)))
+        (rc = fs_tmp_anon(img->tmpdir, &fd, err)))
         goto done;
     if ((rc = pht_docker_image_save_fd(d, name, fd, err))) {
         if (rc == PHT_EIO) pht_error_prefix(err, "temporary file in %s", img->tmpdir);
@@ -71,7 +73,7 @@ static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
         goto done;
     }
     char digest[IMG_DIGEST_MAX];
-    if ((rc = img_sha_buf(img->config, img->config_len, digest, err))) goto done;
+    if ((rc = hash_sha256_buf(img->config, img->config_len, digest, err))) goto done;
     if (strcmp(digest, info.id) != 0)
         rc = pht_error_set(err, PHT_EVERIFY,
                            "the daemon saved %s with config digest %s, but its image id is %s "
@@ -130,7 +132,7 @@ static la_ssize_t gen_write(struct archive *a, void *ud, const void *p, size_t n
 {
     gen *g = ud;
     if (g->olen + n > g->ocap) {
-        size_t cap = g->ocap ? g->ocap : 2 * IMG_CHUNK;
+        size_t cap = g->ocap ? g->ocap : 2 * PHT_CHUNK_SIZE;
         while (cap < g->olen + n)
             cap *= 2;
         unsigned char *o = realloc(g->out, cap);
@@ -154,7 +156,7 @@ static int gen_fail(gen *g, pht_error *err, const char *what)
 
 static int gen_header(gen *g, const char *name, uint64_t size, pht_error *err)
 {
-    int r = img_tar_file_header(g->a, name, size);
+    int r = layer_tar_file_header(g->a, name, size);
     if (r == PHT_ENOMEM) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     return r ? gen_fail(g, err, name) : 0;
 }
@@ -197,7 +199,7 @@ static char *gen_manifest(const gen *g)
 
 static int spool_sink(void *ud, const void *p, size_t n, pht_error *err)
 {
-    return img_write_all(*(int *)ud, p, n, "layer spool", err);
+    return fs_write_all(*(int *)ud, p, n, "layer spool", err);
 }
 
 /* Start sending layer li: plain and gzip blobs go as stored, others decompressed. */
@@ -211,8 +213,8 @@ static int gen_layer_begin(gen *g, pht_error *err)
         g->src_off = l->offset;
         g->src_len = l->length;
     } else {
-        const char *dir = g->p->opts && g->p->opts->tmpdir ? g->p->opts->tmpdir : "/tmp";
-        int rc = img_tmp_anon(dir, &g->spool_fd, err);
+        const char *dir = fs_tmpdir(g->p->opts ? g->p->opts->tmpdir : NULL);
+        int rc = fs_tmp_anon(dir, &g->spool_fd, err);
         if (rc == 0) rc = layer_copy_diff(l, g->p->opts, spool_sink, &g->spool_fd, err);
         if (rc) return rc;
         g->src_fd = g->spool_fd;
@@ -236,7 +238,7 @@ static int gen_layer_more(gen *g, pht_error *err)
         return 0;
     }
     uint64_t left = g->src_len - g->sent;
-    size_t want = left < IMG_CHUNK ? (size_t)left : IMG_CHUNK;
+    size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
     ssize_t r = pread(g->src_fd, g->chunk, want, (off_t)(g->src_off + g->sent));
     if (r < 0 && errno == EINTR) return 0;
     if (r <= 0)
@@ -311,7 +313,7 @@ static int gen_init(gen *g, const img_plan *p, const char *const *tags, size_t n
 {
     *g = (gen){.p = p, .tags = tags, .ntags = ntags, .known = known, .src_fd = -1, .spool_fd = -1};
     g->a = archive_write_new();
-    g->chunk = malloc(IMG_CHUNK);
+    g->chunk = malloc(PHT_CHUNK_SIZE);
     if (g->a == NULL || g->chunk == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     archive_write_set_format_pax_restricted(g->a);
     archive_write_set_bytes_per_block(g->a, 0); /* hand every byte on at once */
@@ -359,7 +361,7 @@ static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_im
     pht_docker_image_info base;
     pht_error e;
     if (best < p->nlayers && p->base && p->base->config &&
-        img_sha_buf(p->base->config, p->base->config_len, id, &e) == 0 &&
+        hash_sha256_buf(p->base->config, p->base->config_len, id, &e) == 0 &&
         pht_docker_image_inspect(d, id, &base, &e) == 0) {
         size_t k = shared_prefix(p, &base);
         if (k > best) best = k;

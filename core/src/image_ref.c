@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "image_internal.h"
+#include "hash_private.h"
+#include "transport_private.h"
 #include "pht/docker.h"
 #include "pht/image_ref.h"
 
@@ -113,7 +114,7 @@ static int split_docker_name(pht_image_ref *r, const char *s, pht_error *err)
 {
     const char *at = strchr(s, '@');
     size_t end = at ? (size_t)(at - s) : strlen(s), nlen = end;
-    if (at && !img_digest_valid(at + 1))
+    if (at && !hash_sha256_valid(at + 1))
         return bad(err, r->t, "a digest is sha256: and 64 lowercase hex digits");
     for (size_t i = end; i > 0 && s[i - 1] != '/'; i--)
         if (s[i - 1] == ':') {
@@ -358,7 +359,7 @@ int pht_image_ref_with_tag(const pht_image_ref *ref, const char *name, const cha
 
 /* ---- the image layer's side ------------------------------------------------ */
 
-const img_transport *img_transport_find(const pht_image_ref *r, pht_error *err)
+const img_transport *img_ref_transport(const pht_image_ref *r, pht_error *err)
 {
     if (r->t->tp == NULL)
         pht_error_set(err, PHT_EINVAL, "image reference \"%.200s\": transport not supported yet",

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lpht.h"
+#include "pht.h"
 
 lpht_box *lpht_newbox(lua_State *L, const char *tname, size_t size)
 {
@@ -97,9 +98,6 @@ int lpht_failf(lua_State *L, int code, const char *fmt, ...)
     return lpht_fail(L, &err);
 }
 
-#if defined(__GNUC__)
-__attribute__((visibility("default")))
-#endif
 int luaopen_pht(lua_State *L)
 {
     lua_newtable(L);
@@ -114,5 +112,7 @@ int luaopen_pht(lua_State *L)
     lpht_open_image(L);
     lpht_open_image_ref(L);
     lpht_open_util(L);
+    lpht_open_fs(L);
+    lpht_open_json(L);
     return 1;
 }

@@ -5,7 +5,7 @@
 #ifndef PHT_CONFIG_INTERNAL_H
 #define PHT_CONFIG_INTERNAL_H
 
-#include <cjson/cJSON.h>
+#include "json_private.h"
 
 #include "pht/config.h"
 

@@ -2,8 +2,8 @@
  * Shared inside the config area: the document, the validated view of it, and
  * the checks and writer the public functions are built from.
  */
-#ifndef PHT_CONFIG_INTERNAL_H
-#define PHT_CONFIG_INTERNAL_H
+#ifndef PHT_CONFIG_PRIVATE_H
+#define PHT_CONFIG_PRIVATE_H
 
 #include "json_private.h"
 

@@ -23,25 +23,18 @@ static int parse_boxed(lua_State *L, const char *s, unsigned flags, pht_image_re
     return 0;
 }
 
-static void set_str(lua_State *L, const char *k, const char *v)
-{
-    if (v == NULL) return;
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
-}
-
 /* The parts of r as a table {transport=, location=, path=, name=, ...}. */
 static void push_ref(lua_State *L, const pht_image_ref *r)
 {
     lua_createtable(L, 0, 9);
-    set_str(L, "transport", pht_image_ref_transport(r));
-    set_str(L, "location", pht_image_ref_location(r));
-    set_str(L, "path", pht_image_ref_path(r));
-    set_str(L, "name", pht_image_ref_name(r));
-    set_str(L, "tag", pht_image_ref_tag(r));
-    set_str(L, "digest", pht_image_ref_digest(r));
-    set_str(L, "host", pht_image_ref_host(r));
-    set_str(L, "string", pht_image_ref_string(r));
+    lpht_setfield_str(L, "transport", pht_image_ref_transport(r));
+    lpht_setfield_str(L, "location", pht_image_ref_location(r));
+    lpht_setfield_str(L, "path", pht_image_ref_path(r));
+    lpht_setfield_str(L, "name", pht_image_ref_name(r));
+    lpht_setfield_str(L, "tag", pht_image_ref_tag(r));
+    lpht_setfield_str(L, "digest", pht_image_ref_digest(r));
+    lpht_setfield_str(L, "host", pht_image_ref_host(r));
+    lpht_setfield_str(L, "string", pht_image_ref_string(r));
     if (pht_image_ref_index(r) >= 0) {
         lua_pushinteger(L, (lua_Integer)pht_image_ref_index(r));
         lua_setfield(L, -2, "index");
@@ -86,8 +79,8 @@ static int l_transports(lua_State *L)
     lua_newtable(L);
     for (size_t i = 0; pht_image_transport_name(i) != NULL; i++) {
         lua_createtable(L, 0, 2);
-        set_str(L, "name", pht_image_transport_name(i));
-        set_str(L, "syntax", pht_image_transport_syntax(i));
+        lpht_setfield_str(L, "name", pht_image_transport_name(i));
+        lpht_setfield_str(L, "syntax", pht_image_transport_syntax(i));
         lua_rawseti(L, -2, (int)i + 1);
     }
     return 1;

@@ -79,6 +79,13 @@ void lpht_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, lph
     lua_pop(L, 1);
 }
 
+void lpht_setfield_str(lua_State *L, const char *key, const char *value)
+{
+    if (value == NULL) return;
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+}
+
 int lpht_fail(lua_State *L, const pht_error *err)
 {
     lua_pushnil(L);

@@ -44,6 +44,9 @@ void *lpht_check(lua_State *L, int idx, const char *tname);
  */
 void lpht_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, lpht_closer closer);
 
+/* t[key] = value for the table at -1; nothing when value is NULL (the field stays nil). */
+void lpht_setfield_str(lua_State *L, const char *key, const char *value);
+
 /* Push nil, err->message, code name; returns 3 for `return lpht_fail(L, &err)`. */
 int lpht_fail(lua_State *L, const pht_error *err);
 

@@ -103,34 +103,42 @@ static void check_bad(const char *ref, unsigned flags, const char *why)
 
 static void test_bad(void)
 {
-    const char *known = "libpht knows docker-archive:PATH[:NAME[:TAG]|:@N], oci:DIR[:TAG], "
-                        "docker-daemon:NAME[:TAG|@sha256:HEX], "
-                        "docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]";
-    check_bad("dir:/tmp/x", 0, "unknown transport \"dir\"");
-    check_bad("dir:/tmp/x", 0, known);
-    check_bad("oci-archive:x.tar", 0, "unknown transport \"oci-archive\"");
-    check_bad("/tmp/t.tar", 0, "no transport");
-    check_bad("/tmp/t.tar", 0, known);
-    check_bad("busybox:latest", 0, "unknown transport \"busybox\"");
-    check_bad("", 0, "no transport");
-    check_bad("docker-archive:", 0, "empty PATH; expected docker-archive:PATH[:NAME[:TAG]|:@N]");
-    check_bad("docker-archive::pht/train:v1", 0, "empty PATH");
-    check_bad("docker-archive:t.tar::v1", 0, "empty NAME");
-    check_bad("docker-archive:t.tar:pht/train:", 0, "empty TAG");
-    check_bad("docker-archive:t.tar:@", 0, "@N needs a number N");
-    check_bad("docker-archive:t.tar:@x1", 0, "@N needs a number N");
-    check_bad("docker-archive:t.tar:pht/train@sha256:" HEX64, 0, "names images by NAME:TAG");
-    check_bad("oci:", 0, "empty DIR; expected oci:DIR[:TAG]");
-    check_bad("docker-daemon:", 0, "is not a Docker image name: it is empty");
-    check_bad("docker-daemon:a b", 0, "\"a b\" is not a Docker image name");
-    check_bad("docker-daemon:pht/train:v1:x", 0, "a ':' in NAME must separate HOST and PORT");
-    check_bad("docker-daemon:host:port/pht/train", 0, "a ':' in NAME must separate HOST and PORT");
-    check_bad("docker-daemon:pht/train@sha256:abc", 0, "a digest is sha256: and 64 lowercase hex");
-    check_bad("docker-daemon:pht/train:@sha256:" HEX64, 0, "empty TAG");
-    check_bad("docker-daemon:sha256:xyz", 0, "an image id is sha256: and lowercase hex digits");
-    check_bad("docker:busybox", 0, "expected docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]");
-    check_bad("docker://", 0, "is not a Docker image name: it is empty");
-    check_bad("a b", PHT_REF_BARE_DAEMON, "\"a b\" is not a Docker image name");
+    static const char known[] = "libpht knows docker-archive:PATH[:NAME[:TAG]|:@N], oci:DIR[:TAG], "
+                                "docker-daemon:NAME[:TAG|@sha256:HEX], "
+                                "docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]";
+    static const struct {
+        const char *ref;
+        unsigned flags;
+        const char *why;
+    } bad[] = {
+        {"dir:/tmp/x", 0, "unknown transport \"dir\""},
+        {"dir:/tmp/x", 0, known},
+        {"oci-archive:x.tar", 0, "unknown transport \"oci-archive\""},
+        {"/tmp/t.tar", 0, "no transport"},
+        {"/tmp/t.tar", 0, known},
+        {"busybox:latest", 0, "unknown transport \"busybox\""},
+        {"", 0, "no transport"},
+        {"docker-archive:", 0, "empty PATH; expected docker-archive:PATH[:NAME[:TAG]|:@N]"},
+        {"docker-archive::pht/train:v1", 0, "empty PATH"},
+        {"docker-archive:t.tar::v1", 0, "empty NAME"},
+        {"docker-archive:t.tar:pht/train:", 0, "empty TAG"},
+        {"docker-archive:t.tar:@", 0, "@N needs a number N"},
+        {"docker-archive:t.tar:@x1", 0, "@N needs a number N"},
+        {"docker-archive:t.tar:pht/train@sha256:" HEX64, 0, "names images by NAME:TAG"},
+        {"oci:", 0, "empty DIR; expected oci:DIR[:TAG]"},
+        {"docker-daemon:", 0, "is not a Docker image name: it is empty"},
+        {"docker-daemon:a b", 0, "\"a b\" is not a Docker image name"},
+        {"docker-daemon:pht/train:v1:x", 0, "a ':' in NAME must separate HOST and PORT"},
+        {"docker-daemon:host:port/pht/train", 0, "a ':' in NAME must separate HOST and PORT"},
+        {"docker-daemon:pht/train@sha256:abc", 0, "a digest is sha256: and 64 lowercase hex"},
+        {"docker-daemon:pht/train:@sha256:" HEX64, 0, "empty TAG"},
+        {"docker-daemon:sha256:xyz", 0, "an image id is sha256: and lowercase hex digits"},
+        {"docker:busybox", 0, "expected docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]"},
+        {"docker://", 0, "is not a Docker image name: it is empty"},
+        {"a b", PHT_REF_BARE_DAEMON, "\"a b\" is not a Docker image name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        check_bad(bad[i].ref, bad[i].flags, bad[i].why);
 
     pht_error err;
     pht_image_ref *r;

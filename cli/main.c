@@ -2,18 +2,17 @@
  * The `pht` command: a small host that embeds Lua, preloads the `pht` module
  * linked into this binary, and hands the command line to lua/pht/cli.lua.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
-int luaopen_pht(lua_State *L);
-
-#include <limits.h>
-#include <unistd.h>
+#include "pht.h"
 
 #ifndef PHT_LUA_ABI
 #define PHT_LUA_ABI "5.4"

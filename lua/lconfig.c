@@ -232,8 +232,10 @@ static int l_new_config(lua_State *L)
     int creator = table_field(&f, 1, "creator", "creator");
     if (creator != 0) {
         spec.creator_id = id_field(&f, creator, "id", "creator.id");
-        spec.creator_public_key = string_field(&f, creator, "rsa_public_key", "creator.rsa_public_key");
-        spec.creator_encrypted_key = string_field(&f, creator, "encrypted_key", "creator.encrypted_key");
+        spec.creator_public_key =
+            string_field(&f, creator, "rsa_public_key", "creator.rsa_public_key");
+        spec.creator_encrypted_key =
+            string_field(&f, creator, "encrypted_key", "creator.encrypted_key");
         lua_pop(L, 1);
     }
     spec.proposal_id = id_field(&f, 1, "proposal_id", "proposal_id");
@@ -315,28 +317,21 @@ static int l_file_list(lua_State *L)
     return 1;
 }
 
-static void set_string(lua_State *L, const char *key, const char *value)
-{
-    if (value == NULL) return;
-    lua_pushstring(L, value);
-    lua_setfield(L, -2, key);
-}
-
 static void push_stop(lua_State *L, const pht_config_stop *st)
 {
     lua_createtable(L, 0, 6);
-    set_string(L, "station", st->station);
+    lpht_setfield_str(L, "station", st->station);
     lua_pushinteger(L, (lua_Integer)st->index);
     lua_setfield(L, -2, "index");
-    set_string(L, "eco_system", st->eco_system);
-    set_string(L, "rsa_public_key", st->rsa_public_key);
+    lpht_setfield_str(L, "eco_system", st->eco_system);
+    lpht_setfield_str(L, "rsa_public_key", st->rsa_public_key);
     if (st->digest != NULL) {
         lua_createtable(L, 0, 2);
-        set_string(L, "digest", st->digest);
-        set_string(L, "signature", st->signature);
+        lpht_setfield_str(L, "digest", st->digest);
+        lpht_setfield_str(L, "signature", st->signature);
         lua_setfield(L, -2, "signature");
     }
-    set_string(L, "encrypted_key", st->encrypted_key);
+    lpht_setfield_str(L, "encrypted_key", st->encrypted_key);
 }
 
 static int l_route(lua_State *L)
@@ -382,14 +377,21 @@ static int l_set(lua_State *L)
     int rc;
     switch (lua_type(L, 3)) {
     case LUA_TNONE:
-    case LUA_TNIL: rc = pht_config_set_string(cfg, key, NULL, &err); break;
-    case LUA_TSTRING: rc = pht_config_set_string(cfg, key, lua_tostring(L, 3), &err); break;
-    case LUA_TBOOLEAN: rc = pht_config_set_boolean(cfg, key, lua_toboolean(L, 3), &err); break;
+    case LUA_TNIL:
+        rc = pht_config_set_string(cfg, key, NULL, &err);
+        break;
+    case LUA_TSTRING:
+        rc = pht_config_set_string(cfg, key, lua_tostring(L, 3), &err);
+        break;
+    case LUA_TBOOLEAN:
+        rc = pht_config_set_boolean(cfg, key, lua_toboolean(L, 3), &err);
+        break;
     case LUA_TNUMBER:
         if (!lpht_isinteger(L, 3)) return luaL_argerror(L, 3, "integer expected, got a fraction");
         rc = pht_config_set_integer(cfg, key, (long long)lua_tointeger(L, 3), &err);
         break;
-    default: return luaL_argerror(L, 3, "string, integer, boolean or nil expected");
+    default:
+        return luaL_argerror(L, 3, "string, integer, boolean or nil expected");
     }
     return done(L, rc, &err);
 }

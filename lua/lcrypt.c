@@ -1,4 +1,7 @@
-/* pht Lua binding: symmetric keys (pht.symkey) and AES-256-CBC streams (pht.cipher). */
+/*
+ * pht Lua binding: symmetric keys (pht.symkey), AES-256-CBC streams
+ * (pht.cipher) and random bytes (pht/crypt.h).
+ */
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -169,6 +172,20 @@ static int m_decrypt_file(lua_State *L)
     return crypt_file(L, 0);
 }
 
+/* More than this at once is surely a mistake. */
+#define RANDOM_MAX (1 << 20)
+
+static int l_random(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n >= 0 && n <= RANDOM_MAX, 1, "byte count must be 0 .. 1048576");
+    unsigned char *out = lua_newuserdata(L, (size_t)n + 1);
+    pht_error err;
+    if (pht_random_bytes(out, (size_t)n, &err) != 0) return lpht_fail(L, &err);
+    lua_pushlstring(L, (const char *)out, (size_t)n);
+    return 1;
+}
+
 static const luaL_Reg symkey_methods[] = {
     {"export", m_export},
     {"encryptor", m_encryptor},
@@ -189,6 +206,7 @@ static const luaL_Reg cipher_methods[] = {
 static const luaL_Reg functions[] = {
     {"new_symkey", l_new_symkey},
     {"symkey_from_bytes", l_symkey_from_bytes},
+    {"random", l_random},
     {NULL, NULL},
 };
 

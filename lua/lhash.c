@@ -1,4 +1,5 @@
-/* pht Lua binding: SHA-512, e_h/e_d builders, walk order, hex and random bytes. */
+/* pht Lua binding: SHA-512, the e_h/e_d builders, the chain digest and the walk order (pht/hash.h).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,41 +150,6 @@ static int l_chain_digest(lua_State *L)
     return 1;
 }
 
-static int l_hex(lua_State *L)
-{
-    size_t len;
-    const unsigned char *in = (const unsigned char *)luaL_checklstring(L, 1, &len);
-    char *out = lua_newuserdata(L, 2 * len + 1);
-    pht_hex_encode(in, len, out);
-    lua_pushlstring(L, out, 2 * len);
-    return 1;
-}
-
-static int l_unhex(lua_State *L)
-{
-    size_t len;
-    const char *hex = luaL_checklstring(L, 1, &len);
-    unsigned char *out = lua_newuserdata(L, len / 2 + 1);
-    pht_error err;
-    if (pht_hex_decode(hex, len, out, "hex", &err) != 0) return lpht_fail(L, &err);
-    lua_pushlstring(L, (const char *)out, len / 2);
-    return 1;
-}
-
-/* More than this at once is surely a mistake. */
-#define RANDOM_MAX (1 << 20)
-
-static int l_random(lua_State *L)
-{
-    lua_Integer n = luaL_checkinteger(L, 1);
-    luaL_argcheck(L, n >= 0 && n <= RANDOM_MAX, 1, "byte count must be 0 .. 1048576");
-    unsigned char *out = lua_newuserdata(L, (size_t)n + 1);
-    pht_error err;
-    if (pht_random_bytes(out, (size_t)n, &err) != 0) return lpht_fail(L, &err);
-    lua_pushlstring(L, (const char *)out, (size_t)n);
-    return 1;
-}
-
 static const luaL_Reg hash_methods[] = {
     {"update", m_update},
     {"update_file", m_update_file},
@@ -199,9 +165,6 @@ static const luaL_Reg functions[] = {
     {"results_hasher", l_results_hasher},
     {"walk_sort", l_walk_sort},
     {"chain_digest", l_chain_digest},
-    {"hex", l_hex},
-    {"unhex", l_unhex},
-    {"random", l_random},
     {NULL, NULL},
 };
 

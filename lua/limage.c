@@ -104,13 +104,6 @@ static int m_image_config(lua_State *L)
     return 1;
 }
 
-static void set_str(lua_State *L, const char *k, const char *v)
-{
-    if (v == NULL) return;
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
-}
-
 static void set_num(lua_State *L, const char *k, lua_Integer v)
 {
     lua_pushinteger(L, v);
@@ -127,13 +120,13 @@ static int m_layers(lua_State *L)
         pht_error err;
         if (pht_image_layer_info(img, i, &li, &err) != 0) return lpht_fail(L, &err);
         lua_createtable(L, 0, 7);
-        set_str(L, "digest", li.digest);
-        set_str(L, "diff_id", li.diff_id);
-        set_str(L, "media_type", li.media_type);
+        lpht_setfield_str(L, "digest", li.digest);
+        lpht_setfield_str(L, "diff_id", li.diff_id);
+        lpht_setfield_str(L, "media_type", li.media_type);
         set_num(L, "size", (lua_Integer)li.size);
         set_num(L, "diff_size", (lua_Integer)li.diff_size);
-        set_str(L, "created_by", li.created_by);
-        set_str(L, "comment", li.comment);
+        lpht_setfield_str(L, "created_by", li.created_by);
+        lpht_setfield_str(L, "comment", li.comment);
         lua_rawseti(L, -2, (int)i + 1);
     }
     return 1;
@@ -158,14 +151,14 @@ static const char *type_name(int t)
 static void push_stat(lua_State *L, const pht_image_stat *st, const char *path)
 {
     lua_createtable(L, 0, 9);
-    if (path) set_str(L, "path", path);
-    set_str(L, "type", type_name(st->type));
+    if (path) lpht_setfield_str(L, "path", path);
+    lpht_setfield_str(L, "type", type_name(st->type));
     set_num(L, "size", (lua_Integer)st->size);
     set_num(L, "mode", (lua_Integer)st->mode);
     set_num(L, "uid", (lua_Integer)st->uid);
     set_num(L, "gid", (lua_Integer)st->gid);
     set_num(L, "mtime", (lua_Integer)st->mtime);
-    set_str(L, "link", st->link);
+    lpht_setfield_str(L, "link", st->link);
 }
 
 static int m_stat(lua_State *L)

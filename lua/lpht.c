@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lpht.h"
+#include "pht.h"
 
 lpht_box *lpht_newbox(lua_State *L, const char *tname, size_t size)
 {
@@ -78,6 +79,13 @@ void lpht_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, lph
     lua_pop(L, 1);
 }
 
+void lpht_setfield_str(lua_State *L, const char *key, const char *value)
+{
+    if (value == NULL) return;
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, key);
+}
+
 int lpht_fail(lua_State *L, const pht_error *err)
 {
     lua_pushnil(L);
@@ -97,9 +105,6 @@ int lpht_failf(lua_State *L, int code, const char *fmt, ...)
     return lpht_fail(L, &err);
 }
 
-#if defined(__GNUC__)
-__attribute__((visibility("default")))
-#endif
 int luaopen_pht(lua_State *L)
 {
     lua_newtable(L);
@@ -112,6 +117,9 @@ int luaopen_pht(lua_State *L)
     lpht_open_crypt(L);
     lpht_open_config(L);
     lpht_open_image(L);
+    lpht_open_image_ref(L);
     lpht_open_util(L);
+    lpht_open_fs(L);
+    lpht_open_json(L);
     return 1;
 }

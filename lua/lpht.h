@@ -1,6 +1,7 @@
 /*
- * Shared pieces of the `pht` Lua binding. The binding only translates between
- * Lua values and core calls; the protocol lives in core/ and scripts/.
+ * Shared pieces of the `pht` Lua binding, private to the lua/ C files
+ * (hosts include the public pht.h). The binding only translates between Lua
+ * values and core calls; the protocol lives in core/ and scripts/.
  *
  * Error style for Lua callers (see doc/lua-api.md):
  *   - an operation that can fail on its input returns nil, message, code
@@ -43,6 +44,9 @@ void *lpht_check(lua_State *L, int idx, const char *tname);
  */
 void lpht_newclass(lua_State *L, const char *tname, const luaL_Reg *methods, lpht_closer closer);
 
+/* t[key] = value for the table at -1; nothing when value is NULL (the field stays nil). */
+void lpht_setfield_str(lua_State *L, const char *key, const char *value);
+
 /* Push nil, err->message, code name; returns 3 for `return lpht_fail(L, &err)`. */
 int lpht_fail(lua_State *L, const pht_error *err);
 
@@ -50,6 +54,8 @@ int lpht_fail(lua_State *L, const pht_error *err);
 int lpht_failf(lua_State *L, int code, const char *fmt, ...);
 
 struct cJSON;
+
+/* ---- JSON (ljson.c) ---- */
 
 /*
  * Push a cJSON value as a Lua value: objects and arrays as tables, whole
@@ -67,12 +73,19 @@ void lpht_push_json(lua_State *L, const struct cJSON *node, int array_nulls);
  */
 struct cJSON *lpht_to_json(lua_State *L, int idx, const char **why);
 
-/* Per-area registration, each adds its functions to the module table at -1. */
+/*
+ * Per-area registration, each adds its functions to the module table at -1:
+ * one binding file per core header (lhash.c: pht/hash.h, lfs.c: pht/fs.h,
+ * lutil.c: pht/util.h, limage_ref.c: pht/image_ref.h, ...), ljson.c for JSON.
+ */
 void lpht_open_hash(lua_State *L);
 void lpht_open_key(lua_State *L);
 void lpht_open_crypt(lua_State *L);
 void lpht_open_config(lua_State *L);
 void lpht_open_image(lua_State *L);
+void lpht_open_image_ref(lua_State *L);
 void lpht_open_util(lua_State *L);
+void lpht_open_fs(lua_State *L);
+void lpht_open_json(lua_State *L);
 
 #endif

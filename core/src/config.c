@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config_internal.h"
+#include "config_private.h"
 
 #define READ_CHUNK (64u * 1024u)
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config_internal.h"
+#include "config_private.h"
 
 #define ID_INT_LIMIT ((long long)CONFIG_INT_LIMIT)
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config_internal.h"
+#include "config_private.h"
 
 /* Known keys in the order the reference writes them; unknown keys follow. */
 enum order {

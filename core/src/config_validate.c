@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config_internal.h"
+#include "config_private.h"
 #include "pht/key.h"
 #include "pht/util.h"
 

@@ -8,20 +8,9 @@
 
 #include <openssl/crypto.h>
 
+#include "fs_private.h"
 #include "pht/crypt.h"
 #include "pht/hash.h"
-
-static int write_all(int fd, const unsigned char *p, size_t n, pht_error *err)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return pht_error_set(err, PHT_EIO, "write failed: %s", strerror(errno));
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static int crypt_fd(pht_cipher *c, int in_fd, int out_fd, pht_error *err)
 {
@@ -41,11 +30,11 @@ static int crypt_fd(pht_cipher *c, int in_fd, int out_fd, pht_error *err)
         }
         if (n == 0) {
             rc = pht_cipher_final(c, out, &outlen, err);
-            if (rc == 0) rc = write_all(out_fd, out, outlen, err);
+            if (rc == 0) rc = fs_write_all(out_fd, out, outlen, "output", err);
             break;
         }
         rc = pht_cipher_update(c, in, (size_t)n, out, &outlen, err);
-        if (rc == 0) rc = write_all(out_fd, out, outlen, err);
+        if (rc == 0) rc = fs_write_all(out_fd, out, outlen, "output", err);
         if (rc != 0) break;
     }
     OPENSSL_cleanse(buf, cap);

@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-#include "key_internal.h"
+#include "key_private.h"
 #include "pht/crypt.h"
 
 static EVP_PKEY_CTX *oaep_ctx(const pht_key *key, int encrypt, const char *what, pht_error *err)

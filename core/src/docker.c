@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 
 #include "pht/docker.h"
 

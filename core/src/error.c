@@ -6,7 +6,6 @@
 #include <openssl/err.h>
 
 #include "pht/error.h"
-#include "pht/version.h"
 
 void pht_error_clear(pht_error *err)
 {
@@ -96,14 +95,4 @@ const char *pht_code_name(int code)
     case PHT_ESTATE: return "ESTATE";
     default: return "EUNKNOWN";
     }
-}
-
-int pht_version_number(void)
-{
-    return PHT_VERSION_NUMBER;
-}
-
-const char *pht_version_string(void)
-{
-    return PHT_VERSION_STRING;
 }

@@ -1,4 +1,9 @@
-/* Private temporary directories, mkdir -p, tree removal, exclusive writes. */
+/*
+ * Files and directories: private temporary directories, mkdir -p, tree
+ * removal, exclusive writes and listings (pht/fs.h), and the core's own
+ * helpers (fs_private.h): small whole reads, full writes, temporary files
+ * and atomic replacement.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -9,15 +14,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pht/fs.h"
+#include "fs_private.h"
+
+const char *fs_tmpdir(const char *dir)
+{
+    if (dir == NULL || dir[0] == '\0') dir = getenv("TMPDIR");
+    if (dir == NULL || dir[0] == '\0') dir = "/tmp";
+    return dir;
+}
 
 int pht_mkdtemp(const char *parent, char *out, size_t size, pht_error *err)
 {
-    if (parent == NULL || parent[0] == '\0') parent = getenv("TMPDIR");
-    if (parent == NULL || parent[0] == '\0') parent = "/tmp";
+    parent = fs_tmpdir(parent);
     int n = snprintf(out, size, "%s/pht.XXXXXX", parent);
     if (n < 0 || (size_t)n >= size)
-        return pht_error_set(err, PHT_EINVAL, "temporary directory under %s: path too long", parent);
+        return pht_error_set(err, PHT_EINVAL, "temporary directory under %s: path too long",
+                             parent);
     if (mkdtemp(out) == NULL) {
         int e = errno;
         out[0] = '\0';
@@ -29,8 +41,7 @@ int pht_mkdtemp(const char *parent, char *out, size_t size, pht_error *err)
 
 int pht_mkdir(const char *path, mode_t mode, int parents, pht_error *err)
 {
-    if (path == NULL || path[0] == '\0')
-        return pht_error_set(err, PHT_EINVAL, "mkdir: empty path");
+    if (path == NULL || path[0] == '\0') return pht_error_set(err, PHT_EINVAL, "mkdir: empty path");
     if (!parents) {
         if (mkdir(path, mode) != 0)
             return pht_error_set(err, PHT_EIO, "mkdir %s: %s", path, strerror(errno));
@@ -123,25 +134,11 @@ int pht_write_file(const char *path, const void *data, size_t len, mode_t mode, 
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) return pht_error_set(err, PHT_EIO, "create %s: %s", path, strerror(errno));
-    const unsigned char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            close(fd);
-            unlink(path);
-            return pht_error_set(err, PHT_EIO, "write %s: %s", path, strerror(e));
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    if (close(fd) != 0) {
-        int e = errno;
-        unlink(path);
-        return pht_error_set(err, PHT_EIO, "close %s: %s", path, strerror(e));
-    }
-    return 0;
+    int rc = fs_write_all(fd, data, len, path, err);
+    if (close(fd) != 0 && rc == 0)
+        rc = pht_error_set(err, PHT_EIO, "close %s: %s", path, strerror(errno));
+    if (rc) unlink(path);
+    return rc;
 }
 
 static int dirent_cmp(const void *a, const void *b)
@@ -152,7 +149,8 @@ static int dirent_cmp(const void *a, const void *b)
 void pht_dir_list_free(pht_dirent *list, size_t n)
 {
     if (list == NULL) return;
-    for (size_t i = 0; i < n; i++) free(list[i].name);
+    for (size_t i = 0; i < n; i++)
+        free(list[i].name);
     free(list);
 }
 
@@ -222,4 +220,151 @@ int pht_dir_list(const char *path, size_t max, pht_dirent **out, size_t *n, pht_
     *out = list;
     *n = count;
     return 0;
+}
+
+/* ---- the core's own helpers (fs_private.h) ----------------------------------- */
+
+int fs_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, const char *what,
+                 pht_error *err)
+{
+    *out = NULL;
+    if (len > cap)
+        return pht_error_set(err, PHT_ELIMIT, "%s: %llu bytes exceed the cap of %llu bytes", what,
+                             (unsigned long long)len, (unsigned long long)cap);
+    char *b = malloc((size_t)len + 1);
+    if (b == NULL) return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
+    uint64_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, b + got, (size_t)(len - got), (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            free(b);
+            return pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
+                                 r < 0 ? strerror(errno) : "unexpected end of file");
+        }
+        got += (uint64_t)r;
+    }
+    b[len] = '\0';
+    *out = b;
+    return 0;
+}
+
+int fs_read_small(const char *path, uint64_t cap, char **out, size_t *len, pht_error *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* FIFOs refused below */
+    if (fd < 0)
+        return pht_error_set(err, errno == ENOENT ? PHT_ENOTFOUND : PHT_EIO, "%s: %s", path,
+                             strerror(errno));
+    struct stat st;
+    int rc;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = pht_error_set(err, PHT_EFORMAT, "%s: not a regular file", path);
+    else
+        rc = fs_pread_all(fd, 0, (uint64_t)st.st_size, cap, out, path, err);
+    if (rc == 0 && len) *len = (size_t)st.st_size;
+    close(fd);
+    return rc;
+}
+
+int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *err)
+{
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0)
+            return pht_error_set(err, PHT_EIO, "%s: write failed: %s", what,
+                                 w < 0 ? strerror(errno) : "no progress");
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The directory part of path ("." if none), malloc'ed. */
+static char *dir_of(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    if (s == NULL) return strdup(".");
+    if (s == path) return strdup("/");
+    return strndup(path, (size_t)(s - path));
+}
+
+/* mkstemp on the template t; the error names the file. t stays the caller's. */
+static int tmp_create(char *t, int *fd, pht_error *err)
+{
+    int f = mkstemp(t);
+    if (f < 0)
+        return pht_error_set(err, PHT_EIO, "%s: cannot create a temporary file: %s", t,
+                             strerror(errno));
+    *fd = f;
+    return 0;
+}
+
+int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char *dir = dir_of(path);
+    size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 16;
+    char *t = dir ? malloc(n) : NULL;
+    if (t == NULL) {
+        free(dir);
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    snprintf(t, n, "%s/.%s.XXXXXX", dir, base);
+    free(dir);
+    int rc = tmp_create(t, fd, err);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    fchmod(*fd, 0644);
+    *tmp = t;
+    return 0;
+}
+
+int fs_tmp_anon(const char *dir, int *fd, pht_error *err)
+{
+    size_t n = strlen(dir) + 24;
+    char *t = malloc(n);
+    if (t == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    snprintf(t, n, "%s/pht-layer-XXXXXX", dir);
+    int rc = tmp_create(t, fd, err);
+    if (rc == 0) unlink(t);
+    free(t);
+    return rc;
+}
+
+static int fsync_dir(const char *dir, pht_error *err)
+{
+    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) return pht_error_set(err, PHT_EIO, "%s: %s", dir, strerror(errno));
+    int rc = 0;
+    if (fsync(d) != 0)
+        rc = pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", dir, strerror(errno));
+    close(d);
+    return rc;
+}
+
+int fs_commit_file(int fd, const char *tmp, const char *path, pht_error *err)
+{
+    if (fsync(fd) != 0)
+        return pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
+    if (rename(tmp, path) != 0)
+        return pht_error_set(err, PHT_EIO, "rename %s to %s failed: %s", tmp, path,
+                             strerror(errno));
+    char *dir = dir_of(path);
+    if (dir == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    int rc = fsync_dir(dir, err);
+    free(dir);
+    return rc;
+}
+
+int fs_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
 }

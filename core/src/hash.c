@@ -1,4 +1,8 @@
-/* SHA-512 streams and the protocol's hashes e_h, e_d and the chain digest. */
+/*
+ * Streaming digests over OpenSSL EVP: SHA-512 and the protocol's hashes e_h,
+ * e_d and the chain digest (pht/hash.h), the sha256 of image blobs
+ * (hash_private.h), and the Docker archive walk order.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -8,9 +12,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "pht/hash.h"
+#include "hash_private.h"
+#include "pht/util.h"
 
-enum hash_kind { KIND_PLAIN, KIND_IMMUTABLE, KIND_RESULTS };
+enum hash_kind { KIND_PLAIN, KIND_IMMUTABLE, KIND_RESULTS, KIND_SHA256 };
 
 struct pht_hash {
     EVP_MD_CTX *md;
@@ -21,28 +26,36 @@ struct pht_hash {
     size_t sidlen;
 };
 
+/* The algorithm's name in messages. */
+static const char *hash_name(const pht_hash *h)
+{
+    return h->kind == KIND_SHA256 ? "sha256" : "SHA-512";
+}
+
 static pht_hash *hash_alloc(enum hash_kind kind, const unsigned char *sid, size_t sidlen,
                             pht_error *err)
 {
+    const char *name = kind == KIND_SHA256 ? "sha256" : "SHA-512";
     pht_hash *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        pht_error_set(err, PHT_ENOMEM, "SHA-512: out of memory");
+        pht_error_set(err, PHT_ENOMEM, "%s: out of memory", name);
         return NULL;
     }
     h->kind = kind;
-    if (kind != KIND_PLAIN) {
+    if (kind == KIND_IMMUTABLE || kind == KIND_RESULTS) {
         h->session_id = malloc(sidlen ? sidlen : 1);
         if (h->session_id == NULL) {
             free(h);
-            pht_error_set(err, PHT_ENOMEM, "SHA-512: out of memory");
+            pht_error_set(err, PHT_ENOMEM, "%s: out of memory", name);
             return NULL;
         }
         if (sidlen) memcpy(h->session_id, sid, sidlen);
         h->sidlen = sidlen;
     }
     h->md = EVP_MD_CTX_new();
-    if (h->md == NULL || EVP_DigestInit_ex2(h->md, EVP_sha512(), NULL) != 1) {
-        pht_error_set_ssl(err, PHT_ECRYPTO, "SHA-512: init failed");
+    if (h->md == NULL ||
+        EVP_DigestInit_ex2(h->md, kind == KIND_SHA256 ? EVP_sha256() : EVP_sha512(), NULL) != 1) {
+        pht_error_set_ssl(err, PHT_ECRYPTO, "%s: init failed", name);
         pht_hash_free(h);
         return NULL;
     }
@@ -81,10 +94,10 @@ pht_hash *pht_hash_new_results(const unsigned char *session_id, size_t sidlen, p
 
 int pht_hash_update(pht_hash *h, const void *data, size_t len, pht_error *err)
 {
-    if (h->finished) return pht_error_set(err, PHT_ESTATE, "SHA-512: update after final");
+    if (h->finished) return pht_error_set(err, PHT_ESTATE, "%s: update after final", hash_name(h));
     if (len == 0) return 0;
     if (EVP_DigestUpdate(h->md, data, len) != 1)
-        return pht_error_set_ssl(err, PHT_ECRYPTO, "SHA-512: update failed");
+        return pht_error_set_ssl(err, PHT_ECRYPTO, "%s: update failed", hash_name(h));
     return 0;
 }
 
@@ -135,6 +148,8 @@ int pht_hash_begin_query(pht_hash *h, pht_error *err)
 
 int pht_hash_final(pht_hash *h, unsigned char *out, pht_error *err)
 {
+    if (h->kind == KIND_SHA256)
+        return pht_error_set(err, PHT_ESTATE, "sha256: finish with hash_final_sha256");
     if (h->finished) return pht_error_set(err, PHT_ESTATE, "SHA-512: final called twice");
     int rc = 0;
     if (h->kind == KIND_IMMUTABLE && !h->query_begun)
@@ -178,6 +193,44 @@ int pht_chain_digest(const unsigned char *prev, size_t prevlen, const unsigned c
     if (rc != 0) pht_error_prefix(err, "chain digest");
     return rc;
 }
+
+/* ---- sha256 of image blobs (hash_private.h) ---------------------------------- */
+
+pht_hash *hash_new_sha256(pht_error *err)
+{
+    return hash_alloc(KIND_SHA256, NULL, 0, err);
+}
+
+int hash_final_sha256(pht_hash *h, char *out, pht_error *err)
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    if (h->finished) return pht_error_set(err, PHT_ESTATE, "sha256: final called twice");
+    h->finished = 1;
+    if (EVP_DigestFinal_ex(h->md, md, &len) != 1 || len != sizeof md)
+        return pht_error_set_ssl(err, PHT_ECRYPTO, "sha256: final failed");
+    memcpy(out, "sha256:", 7);
+    pht_hex_encode(md, sizeof md, out + 7);
+    return 0;
+}
+
+int hash_sha256_buf(const void *p, size_t n, char *out, pht_error *err)
+{
+    pht_hash *h = hash_new_sha256(err);
+    if (h == NULL) return err ? err->code : PHT_ECRYPTO;
+    int rc = pht_hash_update(h, p, n, err);
+    if (rc == 0) rc = hash_final_sha256(h, out, err);
+    pht_hash_free(h);
+    return rc;
+}
+
+int hash_sha256_valid(const char *d)
+{
+    if (d == NULL || strncmp(d, "sha256:", 7) != 0 || strlen(d) != 71) return 0;
+    return strspn(d + 7, "0123456789abcdef") == 64;
+}
+
+/* ---- the walk order ---------------------------------------------------------- */
 
 int pht_path_walk_cmp(const char *a, const char *b)
 {

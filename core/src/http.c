@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "pht/http.h"

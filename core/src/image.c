@@ -13,7 +13,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image_internal.h"
+#include "fs_private.h"
+#include "transport_private.h"
 
 void pht_image_opts_init(pht_image_opts *o)
 {
@@ -24,27 +25,6 @@ void pht_image_opts_init(pht_image_opts *o)
     o->max_name = 4096;
 }
 
-const img_transport *img_transport_find(const char *ref, const char **location, pht_error *err)
-{
-    static const img_transport *const all[] = {&img_docker_archive, &img_oci, &img_docker_daemon};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-        size_t n = strlen(all[i]->name);
-        if (strncmp(ref, all[i]->name, n) == 0 && ref[n] == ':') {
-            *location = ref + n + 1;
-            return all[i];
-        }
-    }
-    if (strncmp(ref, "docker://", 9) == 0)
-        pht_error_set(err, PHT_EINVAL, "image reference \"%.200s\": transport not supported yet",
-                      ref);
-    else
-        pht_error_set(err, PHT_EINVAL,
-                      "image reference \"%.200s\": expected docker-archive:PATH[:NAME:TAG], "
-                      "oci:DIR[:TAG] or docker-daemon:NAME[:TAG]",
-                      ref);
-    return NULL;
-}
-
 void img_retain(pht_image *img)
 {
     img->refs++;
@@ -52,7 +32,7 @@ void img_retain(pht_image *img)
 
 int img_apply_history(pht_image *img, pht_error *err)
 {
-    cJSON *cfg = img_json_parse(img->config, "image config", err);
+    cJSON *cfg = json_parse(img->config, "image config", err);
     if (cfg == NULL) return PHT_EFORMAT;
     cJSON *h = cJSON_GetObjectItemCaseSensitive(cfg, "history"), *it;
     size_t li = 0;
@@ -76,26 +56,31 @@ int img_apply_history(pht_image *img, pht_error *err)
 int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts, pht_error *err)
 {
     *out = NULL;
-    if (ref == NULL) return pht_error_set(err, PHT_EINVAL, "image reference is NULL");
-    const char *loc;
-    const img_transport *tp = img_transport_find(ref, &loc, err);
-    if (tp == NULL) return PHT_EINVAL;
+    pht_image_ref *r;
+    int rc = pht_image_ref_parse(ref, 0, &r, err);
+    if (rc) return rc;
+    const img_transport *tp = img_ref_transport(r, err);
+    if (tp == NULL) {
+        pht_image_ref_free(r);
+        return PHT_EINVAL;
+    }
     pht_image *img = calloc(1, sizeof *img);
-    if (img == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (img == NULL) {
+        pht_image_ref_free(r);
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
     img->refs = 1;
     img->tp = tp;
+    img->ref = r;
     if (opts)
         img->opts = *opts;
     else
         pht_image_opts_init(&img->opts);
-    img->tmpdir = img_tmpdir(img->opts.tmpdir);
+    img->tmpdir = strdup(fs_tmpdir(img->opts.tmpdir));
     img->opts.tmpdir = img->tmpdir;
-    img->ref = strdup(ref);
-    img->location = strdup(loc);
-    int rc;
-    if (img->tmpdir == NULL || img->ref == NULL || img->location == NULL)
+    if (img->tmpdir == NULL)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
-    else if ((rc = tp->open(img, loc, err)) == 0 && (rc = img_apply_history(img, err)) == 0)
+    else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0)
         rc = index_build(img, err);
     if (rc) {
         pht_error_prefix(err, "%.200s", ref);
@@ -112,24 +97,23 @@ void pht_image_free(pht_image *img)
     if (img->tp && img->tp->close) img->tp->close(img);
     index_free(&img->index);
     for (size_t i = 0; i < img->nlayers; i++)
-        img_layer_clear(&img->layers[i]);
+        layer_clear(&img->layers[i]);
     free(img->layers);
     free(img->manifest);
     free(img->config);
-    free(img->ref);
-    free(img->location);
+    pht_image_ref_free(img->ref);
     free(img->tmpdir);
     free(img);
 }
 
 const char *pht_image_reference(const pht_image *img)
 {
-    return img->ref;
+    return pht_image_ref_string(img->ref);
 }
 
 const char *pht_image_transport(const pht_image *img)
 {
-    return img->tp->name;
+    return pht_image_ref_transport(img->ref);
 }
 
 const char *pht_image_manifest(const pht_image *img)
@@ -156,7 +140,7 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
     *out = (pht_image_layer){.digest = l->digest,
                              .diff_id = l->diff_id,
                              .media_type = l->media_type[0] ? l->media_type
-                                                            : img_layer_media_type(l->compression),
+                                                            : layer_media_type(l->compression),
                              .size = l->length,
                              .diff_size = l->diff_size,
                              .created_by = l->created_by,
@@ -200,7 +184,7 @@ static int lookup(pht_image *img, const char *path, const img_entry **e, char **
     long at = index_find(&img->index, *norm);
     if (at < 0) {
         rc = pht_error_set(err, PHT_ENOTFOUND, "/%.300s: no such file or directory in %.200s",
-                           *norm, img->ref);
+                           *norm, pht_image_ref_string(img->ref));
         free(*norm);
         *norm = NULL;
         return rc;
@@ -390,7 +374,7 @@ static int x_entry(void *ud, const char *rel, const pht_image_stat *st)
         pht_image_reader *r;
         if ((rc = pht_image_open_file(x->img, st->path, &r, x->err))) goto done;
         size_t got;
-        while ((rc = pht_image_reader_read(r, x->buf, IMG_CHUNK, &got, x->err)) == 0 && got) {
+        while ((rc = pht_image_reader_read(r, x->buf, PHT_CHUNK_SIZE, &got, x->err)) == 0 && got) {
             if (archive_write_data(x->disk, x->buf, got) != (la_ssize_t)got) {
                 rc = x_fail(x, rel);
                 break;
@@ -411,7 +395,7 @@ int pht_image_extract(pht_image *img, const char *dir, const char *dest_dir, pht
         return pht_error_set(err, PHT_EIO, "%s: %s", dest_dir, strerror(errno));
     xctx x = {.img = img, .dest = dest_dir, .dir = dir, .err = err};
     x.disk = archive_write_disk_new();
-    x.buf = malloc(IMG_CHUNK);
+    x.buf = malloc(PHT_CHUNK_SIZE);
     if (x.disk == NULL || x.buf == NULL) {
         if (x.disk) archive_write_free(x.disk);
         free(x.buf);

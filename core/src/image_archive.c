@@ -16,7 +16,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image_internal.h"
+#include "fs_private.h"
+#include "hash_private.h"
+#include "transport_private.h"
 
 typedef struct member {
     char *name;
@@ -75,7 +77,8 @@ static int resolve_member_link(const char *holder, const char *link, char **out)
                 free(res);
                 return PHT_EUNSAFE;
             }
-            while (len > 0 && res[len - 1] != '/') len--;
+            while (len > 0 && res[len - 1] != '/')
+                len--;
             if (len > 0) len--; /* the slash before the dropped component */
             res[len] = '\0';
             continue;
@@ -207,25 +210,13 @@ static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, p
     if (rc == 0 && mf == NULL)
         rc = pht_error_set(err, PHT_EFORMAT, "%s: not a docker-archive (no manifest.json)", path);
     if (rc == 0)
-        rc = img_pread_all(c->fd, mf->off, mf->size, IMG_JSON_MAX, &text, "manifest.json", err);
-    if (rc == 0 && (c->manifest = img_json_parse(text, "manifest.json", err)) == NULL)
-        rc = PHT_EFORMAT;
+        rc = fs_pread_all(c->fd, mf->off, mf->size, IMG_JSON_MAX, &text, "manifest.json", err);
+    if (rc == 0 && (c->manifest = json_parse(text, "manifest.json", err)) == NULL) rc = PHT_EFORMAT;
     if (rc == 0 && !cJSON_IsArray(c->manifest))
         rc = pht_error_set(err, PHT_EFORMAT, "%s: manifest.json is not an array", path);
     free(text);
     if (rc) catalog_free(c);
     return rc;
-}
-
-/* "repo:tag" with ":latest" added when the name has no tag; malloc'ed. */
-static char *norm_tag(const char *ref)
-{
-    const char *slash = strrchr(ref, '/'), *colon = strrchr(ref, ':');
-    if (colon && (!slash || colon > slash)) return strdup(ref);
-    size_t n = strlen(ref) + 8;
-    char *t = malloc(n);
-    if (t) snprintf(t, n, "%s:latest", ref);
-    return t;
 }
 
 static const char *strip_default(const char *t)
@@ -240,70 +231,62 @@ static int tag_eq(const char *a, const char *b)
     return strcmp(strip_default(a), strip_default(b)) == 0;
 }
 
-static int split_location(const char *loc, char **path, char **tag, pht_error *err)
+static int arc_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_error *err)
 {
-    const char *colon = strchr(loc, ':');
-    *path = colon ? strndup(loc, (size_t)(colon - loc)) : strdup(loc);
     *tag = NULL;
-    if (colon && colon[1] &&
-        (*tag = colon[1] == '@' ? strdup(colon + 1) : norm_tag(colon + 1)) == NULL) {
-        free(*path);
-        return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    }
-    if (*path == NULL || (*path)[0] == '\0') {
-        free(*path);
-        free(*tag);
-        return pht_error_set(err, PHT_EINVAL, "docker-archive: empty path");
-    }
-    return 0;
-}
-
-static int arc_dest_tag(const char *location, char **where, char **tag, pht_error *err)
-{
-    int rc = split_location(location, where, tag, err);
-    if (rc == 0 && *tag && (*tag)[0] == '@') {
-        free(*where);
-        free(*tag);
+    if (pht_image_ref_index(ref) >= 0)
         return pht_error_set(err, PHT_EINVAL, "docker-archive: write to a NAME:TAG, not an index");
+    if ((*where = strdup(pht_image_ref_path(ref))) == NULL)
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    int rc = pht_image_ref_name(ref) ? img_ref_image_name(ref, tag, err) : 0;
+    if (rc) {
+        free(*where);
+        *where = NULL;
     }
     return rc;
 }
 
-static cJSON *select_image(const catalog *c, const char *tag, pht_error *err)
+/* The manifest.json entry ref names: by NAME:TAG, by @N, or the only one. */
+static cJSON *select_image(const catalog *c, const pht_image_ref *ref, pht_error *err)
 {
     int n = cJSON_GetArraySize(c->manifest);
-    if (tag == NULL) {
+    long at = pht_image_ref_index(ref);
+    char *tag = NULL;
+    if (at < 0 && pht_image_ref_name(ref) == NULL) {
         if (n == 1) return cJSON_GetArrayItem(c->manifest, 0);
         pht_error_set(err, n ? PHT_EINVAL : PHT_ENOTFOUND,
                       "%s holds %d images: name one as docker-archive:PATH:NAME:TAG", c->path, n);
         return NULL;
     }
-    if (tag[0] == '@') {
-        char *end;
-        long i = strtol(tag + 1, &end, 10);
-        if (*end == '\0' && i >= 0 && i < n) return cJSON_GetArrayItem(c->manifest, (int)i);
-    } else {
-        cJSON *it, *t;
-        cJSON_ArrayForEach(it, c->manifest)
+    if (at >= 0) {
+        if (at < n) return cJSON_GetArrayItem(c->manifest, (int)at);
+        pht_error_set(err, PHT_ENOTFOUND, "%s: no image @%ld in the archive", c->path, at);
+        return NULL;
+    }
+    if (img_ref_image_name(ref, &tag, err)) return NULL;
+    cJSON *it, *t;
+    cJSON_ArrayForEach(it, c->manifest)
+    {
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(it, "RepoTags"))
         {
-            cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(it, "RepoTags"))
-            {
-                if (cJSON_IsString(t) && tag_eq(t->valuestring, tag)) return it;
+            if (cJSON_IsString(t) && tag_eq(t->valuestring, tag)) {
+                free(tag);
+                return it;
             }
         }
     }
     pht_error_set(err, PHT_ENOTFOUND, "%s: no image %s in the archive", c->path, tag);
+    free(tag);
     return NULL;
 }
 
-static int arc_open(pht_image *img, const char *location, pht_error *err)
+static int arc_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
-    char *path, *tag;
-    int rc = split_location(location, &path, &tag, err);
-    if (rc) return rc;
+    const char *path = pht_image_ref_path(ref);
     catalog c;
-    if ((rc = catalog_open(path, &img->opts, &c, err))) goto out;
-    cJSON *it = select_image(&c, tag, err);
+    int rc = catalog_open(path, &img->opts, &c, err);
+    if (rc) return rc;
+    cJSON *it = select_image(&c, ref, err);
     cJSON *cfgname = it ? cJSON_GetObjectItemCaseSensitive(it, "Config") : NULL;
     cJSON *layers = it ? cJSON_GetObjectItemCaseSensitive(it, "Layers") : NULL;
     if (it == NULL) {
@@ -320,12 +303,11 @@ static int arc_open(pht_image *img, const char *location, pht_error *err)
         rc = err ? err->code : PHT_EFORMAT;
         goto out;
     }
-    if ((rc =
-             img_pread_all(c.fd, m->off, m->size, IMG_JSON_MAX, &img->config, "image config", err)))
+    if ((rc = fs_pread_all(c.fd, m->off, m->size, IMG_JSON_MAX, &img->config, "image config", err)))
         goto out;
     img->config_len = m->size;
     img->manifest = cJSON_PrintUnformatted(it);
-    cJSON *cfg = img_json_parse(img->config, "image config", err);
+    cJSON *cfg = json_parse(img->config, "image config", err);
     cJSON *diffs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "rootfs"),
                                                     "diff_ids");
     int nl = cJSON_GetArraySize(layers);
@@ -342,7 +324,7 @@ static int arc_open(pht_image *img, const char *location, pht_error *err)
         img_layer *l = &img->layers[i];
         l->fd = -1;
         img->nlayers++;
-        if (!cJSON_IsString(ln) || !img_digest_valid(cJSON_GetStringValue(d))) {
+        if (!cJSON_IsString(ln) || !hash_sha256_valid(cJSON_GetStringValue(d))) {
             rc = pht_error_set(err, PHT_EFORMAT, "%s: layer %d: bad name or diff_id", path, i);
             break;
         }
@@ -358,9 +340,7 @@ static int arc_open(pht_image *img, const char *location, pht_error *err)
     }
     cJSON_Delete(cfg);
 out:
-    if (c.fd >= 0 || c.m) catalog_free(&c);
-    free(path);
-    free(tag);
+    catalog_free(&c);
     return rc;
 }
 
@@ -379,7 +359,7 @@ static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n
 {
     outw *o = ud;
     pht_error e;
-    if (img_write_all(o->fd, p, n, o->tmp, &e)) {
+    if (fs_write_all(o->fd, p, n, o->tmp, &e)) {
         archive_set_error(a, EIO, "%s", e.message);
         return -1;
     }
@@ -396,7 +376,7 @@ static int out_sink(void *ud, const void *p, size_t n, pht_error *err)
 
 static int out_begin(outw *o, const char *name, uint64_t size)
 {
-    int r = img_tar_file_header(o->a, name, size);
+    int r = layer_tar_file_header(o->a, name, size);
     if (r == PHT_ENOMEM) return pht_error_set(o->err, PHT_ENOMEM, "out of memory");
     if (r) return pht_error_set(o->err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
     return 0;
@@ -452,13 +432,13 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
                            c->path);
         goto done;
     }
-    if ((rc = img_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config",
-                            o->err)) ||
-        (rc = img_sha_buf(cfgtext, m->size, dg, o->err)))
+    if ((rc = fs_pread_all(c->fd, m->off, m->size, IMG_JSON_MAX, &cfgtext, "image config",
+                           o->err)) ||
+        (rc = hash_sha256_buf(cfgtext, m->size, dg, o->err)))
         goto done;
     if (untagged && p->replaces && strcmp(dg, p->replaces) == 0) /* the new image replaces it */
         goto done;
-    if ((cfg = img_json_parse(cfgtext, "image config", o->err)) == NULL) {
+    if ((cfg = json_parse(cfgtext, "image config", o->err)) == NULL) {
         rc = PHT_EFORMAT;
         goto done;
     }
@@ -482,7 +462,7 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
         const char *d = cJSON_GetStringValue(cJSON_GetArrayItem(diffs, i));
         const char *ln = cJSON_GetStringValue(cJSON_GetArrayItem(layers, i));
         const member *lm = ln ? catalog_find(c, ln, o->err) : NULL;
-        if (!img_digest_valid(d) || lm == NULL) {
+        if (!hash_sha256_valid(d) || lm == NULL) {
             rc = pht_error_set(o->err, PHT_EFORMAT, "%s: layer %d of a kept image is missing",
                                c->path, i);
             break;
@@ -553,7 +533,7 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     outw o = {.fd = -1, .err = err};
     char *tmp = NULL;
     cJSON *manifest = cJSON_CreateArray();
-    if ((rc = img_tmp_beside(where, &tmp, &o.fd, err))) goto done;
+    if ((rc = fs_tmp_beside(where, &tmp, &o.fd, err))) goto done;
     o.tmp = tmp;
     o.a = archive_write_new();
     if (o.a == NULL || manifest == NULL) {
@@ -578,7 +558,7 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     free(text);
     if (rc == 0 && archive_write_close(o.a) != ARCHIVE_OK)
         rc = pht_error_set(err, PHT_EIO, "%s: %s", tmp, archive_error_string(o.a));
-    if (rc == 0) rc = img_commit_file(o.fd, tmp, where, err);
+    if (rc == 0) rc = fs_commit_file(o.fd, tmp, where, err);
 done:
     if (o.a) archive_write_free(o.a);
     if (o.fd >= 0) close(o.fd);
@@ -597,29 +577,16 @@ static void arc_close(pht_image *img)
     (void)img;
 }
 
-/* 1 if paths a and b name the same existing file. */
-static int same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
-
 /* An untagged commit into src's own archive: src's RepoTags move, its entry is replaced. */
 static int arc_own_names(const pht_image *src, const char *where, char ***names, size_t *n,
                          char *id, pht_error *err)
 {
-    char *path, *tag;
     *names = NULL;
     *n = 0;
     id[0] = '\0';
-    int rc = split_location(src->location, &path, &tag, err);
-    if (rc) return rc;
-    int same = same_file(path, where);
-    free(path);
-    free(tag);
-    if (!same) return 0;
-    cJSON *entry = img_json_parse(src->manifest, "manifest.json entry", err), *t;
+    if (!fs_same_file(pht_image_ref_path(src->ref), where)) return 0;
+    int rc = 0;
+    cJSON *entry = json_parse(src->manifest, "manifest.json entry", err), *t;
     if (entry == NULL) return PHT_EFORMAT;
     cJSON *tags = cJSON_GetObjectItemCaseSensitive(entry, "RepoTags");
     if ((*names = calloc((size_t)cJSON_GetArraySize(tags) + 1, sizeof **names)) == NULL)
@@ -633,11 +600,10 @@ static int arc_own_names(const pht_image *src, const char *where, char ***names,
             (*n)++;
     }
     cJSON_Delete(entry);
-    return rc ? rc : img_sha_buf(src->config, src->config_len, id, err);
+    return rc ? rc : hash_sha256_buf(src->config, src->config_len, id, err);
 }
 
 const img_transport img_docker_archive = {
-    .name = "docker-archive",
     .open = arc_open,
     .close = arc_close,
     .dest_tag = arc_dest_tag,

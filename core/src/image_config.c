@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "image_internal.h"
+#include "image_private.h"
 
 void pht_image_config_spec_init(pht_image_config_spec *s)
 {
@@ -145,7 +145,7 @@ static int put_string(cJSON *run, const char *key, const char *value)
 /* *run = the source's "config" object, or an empty one when it has none. */
 static int start_from(const char *src_config, cJSON **run, pht_error *err)
 {
-    cJSON *cfg = img_json_parse(src_config, "image config", err);
+    cJSON *cfg = json_parse(src_config, "image config", err);
     if (cfg == NULL) return PHT_EFORMAT;
     *run = cJSON_DetachItemFromObjectCaseSensitive(cfg, "config");
     cJSON_Delete(cfg);

@@ -15,7 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "image_internal.h"
+#include "fs_private.h"
+#include "hash_private.h"
+#include "transport_private.h"
 
 #define REF_NAME "org.opencontainers.image.ref.name"
 #define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
@@ -34,37 +36,20 @@ static int read_json_blob(const char *dir, const char *digest, char **out, size_
                           pht_error *err)
 {
     *out = NULL;
-    if (!img_digest_valid(digest))
+    if (!hash_sha256_valid(digest))
         return pht_error_set(err, PHT_EUNSAFE, "%s: unsupported or malformed digest \"%.80s\"", dir,
                              digest ? digest : "");
     char *p = blob_path(dir, digest), dg[IMG_DIGEST_MAX];
     if (p == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    int rc = img_read_small(p, IMG_JSON_MAX, out, len, err);
+    int rc = fs_read_small(p, IMG_JSON_MAX, out, len, err);
     free(p);
-    if (rc == 0 && (rc = img_sha_buf(*out, *len, dg, err)) == 0 && strcmp(dg, digest) != 0)
+    if (rc == 0 && (rc = hash_sha256_buf(*out, *len, dg, err)) == 0 && strcmp(dg, digest) != 0)
         rc = pht_error_set(err, PHT_EVERIFY, "%s: blob %s does not match its digest", dir, digest);
     if (rc) {
         free(*out);
         *out = NULL;
     }
     return rc;
-}
-
-static int split_location(const char *loc, char **dir, char **tag, pht_error *err)
-{
-    const char *colon = strchr(loc, ':');
-    *dir = colon ? strndup(loc, (size_t)(colon - loc)) : strdup(loc);
-    *tag = colon && colon[1] ? strdup(colon + 1) : NULL;
-    if (*dir == NULL || (colon && colon[1] && *tag == NULL)) {
-        free(*dir);
-        return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    }
-    if ((*dir)[0] == '\0') {
-        free(*dir);
-        free(*tag);
-        return pht_error_set(err, PHT_EINVAL, "oci: empty directory");
-    }
-    return 0;
 }
 
 /* What an oci image remembers of its index.json entry, for an in-place commit. */
@@ -102,12 +87,12 @@ static cJSON *pick(cJSON *index, const char *tag, const char *dir, pht_error *er
     return hit;
 }
 
-static int oci_open(pht_image *img, const char *location, pht_error *err)
+static int oci_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
-    char *dir, *tag, *text = NULL, *path = NULL;
+    const char *dir = pht_image_ref_path(ref), *tag = pht_image_ref_tag(ref);
+    char *text = NULL, *path = NULL;
     size_t len;
-    int rc = split_location(location, &dir, &tag, err);
-    if (rc) return rc;
+    int rc = 0;
     cJSON *index = NULL, *nested = NULL, *man = NULL, *cfg = NULL;
     size_t n = strlen(dir) + 16;
     if ((path = malloc(n)) == NULL) {
@@ -115,8 +100,8 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
         goto out;
     }
     snprintf(path, n, "%s/index.json", dir);
-    if ((rc = img_read_small(path, IMG_JSON_MAX, &text, &len, err))) goto out;
-    if ((index = img_json_parse(text, "index.json", err)) == NULL) {
+    if ((rc = fs_read_small(path, IMG_JSON_MAX, &text, &len, err))) goto out;
+    if ((index = json_parse(text, "index.json", err)) == NULL) {
         rc = PHT_EFORMAT;
         goto out;
     }
@@ -133,13 +118,13 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
             rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
             goto out;
         }
-        snprintf(st->digest, sizeof st->digest, "%s", img_digest_valid(dg) ? dg : "");
+        snprintf(st->digest, sizeof st->digest, "%s", hash_sha256_valid(dg) ? dg : "");
     }
     if (d && is_index(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "mediaType")))) {
         /* one level of image index: take its only (or first linux) manifest */
         const char *dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
         if ((rc = read_json_blob(dir, dg, &text, &len, err))) goto out;
-        nested = img_json_parse(text, "image index", err);
+        nested = json_parse(text, "image index", err);
         free(text);
         text = NULL;
         d = nested ? pick(nested, NULL, dir, err) : NULL;
@@ -150,14 +135,14 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
     }
     const char *mdg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
     if ((rc = read_json_blob(dir, mdg, &img->manifest, &len, err))) goto out;
-    if ((man = img_json_parse(img->manifest, "manifest", err)) == NULL) {
+    if ((man = json_parse(img->manifest, "manifest", err)) == NULL) {
         rc = PHT_EFORMAT;
         goto out;
     }
     const char *cdg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(man, "config"), "digest"));
     if ((rc = read_json_blob(dir, cdg, &img->config, &img->config_len, err))) goto out;
-    if ((cfg = img_json_parse(img->config, "image config", err)) == NULL) {
+    if ((cfg = json_parse(img->config, "image config", err)) == NULL) {
         rc = PHT_EFORMAT;
         goto out;
     }
@@ -183,7 +168,7 @@ static int oci_open(pht_image *img, const char *location, pht_error *err)
         img_layer *l = &img->layers[i];
         l->fd = -1;
         img->nlayers++;
-        if (!img_digest_valid(dg) || !img_digest_valid(di)) {
+        if (!hash_sha256_valid(dg) || !hash_sha256_valid(di)) {
             rc = pht_error_set(err, PHT_EUNSAFE, "%s: layer %d: unsupported or malformed digest",
                                dir, i);
             goto out;
@@ -216,8 +201,6 @@ out:
     cJSON_Delete(cfg);
     free(text);
     free(path);
-    free(dir);
-    free(tag);
     return rc;
 }
 
@@ -234,18 +217,10 @@ static int oci_own_names(const pht_image *src, const char *where, char ***names,
                          char *id, pht_error *err)
 {
     const oci_state *st = src->tpdata;
-    char *dir, *tag;
-    struct stat a, b;
     *names = NULL;
     *n = 0;
     id[0] = '\0';
-    int rc = split_location(src->location, &dir, &tag, err);
-    if (rc) return rc;
-    int same = st && stat(dir, &a) == 0 && stat(where, &b) == 0 && a.st_dev == b.st_dev &&
-               a.st_ino == b.st_ino;
-    free(dir);
-    free(tag);
-    if (!same) return 0;
+    if (st == NULL || !fs_same_file(pht_image_ref_path(src->ref), where)) return 0;
     if (st->name) {
         if ((*names = calloc(2, sizeof **names)) == NULL ||
             ((*names)[0] = strdup(st->name)) == NULL)
@@ -256,9 +231,18 @@ static int oci_own_names(const pht_image *src, const char *where, char ***names,
     return 0;
 }
 
-static int oci_dest_tag(const char *location, char **where, char **tag, pht_error *err)
+static int oci_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_error *err)
 {
-    return split_location(location, where, tag, err);
+    const char *t = pht_image_ref_tag(ref);
+    *where = strdup(pht_image_ref_path(ref));
+    *tag = t ? strdup(t) : NULL;
+    if (*where == NULL || (t && *tag == NULL)) {
+        free(*where);
+        free(*tag);
+        *where = *tag = NULL;
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    return 0;
 }
 
 /* ---- commit ----------------------------------------------------------------- */
@@ -278,7 +262,7 @@ typedef struct fdsink {
 static int fd_sink(void *ud, const void *p, size_t n, pht_error *err)
 {
     fdsink *s = ud;
-    return img_write_all(s->fd, p, n, s->what, err);
+    return fs_write_all(s->fd, p, n, s->what, err);
 }
 
 /*
@@ -293,17 +277,17 @@ static int put_blob(ocw *w, const char *digest, uint64_t size, const img_layer *
     int fd = -1, rc = 0;
     if (path == NULL) return pht_error_set(w->err, PHT_ENOMEM, "out of memory");
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size) goto done;
-    if ((rc = img_tmp_beside(path, &tmp, &fd, w->err))) goto done;
+    if ((rc = fs_tmp_beside(path, &tmp, &fd, w->err))) goto done;
     fdsink s = {fd, tmp};
     if (l == NULL)
-        rc = img_write_all(fd, buf, (size_t)size, tmp, w->err);
+        rc = fs_write_all(fd, buf, (size_t)size, tmp, w->err);
     else if (diff)
         rc = layer_copy_diff(l, o, fd_sink, &s, w->err);
     else
         rc = layer_copy_raw(l, fd_sink, &s, w->err);
     char **v = rc ? NULL : realloc(w->created, (w->nc + 1) * sizeof *v);
     if (rc == 0 && v == NULL) rc = pht_error_set(w->err, PHT_ENOMEM, "out of memory");
-    if (rc == 0 && (rc = img_commit_file(fd, tmp, path, w->err)) == 0) {
+    if (rc == 0 && (rc = fs_commit_file(fd, tmp, path, w->err)) == 0) {
         w->created = v;
         v[w->nc++] = path;
         path = NULL;
@@ -336,10 +320,10 @@ static int write_small(const char *path, const char *text, pht_error *err)
 {
     char *tmp;
     int fd;
-    int rc = img_tmp_beside(path, &tmp, &fd, err);
+    int rc = fs_tmp_beside(path, &tmp, &fd, err);
     if (rc) return rc;
-    rc = img_write_all(fd, text, strlen(text), tmp, err);
-    if (rc == 0) rc = img_commit_file(fd, tmp, path, err);
+    rc = fs_write_all(fd, text, strlen(text), tmp, err);
+    if (rc == 0) rc = fs_commit_file(fd, tmp, path, err);
     close(fd);
     if (rc) unlink(tmp);
     free(tmp);
@@ -362,9 +346,9 @@ static int write_index(ocw *w, const img_plan *p, const char *mdg, size_t mlen)
     size_t len;
     snprintf(path, sizeof path, "%s/index.json", w->dir);
     cJSON *index = NULL;
-    int rc = img_read_small(path, IMG_JSON_MAX, &text, &len, w->err);
+    int rc = fs_read_small(path, IMG_JSON_MAX, &text, &len, w->err);
     if (rc == 0)
-        index = img_json_parse(text, "index.json", w->err);
+        index = json_parse(text, "index.json", w->err);
     else if (rc == PHT_ENOTFOUND)
         index = cJSON_CreateObject();
     free(text);
@@ -424,7 +408,7 @@ static int refs_has(const refset *r, const char *dg)
 /* Add dg (other algorithms live in other directories: gc leaves those alone). */
 static int refs_add(refset *r, const char *dg, pht_error *err)
 {
-    if (!img_digest_valid(dg) || refs_has(r, dg)) return 0;
+    if (!hash_sha256_valid(dg) || refs_has(r, dg)) return 0;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 64;
         char(*v)[IMG_DIGEST_MAX] = realloc(r->v, cap * sizeof *v);
@@ -452,7 +436,7 @@ static int mark_index(const char *dir, const cJSON *doc, refset *r, int depth, p
     cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(doc, "manifests"))
     {
         const char *dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
-        if (!img_digest_valid(dg))
+        if (!hash_sha256_valid(dg))
             return pht_error_set(err, PHT_EUNSAFE, "%s: a manifest with digest \"%.80s\"", dir,
                                  dg ? dg : "");
         if (refs_has(r, dg)) continue;
@@ -461,7 +445,7 @@ static int mark_index(const char *dir, const cJSON *doc, refset *r, int depth, p
         cJSON *m = NULL;
         if ((rc = refs_add(r, dg, err)) || (rc = read_json_blob(dir, dg, &text, &len, err)))
             return rc;
-        if ((m = img_json_parse(text, "manifest", err)) == NULL) rc = PHT_EFORMAT;
+        if ((m = json_parse(text, "manifest", err)) == NULL) rc = PHT_EFORMAT;
         free(text);
         if (rc == 0) rc = mark_index(dir, m, r, depth + 1, err);
         for (size_t k = 0; rc == 0 && k < sizeof leaves / sizeof *leaves; k++) {
@@ -498,7 +482,7 @@ static int unreferenced(const char *bdir, const refset *r, char ***out, size_t *
         struct stat st;
         snprintf(dg, sizeof dg, "sha256:%.70s", de->d_name);
         /* only blobs: temporary files of a commit and anything else stay */
-        if (!img_digest_valid(dg) || bsearch(dg, r->v, r->n, sizeof *r->v, ref_cmp) ||
+        if (!hash_sha256_valid(dg) || bsearch(dg, r->v, r->n, sizeof *r->v, ref_cmp) ||
             fstatat(dirfd(dp), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
             continue;
         char **v = realloc(*out, (*n + 1) * sizeof *v);
@@ -527,8 +511,8 @@ static int oci_gc(const char *dir, pht_error *err)
     refset r = {0};
     cJSON *index = NULL;
     snprintf(path, sizeof path, "%s/index.json", dir);
-    int rc = img_read_small(path, IMG_JSON_MAX, &text, &len, err);
-    if (rc == 0 && (index = img_json_parse(text, "index.json", err)) == NULL) rc = PHT_EFORMAT;
+    int rc = fs_read_small(path, IMG_JSON_MAX, &text, &len, err);
+    if (rc == 0 && (index = json_parse(text, "index.json", err)) == NULL) rc = PHT_EFORMAT;
     if (rc == 0) rc = mark_index(dir, index, &r, 0, err);
     if (rc == 0) qsort(r.v, r.n, sizeof *r.v, ref_cmp);
     snprintf(path, sizeof path, "%s/blobs/sha256", dir);
@@ -585,13 +569,12 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
         uint64_t size = asis ? l->length : l->diff_size;
         rc = put_blob(&w, dg, size, l, !asis, NULL, p->opts);
         cJSON_AddItemToArray(
-            layers,
-            descriptor(img_layer_media_type(asis ? l->compression : IMG_COMP_NONE), dg, size));
+            layers, descriptor(layer_media_type(asis ? l->compression : IMG_COMP_NONE), dg, size));
     }
     if (rc == 0) rc = put_blob(&w, p->config_digest, p->config_len, NULL, 0, p->config, p->opts);
     if (rc == 0 && (text = cJSON_PrintUnformatted(man)) == NULL)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
-    if (rc == 0) rc = img_sha_buf(text, strlen(text), mdg, err);
+    if (rc == 0) rc = hash_sha256_buf(text, strlen(text), mdg, err);
     if (rc == 0) rc = put_blob(&w, mdg, strlen(text), NULL, 0, text, p->opts);
     if (rc == 0) rc = write_index(&w, p, mdg, strlen(text));
     for (size_t i = 0; i < w.nc; i++) {
@@ -609,7 +592,6 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
 }
 
 const img_transport img_oci = {
-    .name = "oci",
     .open = oci_open,
     .close = oci_close,
     .dest_tag = oci_dest_tag,

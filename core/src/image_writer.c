@@ -19,7 +19,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image_internal.h"
+#include "fs_private.h"
+#include "hash_private.h"
+#include "transport_private.h"
 
 struct pht_image_writer {
     int refs;
@@ -27,7 +29,7 @@ struct pht_image_writer {
     long keep;
     char *tmpdir;
     int fd;
-    img_sha *sha;
+    pht_hash *sha; /* of the new layer: its diff_id and digest */
     uint64_t bytes, nentries;
     struct archive *a;
     pht_image_stream *active;
@@ -56,7 +58,7 @@ static void writer_unref(pht_image_writer *w)
     if (w == NULL || --w->refs > 0) return;
     if (w->a) archive_write_free(w->a);
     if (w->fd >= 0) close(w->fd);
-    img_sha_free(w->sha);
+    pht_hash_free(w->sha);
     cJSON_Delete(w->run);
     pht_image_free(w->src);
     pht_image_free(w->base);
@@ -87,7 +89,7 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts, pht_
     } else if (opts && opts->base_ref) {
         rc = pht_image_open(&w->base, opts->base_ref, &img->opts, err);
     }
-    w->tmpdir = img_tmpdir(opts && opts->tmpdir ? opts->tmpdir : img->tmpdir);
+    w->tmpdir = strdup(fs_tmpdir(opts && opts->tmpdir ? opts->tmpdir : img->tmpdir));
     w->now = (int64_t)time(NULL);
     const pht_image *b = w->base ? w->base : img;
     if (rc) {
@@ -109,11 +111,14 @@ static la_ssize_t layer_write(struct archive *a, void *ud, const void *p, size_t
 {
     pht_image_writer *w = ud;
     pht_error e;
-    if (img_write_all(w->fd, p, n, "new layer", &e)) {
+    if (fs_write_all(w->fd, p, n, "new layer", &e)) {
         archive_set_error(a, EIO, "%s", e.message);
         return -1;
     }
-    img_sha_update(w->sha, p, n);
+    if (pht_hash_update(w->sha, p, n, &e)) {
+        archive_set_error(a, EINVAL, "%s", e.message);
+        return -1;
+    }
     w->bytes += n;
     return (la_ssize_t)n;
 }
@@ -136,9 +141,9 @@ static int w_ready(pht_image_writer *w, int streaming, pht_error *err)
     if (!streaming && w->active)
         return pht_error_set(err, PHT_ESTATE, "image writer: a streamed file is still open");
     if (w->a) return 0;
-    int rc = img_tmp_anon(w->tmpdir, &w->fd, err);
+    int rc = fs_tmp_anon(w->tmpdir, &w->fd, err);
     if (rc) return rc;
-    if ((w->sha = img_sha_new(err)) == NULL) return PHT_ECRYPTO;
+    if ((w->sha = hash_new_sha256(err)) == NULL) return PHT_ECRYPTO;
     w->a = archive_write_new();
     if (w->a == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     archive_write_set_format_pax_restricted(w->a);
@@ -284,12 +289,12 @@ int pht_image_writer_add_bytes(pht_image_writer *w, const char *path, const void
 static int put_fd(pht_image_writer *w, const char *name, int fd, uint64_t size, const char *src,
                   pht_error *err)
 {
-    unsigned char *buf = malloc(IMG_CHUNK);
+    unsigned char *buf = malloc(PHT_CHUNK_SIZE);
     if (buf == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     uint64_t pos = 0;
     int rc = 0;
     while (pos < size && rc == 0) {
-        size_t want = size - pos < IMG_CHUNK ? (size_t)(size - pos) : IMG_CHUNK;
+        size_t want = size - pos < PHT_CHUNK_SIZE ? (size_t)(size - pos) : PHT_CHUNK_SIZE;
         ssize_t r = pread(fd, buf, want, (off_t)pos);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
@@ -345,7 +350,7 @@ int pht_image_writer_begin_file(pht_image_writer *w, const char *path, int64_t s
     else
         pht_image_attrs_init(&s->attrs);
     if (size < 0)
-        rc = img_tmp_anon(w->tmpdir, &s->spool, err);
+        rc = fs_tmp_anon(w->tmpdir, &s->spool, err);
     else
         rc = put_header(w, p, AE_IFREG, (uint64_t)size, &s->attrs, 0644, NULL, err);
     if (rc) {
@@ -371,7 +376,7 @@ int pht_image_stream_write(pht_image_stream *s, const void *data, size_t len, ph
                       "new layer: entry \"%.300s\": more bytes than the size %s", s->path,
                       "announced");
     if (s->spool >= 0)
-        rc = img_write_all(s->spool, data, len, "spool file", err);
+        rc = fs_write_all(s->spool, data, len, "spool file", err);
     else
         rc = put_data(w, s->path, data, len, err);
     if (rc)
@@ -440,8 +445,8 @@ static void iso_time(int64_t t, char *out, size_t cap)
 static char *make_config(pht_image_writer *w, const pht_image *b, size_t keep, const img_layer *nl,
                          const pht_image_commit_opts *o, pht_error *err)
 {
-    cJSON *cfg = img_json_parse(w->src->config, "image config", err);
-    cJSON *bcfg = img_json_parse(b->config, "base image config", err);
+    cJSON *cfg = json_parse(w->src->config, "image config", err);
+    cJSON *bcfg = json_parse(b->config, "base image config", err);
     char when[32], *text = NULL;
     iso_time(w->now, when, sizeof when);
     if (cfg == NULL || bcfg == NULL) goto done;
@@ -506,8 +511,7 @@ static int collect_tags(const img_transport *tp, const char *tag, const pht_imag
         const char *t = (tag && i == 0) ? tag : k < nopt ? o->tags[k] : own[k - nopt];
         if (t == NULL || t[0] == '\0' || strpbrk(t, " \t\n\"") != NULL)
             return pht_error_set(err, PHT_EINVAL, "image tag \"%.200s\" is not valid", t ? t : "");
-        const char *slash = strrchr(t, '/'), *colon = strrchr(t, ':');
-        int bare = tp == &img_docker_archive && !(colon && (!slash || colon > slash));
+        int bare = tp == &img_docker_archive && !img_ref_has_tag(t);
         size_t len = strlen(t) + 8, j = 0;
         if ((v[*n] = malloc(len)) == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
         snprintf(v[*n], len, bare ? "%s:latest" : "%s", t);
@@ -528,33 +532,41 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
 {
     int rc = w_ready(w, 0, err);
     if (rc) return rc;
-    const char *loc;
-    const img_transport *tp = img_transport_find(dest_ref ? dest_ref : "", &loc, err);
-    if (tp == NULL) return PHT_EINVAL;
+    pht_image_ref *dest;
+    if ((rc = pht_image_ref_parse(dest_ref, 0, &dest, err))) return rc;
+    const img_transport *tp = img_ref_transport(dest, err);
+    if (tp == NULL) {
+        pht_image_ref_free(dest);
+        return PHT_EINVAL;
+    }
     const pht_image *b = w->base ? w->base : w->src;
     size_t keep = w->keep < 0 ? b->nlayers : (size_t)w->keep;
     img_layer nl = {.fd = -1, .compression = IMG_COMP_NONE};
     int has_new = w->nentries > 0;
     if (has_new) {
         if (archive_write_close(w->a) != ARCHIVE_OK)
-            return w_fail(w, err, PHT_EIO, "new layer: %s%s", archive_error_string(w->a), "");
-        if ((rc = img_sha_final(w->sha, nl.diff_id, err))) return rc;
-        memcpy(nl.digest, nl.diff_id, sizeof nl.digest);
-        nl.fd = w->fd;
-        nl.length = nl.diff_size = w->bytes;
-        strcpy(nl.media_type, img_layer_media_type(IMG_COMP_NONE));
+            rc = w_fail(w, err, PHT_EIO, "new layer: %s%s", archive_error_string(w->a), "");
+        else if ((rc = hash_final_sha256(w->sha, nl.diff_id, err)) == 0) {
+            memcpy(nl.digest, nl.diff_id, sizeof nl.digest);
+            nl.fd = w->fd;
+            nl.length = nl.diff_size = w->bytes;
+            strcpy(nl.media_type, layer_media_type(IMG_COMP_NONE));
+        }
     }
-    const img_layer **layers = calloc(keep + 2, sizeof *layers);
+    const img_layer **layers = rc ? NULL : calloc(keep + 2, sizeof *layers);
     char *where = NULL, *tag = NULL, **tags = NULL, *config = NULL, **own = NULL;
     char own_id[IMG_DIGEST_MAX] = "";
     size_t ntags = 0, nown = 0;
-    if (layers == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc || layers == NULL) {
+        pht_image_ref_free(dest);
+        return rc ? rc : pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < keep; i++)
         layers[i] = &b->layers[i];
     if (has_new) layers[keep] = &nl;
-    img_plan plan = {.layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts,
-                     .base = b};
-    if ((rc = tp->dest_tag(loc, &where, &tag, err))) goto done;
+    img_plan plan = {
+        .layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts, .base = b};
+    if ((rc = tp->dest_tag(dest, &where, &tag, err))) goto done;
     /* untagged into the source's own archive/layout: take the source's place */
     if (tag == NULL && tp == w->src->tp && tp->own_names &&
         (rc = tp->own_names(w->src, where, &own, &nown, own_id, err)))
@@ -573,7 +585,7 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
         plan.config = config;
         plan.config_len = strlen(config);
     }
-    if ((rc = img_sha_buf(plan.config, plan.config_len, plan.config_digest, err))) goto done;
+    if ((rc = hash_sha256_buf(plan.config, plan.config_len, plan.config_digest, err))) goto done;
     plan.tags = (const char *const *)tags;
     plan.ntags = ntags;
     rc = tp->commit(where, &plan, err);
@@ -590,5 +602,6 @@ done:
     free(where);
     free(tag);
     free(config);
+    pht_image_ref_free(dest);
     return rc;
 }

@@ -12,7 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "key_internal.h"
+#include "key_private.h"
 #include "pht/util.h"
 
 /* A private key file larger than this is not a PEM key. */

@@ -16,7 +16,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image_internal.h"
+#include "image_private.h"
 
 typedef struct del {
     char *path;
@@ -121,7 +121,7 @@ long index_find(const img_index *ix, const char *path)
     size_t lo = 0, hi = ix->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = tarsafe_walk_cmp(ix->v[mid]->path, path);
+        int c = pht_path_walk_cmp(ix->v[mid]->path, path);
         if (c == 0) return (long)mid;
         if (c < 0)
             lo = mid + 1;
@@ -251,7 +251,7 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
 
 static int cmp_entry(const void *a, const void *b)
 {
-    return tarsafe_walk_cmp((*(img_entry *const *)a)->path, (*(img_entry *const *)b)->path);
+    return pht_path_walk_cmp((*(img_entry *const *)a)->path, (*(img_entry *const *)b)->path);
 }
 
 static int cmp_del(const void *a, const void *b)
@@ -314,7 +314,7 @@ static int merge_layer(scan *s, pht_error *err)
     qsort(u, s->un, sizeof *u, cmp_entry);
     size_t a = 0, b = 0, n = 0;
     while (a < keep || b < s->un) {
-        if (b == s->un || (a < keep && tarsafe_walk_cmp(ix->v[a]->path, u[b]->path) < 0))
+        if (b == s->un || (a < keep && pht_path_walk_cmp(ix->v[a]->path, u[b]->path) < 0))
             out[n++] = ix->v[a++];
         else
             out[n++] = u[b++];

@@ -17,13 +17,14 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "image_internal.h"
+#include "hash_private.h"
+#include "layer_private.h"
 
 typedef struct blob_src {
     int fd;
     uint64_t off, len, pos;
-    img_sha *sha; /* when hashing, libarchive must not skip */
-    unsigned char buf[IMG_CHUNK];
+    pht_hash *sha; /* when hashing, libarchive must not skip */
+    unsigned char buf[PHT_CHUNK_SIZE];
 } blob_src;
 
 static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
@@ -32,7 +33,7 @@ static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
     uint64_t left = b->len - b->pos;
     *out = b->buf;
     if (left == 0) return 0;
-    size_t want = left < IMG_CHUNK ? (size_t)left : IMG_CHUNK;
+    size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
     ssize_t r;
     do {
         r = pread(b->fd, b->buf, want, (off_t)(b->off + b->pos));
@@ -43,7 +44,10 @@ static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
         return -1;
     }
     b->pos += (uint64_t)r;
-    img_sha_update(b->sha, b->buf, (size_t)r);
+    if (b->sha && pht_hash_update(b->sha, b->buf, (size_t)r, NULL) != 0) {
+        archive_set_error(a, EINVAL, "sha256 of the blob failed");
+        return -1;
+    }
     return r;
 }
 
@@ -107,10 +111,10 @@ static struct archive *raw_open(blob_src *b, const img_layer *l, int *empty, pht
 
 typedef struct chain {
     struct archive *raw;
-    img_sha *diff_sha;
+    pht_hash *diff_sha;
     uint64_t bytes, cap;
     int over, eof;
-    unsigned char buf[IMG_CHUNK];
+    unsigned char buf[PHT_CHUNK_SIZE];
 } chain;
 
 static la_ssize_t chain_read(struct archive *a, void *ud, const void **out)
@@ -118,7 +122,7 @@ static la_ssize_t chain_read(struct archive *a, void *ud, const void **out)
     chain *c = ud;
     *out = c->buf;
     if (c->eof) return 0;
-    la_ssize_t n = archive_read_data(c->raw, c->buf, IMG_CHUNK);
+    la_ssize_t n = archive_read_data(c->raw, c->buf, PHT_CHUNK_SIZE);
     if (n < 0) {
         const char *m = archive_error_string(c->raw);
         archive_set_error(a, EINVAL, "%s", m ? m : "decompression failed");
@@ -134,7 +138,10 @@ static la_ssize_t chain_read(struct archive *a, void *ud, const void **out)
         archive_set_error(a, EINVAL, "decompressed size over the cap");
         return -1;
     }
-    img_sha_update(c->diff_sha, c->buf, (size_t)n);
+    if (pht_hash_update(c->diff_sha, c->buf, (size_t)n, NULL) != 0) {
+        archive_set_error(a, EINVAL, "sha256 of the layer content failed");
+        return -1;
+    }
     return n;
 }
 
@@ -161,8 +168,8 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
         goto done;
     }
     *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
-    b->sha = img_sha_new(err);
-    c->diff_sha = img_sha_new(err);
+    b->sha = hash_new_sha256(err);
+    c->diff_sha = hash_new_sha256(err);
     c->cap = o->max_layer_bytes;
     if (b->sha == NULL || c->diff_sha == NULL) {
         rc = err ? err->code : PHT_ECRYPTO;
@@ -230,7 +237,8 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
         }
     }
     char diff[IMG_DIGEST_MAX], dg[IMG_DIGEST_MAX];
-    if ((rc = img_sha_final(c->diff_sha, diff, err)) || (rc = img_sha_final(b->sha, dg, err)))
+    if ((rc = hash_final_sha256(c->diff_sha, diff, err)) ||
+        (rc = hash_final_sha256(b->sha, dg, err)))
         goto done;
     if (l->diff_id[0] && strcmp(diff, l->diff_id) != 0) {
         rc = tarsafe_fail(err, PHT_EVERIFY, l, NULL,
@@ -248,8 +256,8 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
 done:
     if (tar) archive_read_free(tar);
     if (c && c->raw) archive_read_free(c->raw);
-    if (c) img_sha_free(c->diff_sha);
-    if (b) img_sha_free(b->sha);
+    if (c) pht_hash_free(c->diff_sha);
+    if (b) pht_hash_free(b->sha);
     free(c);
     free(b);
     return rc;
@@ -288,13 +296,13 @@ void layer_tar_close(struct archive *a, void *state)
 
 int layer_copy_raw(const img_layer *l, img_sink sink, void *ud, pht_error *err)
 {
-    unsigned char *buf = malloc(IMG_CHUNK);
+    unsigned char *buf = malloc(PHT_CHUNK_SIZE);
     if (buf == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     uint64_t pos = 0;
     int rc = 0;
     while (pos < l->length && rc == 0) {
         uint64_t left = l->length - pos;
-        size_t want = left < IMG_CHUNK ? (size_t)left : IMG_CHUNK;
+        size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
         ssize_t r = pread(l->fd, buf, want, (off_t)(l->offset + pos));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
@@ -314,7 +322,7 @@ int layer_copy_diff(const img_layer *l, const pht_image_opts *o, img_sink sink, 
 {
     if (l->compression == IMG_COMP_NONE) return layer_copy_raw(l, sink, ud, err);
     blob_src *b = calloc(1, sizeof *b);
-    unsigned char *buf = malloc(IMG_CHUNK);
+    unsigned char *buf = malloc(PHT_CHUNK_SIZE);
     struct archive *raw = NULL;
     int rc = 0;
     if (b == NULL || buf == NULL) {
@@ -330,7 +338,7 @@ int layer_copy_diff(const img_layer *l, const pht_image_opts *o, img_sink sink, 
     }
     uint64_t total = 0;
     while (!empty) {
-        la_ssize_t n = archive_read_data(raw, buf, IMG_CHUNK);
+        la_ssize_t n = archive_read_data(raw, buf, PHT_CHUNK_SIZE);
         if (n == 0) break;
         if (n < 0) {
             rc = tarsafe_fail(err, PHT_EFORMAT, l, NULL, "decompression failed: %s",
@@ -351,4 +359,38 @@ done:
     free(buf);
     free(b);
     return rc;
+}
+
+void layer_clear(img_layer *l)
+{
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+    free(l->created_by);
+    free(l->comment);
+    l->created_by = l->comment = NULL;
+}
+
+const char *layer_media_type(int c)
+{
+    switch (c) {
+    case IMG_COMP_GZIP:
+        return "application/vnd.oci.image.layer.v1.tar+gzip";
+    case IMG_COMP_ZSTD:
+        return "application/vnd.oci.image.layer.v1.tar+zstd";
+    default:
+        return "application/vnd.oci.image.layer.v1.tar";
+    }
+}
+
+int layer_tar_file_header(struct archive *a, const char *name, uint64_t size)
+{
+    struct archive_entry *e = archive_entry_new();
+    if (e == NULL) return PHT_ENOMEM;
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, (la_int64_t)size);
+    int r = archive_write_header(a, e);
+    archive_entry_free(e);
+    return r == ARCHIVE_OK ? 0 : PHT_EIO;
 }

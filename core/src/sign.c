@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
-#include "key_internal.h"
+#include "key_private.h"
 
 static int need_private(const pht_key *key, const char *what, pht_error *err)
 {

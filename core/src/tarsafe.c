@@ -1,14 +1,15 @@
 /*
  * Path safety for layer entries: normalization, traversal and link checks,
- * and Docker's archive walk order. Every check errs on rejecting: a layer
- * entry must name a path inside the image root.
+ * and the messages that name a layer and its entry. Every check errs on
+ * rejecting: a layer entry must name a path inside the image root. (The
+ * archive walk order is pht_path_walk_cmp, hash.c.)
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "image_internal.h"
+#include "layer_private.h"
 
 enum { COMP_END, COMP_NAME, COMP_UP };
 
@@ -106,19 +107,6 @@ int tarsafe_symlink(const char *path, const char *target, const char **why)
     return 0;
 }
 
-int tarsafe_walk_cmp(const char *a, const char *b)
-{
-    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
-    while (*x && *x == *y) {
-        x++;
-        y++;
-    }
-    /* '/' ends a component, so it sorts before every byte of a name. */
-    unsigned cx = *x == '/' ? 1u : (*x ? (unsigned)*x + 1u : 0u);
-    unsigned cy = *y == '/' ? 1u : (*y ? (unsigned)*y + 1u : 0u);
-    return cx < cy ? -1 : cx > cy ? 1 : 0;
-}
-
 int tarsafe_below(const char *p, const char *dir)
 {
     size_t dl = strlen(dir);
@@ -126,7 +114,8 @@ int tarsafe_below(const char *p, const char *dir)
     return strncmp(p, dir, dl) == 0 && p[dl] == '/';
 }
 
-const char *img_short(const char *digest, char *buf, size_t cap)
+/* "sha256:ab12cd34ef56…" for messages. */
+static const char *short_digest(const char *digest, char *buf, size_t cap)
 {
     if (digest == NULL || digest[0] == '\0') {
         snprintf(buf, cap, "(unknown digest)");
@@ -149,6 +138,6 @@ int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry
     const char *dg = l ? (l->digest_known || l->digest[0] ? l->digest : l->diff_id) : NULL;
     if (entry)
         return pht_error_set(err, code, "layer %s: entry \"%.300s\": %s",
-                             img_short(dg, d, sizeof d), entry, why);
-    return pht_error_set(err, code, "layer %s: %s", img_short(dg, d, sizeof d), why);
+                             short_digest(dg, d, sizeof d), entry, why);
+    return pht_error_set(err, code, "layer %s: %s", short_digest(dg, d, sizeof d), why);
 }

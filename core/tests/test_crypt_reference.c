@@ -7,7 +7,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 
 #include "pht/crypt.h"
 #include "pht/hash.h"

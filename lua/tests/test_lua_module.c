@@ -10,7 +10,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-int luaopen_pht(lua_State *L);
+#include "pht.h"
 
 static int failures = 0;
 

@@ -1,9 +1,10 @@
 /*
- * libpht images without a daemon: read and write container images in
- * skopeo's transport syntax.
+ * libpht images: read and write container images named by reference
+ * (pht/image_ref.h has the grammar):
  *
  *   docker-archive:PATH[:NAME:TAG]   the `docker save` tar (several images/tags)
  *   oci:DIR[:TAG]                    an OCI image layout directory
+ *   docker-daemon:NAME[:TAG]         an image of the local Docker engine
  *
  * An image handle holds the manifest, the config and an index of the merged
  * filesystem of all layers (whiteouts and opaque directories applied), built
@@ -94,7 +95,7 @@ PHT_API void pht_image_free(pht_image *img);
 /* The reference the image was opened with. */
 PHT_API const char *pht_image_reference(const pht_image *img);
 
-/* The transport name: "docker-archive" or "oci". */
+/* The transport name: "docker-archive", "oci" or "docker-daemon". */
 PHT_API const char *pht_image_transport(const pht_image *img);
 
 /*

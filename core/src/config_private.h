@@ -2,10 +2,10 @@
  * Shared inside the config area: the document, the validated view of it, and
  * the checks and writer the public functions are built from.
  */
-#ifndef PHT_CONFIG_INTERNAL_H
-#define PHT_CONFIG_INTERNAL_H
+#ifndef PHT_CONFIG_PRIVATE_H
+#define PHT_CONFIG_PRIVATE_H
 
-#include <cjson/cJSON.h>
+#include "json_private.h"
 
 #include "pht/config.h"
 

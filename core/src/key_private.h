@@ -1,6 +1,6 @@
 /* The inside of pht_key, shared by key.c, sign.c and crypt.c only. */
-#ifndef PHT_KEY_INTERNAL_H
-#define PHT_KEY_INTERNAL_H
+#ifndef PHT_KEY_PRIVATE_H
+#define PHT_KEY_PRIVATE_H
 
 #include <openssl/evp.h>
 

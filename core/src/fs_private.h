@@ -1,0 +1,32 @@
+/*
+ * The core's own file helpers (fs.c): whole reads of small files, full
+ * writes, temporary files and atomic replacement. Not installed; the public
+ * ones are in pht/fs.h.
+ */
+#ifndef PHT_FS_PRIVATE_H
+#define PHT_FS_PRIVATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pht/fs.h"
+
+/* dir when set, else $TMPDIR, else "/tmp" (not a copy: keep a strdup). */
+const char *fs_tmpdir(const char *dir);
+/* Read [off, off+len) of fd into a NUL-terminated malloc'ed buffer (len <= cap). */
+int fs_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, const char *what,
+                 pht_error *err);
+/* A whole regular file into memory (<= cap), NUL-terminated; a FIFO is refused, not waited on. */
+int fs_read_small(const char *path, uint64_t cap, char **out, size_t *len, pht_error *err);
+/* Write all of p to fd, retrying short writes; what names fd in the message. */
+int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *err);
+/* A new temporary file beside path (".NAME.XXXXXX", mode 0644), open in *fd; *tmp malloc'ed. */
+int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err);
+/* An anonymous temporary file in dir (unlinked at once). */
+int fs_tmp_anon(const char *dir, int *fd, pht_error *err);
+/* fsync fd, rename tmp over path, fsync the directory: path is replaced atomically. */
+int fs_commit_file(int fd, const char *tmp, const char *path, pht_error *err);
+/* 1 if paths a and b name the same existing file. */
+int fs_same_file(const char *a, const char *b);
+
+#endif

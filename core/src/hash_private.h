@@ -1,0 +1,24 @@
+/*
+ * The sha256 of image blobs, over the same EVP stream as pht_hash (hash.c).
+ * Digests travel as text, "sha256:" + 64 lowercase hex digits. Not installed.
+ */
+#ifndef PHT_HASH_PRIVATE_H
+#define PHT_HASH_PRIVATE_H
+
+#include <stddef.h>
+
+#include "pht/hash.h"
+
+/* Bytes of a "sha256:<hex>" digest with its NUL. */
+#define HASH_SHA256_TEXT 72
+
+/* A sha256 stream: feed it with pht_hash_update, finish it with hash_final_sha256. */
+pht_hash *hash_new_sha256(pht_error *err);
+/* Finish into out (HASH_SHA256_TEXT bytes) as "sha256:<hex>"; the stream cannot be fed again. */
+int hash_final_sha256(pht_hash *h, char *out, pht_error *err);
+/* One-shot "sha256:<hex>" of a buffer. */
+int hash_sha256_buf(const void *p, size_t n, char *out, pht_error *err);
+/* 1 if d is "sha256:" + 64 lowercase hex digits. */
+int hash_sha256_valid(const char *d);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * The image handle of libpht's image layer (image.c, image_writer.c,
+ * image_config.c, and the transports through transport_private.h): a
+ * pht_image holds its parsed reference, its transport, the manifest and
+ * config text, the layers as blob ranges of open files, and the
+ * merged-filesystem index. Not installed.
+ */
+#ifndef PHT_IMAGE_PRIVATE_H
+#define PHT_IMAGE_PRIVATE_H
+
+#include <stddef.h>
+
+#include "json_private.h"
+#include "layer_private.h"
+#include "pht/image.h"
+#include "pht/image_ref.h"
+
+#define IMG_JSON_MAX (16u << 20) /* manifest, config, index.json */
+
+typedef struct img_transport img_transport;
+
+struct pht_image {
+    int refs;
+    const img_transport *tp;
+    pht_image_ref *ref; /* as opened */
+    pht_image_opts opts;
+    char *tmpdir;
+    char *manifest;
+    char *config;
+    size_t config_len;
+    img_layer *layers;
+    size_t nlayers;
+    img_index index;
+    void *tpdata; /* the transport's own state */
+};
+
+/* A new image as a commit writes it: layers bottom first, config text. */
+typedef struct img_plan {
+    const img_layer *const *layers;
+    size_t nlayers;
+    const char *config;
+    size_t config_len;
+    char config_digest[IMG_DIGEST_MAX];
+    const char *const *tags; /* names to point at the new image */
+    size_t ntags;
+    const pht_image_opts *opts;
+    /* an untagged in-place commit: the digest of the source's entry (docker-archive:
+       its config, oci: its index.json descriptor), dropped when left without names */
+    const char *replaces;
+    int keep_unreferenced; /* oci: skip removing unreferenced blobs */
+    const pht_image *base; /* the image the leading layers come from */
+} img_plan;
+
+void img_retain(pht_image *img);
+
+/* Parse the config's history into layers[i].created_by/comment. */
+int img_apply_history(pht_image *img, pht_error *err);
+
+/* ---- the runtime config a writer sets (image_config.c) -------------------- */
+/*
+ * Apply spec to *run, the "config" object of the new image (created from
+ * src_config's on first use). Validates spec first: on failure *run is unchanged.
+ */
+int img_runcfg_apply(cJSON **run, const char *src_config, const pht_image_config_spec *spec,
+                     pht_error *err);
+/* Replace cfg's "config" object by a copy of run. */
+int img_runcfg_put(cJSON *cfg, const cJSON *run, pht_error *err);
+
+#endif

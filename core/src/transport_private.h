@@ -1,0 +1,45 @@
+/*
+ * Transports of libpht's image layer: one file each (image_archive.c,
+ * image_oci.c, image_daemon.c) behind one vtable, found through the table in
+ * image_ref.c. A transport opens an image by landing its layers in files (so
+ * every layer is a byte range of an open file) and commits a plan
+ * atomically. Not installed.
+ */
+#ifndef PHT_TRANSPORT_PRIVATE_H
+#define PHT_TRANSPORT_PRIVATE_H
+
+#include "image_private.h"
+
+struct img_transport {
+    /* Fill manifest/config/layers (unindexed) of the image ref names. */
+    int (*open)(pht_image *img, const pht_image_ref *ref, pht_error *err);
+    void (*close)(pht_image *img);
+    /* Where a commit to ref writes and the tag it names there (both malloc'ed; tag may be NULL). */
+    int (*dest_tag)(const pht_image_ref *ref, char **where, char **tag, pht_error *err);
+    /* Write plan to where atomically. */
+    int (*commit)(const char *where, const img_plan *plan, pht_error *err);
+    /*
+     * For a commit to where without a tag: when where is src's own archive or
+     * layout, the names src has there (*names: malloc'ed strings) and the
+     * digest of its entry (id, IMG_DIGEST_MAX); else *n = 0 and id "". May be NULL.
+     */
+    int (*own_names)(const pht_image *src, const char *where, char ***names, size_t *n, char *id,
+                     pht_error *err);
+};
+
+extern const img_transport img_docker_archive; /* image_archive.c */
+extern const img_transport img_oci;            /* image_oci.c */
+extern const img_transport img_docker_daemon;  /* image_daemon.c */
+
+/* ---- references (image_ref.c) ------------------------------------------------ */
+/* The transport of ref; NULL and PHT_EINVAL when libpht cannot open it yet. */
+const img_transport *img_ref_transport(const pht_image_ref *ref, pht_error *err);
+/* 1 if a repository name ends in ":TAG" (a ':' after its last '/'). */
+int img_ref_has_tag(const char *name);
+/*
+ * What an engine or a RepoTags entry calls ref's image: NAME:TAG,
+ * NAME[:TAG]@DIGEST, or the image id (malloc'ed). PHT_EINVAL if ref names none.
+ */
+int img_ref_image_name(const pht_image_ref *ref, char **out, pht_error *err);
+
+#endif

@@ -112,6 +112,7 @@ int luaopen_pht(lua_State *L)
     lpht_open_crypt(L);
     lpht_open_config(L);
     lpht_open_image(L);
+    lpht_open_image_ref(L);
     lpht_open_util(L);
     return 1;
 }

@@ -73,6 +73,7 @@ void lpht_open_key(lua_State *L);
 void lpht_open_crypt(lua_State *L);
 void lpht_open_config(lua_State *L);
 void lpht_open_image(lua_State *L);
+void lpht_open_image_ref(lua_State *L);
 void lpht_open_util(lua_State *L);
 
 #endif

@@ -24,27 +24,6 @@ void pht_image_opts_init(pht_image_opts *o)
     o->max_name = 4096;
 }
 
-const img_transport *img_transport_find(const char *ref, const char **location, pht_error *err)
-{
-    static const img_transport *const all[] = {&img_docker_archive, &img_oci, &img_docker_daemon};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
-        size_t n = strlen(all[i]->name);
-        if (strncmp(ref, all[i]->name, n) == 0 && ref[n] == ':') {
-            *location = ref + n + 1;
-            return all[i];
-        }
-    }
-    if (strncmp(ref, "docker://", 9) == 0)
-        pht_error_set(err, PHT_EINVAL, "image reference \"%.200s\": transport not supported yet",
-                      ref);
-    else
-        pht_error_set(err, PHT_EINVAL,
-                      "image reference \"%.200s\": expected docker-archive:PATH[:NAME:TAG], "
-                      "oci:DIR[:TAG] or docker-daemon:NAME[:TAG]",
-                      ref);
-    return NULL;
-}
-
 void img_retain(pht_image *img)
 {
     img->refs++;
@@ -76,26 +55,31 @@ int img_apply_history(pht_image *img, pht_error *err)
 int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts, pht_error *err)
 {
     *out = NULL;
-    if (ref == NULL) return pht_error_set(err, PHT_EINVAL, "image reference is NULL");
-    const char *loc;
-    const img_transport *tp = img_transport_find(ref, &loc, err);
-    if (tp == NULL) return PHT_EINVAL;
+    pht_image_ref *r;
+    int rc = pht_image_ref_parse(ref, 0, &r, err);
+    if (rc) return rc;
+    const img_transport *tp = img_transport_find(r, err);
+    if (tp == NULL) {
+        pht_image_ref_free(r);
+        return PHT_EINVAL;
+    }
     pht_image *img = calloc(1, sizeof *img);
-    if (img == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (img == NULL) {
+        pht_image_ref_free(r);
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
     img->refs = 1;
     img->tp = tp;
+    img->ref = r;
     if (opts)
         img->opts = *opts;
     else
         pht_image_opts_init(&img->opts);
     img->tmpdir = img_tmpdir(img->opts.tmpdir);
     img->opts.tmpdir = img->tmpdir;
-    img->ref = strdup(ref);
-    img->location = strdup(loc);
-    int rc;
-    if (img->tmpdir == NULL || img->ref == NULL || img->location == NULL)
+    if (img->tmpdir == NULL)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
-    else if ((rc = tp->open(img, loc, err)) == 0 && (rc = img_apply_history(img, err)) == 0)
+    else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0)
         rc = index_build(img, err);
     if (rc) {
         pht_error_prefix(err, "%.200s", ref);
@@ -116,20 +100,19 @@ void pht_image_free(pht_image *img)
     free(img->layers);
     free(img->manifest);
     free(img->config);
-    free(img->ref);
-    free(img->location);
+    pht_image_ref_free(img->ref);
     free(img->tmpdir);
     free(img);
 }
 
 const char *pht_image_reference(const pht_image *img)
 {
-    return img->ref;
+    return pht_image_ref_string(img->ref);
 }
 
 const char *pht_image_transport(const pht_image *img)
 {
-    return img->tp->name;
+    return pht_image_ref_transport(img->ref);
 }
 
 const char *pht_image_manifest(const pht_image *img)
@@ -200,7 +183,7 @@ static int lookup(pht_image *img, const char *path, const img_entry **e, char **
     long at = index_find(&img->index, *norm);
     if (at < 0) {
         rc = pht_error_set(err, PHT_ENOTFOUND, "/%.300s: no such file or directory in %.200s",
-                           *norm, img->ref);
+                           *norm, pht_image_ref_string(img->ref));
         free(*norm);
         *norm = NULL;
         return rc;

@@ -75,7 +75,8 @@ static int resolve_member_link(const char *holder, const char *link, char **out)
                 free(res);
                 return PHT_EUNSAFE;
             }
-            while (len > 0 && res[len - 1] != '/') len--;
+            while (len > 0 && res[len - 1] != '/')
+                len--;
             if (len > 0) len--; /* the slash before the dropped component */
             res[len] = '\0';
             continue;
@@ -217,17 +218,6 @@ static int catalog_open(const char *path, const pht_image_opts *o, catalog *c, p
     return rc;
 }
 
-/* "repo:tag" with ":latest" added when the name has no tag; malloc'ed. */
-static char *norm_tag(const char *ref)
-{
-    const char *slash = strrchr(ref, '/'), *colon = strrchr(ref, ':');
-    if (colon && (!slash || colon > slash)) return strdup(ref);
-    size_t n = strlen(ref) + 8;
-    char *t = malloc(n);
-    if (t) snprintf(t, n, "%s:latest", ref);
-    return t;
-}
-
 static const char *strip_default(const char *t)
 {
     if (strncmp(t, "docker.io/library/", 18) == 0) return t + 18;
@@ -240,70 +230,62 @@ static int tag_eq(const char *a, const char *b)
     return strcmp(strip_default(a), strip_default(b)) == 0;
 }
 
-static int split_location(const char *loc, char **path, char **tag, pht_error *err)
+static int arc_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_error *err)
 {
-    const char *colon = strchr(loc, ':');
-    *path = colon ? strndup(loc, (size_t)(colon - loc)) : strdup(loc);
     *tag = NULL;
-    if (colon && colon[1] &&
-        (*tag = colon[1] == '@' ? strdup(colon + 1) : norm_tag(colon + 1)) == NULL) {
-        free(*path);
-        return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    }
-    if (*path == NULL || (*path)[0] == '\0') {
-        free(*path);
-        free(*tag);
-        return pht_error_set(err, PHT_EINVAL, "docker-archive: empty path");
-    }
-    return 0;
-}
-
-static int arc_dest_tag(const char *location, char **where, char **tag, pht_error *err)
-{
-    int rc = split_location(location, where, tag, err);
-    if (rc == 0 && *tag && (*tag)[0] == '@') {
-        free(*where);
-        free(*tag);
+    if (pht_image_ref_index(ref) >= 0)
         return pht_error_set(err, PHT_EINVAL, "docker-archive: write to a NAME:TAG, not an index");
+    if ((*where = strdup(pht_image_ref_path(ref))) == NULL)
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    int rc = pht_image_ref_name(ref) ? img_ref_image_name(ref, tag, err) : 0;
+    if (rc) {
+        free(*where);
+        *where = NULL;
     }
     return rc;
 }
 
-static cJSON *select_image(const catalog *c, const char *tag, pht_error *err)
+/* The manifest.json entry ref names: by NAME:TAG, by @N, or the only one. */
+static cJSON *select_image(const catalog *c, const pht_image_ref *ref, pht_error *err)
 {
     int n = cJSON_GetArraySize(c->manifest);
-    if (tag == NULL) {
+    long at = pht_image_ref_index(ref);
+    char *tag = NULL;
+    if (at < 0 && pht_image_ref_name(ref) == NULL) {
         if (n == 1) return cJSON_GetArrayItem(c->manifest, 0);
         pht_error_set(err, n ? PHT_EINVAL : PHT_ENOTFOUND,
                       "%s holds %d images: name one as docker-archive:PATH:NAME:TAG", c->path, n);
         return NULL;
     }
-    if (tag[0] == '@') {
-        char *end;
-        long i = strtol(tag + 1, &end, 10);
-        if (*end == '\0' && i >= 0 && i < n) return cJSON_GetArrayItem(c->manifest, (int)i);
-    } else {
-        cJSON *it, *t;
-        cJSON_ArrayForEach(it, c->manifest)
+    if (at >= 0) {
+        if (at < n) return cJSON_GetArrayItem(c->manifest, (int)at);
+        pht_error_set(err, PHT_ENOTFOUND, "%s: no image @%ld in the archive", c->path, at);
+        return NULL;
+    }
+    if (img_ref_image_name(ref, &tag, err)) return NULL;
+    cJSON *it, *t;
+    cJSON_ArrayForEach(it, c->manifest)
+    {
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(it, "RepoTags"))
         {
-            cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(it, "RepoTags"))
-            {
-                if (cJSON_IsString(t) && tag_eq(t->valuestring, tag)) return it;
+            if (cJSON_IsString(t) && tag_eq(t->valuestring, tag)) {
+                free(tag);
+                return it;
             }
         }
     }
     pht_error_set(err, PHT_ENOTFOUND, "%s: no image %s in the archive", c->path, tag);
+    free(tag);
     return NULL;
 }
 
-static int arc_open(pht_image *img, const char *location, pht_error *err)
+static int arc_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
-    char *path, *tag;
-    int rc = split_location(location, &path, &tag, err);
-    if (rc) return rc;
+    const char *path = pht_image_ref_path(ref);
     catalog c;
-    if ((rc = catalog_open(path, &img->opts, &c, err))) goto out;
-    cJSON *it = select_image(&c, tag, err);
+    int rc = catalog_open(path, &img->opts, &c, err);
+    if (rc) return rc;
+    cJSON *it = select_image(&c, ref, err);
     cJSON *cfgname = it ? cJSON_GetObjectItemCaseSensitive(it, "Config") : NULL;
     cJSON *layers = it ? cJSON_GetObjectItemCaseSensitive(it, "Layers") : NULL;
     if (it == NULL) {
@@ -358,9 +340,7 @@ static int arc_open(pht_image *img, const char *location, pht_error *err)
     }
     cJSON_Delete(cfg);
 out:
-    if (c.fd >= 0 || c.m) catalog_free(&c);
-    free(path);
-    free(tag);
+    catalog_free(&c);
     return rc;
 }
 
@@ -609,16 +589,11 @@ static int same_file(const char *a, const char *b)
 static int arc_own_names(const pht_image *src, const char *where, char ***names, size_t *n,
                          char *id, pht_error *err)
 {
-    char *path, *tag;
     *names = NULL;
     *n = 0;
     id[0] = '\0';
-    int rc = split_location(src->location, &path, &tag, err);
-    if (rc) return rc;
-    int same = same_file(path, where);
-    free(path);
-    free(tag);
-    if (!same) return 0;
+    if (!same_file(pht_image_ref_path(src->ref), where)) return 0;
+    int rc = 0;
     cJSON *entry = img_json_parse(src->manifest, "manifest.json entry", err), *t;
     if (entry == NULL) return PHT_EFORMAT;
     cJSON *tags = cJSON_GetObjectItemCaseSensitive(entry, "RepoTags");
@@ -637,7 +612,6 @@ static int arc_own_names(const pht_image *src, const char *where, char ***names,
 }
 
 const img_transport img_docker_archive = {
-    .name = "docker-archive",
     .open = arc_open,
     .close = arc_close,
     .dest_tag = arc_dest_tag,

@@ -34,37 +34,27 @@
 
 /* ---- references ----------------------------------------------------------------- */
 
-static int has_tag(const char *name)
-{
-    const char *slash = strrchr(name, '/'), *colon = strrchr(name, ':');
-    return colon && (!slash || colon > slash);
-}
-
-/* "NAME:TAG" (":latest" added to a bare NAME), a digest reference, or an id; malloc'ed. */
-static int parse_name(const char *loc, int for_write, char **out, pht_error *err)
+/* The NAME:TAG a commit to ref moves (malloc'ed); an id or digest cannot be written. */
+static int dest_name(const pht_image_ref *ref, char **out, pht_error *err)
 {
     *out = NULL;
-    if (!pht_docker_name_valid(loc, err)) return pht_error_prefix(err, "docker-daemon");
-    int is_id = strncmp(loc, "sha256:", 7) == 0;
-    if (for_write && (is_id || strchr(loc, '@')))
+    if (pht_image_ref_digest(ref))
         return pht_error_set(err, PHT_EINVAL,
-                             "docker-daemon:%.200s: write to a NAME[:TAG], not an image id or digest",
-                             loc);
-    size_t n = strlen(loc) + 8;
-    if ((*out = malloc(n)) == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    snprintf(*out, n, (is_id || strchr(loc, '@') || has_tag(loc)) ? "%s" : "%s:latest", loc);
-    return 0;
+                             "%.200s: write to a NAME[:TAG], not an image id or digest",
+                             pht_image_ref_string(ref));
+    return img_ref_image_name(ref, out, err);
 }
 
 /* ---- reading --------------------------------------------------------------------- */
 
-static int dmn_open(pht_image *img, const char *location, pht_error *err)
+static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
     char *name = NULL;
     pht_docker *d = NULL;
     pht_docker_image_info info = {0};
+    pht_image_ref *saved = NULL;
     int fd = -1, rc;
-    if ((rc = parse_name(location, 0, &name, err)) || (rc = pht_docker_open(&d, NULL, err)) ||
+    if ((rc = img_ref_image_name(ref, &name, err)) || (rc = pht_docker_open(&d, NULL, err)) ||
         (rc = pht_docker_image_inspect(d, name, &info, err)) ||
         (rc = img_tmp_anon(img->tmpdir, &fd, err)))
         goto done;
@@ -74,8 +64,9 @@ static int dmn_open(pht_image *img, const char *location, pht_error *err)
     }
     /* The archive transport opens by path; the unlinked file stays reachable through /proc. */
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    if ((rc = img_docker_archive.open(img, path, err))) {
+    snprintf(path, sizeof path, "docker-archive:/proc/self/fd/%d", fd);
+    if ((rc = pht_image_ref_parse(path, 0, &saved, err)) ||
+        (rc = img_docker_archive.open(img, saved, err))) {
         pht_error_prefix(err, "the daemon's archive of %s", name);
         goto done;
     }
@@ -88,6 +79,7 @@ static int dmn_open(pht_image *img, const char *location, pht_error *err)
                            name, digest, info.id);
 done:
     if (fd >= 0) close(fd);
+    pht_image_ref_free(saved);
     pht_docker_image_info_clear(&info);
     pht_docker_free(d);
     free(name);
@@ -99,10 +91,10 @@ static void dmn_close(pht_image *img)
     (void)img;
 }
 
-static int dmn_dest_tag(const char *location, char **where, char **tag, pht_error *err)
+static int dmn_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_error *err)
 {
     *tag = NULL;
-    int rc = parse_name(location, 1, where, err);
+    int rc = dest_name(ref, where, err);
     if (rc == 0 && (*tag = strdup(*where)) == NULL) {
         free(*where);
         *where = NULL;
@@ -119,19 +111,19 @@ typedef struct gen {
     const img_plan *p;
     const char *const *tags;
     size_t ntags;
-    size_t known;          /* leading layers the daemon has: not sent */
+    size_t known; /* leading layers the daemon has: not sent */
     struct archive *a;
-    unsigned char *out;    /* archive bytes not yet handed to libcurl */
+    unsigned char *out; /* archive bytes not yet handed to libcurl */
     size_t olen, opos, ocap;
     unsigned char *chunk;
     int stage;
-    size_t li;             /* layer being sent */
+    size_t li; /* layer being sent */
     int in_entry;
-    int src_fd, spool_fd;  /* the blob's file: the layer's own, or a decompressed spool */
+    int src_fd, spool_fd; /* the blob's file: the layer's own, or a decompressed spool */
     uint64_t src_off, src_len, sent;
     size_t layers_sent;
-    uint64_t bytes_sent;   /* layer bytes, for the caller's statistics */
-    pht_error werr;        /* what the archive write callback hit */
+    uint64_t bytes_sent; /* layer bytes, for the caller's statistics */
+    pht_error werr;      /* what the archive write callback hit */
 } gen;
 
 static la_ssize_t gen_write(struct archive *a, void *ud, const void *p, size_t n)
@@ -139,7 +131,8 @@ static la_ssize_t gen_write(struct archive *a, void *ud, const void *p, size_t n
     gen *g = ud;
     if (g->olen + n > g->ocap) {
         size_t cap = g->ocap ? g->ocap : 2 * IMG_CHUNK;
-        while (cap < g->olen + n) cap *= 2;
+        while (cap < g->olen + n)
+            cap *= 2;
         unsigned char *o = realloc(g->out, cap);
         if (o == NULL) {
             archive_set_error(a, ENOMEM, "out of memory");
@@ -189,7 +182,8 @@ static char *gen_manifest(const gen *g)
     cJSON_AddItemToArray(arr, it);
     snprintf(name, sizeof name, "%s.json", g->p->config_digest + 7);
     cJSON_AddItemToObject(it, "Config", cJSON_CreateString(name));
-    for (size_t i = 0; i < g->ntags; i++) cJSON_AddItemToArray(tags, cJSON_CreateString(g->tags[i]));
+    for (size_t i = 0; i < g->ntags; i++)
+        cJSON_AddItemToArray(tags, cJSON_CreateString(g->tags[i]));
     cJSON_AddItemToObject(it, "RepoTags", tags);
     for (size_t i = 0; i < g->p->nlayers; i++) {
         layer_name(g->p->layers[i], name, sizeof name);
@@ -340,7 +334,8 @@ static void gen_free(gen *g)
 static size_t shared_prefix(const img_plan *p, const pht_docker_image_info *info)
 {
     size_t k = 0;
-    while (k < p->nlayers && k < info->nlayers && strcmp(p->layers[k]->diff_id, info->layers[k]) == 0)
+    while (k < p->nlayers && k < info->nlayers &&
+           strcmp(p->layers[k]->diff_id, info->layers[k]) == 0)
         k++;
     return k;
 }
@@ -387,11 +382,18 @@ static int norm_tags(const img_plan *p, char ***out, pht_error *err)
 {
     *out = calloc(p->ntags + 1, sizeof **out);
     if (*out == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    for (size_t i = 0; i < p->ntags; i++) {
-        int rc = parse_name(p->tags[i], 1, &(*out)[i], err);
-        if (rc) return rc;
+    int rc = 0;
+    for (size_t i = 0; i < p->ntags && rc == 0; i++) {
+        size_t n = strlen(p->tags[i]) + 16;
+        char *ref = malloc(n);
+        pht_image_ref *r = NULL;
+        if (ref == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+        snprintf(ref, n, "docker-daemon:%s", p->tags[i]);
+        if ((rc = pht_image_ref_parse(ref, 0, &r, err)) == 0) rc = dest_name(r, &(*out)[i], err);
+        pht_image_ref_free(r);
+        free(ref);
     }
-    return 0;
+    return rc;
 }
 
 /* Point each tag back at the image it named before the load, or drop it if it named none. */
@@ -451,16 +453,17 @@ static int dmn_commit(const char *where, const img_plan *p, pht_error *err)
             pht_docker_prune_image(d, old[i].id, NULL, NULL);
 done:
     gen_free(&g);
-    for (size_t i = 0; old && i < p->ntags; i++) pht_docker_image_info_clear(&old[i]);
+    for (size_t i = 0; old && i < p->ntags; i++)
+        pht_docker_image_info_clear(&old[i]);
     free(old);
-    for (size_t i = 0; tags && i < p->ntags; i++) free(tags[i]);
+    for (size_t i = 0; tags && i < p->ntags; i++)
+        free(tags[i]);
     free(tags);
     pht_docker_free(d);
     return rc;
 }
 
 const img_transport img_docker_daemon = {
-    .name = "docker-daemon",
     .open = dmn_open,
     .close = dmn_close,
     .dest_tag = dmn_dest_tag,

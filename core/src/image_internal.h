@@ -18,6 +18,7 @@
 #include <cJSON.h>
 
 #include "pht/image.h"
+#include "pht/image_ref.h"
 
 #define IMG_CHUNK 65536
 #define IMG_JSON_MAX (16u << 20) /* manifest, config, index.json */
@@ -127,8 +128,7 @@ typedef struct img_transport img_transport;
 struct pht_image {
     int refs;
     const img_transport *tp;
-    char *ref;
-    char *location; /* the part after "transport:" */
+    pht_image_ref *ref; /* as opened */
     pht_image_opts opts;
     char *tmpdir;
     char *manifest;
@@ -154,16 +154,15 @@ typedef struct img_plan {
        its config, oci: its index.json descriptor), dropped when left without names */
     const char *replaces;
     int keep_unreferenced; /* oci: skip removing unreferenced blobs */
-    const pht_image *base;  /* the image the leading layers come from */
+    const pht_image *base; /* the image the leading layers come from */
 } img_plan;
 
 struct img_transport {
-    const char *name;
-    /* Parse location, fill manifest/config/layers (unindexed). */
-    int (*open)(pht_image *img, const char *location, pht_error *err);
+    /* Fill manifest/config/layers (unindexed) of the image ref names. */
+    int (*open)(pht_image *img, const pht_image_ref *ref, pht_error *err);
     void (*close)(pht_image *img);
-    /* Split a destination location into where and an optional tag (malloc'ed). */
-    int (*dest_tag)(const char *location, char **where, char **tag, pht_error *err);
+    /* Where a commit to ref writes and the tag it names there (both malloc'ed; tag may be NULL). */
+    int (*dest_tag)(const pht_image_ref *ref, char **where, char **tag, pht_error *err);
     /* Write plan to where atomically. */
     int (*commit)(const char *where, const img_plan *plan, pht_error *err);
     /*
@@ -179,8 +178,16 @@ extern const img_transport img_docker_archive;
 extern const img_transport img_oci;
 extern const img_transport img_docker_daemon; /* image_daemon.c */
 
-/* Find a transport by reference prefix; *location points after the colon. */
-const img_transport *img_transport_find(const char *ref, const char **location, pht_error *err);
+/* ---- references (image_ref.c) ------------------------------------------------ */
+/* The transport of ref; NULL and PHT_EINVAL when libpht cannot open it yet. */
+const img_transport *img_transport_find(const pht_image_ref *ref, pht_error *err);
+/* 1 if a repository name ends in ":TAG" (a ':' after its last '/'). */
+int img_ref_has_tag(const char *name);
+/*
+ * What an engine or a RepoTags entry calls ref's image: NAME:TAG,
+ * NAME[:TAG]@DIGEST, or the image id (malloc'ed). PHT_EINVAL if ref names none.
+ */
+int img_ref_image_name(const pht_image_ref *ref, char **out, pht_error *err);
 
 void img_retain(pht_image *img);
 

@@ -50,23 +50,6 @@ static int read_json_blob(const char *dir, const char *digest, char **out, size_
     return rc;
 }
 
-static int split_location(const char *loc, char **dir, char **tag, pht_error *err)
-{
-    const char *colon = strchr(loc, ':');
-    *dir = colon ? strndup(loc, (size_t)(colon - loc)) : strdup(loc);
-    *tag = colon && colon[1] ? strdup(colon + 1) : NULL;
-    if (*dir == NULL || (colon && colon[1] && *tag == NULL)) {
-        free(*dir);
-        return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    }
-    if ((*dir)[0] == '\0') {
-        free(*dir);
-        free(*tag);
-        return pht_error_set(err, PHT_EINVAL, "oci: empty directory");
-    }
-    return 0;
-}
-
 /* What an oci image remembers of its index.json entry, for an in-place commit. */
 typedef struct oci_state {
     char *name; /* its ref name, or NULL */
@@ -102,12 +85,12 @@ static cJSON *pick(cJSON *index, const char *tag, const char *dir, pht_error *er
     return hit;
 }
 
-static int oci_open(pht_image *img, const char *location, pht_error *err)
+static int oci_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
-    char *dir, *tag, *text = NULL, *path = NULL;
+    const char *dir = pht_image_ref_path(ref), *tag = pht_image_ref_tag(ref);
+    char *text = NULL, *path = NULL;
     size_t len;
-    int rc = split_location(location, &dir, &tag, err);
-    if (rc) return rc;
+    int rc = 0;
     cJSON *index = NULL, *nested = NULL, *man = NULL, *cfg = NULL;
     size_t n = strlen(dir) + 16;
     if ((path = malloc(n)) == NULL) {
@@ -216,8 +199,6 @@ out:
     cJSON_Delete(cfg);
     free(text);
     free(path);
-    free(dir);
-    free(tag);
     return rc;
 }
 
@@ -234,17 +215,13 @@ static int oci_own_names(const pht_image *src, const char *where, char ***names,
                          char *id, pht_error *err)
 {
     const oci_state *st = src->tpdata;
-    char *dir, *tag;
+    const char *dir = pht_image_ref_path(src->ref);
     struct stat a, b;
     *names = NULL;
     *n = 0;
     id[0] = '\0';
-    int rc = split_location(src->location, &dir, &tag, err);
-    if (rc) return rc;
     int same = st && stat(dir, &a) == 0 && stat(where, &b) == 0 && a.st_dev == b.st_dev &&
                a.st_ino == b.st_ino;
-    free(dir);
-    free(tag);
     if (!same) return 0;
     if (st->name) {
         if ((*names = calloc(2, sizeof **names)) == NULL ||
@@ -256,9 +233,18 @@ static int oci_own_names(const pht_image *src, const char *where, char ***names,
     return 0;
 }
 
-static int oci_dest_tag(const char *location, char **where, char **tag, pht_error *err)
+static int oci_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_error *err)
 {
-    return split_location(location, where, tag, err);
+    const char *t = pht_image_ref_tag(ref);
+    *where = strdup(pht_image_ref_path(ref));
+    *tag = t ? strdup(t) : NULL;
+    if (*where == NULL || (t && *tag == NULL)) {
+        free(*where);
+        free(*tag);
+        *where = *tag = NULL;
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    return 0;
 }
 
 /* ---- commit ----------------------------------------------------------------- */
@@ -609,7 +595,6 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
 }
 
 const img_transport img_oci = {
-    .name = "oci",
     .open = oci_open,
     .close = oci_close,
     .dest_tag = oci_dest_tag,

@@ -506,8 +506,7 @@ static int collect_tags(const img_transport *tp, const char *tag, const pht_imag
         const char *t = (tag && i == 0) ? tag : k < nopt ? o->tags[k] : own[k - nopt];
         if (t == NULL || t[0] == '\0' || strpbrk(t, " \t\n\"") != NULL)
             return pht_error_set(err, PHT_EINVAL, "image tag \"%.200s\" is not valid", t ? t : "");
-        const char *slash = strrchr(t, '/'), *colon = strrchr(t, ':');
-        int bare = tp == &img_docker_archive && !(colon && (!slash || colon > slash));
+        int bare = tp == &img_docker_archive && !img_ref_has_tag(t);
         size_t len = strlen(t) + 8, j = 0;
         if ((v[*n] = malloc(len)) == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
         snprintf(v[*n], len, bare ? "%s:latest" : "%s", t);
@@ -528,33 +527,41 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
 {
     int rc = w_ready(w, 0, err);
     if (rc) return rc;
-    const char *loc;
-    const img_transport *tp = img_transport_find(dest_ref ? dest_ref : "", &loc, err);
-    if (tp == NULL) return PHT_EINVAL;
+    pht_image_ref *dest;
+    if ((rc = pht_image_ref_parse(dest_ref, 0, &dest, err))) return rc;
+    const img_transport *tp = img_transport_find(dest, err);
+    if (tp == NULL) {
+        pht_image_ref_free(dest);
+        return PHT_EINVAL;
+    }
     const pht_image *b = w->base ? w->base : w->src;
     size_t keep = w->keep < 0 ? b->nlayers : (size_t)w->keep;
     img_layer nl = {.fd = -1, .compression = IMG_COMP_NONE};
     int has_new = w->nentries > 0;
     if (has_new) {
         if (archive_write_close(w->a) != ARCHIVE_OK)
-            return w_fail(w, err, PHT_EIO, "new layer: %s%s", archive_error_string(w->a), "");
-        if ((rc = img_sha_final(w->sha, nl.diff_id, err))) return rc;
-        memcpy(nl.digest, nl.diff_id, sizeof nl.digest);
-        nl.fd = w->fd;
-        nl.length = nl.diff_size = w->bytes;
-        strcpy(nl.media_type, img_layer_media_type(IMG_COMP_NONE));
+            rc = w_fail(w, err, PHT_EIO, "new layer: %s%s", archive_error_string(w->a), "");
+        else if ((rc = img_sha_final(w->sha, nl.diff_id, err)) == 0) {
+            memcpy(nl.digest, nl.diff_id, sizeof nl.digest);
+            nl.fd = w->fd;
+            nl.length = nl.diff_size = w->bytes;
+            strcpy(nl.media_type, img_layer_media_type(IMG_COMP_NONE));
+        }
     }
-    const img_layer **layers = calloc(keep + 2, sizeof *layers);
+    const img_layer **layers = rc ? NULL : calloc(keep + 2, sizeof *layers);
     char *where = NULL, *tag = NULL, **tags = NULL, *config = NULL, **own = NULL;
     char own_id[IMG_DIGEST_MAX] = "";
     size_t ntags = 0, nown = 0;
-    if (layers == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc || layers == NULL) {
+        pht_image_ref_free(dest);
+        return rc ? rc : pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < keep; i++)
         layers[i] = &b->layers[i];
     if (has_new) layers[keep] = &nl;
-    img_plan plan = {.layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts,
-                     .base = b};
-    if ((rc = tp->dest_tag(loc, &where, &tag, err))) goto done;
+    img_plan plan = {
+        .layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts, .base = b};
+    if ((rc = tp->dest_tag(dest, &where, &tag, err))) goto done;
     /* untagged into the source's own archive/layout: take the source's place */
     if (tag == NULL && tp == w->src->tp && tp->own_names &&
         (rc = tp->own_names(w->src, where, &own, &nown, own_id, err)))
@@ -590,5 +597,6 @@ done:
     free(where);
     free(tag);
     free(config);
+    pht_image_ref_free(dest);
     return rc;
 }

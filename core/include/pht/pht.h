@@ -12,6 +12,7 @@
 #include "pht/crypt.h"
 #include "pht/config.h"
 #include "pht/image.h"
+#include "pht/image_ref.h"
 #include "pht/http.h"
 #include "pht/docker.h"
 

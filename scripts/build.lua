@@ -190,8 +190,7 @@ end, { kind = "io", protocol = "§1" })
 
 wf:add("write_image", function(ctx)
   local out = ctx.options.output
-  local transport, _, name = ref.split(out)
-  local base_ref = (transport ~= "docker-archive" or name) and ref.base(out)
+  local base_ref = not ref.unnamed_archive(out) and ref.base(out)
   if not base_ref then
     return nil, "the output must be docker-archive:PATH:REPO:TAG, oci:DIR[:TAG] or docker-daemon:REPO[:TAG], got " .. out
   end

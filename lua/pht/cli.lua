@@ -35,7 +35,8 @@ local function usage_text()
     lines[#lines + 1] = string.format("  %-16s %s", name, VERBS[name].summary)
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = options.paragraphs(runner.IMAGE_HELP)
+  lines[#lines + 1] = runner.image_help()
+  lines[#lines + 1] = ""
   lines[#lines + 1] = "Stations: pht pre-run IMAGE; run the train; pht post-run IMAGE."
   lines[#lines + 1] = ""
   lines[#lines + 1] = "Options:"
@@ -52,7 +53,7 @@ end
 function M.help(verb)
   if verb == nil then return usage_text() end
   local v = VERBS[verb]
-  return v and options.help(v, runner.IMAGE_HELP) or nil
+  return v and options.help(v, runner.image_help()) or nil
 end
 
 function M.main(args, host)

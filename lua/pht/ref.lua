@@ -1,38 +1,39 @@
--- Image references: what a train image is called (transport:location, with
--- the NAME:TAG or TAG inside an archive or a layout) and the names derived
--- from it: REPO:base beside REPO:latest (PROTOCOL.md §1), the names a
--- docker-archive carries, the reference a command-line argument stands for.
--- Every reference the Lua side reads or builds goes through here.
+-- Image references as the protocol's workflows use them, over the core's
+-- one grammar (pht.parse_ref, pht.ref_with_tag, pht.transports; doc/lua-api.md
+-- "Image references"): the reference a command-line IMAGE stands for,
+-- REPO:base beside REPO:latest (PROTOCOL.md §1), the names a docker-archive
+-- carries, the source.address of a train built into a reference. Nothing
+-- here splits a reference string itself.
 local pht = require "pht"
 
 local M = {}
 
--- The transports libpht opens; a name without one of them is an image in
--- the Docker daemon.
-local TRANSPORTS = { ["docker-archive"] = true, oci = true, ["docker-daemon"] = true }
-
--- Split a reference: transport, location, name ("repo:tag" in an archive,
--- "tag" in a layout, or nil).
-function M.split(ref)
-  local transport, rest = ref:match("^([%w%-]+):(.*)$")
-  if transport == "docker-archive" then
-    local path, name = rest:match("^([^:]*):([^:]+:[^:]+)$")
-    return transport, path or rest, name
-  elseif transport == "oci" then
-    local dir, tag = rest:match("^([^:]*):(.+)$")
-    return transport, dir or rest, tag
-  end
-  return transport, rest, nil
-end
-
--- A command-line IMAGE as a reference: a name without one of libpht's
--- transports ("repo:tag", "registry:5000/repo:tag") is an image in the
+-- A command-line IMAGE as a reference string, or nil and a message. A
+-- reference with one of libpht's transports is taken as it is; a name
+-- without one ("repo:tag", "registry:5000/repo:tag") is an image in the
 -- Docker daemon at $DOCKER_HOST, as the reference implementation takes it.
+-- What is neither (an unknown "transport:" in front of something that is no
+-- image name, a malformed reference) is refused with the core's message,
+-- which lists the transports libpht knows.
 function M.from_argument(s)
   if s == nil then return nil end
-  local t = s:match("^([%w%-]+):")
-  if (t and TRANSPORTS[t]) or s:match("^docker://") then return s end
-  return "docker-daemon:" .. s
+  local r, err = pht.parse_ref(s)
+  if r then return r.string end
+  local bare, berr = pht.parse_ref(s, { bare = true })
+  if bare then return bare.string end
+  -- "word:..." that is no daemon name either: say what is wrong with the
+  -- transport, not with the daemon name it is not.
+  if s:match("^[%w%-]+:") then return nil, err end
+  return nil, berr
+end
+
+-- The lines of --help saying what IMAGE may be, from the transports
+-- libpht knows.
+function M.argument_help()
+  local lines = { "IMAGE is a reference:" }
+  for _, t in ipairs(pht.transports()) do lines[#lines + 1] = "  " .. t.syntax end
+  lines[#lines + 1] = "or just NAME[:TAG]: an image in the Docker daemon at $DOCKER_HOST."
+  return table.concat(lines, "\n")
 end
 
 -- The "repo:tag" names of a docker-archive image ({} for other transports).
@@ -46,30 +47,32 @@ function M.repo_tags(img)
   return tags
 end
 
--- What a train built into `ref` records as its source.address (§2): REPO
--- of the NAME:TAG inside an archive, else the reference's location.
-function M.source_address(ref)
-  local _, where, name = M.split(ref)
-  return name and name:match("^(.*):[^:]+$") or where
+-- True when `reference` is a docker-archive without NAME[:TAG] (its only
+-- image, whatever it is called).
+function M.unnamed_archive(reference)
+  local r = pht.parse_ref(reference)
+  return r ~= nil and r.transport == "docker-archive" and r.name == nil and r.index == nil
 end
 
 -- The tag REPO:base beside the train's REPO:latest in the same archive,
--- layout or daemon, as a reference. img (optional) supplies the archive's
--- name when the reference has none.
-function M.base(ref, img)
-  local transport, where, name = M.split(ref)
-  if transport == "docker-archive" then
-    name = name or (img and M.repo_tags(img)[1])
-    local repo = name and name:match("^(.*):[^:/]+$")
-    if not repo then return nil, "cannot tell the train's repository from " .. ref .. "; give --base" end
-    return "docker-archive:" .. where .. ":" .. repo .. ":base"
-  elseif transport == "oci" then
-    return "oci:" .. where .. ":base"
-  elseif transport == "docker-daemon" then
-    local repo = where:match("^(.*):[^:/]+$") or where
-    return "docker-daemon:" .. repo .. ":base"
+-- layout or daemon, as a reference. img (optional) supplies the name of an
+-- archive's image when the reference has none.
+function M.base(reference, img)
+  local name
+  if img and M.unnamed_archive(reference) then
+    name = M.repo_tags(img)[1]
+    if not name then return nil, "cannot tell the train's repository from " .. reference .. "; give --base" end
   end
-  return nil, "cannot derive REPO:base from " .. ref .. "; give --base"
+  local base, err = pht.ref_with_tag(reference, name, "base")
+  if not base then return nil, "cannot derive REPO:base from " .. reference .. ": " .. tostring(err) .. "; give --base" end
+  return base
+end
+
+-- What a train built into `reference` records as its source.address (§2):
+-- the repository the reference names, else its archive or layout.
+function M.source_address(reference)
+  local r = assert(pht.parse_ref(reference))
+  return r.name or r.path or r.location
 end
 
 return M

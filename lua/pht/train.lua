@@ -67,13 +67,12 @@ end
 -- Writing ------------------------------------------------------------------------
 
 -- Where a workflow writes and which names go there: the output if one was
--- given, else the input in place. A docker-archive reference without
--- NAME:TAG gets the names the input image carried, so they move to the new
+-- given, else the input in place. A docker-archive reference without a
+-- NAME gets the names the input image carried, so they move to the new
 -- image (and an untagged old image is not left behind in the archive).
 function M.commit_target(ctx)
   local dest = ctx.options.output or ctx.options.image
-  local transport, _, name = ref.split(dest)
-  if transport == "docker-archive" and not name then
+  if ref.unnamed_archive(dest) then
     local tags = ref.repo_tags(ctx.image)
     if #tags > 0 then return dest, tags end
   end

@@ -88,13 +88,15 @@ e.g. --output docker-archive:train.tar:pht/train:latest.]],
       files, ferr = files_of(opts.file)
       if not files then say(prog, "%s", ferr) return EXIT.usage end
     end
+    local refs, rerr = runner.image_refs({ base = opts.base, output = opts.output })
+    if not refs then say(prog, "%s", rerr) return EXIT.usage end
     local o = {
       files_dir = opts.files, files = files, query = opts.query, stops = stops,
       creator_id = opts["creator-id"], creator_key = opts["creator-key"],
       creator_password = runner.env(opts["creator-password-env"]),
       builder_key = opts["builder-key"],
       builder_password = runner.env(opts["builder-password-env"]),
-      base = runner.image_ref(opts.base), output = runner.image_ref(opts.output), train_id = opts["train-id"],
+      base = refs.base, output = refs.output, train_id = opts["train-id"],
       proposal_id = opts["proposal-id"], tmpdir = opts.tmpdir, run = opts.run,
     }
     local code, ctx = runner.run_workflow(prog, "build", opts, o)

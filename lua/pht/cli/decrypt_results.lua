@@ -27,7 +27,9 @@ mode 0700; it must not exist yet).]],
   run = function(host, prog, opts, pos)
     if not opts.key then runner.say(prog, "give the creator's key with --key") return runner.EXIT.usage end
     if not opts.out then runner.say(prog, "give the output directory with --out") return runner.EXIT.usage end
-    local o = { image = runner.image_ref(pos[1]), key_path = opts.key, out = opts.out, tmpdir = opts.tmpdir,
+    local image, err = runner.image_ref(pos[1])
+    if not image then runner.say(prog, "%s", err) return runner.EXIT.usage end
+    local o = { image = image, key_path = opts.key, out = opts.out, tmpdir = opts.tmpdir,
       password = runner.env(opts["password-env"]) }
     local code, ctx = runner.run_workflow(prog, "decrypt_results", opts, o)
     if code == runner.EXIT.ok and not opts.quiet then

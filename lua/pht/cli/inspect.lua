@@ -23,7 +23,9 @@ image holds plaintext from a pre-run.]],
     .. "2 usage error, 3 the image cannot be read.",
   run = function(host, prog, opts, pos)
     local inspect = require "pht.inspect"
-    local report, err = inspect.image(runner.image_ref(pos[1]), opts.tmpdir)
+    local image, rerr = runner.image_ref(pos[1])
+    if not image then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
+    local report, err = inspect.image(image, opts.tmpdir)
     if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
     if opts.json then
       io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")

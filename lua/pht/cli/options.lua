@@ -223,14 +223,14 @@ function M.paragraphs(text)
   return table.concat(out, "\n\n")
 end
 
--- The whole --help text of verb v; `image_help` is the paragraph saying
--- what IMAGE may be.
+-- The whole --help text of verb v; `image_help` is the text saying what
+-- IMAGE may be (as it is, not filled).
 function M.help(v, image_help)
   local parts = {
     "Usage: pht " .. v.name .. (v.usage and (" " .. v.usage) or ""),
     M.paragraphs(v.description),
   }
-  if v.image then parts[#parts + 1] = M.paragraphs(image_help) end
+  if v.image then parts[#parts + 1] = image_help end
   local list = {}
   for _, o in ipairs(v.order) do list[#list + 1] = o end
   list[#list + 1] = HELP

@@ -25,10 +25,10 @@ one pre-run wrote, or with --rebase on REPO:base.]],
   exit_status = "0 sealed, 1 refused (the message names the step), 2 usage error, "
     .. "3 an image or key could not be read or written, 70 internal error.",
   run = function(host, prog, opts, pos)
-    local o, err = runner.station_options(opts)
+    local o, err = runner.station_options(opts, pos[1])
     if not o then runner.say(prog, "%s", err) return runner.EXIT.usage end
     if opts.base and not opts.rebase then runner.say(prog, "--base needs --rebase") return runner.EXIT.usage end
-    o.image, o.rebase, o.base = runner.image_ref(pos[1]), opts.rebase, runner.image_ref(opts.base)
+    o.rebase = opts.rebase
     return runner.run_station(prog, opts, o, "post_run", { what = "signed and encrypted the results" })
   end,
 }

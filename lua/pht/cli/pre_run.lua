@@ -22,9 +22,8 @@ After pre-run the image holds plaintext: it must not leave the station.]],
   exit_status = "0 verified and decrypted, 1 rejected (the message names the step), 2 usage error, "
     .. "3 an image or key could not be read or written, 70 internal error.",
   run = function(host, prog, opts, pos)
-    local o, err = runner.station_options(opts)
+    local o, err = runner.station_options(opts, pos[1])
     if not o then runner.say(prog, "%s", err) return runner.EXIT.usage end
-    o.image = runner.image_ref(pos[1])
     return runner.run_station(prog, opts, o, "pre_run",
       { what = "verified the train and decrypted it", note = "; it now holds plaintext" })
   end,

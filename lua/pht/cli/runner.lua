@@ -24,12 +24,26 @@ function M.say(prog, fmt, ...)
 end
 local say = M.say
 
--- An IMAGE argument as a reference (see pht.ref.from_argument).
+-- An IMAGE argument as a reference, or nil and why not (pht.ref.from_argument).
 M.image_ref = ref.from_argument
 
 -- The paragraph of --help saying what IMAGE may be.
-M.IMAGE_HELP = "IMAGE is docker-archive:PATH[:NAME:TAG], oci:DIR[:TAG], or an image in the "
-  .. "Docker daemon at $DOCKER_HOST: docker-daemon:NAME[:TAG] or just NAME:TAG."
+M.image_help = ref.argument_help
+
+-- The references of IMAGE arguments: t maps a key to an argument (nil
+-- allowed); returns key -> reference, or nil and the message for a usage
+-- error naming the first argument that is no reference.
+function M.image_refs(t)
+  local out = {}
+  for k, s in pairs(t) do
+    if s ~= nil then
+      local r, err = M.image_ref(s)
+      if not r then return nil, err end
+      out[k] = r
+    end
+  end
+  return out
+end
 
 local function make_logger(prog, opts)
   local level = opts.quiet and 0 or (opts.verbose and 2 or 1)
@@ -73,12 +87,14 @@ function M.run_workflow(prog, name, opts, ctx_options)
 end
 
 -- The station's workflow options (pre-run, post-run) from the station
--- group's options, or nil and the usage message.
-function M.station_options(opts)
+-- group's options and IMAGE, or nil and the usage message.
+function M.station_options(opts, image)
   if not opts.station then return nil, "no station id: give --station or set STATION_ID" end
   if not opts.key then return nil, "no private key: give --key or set PRIVATE_KEY_PATH" end
+  local refs, err = M.image_refs({ image = image, output = opts.output, base = opts.base })
+  if not refs then return nil, err end
   return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
-    output = M.image_ref(opts.output), tmpdir = opts.tmpdir }
+    image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir }
 end
 
 -- Run a station's workflow and report where it wrote.

@@ -62,7 +62,7 @@ end, { kind = "io", protocol = "§8.5" })
 wf:add("verify_immutable_hash", steps.verify_immutable_hash, { kind = "verify", protocol = "§9" })
 
 -- The results as the algorithm left them: only files and directories.
-wf:add("check_results_files", steps.list_results, { kind = "verify", protocol = "§8.1" })
+wf:add("check_results_files", steps.list_results, { kind = "verify", protocol = "§9" })
 
 wf:add("read_results", function(ctx)
   if #ctx.results_entries == 0 then return true end

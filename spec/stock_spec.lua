@@ -82,3 +82,23 @@ describe("pht.stock", function()
     assert.matches("\n" .. share:gsub("%p", "%%%0") .. "/libpht%-scripts/post_run%.lua\n$", out)
   end)
 end)
+
+describe("the stock workflows", function()
+  for _, name in ipairs({ "pre_run", "post_run", "decrypt_results", "build" }) do
+    it(name .. " marks every step with the section of PROTOCOL.md it carries out", function()
+      local wf = assert(stock.load(name))
+      for _, step in ipairs(wf.steps) do
+        assert.is_string(step.protocol, step.name)
+        assert.matches("^§%d+[%.%d]*%l?$", step.protocol, nil, false, step.name)
+      end
+    end)
+  end
+
+  it("post-run validates the config in a step of its own before it writes", function()
+    local names = assert(stock.load("post_run")):names()
+    local at = {}
+    for i, n in ipairs(names) do at[n] = i end
+    assert.equal(at.wrap_keys + 1, at.validate_config)
+    assert.equal(at.validate_config + 1, at.write_image)
+  end)
+end)

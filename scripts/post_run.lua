@@ -24,11 +24,9 @@ local hex = pht.hex
 -- The train and the station ------------------------------------------------------
 
 wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
-wf:add("read_config", steps.read_config, { kind = "verify", protocol = "§2" })
-wf:add("load_key", steps.load_key, { kind = "io", protocol = "§6" })
-wf:add("find_station", steps.find_station, { kind = "verify", protocol = "§7.1" })
-wf:add("check_station_key", steps.check_station_key, { kind = "verify", protocol = "§9" })
-wf:add("check_turn", steps.check_turn, { kind = "verify", protocol = "§9" })
+-- read_config (§2), load_key (§6), find_station (§7.1), check_station_key and
+-- check_turn (§9): the station's place on the route.
+steps.add_station_steps(wf)
 
 -- What the output is built on, so no plaintext layer survives: REPO:base
 -- (or --base) with --rebase, else the layers below the one pre-run marked.

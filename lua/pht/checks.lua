@@ -131,32 +131,41 @@ function M.immutable_hash(cfg, train_files)
   return e_h
 end
 
+-- The signature in hex field `sig_hex` (named `sig_what`) verifies over
+-- `message` with the public key in hex field `pub_hex` (named `pub_what`).
+-- `method` is "verify" (PKCS#1 v1.5 over the message) or "verify_digest"
+-- (PSS over a SHA-512 digest, prehashed); `name` names the signature in
+-- "cannot check NAME", `failure` is the message when it does not verify.
+local function signature(pub_hex, pub_what, sig_hex, sig_what, method, message, name, failure)
+  local pub, err = field.public_key(pub_hex, pub_what)
+  if not pub then return nil, err end
+  local sig, serr = field.unhex(sig_hex, sig_what)
+  if not sig then return nil, serr end
+  local ok, verr = pub[method](pub, message, sig)
+  if ok == nil then return nil, "cannot check " .. name .. ": " .. tostring(verr) end
+  if not ok then return nil, failure end
+  return true
+end
+
+local function route_key(s)
+  return s.rsa_public_key, fmt("route[%d].rsa_public_key", s.index)
+end
+
 -- §7.4: the creator's signature (PKCS#1 v1.5) verifies over e_h.
 function M.creator_signature(cfg, e_h)
   local creator = cfg:get("creator") or {}
-  local pub, err = field.public_key(creator.rsa_public_key, "creator.rsa_public_key")
-  if not pub then return nil, err end
-  local sig, serr = field.unhex(cfg:get("signature"), "signature")
-  if not sig then return nil, serr end
-  local ok, verr = pub:verify(e_h, sig)
-  if ok == nil then return nil, "cannot check the creator's signature: " .. tostring(verr) end
-  if not ok then return nil, "the creator's signature does not verify over e_h" end
-  return true
+  return signature(creator.rsa_public_key, "creator.rsa_public_key", cfg:get("signature"), "signature",
+    "verify", e_h, "the creator's signature", "the creator's signature does not verify over e_h")
 end
 
 -- §7.4: the builder's signature verifies over e_h || e_h_sig.
 function M.build_signature(cfg, e_h)
   local build = cfg:get("build") or {}
-  local pub, err = field.public_key(build.rsa_public_key, "build.rsa_public_key")
-  if not pub then return nil, err end
-  local sig, serr = field.unhex(build.signature, "build.signature")
-  if not sig then return nil, serr end
-  local creator_sig, cerr = field.unhex(cfg:get("signature"), "signature")
-  if not creator_sig then return nil, cerr end
-  local ok, verr = pub:verify(e_h .. creator_sig, sig)
-  if ok == nil then return nil, "cannot check the build signature: " .. tostring(verr) end
-  if not ok then return nil, "the builder's signature does not verify over e_h and the creator's signature" end
-  return true
+  local creator_sig, err = field.unhex(cfg:get("signature"), "signature")
+  if not creator_sig then return nil, err end
+  return signature(build.rsa_public_key, "build.rsa_public_key", build.signature, "build.signature",
+    "verify", e_h .. creator_sig, "the build signature",
+    "the builder's signature does not verify over e_h and the creator's signature")
 end
 
 -- §7.5a: stop s's chain signature {digest, signature} verifies with its
@@ -164,16 +173,11 @@ end
 function M.stop_signature(s)
   if not s.signature then return nil, route.stop_name(s) .. " has no signature" end
   local what = fmt("station %s's (index %d) signature", tostring(s.station), s.index)
-  local pub, err = field.public_key(s.rsa_public_key, fmt("route[%d].rsa_public_key", s.index))
-  if not pub then return nil, err end
-  local digest, derr = field.unhex(s.signature.digest, what .. " digest")
-  if not digest then return nil, derr end
-  local sig, serr = field.unhex(s.signature.signature, what)
-  if not sig then return nil, serr end
-  local ok, verr = pub:verify_digest(digest, sig)
-  if ok == nil then return nil, "cannot check " .. what .. ": " .. tostring(verr) end
-  if not ok then return nil, what .. " does not verify" end
-  return true
+  local digest, err = field.unhex(s.signature.digest, what .. " digest")
+  if not digest then return nil, err end
+  local pub_hex, pub_what = route_key(s)
+  return signature(pub_hex, pub_what, s.signature.signature, what, "verify_digest", digest, what,
+    what .. " does not verify")
 end
 
 -- §7.5a: every stop before position pos has a chain signature that verifies.
@@ -200,16 +204,9 @@ end
 -- §7.5d: result_signature verifies over e_d with the key of stop s, which
 -- wrote the results (`role` says which stop that is, for the message).
 function M.result_signature(cfg, s, e_d, role)
-  local pub, err = field.public_key(s.rsa_public_key, fmt("route[%d].rsa_public_key", s.index))
-  if not pub then return nil, err end
-  local sig, serr = field.unhex(cfg:get("result_signature"), "result_signature")
-  if not sig then return nil, serr end
-  local ok, verr = pub:verify_digest(e_d, sig)
-  if ok == nil then return nil, "cannot check result_signature: " .. tostring(verr) end
-  if not ok then
-    return nil, fmt("result_signature does not verify with the key of %s, %s", route.stop_name(s), role)
-  end
-  return true
+  local pub_hex, pub_what = route_key(s)
+  return signature(pub_hex, pub_what, cfg:get("result_signature"), "result_signature", "verify_digest", e_d,
+    "result_signature", fmt("result_signature does not verify with the key of %s, %s", route.stop_name(s), role))
 end
 
 -- §9: the chain digest of the one stop at pos is SHA-512(the digests of the

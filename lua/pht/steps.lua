@@ -88,6 +88,18 @@ function M.unwrap(ctx, wrapped, failure)
   return true
 end
 
+-- The steps with which pre-run and post-run place the station on the
+-- train's route, added to wf in this order: read_config, load_key,
+-- find_station, check_station_key, check_turn.
+function M.add_station_steps(wf)
+  wf:add("read_config", M.read_config, { kind = "verify", protocol = "§2" })
+  wf:add("load_key", M.load_key, { kind = "io", protocol = "§6" })
+  wf:add("find_station", M.find_station, { kind = "verify", protocol = "§7.1" })
+  wf:add("check_station_key", M.check_station_key, { kind = "verify", protocol = "§9" })
+  wf:add("check_turn", M.check_turn, { kind = "verify", protocol = "§9" })
+  return wf
+end
+
 -- The files ---------------------------------------------------------------------------
 
 -- /opt/pht_train holds exactly file_list plus an optional query.json:
@@ -137,13 +149,20 @@ end
 
 -- Hashes and signatures ------------------------------------------------------------------
 
--- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h.
-function M.verify_immutable_hash(ctx)
-  local e_h, err = checks.immutable_hash(ctx.config, ctx.train)
-  if not e_h then return nil, err end
-  ctx.e_h = e_h
-  return true
+-- A step that stores what check(ctx) established as ctx[key].
+local function establish(key, check)
+  return function(ctx)
+    local value, err = check(ctx)
+    if not value then return nil, err end
+    ctx[key] = value
+    return true
+  end
 end
+
+-- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h.
+M.verify_immutable_hash = establish("e_h", function(ctx)
+  return checks.immutable_hash(ctx.config, ctx.train)
+end)
 
 function M.verify_creator_signature(ctx)
   return checks.creator_signature(ctx.config, ctx.e_h)
@@ -154,11 +173,8 @@ function M.verify_build_signature(ctx)
 end
 
 -- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d.
-function M.verify_result_hash(ctx)
-  local e_d, err = checks.results_hash(ctx.config, ctx.results)
-  if not e_d then return nil, err end
-  ctx.e_d = e_d
-  return true
-end
+M.verify_result_hash = establish("e_d", function(ctx)
+  return checks.results_hash(ctx.config, ctx.results)
+end)
 
 return M

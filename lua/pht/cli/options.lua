@@ -33,7 +33,7 @@ local SHARED = {
   { name = "password-env", arg = "VAR", group = "station", default = "PRIVATE_KEY_PASSWORD",
     help = "read the key's password from $VAR" },
   { name = "script", arg = "FILE", many = true, group = "workflow",
-    help = "a station script that changes the workflow (repeatable)" },
+    help = "a script that changes the workflow by step name (repeatable)" },
   { name = "tmpdir", arg = "DIR", group = "workflow",
     help = "where the private temporary directory goes (default: $TMPDIR or /tmp)" },
   { name = "quiet", short = "q", flag = true, group = "workflow", help = "no progress on stderr" },

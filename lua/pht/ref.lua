@@ -13,18 +13,15 @@ local M = {}
 -- without one ("repo:tag", "registry:5000/repo:tag") is an image in the
 -- Docker daemon at $DOCKER_HOST, as the reference implementation takes it.
 -- What is neither (an unknown "transport:" in front of something that is no
--- image name, a malformed reference) is refused with the core's message,
--- which lists the transports libpht knows.
+-- daemon name, a malformed reference) is refused with the core's message
+-- for the reference, which lists the transports libpht knows.
 function M.from_argument(s)
   if s == nil then return nil end
   local r, err = pht.parse_ref(s)
   if r then return r.string end
-  local bare, berr = pht.parse_ref(s, { bare = true })
+  local bare = pht.parse_ref(s, { bare = true })
   if bare then return bare.string end
-  -- "word:..." that is no daemon name either: say what is wrong with the
-  -- transport, not with the daemon name it is not.
-  if s:match("^[%w%-]+:") then return nil, err end
-  return nil, berr
+  return nil, err
 end
 
 -- The lines of --help saying what IMAGE may be, from the transports

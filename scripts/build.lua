@@ -11,8 +11,10 @@
 -- Context out: ctx.config, ctx.e_h, ctx.train_id, ctx.written, ctx.base_written
 local pht = require "pht"
 local workflow = require "pht.workflow"
-local train = require "pht.train"
+local files = require "pht.files"
 local fs = require "pht.fs"
+local ref = require "pht.ref"
+local train = require "pht.train"
 
 local wf = workflow.new("build")
 local MAX_PEM = 64 * 1024 -- a public key PEM of any RSA size fits
@@ -49,12 +51,12 @@ wf:add("load_keys", function(ctx)
     ctx.route_keys[i] = pub
   end
   return true
-end, { kind = "io" })
+end, { kind = "io", protocol = "§5" })
 
 -- The immutable files in file_list order; query.json last and unlisted.
 wf:add("read_files", function(ctx)
   local o = ctx.options
-  local files = {}
+  local list = {}
   if o.files_dir then
     local entries, err = fs.list_tree(o.files_dir)
     if not entries then return nil, "cannot list " .. o.files_dir .. ": " .. tostring(err) end
@@ -64,7 +66,7 @@ wf:add("read_files", function(ctx)
       if e.type == "file" and e.path ~= train.QUERY then paths[#paths + 1] = e.path end
     end
     for _, p in ipairs(pht.walk_sort(paths)) do
-      files[#files + 1] = { path = p, plain = o.files_dir .. "/" .. p }
+      list[#list + 1] = files.record(p, { plain = o.files_dir .. "/" .. p })
     end
     if not o.query and fs.exists(o.files_dir .. "/" .. train.QUERY) then
       o.query = o.files_dir .. "/" .. train.QUERY
@@ -73,20 +75,20 @@ wf:add("read_files", function(ctx)
     for _, f in ipairs(o.files) do
       if f.name == train.QUERY then return nil, "give query.json with --query, not as a listed file" end
       if f.name:match("^/") or f.name:match("%.%.") then return nil, "bad file name " .. f.name end
-      files[#files + 1] = { path = f.name, plain = f.path }
+      list[#list + 1] = files.record(f.name, { plain = f.path })
     end
   end
-  if #files == 0 then return nil, "the train has no files" end
-  for _, f in ipairs(files) do
+  if #list == 0 then return nil, "the train has no files" end
+  for _, f in ipairs(list) do
     if not fs.exists(f.plain) then return nil, "cannot read " .. f.plain end
   end
   if o.query then
     if not fs.exists(o.query) then return nil, "cannot read " .. o.query end
-    files[#files + 1] = { path = train.QUERY, plain = o.query, query = true }
+    list[#list + 1] = files.record(train.QUERY, { plain = o.query, query = true })
   end
-  ctx.train = files
+  ctx.train = list
   return true
-end, { kind = "io" })
+end, { kind = "io", protocol = "§3" })
 
 -- What `docker run IMAGE` starts: one of the train's files under /bin/sh
 -- (plaintext once a station's pre-run decrypted it): --run NAME, else
@@ -101,21 +103,21 @@ wf:add("choose_command", function(ctx)
   end
   ctx.run_file = run ~= "none" and run or nil
   return true
-end, { kind = "verify" })
+end, { kind = "verify", protocol = "§1" })
 
 wf:add("make_session", function(ctx)
   ctx.session_id = pht.random(64)
   ctx.train_id = ctx.options.train_id or hex(pht.random(16))
   return true
-end, { kind = "crypto" })
+end, { kind = "crypto", protocol = "§2" })
 
 -- §4: e_h = SHA-512(creator id || files in list order || session id || query).
 wf:add("compute_immutable_hash", function(ctx)
-  local e_h, err = train.hash_files(pht.immutable_hasher(ctx.options.creator_id, ctx.session_id), ctx.train)
+  local e_h, err = files.immutable_hash(ctx.options.creator_id, ctx.session_id, ctx.train)
   if not e_h then return nil, err end
   ctx.e_h = e_h
   return true
-end, { kind = "crypto" })
+end, { kind = "crypto", protocol = "§4" })
 
 -- §5: the creator signs e_h; the builder signs e_h || e_h_sig.
 wf:add("sign_immutable_hash", function(ctx)
@@ -123,22 +125,22 @@ wf:add("sign_immutable_hash", function(ctx)
   if not sig then return nil, "cannot sign e_h: " .. tostring(err) end
   ctx.e_h_sig = sig
   return true
-end, { kind = "crypto" })
+end, { kind = "crypto", protocol = "§5" })
 
 wf:add("sign_build", function(ctx)
   local sig, err = ctx.builder_key:sign(ctx.e_h .. ctx.e_h_sig)
   if not sig then return nil, "cannot sign the build: " .. tostring(err) end
   ctx.build_sig = sig
   return true
-end, { kind = "crypto" })
+end, { kind = "crypto", protocol = "§5" })
 
 -- §6: a fresh key; each file encrypted on its own with a fresh IV.
 wf:add("encrypt_files", function(ctx)
   local symkey = pht.new_symkey()
   ctx.symkey = symkey
   ctx:defer(function() symkey:close() end)
-  return train.encrypt_all(symkey, ctx.train, ctx:tempdir(), "train")
-end, { kind = "crypto" })
+  return files.encrypt_all(symkey, ctx.train, ctx:tempdir(), "train")
+end, { kind = "crypto", protocol = "§6" })
 
 -- The central service wraps the first key for the stop with index 0 only.
 wf:add("wrap_key", function(ctx)
@@ -146,12 +148,11 @@ wf:add("wrap_key", function(ctx)
   if not wrapped then return nil, "cannot wrap the key for the first stop: " .. tostring(err) end
   ctx.first_key = wrapped
   return true
-end, { kind = "crypto" })
+end, { kind = "crypto", protocol = "§6" })
 
 wf:add("make_config", function(ctx)
   local o = ctx.options
-  local _, where, name = train.split_ref(o.output)
-  ctx.repository = name and name:match("^(.*):[^:]+$") or where
+  ctx.repository = ref.source_address(o.output)
   local route = {}
   for i, s in ipairs(o.stops) do
     route[i] = { station = s.station, eco_system = s.eco_system, index = i - 1,
@@ -177,7 +178,7 @@ wf:add("make_config", function(ctx)
   if not ok then return nil, verr end
   ctx.config = cfg
   return true
-end, { kind = "verify" })
+end, { kind = "verify", protocol = "§2" })
 
 wf:add("open_base", function(ctx)
   local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir)
@@ -185,30 +186,24 @@ wf:add("open_base", function(ctx)
   ctx.image = img
   ctx:defer(function() img:close() end)
   return true
-end, { kind = "io" })
+end, { kind = "io", protocol = "§1" })
 
 wf:add("write_image", function(ctx)
   local out = ctx.options.output
-  local transport, _, name = train.split_ref(out)
-  local base_ref = (transport ~= "docker-archive" or name) and train.base_ref(out)
+  local base_ref = not ref.unnamed_archive(out) and ref.base(out)
   if not base_ref then
     return nil, "the output must be docker-archive:PATH:REPO:TAG, oci:DIR[:TAG] or docker-daemon:REPO[:TAG], got " .. out
   end
   local w, err = ctx.image:writer({ tmpdir = ctx.options.tmpdir })
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end
-  local dirs = {}
-  for _, f in ipairs(ctx.train) do
-    f.src = f.cipher
-    local d = f.path:match("^(.*)/[^/]+$")
-    while d and not dirs[d] do dirs[d] = true; d = d:match("^(.*)/[^/]+$") end
-  end
+  local paths = {}
+  for i, f in ipairs(files.write_from(ctx.train, "cipher")) do paths[i] = f.path end
   local entries = {}
-  for d in pairs(dirs) do entries[#entries + 1] = { path = d, type = "dir" } end
+  for d in pairs(files.parent_dirs(paths)) do entries[#entries + 1] = { path = d, type = "dir" } end
   table.sort(entries, function(a, b) return a.path < b.path end)
-  local ok, werr = w:add_dir(train.OPT, { mode = 493 })
-  if ok then ok, werr = w:add_bytes(train.CONFIG, ctx.config:to_json(false), { mode = 420 }) end
+  local ok, werr = train.write_opt(w, ctx.config:to_json(false))
   if ok then ok, werr = train.write_tree(w, train.TRAIN, entries, ctx.train) end
-  if ok then ok, werr = w:add_dir(train.RESULTS, { mode = 493, opaque = true }) end
+  if ok then ok, werr = w:add_dir(train.RESULTS, { mode = fs.MODE_DIR, opaque = true }) end
   -- What `docker run IMAGE` starts (see choose_command).
   if ok and ctx.run_file then
     ok, werr = w:set_config({ cmd = { "/bin/sh", train.TRAIN .. "/" .. ctx.run_file }, entrypoint = false })
@@ -219,6 +214,6 @@ wf:add("write_image", function(ctx)
   if not ok then return nil, "cannot tag the base image as " .. base_ref .. ": " .. tostring(werr) end
   ctx.base_written = base_ref
   return true
-end, { kind = "write", writes = true })
+end, { kind = "write", writes = true, protocol = "§1" })
 
 return wf

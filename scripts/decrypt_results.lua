@@ -5,84 +5,54 @@
 -- only then is any plaintext written to the output directory.
 --
 -- Context in:  ctx.options.image, .key_path, .password, .out, .tmpdir
--- Context out: ctx.results ({path=, plain=}), ctx.last (the stop that signed last)
+-- Context out: ctx.results (pht.files records), ctx.last (the stop that signed last)
 local workflow = require "pht.workflow"
+local checks = require "pht.checks"
+local field = require "pht.field"
 local train = require "pht.train"
 local steps = require "pht.steps"
 local fs = require "pht.fs"
 
 local wf = workflow.new("decrypt-results")
 
-wf:add("open_image", steps.open_image, { kind = "io" })
-wf:add("read_config", steps.read_config, { kind = "verify" })
-wf:add("load_key", steps.load_key, { kind = "io" })
+wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
+wf:add("read_config", steps.read_config, { kind = "verify", protocol = "§2" })
+wf:add("load_key", steps.load_key, { kind = "io", protocol = "§6" })
+wf:add("check_creator_key", steps.check_creator_key, { kind = "verify", protocol = "§9" })
+wf:add("find_last_stop", steps.find_last_stop, { kind = "verify", protocol = "§8" })
 
-wf:add("check_creator_key", function(ctx)
-  local creator = ctx.config:get("creator") or {}
-  local pub, err = train.public_key(creator.rsa_public_key, "creator.rsa_public_key")
-  if not pub then return nil, err end
-  if pub:fingerprint() ~= ctx.key:fingerprint() then
-    return nil, string.format("the private key (fingerprint %s) is not the creator's (%s)",
-      ctx.key:fingerprint():sub(1, 16), pub:fingerprint():sub(1, 16))
-  end
-  return true
-end, { kind = "verify" })
-
--- The stop that wrote the results: the last one that signed.
-wf:add("find_last_stop", function(ctx)
-  local stops = ctx.config:route()
-  for pos = #stops, 1, -1 do
-    if stops[pos].signature then
-      ctx.last, ctx.last_pos, ctx.stops = stops[pos], pos, stops
-      return true
-    end
-  end
-  return nil, "no station has signed results yet"
-end, { kind = "verify" })
-
+-- The key wrapped for the creator, which /opt/user_sym_key.key repeats.
 wf:add("unwrap_key", function(ctx)
-  local wrapped, err = train.unhex(ctx.config:get("creator").encrypted_key, "creator.encrypted_key")
+  local wrapped, err = field.unhex(ctx.config:get("creator").encrypted_key, "creator.encrypted_key")
   if not wrapped then return nil, err end
-  local stored = ctx.image:stat(train.USER_KEY) and ctx.image:read_file(train.USER_KEY, 65536)
-  if stored and stored ~= wrapped then
-    return nil, train.USER_KEY .. " differs from creator.encrypted_key"
-  end
-  local symkey, uerr = ctx.key:unwrap(wrapped)
-  if not symkey then return nil, "cannot unwrap the results key with the creator's key: " .. tostring(uerr) end
-  ctx.symkey = symkey
-  ctx:defer(function() symkey:close() end)
-  return true
-end, { kind = "verify" })
+  local ok, kerr = checks.user_key(ctx.image, wrapped)
+  if not ok then return nil, kerr end
+  return steps.unwrap(ctx, wrapped, "cannot unwrap the results key with the creator's key")
+end, { kind = "verify", protocol = "§8" })
 
-wf:add("check_results_files", steps.list_results, { kind = "verify" })
+wf:add("check_results_files", steps.list_results, { kind = "verify", protocol = "§9" })
 
 wf:add("decrypt_results", function(ctx)
-  local tmp = ctx:tempdir()
   if #ctx.results_entries == 0 then return true end
-  local root, err = train.extract(ctx.image, train.RESULTS, tmp, "results.enc")
+  local root, err = steps.decrypt_tree(ctx, train.RESULTS, ctx.results, "results")
   if not root then return nil, err end
   ctx.results_root = root
-  return train.decrypt_all(ctx.symkey, ctx.results, root, tmp, "results")
-end, { kind = "verify" })
-
-wf:add("verify_result_hash", function(ctx)
-  local e_d, err = train.check_results_hash(ctx.config, ctx.results)
-  if not e_d then return nil, err end
-  ctx.e_d = e_d
   return true
-end, { kind = "verify" })
+end, { kind = "verify", protocol = "§8" })
+
+wf:add("verify_result_hash", steps.verify_result_hash, { kind = "verify", protocol = "§7.5c" })
 
 wf:add("verify_result_signature", function(ctx)
-  return train.verify_result_signature(ctx.config, ctx.last, ctx.e_d, "the last to sign")
-end, { kind = "verify" })
+  return checks.result_signature(ctx.config, ctx.last, ctx.e_d, "the last to sign")
+end, { kind = "verify", protocol = "§7.5d" })
 
--- §9: the last stop's chain digest is the chain over the verified results,
--- and its chain signature verifies.
+-- The last stop's chain digest is the chain over the verified results, and
+-- its chain signature verifies.
 wf:add("verify_chain_digests", function(ctx)
-  local ok, err = train.verify_chain_digest(ctx.config, ctx.stops, ctx.last_pos, ctx.e_d)
-  if not ok then return nil, err end
-  return train.verify_stop_signature(ctx.last)
-end, { kind = "verify" })
+  local ok, err = checks.stop_chain_digest(ctx.config, ctx.stops, ctx.last_pos, ctx.e_d)
+  if ok then ok, err = checks.stop_signature(ctx.last) end
+  return ok, err
+end, { kind = "verify", protocol = "§9" })
 
 wf:add("write_results", function(ctx)
   local out = ctx.options.out:gsub("(.)/+$", "%1")
@@ -95,7 +65,7 @@ wf:add("write_results", function(ctx)
   local ok
   for _, e in ipairs(ctx.results_entries) do
     if e.type == "dir" then
-      ok, err = fs.mkdir_p(stage .. "/" .. e.path, 448)
+      ok, err = fs.mkdir_p(stage .. "/" .. e.path, fs.MODE_PRIVATE_DIR)
       if not ok then return nil, "cannot create " .. out .. "/" .. e.path .. ": " .. tostring(err) end
     end
   end
@@ -111,6 +81,6 @@ wf:add("write_results", function(ctx)
   if not ok then return nil, "cannot move the results into " .. out .. ": " .. tostring(err) end
   stage = nil
   return true
-end, { kind = "write", writes = true })
+end, { kind = "write", writes = true, protocol = "§8" })
 
 return wf

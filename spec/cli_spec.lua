@@ -503,3 +503,48 @@ describe("pht build", function()
     assert.matches("missing --creator-key", err, 1, true)
   end)
 end)
+
+describe("pht IMAGE arguments", function()
+  it("refuses an unknown transport with exit 2, naming it and the transports libpht knows", function()
+    local dir = helpers.tmpdir()
+    local code, _, err = S.pht("pre-run -q oci-archive:/nonexistent/train.tar --tmpdir " .. q(dir) .. " "
+      .. S.station_args(1))
+    assert.equal(2, code, err)
+    assert.matches('unknown transport "oci-archive"', err, 1, true)
+    for _, t in ipairs(pht.transports()) do assert.matches(t.syntax, err, 1, true) end
+    assert.not_matches("failed at step", err, 1, true)
+  end)
+
+  it("refuses a malformed reference of a known transport with exit 2", function()
+    local code, _, err = S.pht("inspect docker-archive:")
+    assert.equal(2, code, err)
+    assert.matches("pht inspect: image reference \"docker-archive:\": empty PATH", err, 1, true)
+  end)
+
+  it("lists every transport libpht knows in pht --help and pht pre-run --help", function()
+    for _, args in ipairs({ "--help", "pre-run --help" }) do
+      local code, out = S.pht(args)
+      assert.equal(0, code)
+      for _, t in ipairs(pht.transports()) do assert.matches(t.syntax, out, 1, true) end
+    end
+  end)
+end)
+
+describe("pht.cli.help", function()
+  it("returns the text --help prints, for each verb and for the command", function()
+    local cli = require "pht.cli"
+    for _, v in ipairs(VERBS) do
+      local _, out = S.pht(v .. " --help")
+      assert.equal(out, cli.help(v))
+    end
+    local _, out = S.pht("--help")
+    assert.equal(out, cli.help())
+    assert.is_nil(cli.help("frobnicate"))
+  end)
+
+  it("shows each option's default from its table", function()
+    local text = require("pht.cli").help("pre-run"):gsub("%s+", " ")
+    assert.matches("%-%-station ID%s+this station's id on the route %(default: %$STATION_ID%)", text)
+    assert.matches("read the key's password from %$VAR %(default: PRIVATE_KEY_PASSWORD%)", text)
+  end)
+end)

@@ -34,7 +34,7 @@ local function train_writer(spec)
   local w = assert(img:writer())
   assert(w:add_dir("/opt/pht_train"))
   assert(w:add_bytes("/opt/pht_train/entrypoint.sh",
-    'echo from-entrypoint "$GREETING" "$(pwd)" "$(id -u)"\n', { mode = 493 }))
+    'echo from-entrypoint "$GREETING" "$(pwd)" "$(id -u)"\n', { mode = tonumber("755", 8) }))
   if spec then assert(w:set_config(spec)) end
   return w, img
 end

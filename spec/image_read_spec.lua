@@ -146,7 +146,7 @@ describe("merged filesystem of layered images", function()
 
   it("hides all lower content of an opaque directory but keeps its own layer's files", function()
     local path = B.make { out = dir .. "/opq.tar", layers = { base_layer("none"),
-      { entries = { { name = "opt/pht_results/", type = "dir", mode = 448 },
+      { entries = { { name = "opt/pht_results/", type = "dir", mode = tonumber("700", 8) },
                     { name = "opt/pht_results/new.txt", data = "new" },
                     { name = "opt/pht_results/.wh..wh..opq" } } } } }
     local before = h.sha256_file(path)
@@ -154,7 +154,7 @@ describe("merged filesystem of layered images", function()
     local paths = {}
     for _, e in ipairs(img:walk("/opt/pht_results")) do paths[#paths + 1] = e.path end
     assert.are.same({ "new.txt" }, paths)
-    assert.are.equal(448, img:stat("/opt/pht_results").mode)
+    assert.are.equal(tonumber("700", 8), img:stat("/opt/pht_results").mode)
     assert.are.equal("keep", img:read_file("/opt/keep.txt"))
     assert.are.equal(before, h.sha256_file(path))
   end)

@@ -17,7 +17,7 @@ local function write_train(dir)
   assert(w:add_dir("/opt/pht_results", { opaque = true }))
   assert(w:add_dir("/opt/pht_results/a"))
   assert(w:add_bytes("/opt/pht_results/a/b.txt", "written by libpht\n"))
-  assert(w:add_bytes("/opt/pht_results/count.txt", "42\n", { mode = 416, uid = 1000, gid = 1000 }))
+  assert(w:add_bytes("/opt/pht_results/count.txt", "42\n", { mode = tonumber("640", 8), uid = 1000, gid = 1000 }))
   local s = assert(w:begin_file("/opt/pht_results/blob.enc", 300000))
   for i = 1, 3 do assert(s:write(string.rep(string.char(64 + i), 100000))) end
   assert(s:close())

@@ -14,7 +14,8 @@
 --   --build DIR         libpht build tree: pht.so from DIR/lua/5.1 (default SOURCE/build)
 --   --pht-cpath DIR     directory holding the LuaJIT pht.so (overrides --build)
 --   --pht-lua DIR       directory holding pht/*.lua (default SOURCE/lua)
---   --pht-scripts DIR   directory holding pre_run.lua (default SOURCE/scripts)
+--   --pht-scripts DIR   directory holding pre_run.lua, when it is not where
+--                       pht.stock looks (beside --pht-lua); sets $PHT_SCRIPTS_DIR
 --   --modules DIR|none  where ndk_http_module.so and ngx_http_lua_module.so are
 --                       (default /usr/lib/nginx/modules; none for OpenResty)
 --   --log-level LEVEL   error_log level (default notice)
@@ -97,7 +98,7 @@ local values = {
   config = opts.config,
   gateway_lua = source .. "/examples/openresty/lua",
   pht_lua = opts["pht-lua"] and abs(opts["pht-lua"]) or (source .. "/lua"),
-  pht_scripts = opts["pht-scripts"] and abs(opts["pht-scripts"]) or (source .. "/scripts"),
+  pht_scripts = opts["pht-scripts"] and abs(opts["pht-scripts"]) or "",
   pht_cpath = opts["pht-cpath"] and abs(opts["pht-cpath"])
     or ((opts.build and abs(opts.build) or (source .. "/build")) .. "/lua/5.1"),
 }
@@ -107,6 +108,8 @@ for k, v in pairs(values) do
     die(k .. " must not contain quotes, backslashes, ';' or braces: " .. v)
   end
 end
+
+values.scripts_env = values.pht_scripts ~= "" and ("env PHT_SCRIPTS_DIR=" .. values.pht_scripts .. ";") or ""
 
 local text = read(here .. "/nginx.conf"):gsub("{{([%w_]+)}}", function(name)
   local v = values[name]

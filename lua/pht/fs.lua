@@ -5,6 +5,12 @@ local pht = require "pht"
 
 local M = {}
 
+-- File modes, written as the octal digits chmod takes.
+M.MODE_DIR = tonumber("755", 8)          -- a directory anyone may read
+M.MODE_FILE = tonumber("644", 8)         -- a file anyone may read
+M.MODE_PRIVATE_DIR = tonumber("700", 8)  -- a directory only its owner may enter
+M.MODE_PRIVATE_FILE = tonumber("600", 8) -- a file only its owner may read
+
 local function q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
@@ -33,7 +39,7 @@ end
 
 -- mkdir -p with a mode for the directories it creates (default 0755).
 function M.mkdir_p(path, mode)
-  return pht.mkdir(path, mode or 493, true)
+  return pht.mkdir(path, mode or M.MODE_DIR, true)
 end
 
 -- Remove a file or a whole tree; symlinks are removed, never followed.
@@ -99,7 +105,7 @@ function M.write_private(path, data, force)
     if not force then return nil, path .. " already exists" end
     os.remove(path)
   end
-  return pht.write_file(path, data, 384)
+  return pht.write_file(path, data, M.MODE_PRIVATE_FILE)
 end
 
 return M

@@ -2,6 +2,9 @@
 -- image(ref) returns a report table (also printed as JSON by --json);
 -- text(report) renders it for people.
 local pht = require "pht"
+local checks = require "pht.checks"
+local field = require "pht.field"
+local route = require "pht.route"
 local train = require "pht.train"
 
 local M = {}
@@ -13,32 +16,28 @@ end
 
 local function fingerprint(hex)
   local key = hex and pht.load_public_key_hex(hex)
-  return key and key:fingerprint() or nil, key
+  return key and key:fingerprint() or nil
 end
 
+-- The signature checks of pht.checks that need no private key, over the
+-- digests the config carries. Returns the position of the last stop that
+-- signed, or nil.
 local function verify_sigs(report, cfg, stops)
-  local e_h = train.unhex(cfg:get("hash"), "hash")
-  local e_h_sig = train.unhex(cfg:get("signature"), "signature")
-  local creator = cfg:get("creator") or {}
-  local _, ckey = fingerprint(creator.rsa_public_key)
-  check(report, "creator_signature", ckey and e_h and e_h_sig and ckey:verify(e_h, e_h_sig),
+  local e_h = field.unhex(cfg:get("hash"), "hash")
+  check(report, "creator_signature", e_h and checks.creator_signature(cfg, e_h),
     "the creator's signature over e_h (the config's hash)")
-  local build = cfg:get("build") or {}
-  local _, bkey = fingerprint(build.rsa_public_key)
-  local bsig = train.unhex(build.signature, "build.signature")
-  check(report, "build_signature", bkey and e_h and e_h_sig and bsig and bkey:verify(e_h .. e_h_sig, bsig),
+  check(report, "build_signature", e_h and checks.build_signature(cfg, e_h),
     "the builder's signature over e_h and the creator's signature")
 
-  local last
   for pos, s in ipairs(stops) do
     local r = report.route[pos]
     if s.signature then
-      last = pos
-      r.signature_valid = train.verify_stop_signature(s) and true or false
+      r.signature_valid = checks.stop_signature(s) and true or false
       check(report, "chain_signature:" .. tostring(s.station), r.signature_valid,
         tostring(s.station) .. "'s chain signature")
     end
   end
+  local s, last = route.last_signed(stops)
   local rh = cfg:get("result_hash")
   if last then
     for pos = 1, last - 1 do
@@ -47,11 +46,10 @@ local function verify_sigs(report, cfg, stops)
           .. " has no signature although a later stop signed")
       end
     end
-    local s = stops[last]
-    local e_d = train.unhex(rh, "result_hash")
-    check(report, "result_signature", e_d and train.verify_result_signature(cfg, s, e_d, "the last to sign"),
+    local e_d = field.unhex(rh, "result_hash")
+    check(report, "result_signature", e_d and checks.result_signature(cfg, s, e_d, "the last to sign"),
       "result_signature by " .. tostring(s.station) .. ", the last to sign")
-    check(report, "chain_digest", e_d and train.verify_chain_digest(cfg, stops, last, e_d),
+    check(report, "chain_digest", e_d and checks.stop_chain_digest(cfg, stops, last, e_d),
       tostring(s.station) .. "'s chain digest is SHA-512(earlier digests || result_hash)")
   else
     check(report, "no_results_yet", rh == nil, "result_hash is null before any stop signed")
@@ -85,11 +83,11 @@ function M.image(ref, tmpdir)
   report.train.query = false
   if entries then
     for _, e in ipairs(entries) do if e.path == train.QUERY then report.train.query = true end end
-    local ok, why = train.check_train_files(cfg, entries)
+    local ok, why = checks.immutable_files(cfg, entries)
     check(report, "immutable_files", ok, ok and "/opt/pht_train holds exactly file_list and query.json" or why)
   end
-  local last = verify_sigs(report, cfg, stops)
-  local nxt = stops[(last or 0) + 1]
+  verify_sigs(report, cfg, stops)
+  local nxt = route.next_stop(stops)
   if nxt then
     report.next = { station = tostring(nxt.station), index = nxt.index }
   else

@@ -1,11 +1,18 @@
--- Steps shared by the stock workflows (scripts/pre_run.lua, post_run.lua,
--- decrypt_results.lua): opening the image, reading the config, the
--- station's key and its place on the route. Each is a step function
--- (ctx, step) for pht.workflow; the scripts add them under these names.
+-- The steps the stock workflows share (scripts/pre_run.lua, post_run.lua,
+-- decrypt_results.lua): each is a step function (ctx, step) for
+-- pht.workflow that takes what it needs from the context, calls the
+-- protocol module that does the work (pht.train, pht.files, pht.route,
+-- pht.checks) and stores what it established back in the context. The
+-- scripts add them under their own names.
 local pht = require "pht"
+local checks = require "pht.checks"
+local files = require "pht.files"
+local route = require "pht.route"
 local train = require "pht.train"
 
 local M = {}
+
+-- The train and the station ---------------------------------------------------------
 
 function M.open_image(ctx)
   local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir)
@@ -13,6 +20,10 @@ function M.open_image(ctx)
   ctx.image = img
   ctx:defer(function() img:close() end)
   return true
+end
+
+function M.check_not_decrypted(ctx)
+  return checks.not_decrypted(ctx.image)
 end
 
 function M.read_config(ctx)
@@ -32,85 +43,138 @@ function M.load_key(ctx)
   return true
 end
 
--- §7.1: the station's stop on the route.
+-- The station's stop on the route: ctx.stop, ctx.pos, ctx.stops.
 function M.find_station(ctx)
-  local stop, pos, stops = train.find_stop(ctx.config, ctx.options.station)
+  local stop, pos, stops = route.find_stop(ctx.config, ctx.options.station)
   if not stop then return nil, pos end
   ctx.stop, ctx.pos, ctx.stops = stop, pos, stops
   return true
 end
 
--- The private key belongs to the station's stop (else unwrap would fail with
--- an OAEP error that does not say why).
+-- The private key belongs to the station's stop.
 function M.check_station_key(ctx)
-  local pub, err = train.public_key(ctx.stop.rsa_public_key,
-    "the route's key of station " .. ctx.stop.station)
-  if not pub then return nil, err end
-  if pub:fingerprint() ~= ctx.key:fingerprint() then
-    return nil, string.format("the private key (fingerprint %s) is not station %s's key on the route (%s)",
-      ctx.key:fingerprint():sub(1, 16), ctx.stop.station, pub:fingerprint():sub(1, 16))
-  end
-  return true
+  local station = tostring(ctx.stop.station)
+  return checks.private_key_is(ctx.key, ctx.stop.rsa_public_key, "the route's key of station " .. station,
+    "station " .. station .. "'s key on the route")
 end
 
--- §9: the train comes to the stop after the last one that signed, and
--- result_hash is set exactly when some stop has signed.
+-- The private key is the creator's.
+function M.check_creator_key(ctx)
+  local creator = ctx.config:get("creator") or {}
+  return checks.private_key_is(ctx.key, creator.rsa_public_key, "creator.rsa_public_key", "the creator's")
+end
+
 function M.check_turn(ctx)
-  local last = 0
-  for pos, s in ipairs(ctx.stops) do if s.signature then last = pos end end
-  local has_results = ctx.config:get("result_hash") ~= nil
-  if last == 0 and has_results then return nil, "result_hash is set but no stop has signed" end
-  if last > 0 and not has_results then return nil, "stops have signed but result_hash is null" end
-  if ctx.pos ~= last + 1 then
-    local due = ctx.stops[last + 1]
-    if not due then return nil, "every stop has signed: the train's route is complete" end
-    return nil, string.format("it is station %s's turn (index %d), not station %s's (index %d)",
-      due.station, due.index, ctx.stop.station, ctx.stop.index)
-  end
+  return checks.turn(ctx.config, ctx.stops, ctx.pos)
+end
+
+-- The stop that wrote the results, the last one that signed: ctx.last,
+-- ctx.last_pos, ctx.stops.
+function M.find_last_stop(ctx)
+  local stops = ctx.config:route()
+  local last, pos = route.last_signed(stops)
+  if not last then return nil, "no station has signed results yet" end
+  ctx.last, ctx.last_pos, ctx.stops = last, pos, stops
   return true
 end
 
--- §9: /opt/pht_train holds exactly file_list plus an optional query.json.
+-- Unwrap the symmetric key `wrapped` (raw bytes) with ctx.key: ctx.symkey,
+-- closed at cleanup. `failure` begins the message when the unwrap fails.
+function M.unwrap(ctx, wrapped, failure)
+  local symkey, err = ctx.key:unwrap(wrapped)
+  if not symkey then return nil, failure .. ": " .. tostring(err) end
+  ctx.symkey = symkey
+  ctx:defer(function() symkey:close() end)
+  return true
+end
+
+-- The steps with which pre-run and post-run place the station on the
+-- train's route, added to wf in this order: read_config, load_key,
+-- find_station, check_station_key, check_turn.
+function M.add_station_steps(wf)
+  wf:add("read_config", M.read_config, { kind = "verify", protocol = "§2" })
+  wf:add("load_key", M.load_key, { kind = "io", protocol = "§6" })
+  wf:add("find_station", M.find_station, { kind = "verify", protocol = "§7.1" })
+  wf:add("check_station_key", M.check_station_key, { kind = "verify", protocol = "§9" })
+  wf:add("check_turn", M.check_turn, { kind = "verify", protocol = "§9" })
+  return wf
+end
+
+-- The files ---------------------------------------------------------------------------
+
+-- /opt/pht_train holds exactly file_list plus an optional query.json:
+-- ctx.train_entries, ctx.train (records in hashing order).
 function M.check_immutable_files(ctx)
   local entries, err = train.list(ctx.image, train.TRAIN)
   if not entries then return nil, err end
-  local ok, why = train.check_train_files(ctx.config, entries)
+  local ok, why = checks.immutable_files(ctx.config, entries)
   if not ok then return nil, why end
   ctx.train_entries = entries
-  ctx.train = train.train_files(ctx.config, entries)
+  ctx.train = files.train_files(ctx.config, entries)
   return true
 end
 
--- §9: the results tree holds only regular files and directories; lists
--- them in hashing order as ctx.results.
+-- The results tree holds only regular files and directories:
+-- ctx.results_entries, ctx.results (records in hashing order).
 function M.list_results(ctx)
   local entries, err = train.list(ctx.image, train.RESULTS)
   if not entries then return nil, err end
-  for _, e in ipairs(entries) do
-    if e.type ~= "file" and e.type ~= "dir" then
-      return nil, string.format("%s/%s is a %s: results hold only files and directories",
-        train.RESULTS, e.path, tostring(e.type))
-    end
-  end
+  local ok, why = checks.results_entries(entries)
+  if not ok then return nil, why end
   ctx.results_entries = entries
-  ctx.results = {}
-  for _, p in ipairs(train.files_in_walk_order(entries)) do
-    ctx.results[#ctx.results + 1] = { path = p }
-  end
+  ctx.results = files.in_walk_order(entries)
   return true
 end
 
--- e_h over ctx.train's plaintext equals the config's hash.
-function M.verify_immutable_hash(ctx)
-  local e_h, err = train.immutable_hash(ctx.config, ctx.train)
-  if not e_h then return nil, err end
-  local want = train.unhex(ctx.config:get("hash"), "hash")
-  if e_h ~= want then
-    return nil, string.format("immutable files have changed: e_h is %s, the config's hash is %s",
-      train.short(e_h), want and train.short(want) or "missing")
-  end
-  ctx.e_h = e_h
+-- Decrypt the tree dir of the image into the private temporary directory:
+-- every record of `list` gets .plain. Returns the root of the extracted
+-- ciphertext, or nil, message.
+function M.decrypt_tree(ctx, dir, list, label)
+  local tmp = ctx:tempdir()
+  local root, err = files.extract(ctx.image, dir, tmp, label .. ".enc")
+  if not root then return nil, err end
+  local ok, derr = files.decrypt_all(ctx.symkey, list, root, tmp, label)
+  if not ok then return nil, derr end
+  return root
+end
+
+-- Extract the plaintext tree dir of the image: every record of `list`
+-- points .plain at its extracted file.
+function M.read_tree(ctx, dir, list, label)
+  local root, err = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".plain")
+  if not root then return nil, err end
+  files.plain_under(list, root)
   return true
 end
+
+-- Hashes and signatures ------------------------------------------------------------------
+
+-- A step that stores what check(ctx) established as ctx[key].
+local function establish(key, check)
+  return function(ctx)
+    local value, err = check(ctx)
+    if not value then return nil, err end
+    ctx[key] = value
+    return true
+  end
+end
+
+-- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h.
+M.verify_immutable_hash = establish("e_h", function(ctx)
+  return checks.immutable_hash(ctx.config, ctx.train)
+end)
+
+function M.verify_creator_signature(ctx)
+  return checks.creator_signature(ctx.config, ctx.e_h)
+end
+
+function M.verify_build_signature(ctx)
+  return checks.build_signature(ctx.config, ctx.e_h)
+end
+
+-- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d.
+M.verify_result_hash = establish("e_d", function(ctx)
+  return checks.results_hash(ctx.config, ctx.results)
+end)
 
 return M

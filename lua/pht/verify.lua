@@ -14,48 +14,17 @@
 -- tables of them), so it crosses from an nginx worker thread's Lua VM to the
 -- request's VM unchanged. No key or plaintext byte ever enters it.
 local workflow = require "pht.workflow"
+local stock = require "pht.stock"
 
 local M = {}
-
--- Where the stock pre-run script is: on package.path as "pre_run" (put
--- scripts/ of the source tree, or share/libpht-scripts of an installation, on
--- the path, as the gateway's nginx.conf does).
-local function find_script(path)
-  if path then return path end
-  local found, err = package.searchpath("pre_run", package.path)
-  if not found then return nil, "cannot find the stock pre-run script pre_run.lua on package.path:" .. err end
-  return found
-end
-
--- Compiled script chunks, per path. Running a chunk builds a fresh workflow,
--- so removing steps from one never changes the next.
-local chunks = {}
-
-local function load_workflow(path)
-  local chunk = chunks[path]
-  if not chunk then
-    local err
-    chunk, err = loadfile(path)
-    if not chunk then return nil, "cannot load " .. path .. ": " .. tostring(err) end
-    chunks[path] = chunk
-  end
-  local ok, wf = pcall(chunk)
-  if not ok then return nil, path .. " failed: " .. tostring(wf) end
-  if type(wf) ~= "table" or type(wf.run) ~= "function" then
-    return nil, path .. " does not return a workflow"
-  end
-  return wf
-end
 
 -- The pre-run workflow as it would run at the station (the station's own
 -- script applied, when given), minus the steps that write. Returns the
 -- workflow and the names of the steps taken out, or nil, message.
 function M.workflow(opts)
   opts = opts or {}
-  local path, err = find_script(opts.script)
-  if not path then return nil, err end
-  local wf
-  wf, err = load_workflow(path)
+  local wf, err
+  if opts.script then wf, err = stock.load_file(opts.script) else wf, err = stock.load("pre_run") end
   if not wf then return nil, err end
   if opts.station_script then
     local ok, cerr = workflow.customise(wf, opts.station_script, nil)

@@ -89,7 +89,7 @@ end
 function M.init_worker()
   local pht = require "pht"
   -- The worker's user must be able to make private directories in tmpdir.
-  local ok, err = pht.mkdir(cfg.tmpdir, 448, true) -- 0700
+  local ok, err = pht.mkdir(cfg.tmpdir, tonumber("700", 8), true)
   if ok then
     local probe
     probe, err = pht.mkdtemp(cfg.tmpdir)

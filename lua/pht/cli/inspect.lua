@@ -1,0 +1,37 @@
+-- pht inspect IMAGE: a train's route, whose turn it is and what verifies,
+-- without any private key (pht.inspect).
+local options = require "pht.cli.options"
+local runner = require "pht.cli.runner"
+
+return options.verb {
+  name = "inspect",
+  summary = "show a train's route, whose turn it is and what verifies",
+  usage = "IMAGE [--json]",
+  args = { "IMAGE" },
+  image = true,
+  description = [[
+Show the train in IMAGE without any private key: its files, route, whose turn
+it is, and which of its signatures verify with the public keys it carries
+(the creator's and the builder's over e_h, each stop's chain signature,
+result_signature, the last chain digest against result_hash), and whether the
+image holds plaintext from a pre-run.]],
+  options = {
+    { name = "json", flag = true, help = "print one JSON object instead of text" },
+    options.shared("tmpdir", { help = "where temporary files go (default: $TMPDIR or /tmp)" }),
+  },
+  exit_status = "0 everything that can be checked without keys verifies, 1 something does not, "
+    .. "2 usage error, 3 the image cannot be read.",
+  run = function(host, prog, opts, pos)
+    local inspect = require "pht.inspect"
+    local image, rerr = runner.image_ref(pos[1])
+    if not image then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
+    local report, err = inspect.image(image, opts.tmpdir)
+    if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
+    if opts.json then
+      io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")
+    else
+      io.stdout:write(inspect.text(report))
+    end
+    return report.ok and runner.EXIT.ok or runner.EXIT.rejected
+  end,
+}

@@ -1,0 +1,110 @@
+-- What the verbs of the `pht` command share beyond their options: the exit
+-- codes, messages on stderr, and running a stock workflow (pht.stock) with
+-- the station's --script files applied.
+local options = require "pht.cli.options"
+local ref = require "pht.ref"
+
+local M = {}
+
+-- Exit codes (doc/cli.md).
+M.EXIT = {
+  ok = 0,
+  rejected = 1,   -- a verification or policy step failed: the train is refused
+  usage = 2,      -- the command line is wrong
+  io = 3,         -- an image, key or file could not be read or written
+  internal = 70,  -- a bug (a Lua error in libpht or in a station script)
+}
+local EXIT = M.EXIT
+
+M.env = options.env
+
+-- "prog: message" on stderr.
+function M.say(prog, fmt, ...)
+  io.stderr:write(prog, ": ", select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
+end
+local say = M.say
+
+-- An IMAGE argument as a reference, or nil and why not (pht.ref.from_argument).
+M.image_ref = ref.from_argument
+
+-- The paragraph of --help saying what IMAGE may be.
+M.image_help = ref.argument_help
+
+-- The references of IMAGE arguments: t maps a key to an argument (nil
+-- allowed); returns key -> reference, or nil and the message for a usage
+-- error naming the first argument that is no reference.
+function M.image_refs(t)
+  local out = {}
+  for k, s in pairs(t) do
+    if s ~= nil then
+      local r, err = M.image_ref(s)
+      if not r then return nil, err end
+      out[k] = r
+    end
+  end
+  return out
+end
+
+local function make_logger(prog, opts)
+  local level = opts.quiet and 0 or (opts.verbose and 2 or 1)
+  return function(lvl, msg)
+    if lvl == "warn" or (lvl == "info" and level >= 1) or (lvl == "debug" and level >= 2) then
+      say(prog, "%s", msg)
+    end
+  end
+end
+
+local function exit_for(failure)
+  if failure.code == "EINTERNAL" then return EXIT.internal end
+  if failure.kind == "io" or failure.kind == "write" then return EXIT.io end
+  return EXIT.rejected
+end
+
+-- Load stock workflow `name`, build the context from `ctx_options`, apply
+-- the --script files, run, report. Returns the exit code and the context.
+function M.run_workflow(prog, name, opts, ctx_options)
+  local workflow = require "pht.workflow"
+  local wf, err = require("pht.stock").load(name)
+  if not wf then say(prog, "%s", err) return EXIT.internal end
+  local ctx = workflow.context({ options = ctx_options, logger = make_logger(prog, opts), program = prog })
+  ctx.progress = function(c, i, n, step)
+    c:log("info", string.format("[%d/%d] %s", i, n, step.name))
+  end
+  for _, script in ipairs(opts.script or {}) do
+    local ok, serr = workflow.customise(wf, script, ctx)
+    if not ok then
+      ctx:cleanup() -- what the script made (a temporary directory) goes
+      say(prog, "%s", serr)
+      return EXIT.usage
+    end
+  end
+  local ok, failure = wf:run(ctx)
+  if not ok then
+    say(prog, "%s", tostring(failure))
+    return exit_for(failure), ctx
+  end
+  return EXIT.ok, ctx
+end
+
+-- The station's workflow options (pre-run, post-run) from the station
+-- group's options and IMAGE, or nil and the usage message.
+function M.station_options(opts, image)
+  if not opts.station then return nil, "no station id: give --station or set STATION_ID" end
+  if not opts.key then return nil, "no private key: give --key or set PRIVATE_KEY_PATH" end
+  local refs, err = M.image_refs({ image = image, output = opts.output, base = opts.base })
+  if not refs then return nil, err end
+  return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
+    image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir }
+end
+
+-- Run a station's workflow and report where it wrote.
+function M.run_station(prog, opts, ctx_options, name, done)
+  local code, ctx = M.run_workflow(prog, name, opts, ctx_options)
+  if code == EXIT.ok and not opts.quiet then
+    say(prog, "station %s %s into %s (stop %d of %d)%s", tostring(ctx.stop.station), done.what,
+      ctx.written, ctx.pos, #ctx.stops, done.note or "")
+  end
+  return code
+end
+
+return M

@@ -80,7 +80,8 @@ local function c_edges(text, binding_headers)
     local header = line:match("^%s*#%s*include%s*[<\"]([^>\"]+)[>\"]")
     if header then
       local base = header:match("([^/]+)$")
-      if LUA_HEADERS[base] or binding_headers[base] or header:match("^lua/") or header:match("/lua/") then
+      -- lua/*.h are included by bare name (<pht.h>, "lpht.h"); "pht/pht.h" is core's umbrella
+      if LUA_HEADERS[base] or binding_headers[header] or header:match("^lua/") or header:match("/lua/") then
         edges[#edges + 1] = { "#include " .. header, BINDING, n }
       end
       if header:match("scripts/") or header:match("%.lua$") then

@@ -83,8 +83,13 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
 int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why);
 /* 0 if the symlink at path with target stays inside the root, else PHT_EUNSAFE. */
 int tarsafe_symlink(const char *path, const char *target, const char **why);
-/* Docker's archive walk order: component-wise bytewise ("a/b" < "a-c"). */
-int tarsafe_walk_cmp(const char *a, const char *b);
+/*
+ * Docker's archive walk order over a[0, an) and b[0, bn): component-wise
+ * bytewise ("a/b" < "a-c"), comparing eight bytes at a time.
+ */
+int tarsafe_walk_cmpn(const char *a, size_t an, const char *b, size_t bn);
+/* Length of the common prefix of a[0, n) and b[0, n). */
+size_t tarsafe_common(const char *a, const char *b, size_t n);
 /* 1 if p is strictly below dir ("" is the root). */
 int tarsafe_below(const char *p, const char *dir);
 /* Format "layer sha256:ab12…: entry "x": why" into err. */
@@ -98,6 +103,7 @@ int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry
 /* ---- merged filesystem index (layer_index.c) ------------------------------- */
 typedef struct img_entry {
     char *path; /* normalized, "" never stored */
+    size_t plen;
     char *link; /* symlink target / hard link target path, or NULL */
     int type;   /* enum pht_image_type */
     uint32_t mode;
@@ -107,19 +113,34 @@ typedef struct img_entry {
     uint64_t ordinal; /* header number inside that layer */
     int data_layer;   /* where the bytes are (a hard link: its target's) */
     uint64_t data_ordinal;
-    int implicit; /* parent directory no layer named */
 } img_entry;
 
 typedef struct img_index {
-    img_entry **v; /* sorted in walk order */
+    img_entry **v; /* the entries layers named, sorted in walk order */
     size_t n;
+    img_entry implicit; /* the parent directory index_lookup found last */
 } img_index;
 
 /* Build the index from all layers of img, bottom first. */
 int index_build(pht_image *img, pht_error *err);
 void index_free(img_index *ix);
-/* Position of path in the index or -1. */
+/* Position of path among the entries layers named, or -1. */
 long index_find(const img_index *ix, const char *path);
+/*
+ * The entry at path (not ""): one a layer named, or for a directory that only
+ * appears as a parent an implicit one (0755, root, mtime 0) that stays valid
+ * until the next call. PHT_ENOTFOUND or PHT_ENOMEM, err not set.
+ */
+int index_lookup(img_index *ix, const char *path, const img_entry **out);
+/*
+ * Visit the entries below dir ("" is the root) in walk order, implicit parents
+ * included, with their paths relative to dir; recursive == 0: only the direct
+ * children. An implicit entry and its paths are valid during the call only.
+ * Returns the first non-zero return of visit.
+ */
+typedef int (*index_visit)(void *ud, const char *rel, const img_entry *e);
+int index_walk(const img_index *ix, const char *dir, int recursive, index_visit visit, void *ud,
+               pht_error *err);
 
 /* ---- the image and its transports ------------------------------------------ */
 typedef struct img_transport img_transport;
@@ -154,7 +175,7 @@ typedef struct img_plan {
        its config, oci: its index.json descriptor), dropped when left without names */
     const char *replaces;
     int keep_unreferenced; /* oci: skip removing unreferenced blobs */
-    const pht_image *base;  /* the image the leading layers come from */
+    const pht_image *base; /* the image the leading layers come from */
 } img_plan;
 
 struct img_transport {

@@ -106,16 +106,27 @@ int tarsafe_symlink(const char *path, const char *target, const char **why)
     return 0;
 }
 
-int tarsafe_walk_cmp(const char *a, const char *b)
+size_t tarsafe_common(const char *a, const char *b, size_t n)
 {
-    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
-    while (*x && *x == *y) {
-        x++;
-        y++;
+    /* Deep hostile paths share thousands of leading bytes: compare words. */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) break;
     }
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+int tarsafe_walk_cmpn(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t i = tarsafe_common(a, b, an < bn ? an : bn);
     /* '/' ends a component, so it sorts before every byte of a name. */
-    unsigned cx = *x == '/' ? 1u : (*x ? (unsigned)*x + 1u : 0u);
-    unsigned cy = *y == '/' ? 1u : (*y ? (unsigned)*y + 1u : 0u);
+    unsigned cx = i == an ? 0u : a[i] == '/' ? 1u : (unsigned)(unsigned char)a[i] + 1u;
+    unsigned cy = i == bn ? 0u : b[i] == '/' ? 1u : (unsigned)(unsigned char)b[i] + 1u;
     return cx < cy ? -1 : cx > cy ? 1 : 0;
 }
 

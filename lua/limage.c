@@ -71,6 +71,7 @@ static int l_open_image(lua_State *L)
         o.max_entry_bytes = opt_u64(L, 2, "max_entry_bytes", o.max_entry_bytes);
         o.max_layer_bytes = opt_u64(L, 2, "max_layer_bytes", o.max_layer_bytes);
         o.max_name = opt_u64(L, 2, "max_name", o.max_name);
+        o.max_path_bytes = opt_u64(L, 2, "max_path_bytes", o.max_path_bytes);
     }
     lpht_box *b = lpht_newbox(L, IMAGE_T, sizeof *b);
     pht_error err;

@@ -19,8 +19,9 @@ if [ "${1:-}" = "--test" ]; then
     # oracles; nginx with the lua module: the gateway; busybox-static: the
     # base image of tools/make-base-image.sh; curl, python3, file, util-linux
     # (setsid, umount) and procps: used by tools/services.sh and the specs.
+    # time: GNU time, the peak-memory figure of the benchmarks.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
-           busybox-static curl python3 file util-linux procps coreutils)
+           busybox-static curl python3 file util-linux procps coreutils time)
 fi
 
 declare -A have=()

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -232,24 +233,37 @@ int hash_sha256_valid(const char *d)
 
 /* ---- the walk order ---------------------------------------------------------- */
 
-int pht_path_walk_cmp(const char *a, const char *b)
+size_t hash_path_common(const char *a, const char *b, size_t n)
+{
+    /* Deep hostile paths share thousands of leading bytes: compare words. */
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y) break;
+    }
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+int hash_path_walk_cmpn(const char *a, size_t an, const char *b, size_t bn)
 {
     /*
      * Comparing component by component equals a bytewise compare in which
      * '/' (the end of a component) sorts before every other byte: at the
      * first difference, the path whose component ended is the smaller.
      */
-    const unsigned char *p = (const unsigned char *)a, *q = (const unsigned char *)b;
-    while (*p && *p == *q) {
-        p++;
-        q++;
-    }
-    if (*p == *q) return 0;
-    if (*p == '\0') return -1;
-    if (*q == '\0') return 1;
-    if (*p == '/') return -1;
-    if (*q == '/') return 1;
-    return *p < *q ? -1 : 1;
+    size_t i = hash_path_common(a, b, an < bn ? an : bn);
+    unsigned cx = i == an ? 0u : a[i] == '/' ? 1u : (unsigned)(unsigned char)a[i] + 1u;
+    unsigned cy = i == bn ? 0u : b[i] == '/' ? 1u : (unsigned)(unsigned char)b[i] + 1u;
+    return cx < cy ? -1 : cx > cy ? 1 : 0;
+}
+
+int pht_path_walk_cmp(const char *a, const char *b)
+{
+    return hash_path_walk_cmpn(a, strlen(a), b, strlen(b));
 }
 
 static int walk_qsort_cmp(const void *x, const void *y)

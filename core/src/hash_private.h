@@ -21,4 +21,9 @@ int hash_sha256_buf(const void *p, size_t n, char *out, pht_error *err);
 /* 1 if d is "sha256:" + 64 lowercase hex digits. */
 int hash_sha256_valid(const char *d);
 
+/* Length of the common prefix of a[0, n) and b[0, n), eight bytes at a time. */
+size_t hash_path_common(const char *a, const char *b, size_t n);
+/* pht_path_walk_cmp over a[0, an) and b[0, bn): the walk order's one home. */
+int hash_path_walk_cmpn(const char *a, size_t an, const char *b, size_t bn);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * The image handle: opening by reference through a transport, the manifest,
  * config and per-layer history, and the merged filesystem (stat, walk,
- * streamed file content, safe extraction).
+ * streamed file content). Extraction is image_extract.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +23,7 @@ void pht_image_opts_init(pht_image_opts *o)
     o->max_entry_bytes = 64ull << 30;
     o->max_layer_bytes = 64ull << 30;
     o->max_name = 4096;
+    o->max_path_bytes = 32u << 20;
 }
 
 void img_retain(pht_image *img)
@@ -181,15 +182,15 @@ static int lookup(pht_image *img, const char *path, const img_entry **e, char **
     if (rc) return rc;
     *e = NULL;
     if ((*norm)[0] == '\0') return 0;
-    long at = index_find(&img->index, *norm);
-    if (at < 0) {
-        rc = pht_error_set(err, PHT_ENOTFOUND, "/%.300s: no such file or directory in %.200s",
-                           *norm, pht_image_ref_string(img->ref));
+    if ((rc = index_lookup(&img->index, *norm, e)) != 0) {
+        rc = rc == PHT_ENOTFOUND
+                 ? pht_error_set(err, PHT_ENOTFOUND, "/%.300s: no such file or directory in %.200s",
+                                 *norm, pht_image_ref_string(img->ref))
+                 : pht_error_set(err, rc, "out of memory");
         free(*norm);
         *norm = NULL;
         return rc;
     }
-    *e = img->index.v[at];
     return 0;
 }
 
@@ -207,6 +208,19 @@ int pht_image_stat_path(pht_image *img, const char *path, pht_image_stat *st, ph
     return 0;
 }
 
+typedef struct walk_ctx {
+    pht_image_walk_cb cb;
+    void *ud;
+} walk_ctx;
+
+static int walk_visit(void *ud, const char *rel, const img_entry *e)
+{
+    walk_ctx *w = ud;
+    pht_image_stat st;
+    fill_stat(e, &st);
+    return w->cb(w->ud, rel, &st);
+}
+
 int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_walk_cb cb, void *ud,
                    pht_error *err)
 {
@@ -219,17 +233,8 @@ int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_wal
         free(norm);
         return rc;
     }
-    size_t start = 0, skip = strlen(norm) + (norm[0] ? 1 : 0);
-    if (e) start = (size_t)index_find(&img->index, norm) + 1;
-    for (size_t i = start; i < img->index.n && rc == 0; i++) {
-        const img_entry *x = img->index.v[i];
-        if (!tarsafe_below(x->path, norm)) break;
-        const char *rel = x->path + skip;
-        if (!recursive && strchr(rel, '/')) continue;
-        pht_image_stat st;
-        fill_stat(x, &st);
-        rc = cb(ud, rel, &st);
-    }
+    walk_ctx w = {cb, ud};
+    rc = index_walk(&img->index, norm, recursive, walk_visit, &w, err);
     free(norm);
     return rc;
 }
@@ -320,96 +325,4 @@ void pht_image_reader_free(pht_image_reader *r)
     free(r->path);
     pht_image_free(r->img);
     free(r);
-}
-
-/* ---- extraction ------------------------------------------------------------- */
-
-typedef struct xctx {
-    pht_image *img;
-    struct archive *disk;
-    const char *dest;
-    const char *dir;
-    unsigned char *buf;
-    pht_error *err;
-} xctx;
-
-static int x_fail(xctx *x, const char *rel)
-{
-    return pht_error_set(x->err, PHT_EIO, "extract %s/%s: %s", x->dest, rel,
-                         archive_error_string(x->disk) ? archive_error_string(x->disk) : "failed");
-}
-
-static int x_entry(void *ud, const char *rel, const pht_image_stat *st)
-{
-    xctx *x = ud;
-    if (st->type == PHT_IMAGE_OTHER) return 0;
-    size_t n = strlen(x->dest) + strlen(rel) + 2;
-    char *to = malloc(n);
-    struct archive_entry *ae = archive_entry_new();
-    int rc = 0;
-    if (to == NULL || ae == NULL) {
-        rc = pht_error_set(x->err, PHT_ENOMEM, "out of memory");
-        goto done;
-    }
-    snprintf(to, n, "%s/%s", x->dest, rel);
-    archive_entry_set_pathname(ae, to);
-    archive_entry_set_perm(ae, st->mode);
-    archive_entry_set_uid(ae, st->uid);
-    archive_entry_set_gid(ae, st->gid);
-    archive_entry_set_mtime(ae, st->mtime, 0);
-    if (st->type == PHT_IMAGE_DIR) {
-        archive_entry_set_filetype(ae, AE_IFDIR);
-    } else if (st->type == PHT_IMAGE_SYMLINK) {
-        archive_entry_set_filetype(ae, AE_IFLNK);
-        archive_entry_set_symlink(ae, st->link);
-    } else { /* files and hard links are written as regular files */
-        archive_entry_set_filetype(ae, AE_IFREG);
-        archive_entry_set_size(ae, (la_int64_t)st->size);
-    }
-    if (archive_write_header(x->disk, ae) < ARCHIVE_WARN) {
-        rc = x_fail(x, rel);
-        goto done;
-    }
-    if (st->type == PHT_IMAGE_FILE || st->type == PHT_IMAGE_HARDLINK) {
-        pht_image_reader *r;
-        if ((rc = pht_image_open_file(x->img, st->path, &r, x->err))) goto done;
-        size_t got;
-        while ((rc = pht_image_reader_read(r, x->buf, PHT_CHUNK_SIZE, &got, x->err)) == 0 && got) {
-            if (archive_write_data(x->disk, x->buf, got) != (la_ssize_t)got) {
-                rc = x_fail(x, rel);
-                break;
-            }
-        }
-        pht_image_reader_free(r);
-    }
-    if (rc == 0 && archive_write_finish_entry(x->disk) < ARCHIVE_WARN) rc = x_fail(x, rel);
-done:
-    free(to);
-    if (ae) archive_entry_free(ae);
-    return rc;
-}
-
-int pht_image_extract(pht_image *img, const char *dir, const char *dest_dir, pht_error *err)
-{
-    if (mkdir(dest_dir, 0755) != 0 && errno != EEXIST)
-        return pht_error_set(err, PHT_EIO, "%s: %s", dest_dir, strerror(errno));
-    xctx x = {.img = img, .dest = dest_dir, .dir = dir, .err = err};
-    x.disk = archive_write_disk_new();
-    x.buf = malloc(PHT_CHUNK_SIZE);
-    if (x.disk == NULL || x.buf == NULL) {
-        if (x.disk) archive_write_free(x.disk);
-        free(x.buf);
-        return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    }
-    int flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_UNLINK;
-    if (geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
-    archive_write_disk_set_options(x.disk, flags);
-    archive_write_disk_set_standard_lookup(x.disk);
-    int rc = pht_image_walk(img, dir, 1, x_entry, &x, err);
-    if (archive_write_close(x.disk) != ARCHIVE_OK && rc == 0)
-        rc = pht_error_set(err, PHT_EIO, "extract %s: %s", dest_dir, archive_error_string(x.disk));
-    archive_write_free(x.disk);
-    free(x.buf);
-    return rc;
 }

@@ -9,6 +9,14 @@
  * to the lower layers only; then the layer's entries merge into the sorted
  * index. The index is kept in Docker's walk order, so a directory's subtree
  * is the contiguous run after it.
+ *
+ * Cost stays linear in the bytes of the entries' paths on hostile layers:
+ * each layer is sorted once, its deletions are applied in one sweep along the
+ * walk order, and directories that only appear as parents are never stored:
+ * in walk order an ancestor of an entry that is not an ancestor of the entry
+ * before it is new, so index_walk derives them on the fly, and index_lookup
+ * finds one as a path below which the next stored entry lies. The path and
+ * link bytes held at once count against max_path_bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +27,9 @@
 #include "image_private.h"
 
 typedef struct del {
-    char *path;
+    const char *path; /* own, or an entry's path */
+    size_t len;
+    char *own;
     int self; /* the path itself goes too, not only what lies below it */
 } del;
 
@@ -33,6 +43,7 @@ typedef struct scan {
     size_t nslot;
     del *d;
     size_t dn, dcap;
+    uint64_t bytes; /* path and link bytes held by the index and this layer */
 } scan;
 
 static size_t hash_str(const char *s)
@@ -43,12 +54,37 @@ static size_t hash_str(const char *s)
     return h;
 }
 
+static uint64_t entry_bytes(const img_entry *e)
+{
+    return e->plen + 1 + (e->link ? strlen(e->link) + 1 : 0);
+}
+
 static void entry_free(img_entry *e)
 {
     if (e == NULL) return;
     free(e->path);
     free(e->link);
     free(e);
+}
+
+/* Free an entry the budget counted. */
+static void entry_drop(scan *s, img_entry *e)
+{
+    s->bytes -= entry_bytes(e);
+    entry_free(e);
+}
+
+/* Count n more bytes held against max_path_bytes. */
+static int charge(scan *s, uint64_t n, const char *entry, pht_error *err)
+{
+    uint64_t cap = s->img->opts.max_path_bytes;
+    if (cap && s->bytes + n > cap)
+        return tarsafe_fail(err, PHT_ELIMIT, s->l, entry,
+                            "the paths and link targets of the image exceed the cap of %llu "
+                            "bytes (max_path_bytes)",
+                            (unsigned long long)cap);
+    s->bytes += n;
+    return 0;
 }
 
 static long u_find(const scan *s, const char *path)
@@ -81,7 +117,7 @@ static int u_add(scan *s, img_entry *e)
 {
     long at = u_find(s, e->path);
     if (at >= 0) { /* a later entry of the same path wins */
-        entry_free(s->u[at]);
+        entry_drop(s, s->u[at]);
         s->u[at] = e;
         return 0;
     }
@@ -101,34 +137,136 @@ static int u_add(scan *s, img_entry *e)
     return 0;
 }
 
-static int d_add(scan *s, const char *path, size_t len, int self)
+/*
+ * Record a deletion of path[0, len). own: path is the caller's malloc'ed copy
+ * and passes to the list (freed on failure), else it outlives the layer's scan.
+ */
+static int d_add(scan *s, const char *path, size_t len, char *own, int self)
 {
     if (s->dn == s->dcap) {
         size_t cap = s->dcap ? s->dcap * 2 : 64;
         del *v = realloc(s->d, cap * sizeof *v);
-        if (v == NULL) return PHT_ENOMEM;
+        if (v == NULL) {
+            free(own);
+            return PHT_ENOMEM;
+        }
         s->d = v;
         s->dcap = cap;
     }
-    char *p = strndup(path, len);
-    if (p == NULL) return PHT_ENOMEM;
-    s->d[s->dn++] = (del){p, self};
+    s->d[s->dn++] = (del){path, len, own, self};
     return 0;
 }
 
-long index_find(const img_index *ix, const char *path)
+/* 1 if p[0, pn) lies strictly below dir[0, dn) ("" is the root). */
+static int below_n(const char *p, size_t pn, const char *dir, size_t dn)
+{
+    if (dn == 0) return pn > 0;
+    return pn > dn && p[dn] == '/' && memcmp(p, dir, dn) == 0;
+}
+
+/* The first position whose entry is not before path[0, len) in walk order. */
+static size_t lower_bound(const img_index *ix, const char *path, size_t len)
 {
     size_t lo = 0, hi = ix->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = pht_path_walk_cmp(ix->v[mid]->path, path);
-        if (c == 0) return (long)mid;
-        if (c < 0)
+        if (hash_path_walk_cmpn(ix->v[mid]->path, ix->v[mid]->plen, path, len) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
+    return lo;
+}
+
+long index_find(const img_index *ix, const char *path)
+{
+    size_t len = strlen(path), at = lower_bound(ix, path, len);
+    if (at < ix->n && ix->v[at]->plen == len && memcmp(ix->v[at]->path, path, len) == 0)
+        return (long)at;
     return -1;
+}
+
+static void implicit_entry(img_entry *d, char *path, size_t len, const img_entry *first)
+{
+    *d = (img_entry){.path = path,
+                     .plen = len,
+                     .type = PHT_IMAGE_DIR,
+                     .mode = 0755,
+                     .layer = first->layer,
+                     .data_layer = first->layer};
+}
+
+int index_lookup(img_index *ix, const char *path, const img_entry **out)
+{
+    *out = NULL;
+    size_t len = strlen(path), at = lower_bound(ix, path, len);
+    if (at == ix->n) return PHT_ENOTFOUND;
+    const img_entry *e = ix->v[at];
+    if (e->plen == len && memcmp(e->path, path, len) == 0) {
+        *out = e;
+        return 0;
+    }
+    if (!below_n(e->path, e->plen, path, len)) return PHT_ENOTFOUND;
+    char *p = strdup(path); /* a parent no layer named; e is its first entry */
+    if (p == NULL) return PHT_ENOMEM;
+    free(ix->implicit.path);
+    implicit_entry(&ix->implicit, p, len, e);
+    *out = &ix->implicit;
+    return 0;
+}
+
+int index_walk(const img_index *ix, const char *dir, int recursive, index_visit visit, void *ud,
+               pht_error *err)
+{
+    size_t dl = strlen(dir), skip = dl ? dl + 1 : 0;
+    size_t i = dl ? lower_bound(ix, dir, dl) : 0;
+    if (i < ix->n && ix->v[i]->plen == dl && memcmp(ix->v[i]->path, dir, dl) == 0) i++;
+    char *buf = NULL; /* an entry's path, cut at one of its parents in turn */
+    size_t bcap = 0;
+    const img_entry *prev = NULL;
+    int rc = 0;
+    for (; i < ix->n && rc == 0; i++) {
+        const img_entry *e = ix->v[i];
+        if (!below_n(e->path, e->plen, dir, dl)) break;
+        /* Parents up to the end of the prefix shared with prev (a parent of
+           prev, or prev itself) were visited with it; the rest are new. */
+        size_t from = skip;
+        if (prev) {
+            size_t m =
+                hash_path_common(prev->path, e->path, prev->plen < e->plen ? prev->plen : e->plen);
+            if (m == prev->plen) m++;
+            if (m > from) from = m;
+        }
+        const char *first_slash = memchr(e->path + skip, '/', e->plen - skip);
+        int copied = 0;
+        for (const char *c = memchr(e->path + from, '/', from < e->plen ? e->plen - from : 0);
+             c && rc == 0; c = memchr(c + 1, '/', e->plen - (size_t)(c + 1 - e->path))) {
+            if (!recursive && c != first_slash) break;
+            if (!copied) {
+                if (bcap < e->plen + 1) {
+                    char *b = realloc(buf, e->plen + 1);
+                    if (b == NULL) {
+                        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+                        break;
+                    }
+                    buf = b;
+                    bcap = e->plen + 1;
+                }
+                memcpy(buf, e->path, e->plen + 1);
+                copied = 1;
+            }
+            size_t k = (size_t)(c - e->path);
+            buf[k] = '\0';
+            img_entry parent;
+            implicit_entry(&parent, buf, k, e);
+            rc = visit(ud, buf + skip, &parent);
+            buf[k] = '/';
+        }
+        if (rc == 0 && (recursive || first_slash == NULL)) rc = visit(ud, e->path + skip, e);
+        prev = e;
+    }
+    free(buf);
+    return rc;
 }
 
 /* A hard link's target must already be in the image: this layer or below. */
@@ -177,9 +315,17 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
     const char *base = slash ? slash + 1 : path;
     size_t plen = slash ? (size_t)(slash - path) : 0;
     if (strncmp(base, ".wh.", 4) == 0) {
-        if (strcmp(base, ".wh..wh..opq") == 0)
-            rc = d_add(s, path, plen, 0);
-        else if (strncmp(base, ".wh..wh.", 8) == 0)
+        if (strcmp(base, ".wh..wh..opq") == 0) {
+            /* A marker at the root deletes nothing, as it always has here. */
+            if (plen && (rc = charge(s, plen + 1, name, err)) != 0) {
+                free(path);
+                return rc;
+            }
+            if (plen) {
+                rc = d_add(s, path, plen, path, 0);
+                path = NULL;
+            }
+        } else if (strncmp(base, ".wh..wh.", 8) == 0)
             rc = 0; /* aufs bookkeeping */
         else if (strcmp(base + 4, "") == 0 || strcmp(base + 4, ".") == 0 ||
                  strcmp(base + 4, "..") == 0) {
@@ -189,17 +335,16 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
             free(path);
             return rc;
         } else {
-            /* ".wh.NAME" deletes parent/NAME */
+            /* ".wh.NAME" deletes parent/NAME: path minus the ".wh." */
             size_t n = plen + (plen ? 1 : 0);
-            char *victim = malloc(n + strlen(base + 4) + 1);
-            if (victim == NULL)
-                rc = PHT_ENOMEM;
-            else {
-                memcpy(victim, path, n);
-                strcpy(victim + n, base + 4);
-                rc = d_add(s, victim, strlen(victim), 1);
-                free(victim);
+            memmove(path + n, base + 4, strlen(base + 4) + 1);
+            size_t len = strlen(path);
+            if ((rc = charge(s, len + 1, name, err)) != 0) {
+                free(path);
+                return rc;
             }
+            rc = d_add(s, path, len, path, 1);
+            path = NULL;
         }
         free(path);
         return rc ? pht_error_set(err, rc, "out of memory") : 0;
@@ -210,6 +355,7 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
         return pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
     e->path = path;
+    e->plen = strlen(path);
     e->mode = (uint32_t)archive_entry_perm(ae) & 07777;
     e->uid = archive_entry_uid(ae);
     e->gid = archive_entry_gid(ae);
@@ -244,77 +390,73 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
     } else if (e->type == PHT_IMAGE_FILE) {
         e->size = (uint64_t)(archive_entry_size(ae) > 0 ? archive_entry_size(ae) : 0);
     }
-    if (rc == 0 && u_add(s, e) != 0) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && (rc = charge(s, entry_bytes(e), path, err)) == 0 && u_add(s, e) != 0) {
+        s->bytes -= entry_bytes(e);
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
     if (rc) entry_free(e);
     return rc;
 }
 
 static int cmp_entry(const void *a, const void *b)
 {
-    return pht_path_walk_cmp((*(img_entry *const *)a)->path, (*(img_entry *const *)b)->path);
+    const img_entry *x = *(img_entry *const *)a, *y = *(img_entry *const *)b;
+    return hash_path_walk_cmpn(x->path, x->plen, y->path, y->plen);
 }
 
 static int cmp_del(const void *a, const void *b)
 {
-    return strcmp(((const del *)a)->path, ((const del *)b)->path);
+    const del *x = a, *y = b;
+    return hash_path_walk_cmpn(x->path, x->len, y->path, y->len);
 }
 
-/* Deletion flag of the first len bytes of path: -1 none, else self. */
-static int d_lookup(const scan *s, const char *path, size_t len)
+static int same_n(const char *a, size_t an, const char *b, size_t bn)
 {
-    size_t lo = 0, hi = s->dn;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strncmp(s->d[mid].path, path, len);
-        if (c == 0 && s->d[mid].path[len] != '\0') c = 1;
-        if (c == 0) return s->d[mid].self;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
+    return an == bn && memcmp(a, b, an) == 0;
 }
 
-static int deleted(const scan *s, const char *p)
-{
-    if (d_lookup(s, p, strlen(p)) == 1) return 1;
-    for (const char *c = p; *c; c++)
-        if (*c == '/' && d_lookup(s, p, (size_t)(c - p)) >= 0) return 1;
-    return 0;
-}
-
-static int u_has(const scan *s, const char *p)
-{
-    return u_find(s, p) >= 0;
-}
-
-/* Apply the layer's deletions to the lower index and merge its entries in. */
+/*
+ * Apply the layer's deletions to the lower index and merge its entries in.
+ * With the deletions in walk order, the ones that cover a lower entry are its
+ * ancestors (and itself), all at or before it; the outermost deletion seen so
+ * far whose subtree the sweep is still in decides. One pass over both lists.
+ */
 static int merge_layer(scan *s, pht_error *err)
 {
     img_index *ix = &s->img->index;
     for (size_t i = 0; i < s->un; i++)
-        if (s->u[i]->type != PHT_IMAGE_DIR && d_add(s, s->u[i]->path, strlen(s->u[i]->path), 0))
+        if (s->u[i]->type != PHT_IMAGE_DIR && d_add(s, s->u[i]->path, s->u[i]->plen, NULL, 0))
             return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    qsort(s->d, s->dn, sizeof *s->d, cmp_del);
+    if (s->dn > 1) qsort(s->d, s->dn, sizeof *s->d, cmp_del);
     for (size_t i = 1; i < s->dn; i++) /* one flag per path: self wins */
-        if (strcmp(s->d[i].path, s->d[i - 1].path) == 0)
+        if (same_n(s->d[i].path, s->d[i].len, s->d[i - 1].path, s->d[i - 1].len))
             s->d[i].self = s->d[i - 1].self = s->d[i].self | s->d[i - 1].self;
     img_entry **out = malloc((ix->n + s->un + 1) * sizeof *out);
     if (out == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    size_t keep = 0;
+    size_t keep = 0, j = 0;
+    const del *cover = NULL;
     for (size_t i = 0; i < ix->n; i++) {
         img_entry *e = ix->v[i];
-        if (u_has(s, e->path) || deleted(s, e->path))
-            entry_free(e);
+        for (; j < s->dn && hash_path_walk_cmpn(s->d[j].path, s->d[j].len, e->path, e->plen) <= 0;
+             j++) {
+            const del *d = &s->d[j];
+            if (cover == NULL || !(same_n(d->path, d->len, cover->path, cover->len) ||
+                                   below_n(d->path, d->len, cover->path, cover->len)))
+                cover = d;
+        }
+        int gone = cover && (below_n(e->path, e->plen, cover->path, cover->len) ||
+                             (cover->self && same_n(e->path, e->plen, cover->path, cover->len)));
+        if (gone || u_find(s, e->path) >= 0)
+            entry_drop(s, e);
         else
             ix->v[keep++] = e;
     }
     img_entry **u = s->u;
-    qsort(u, s->un, sizeof *u, cmp_entry);
+    if (s->un > 1) qsort(u, s->un, sizeof *u, cmp_entry);
     size_t a = 0, b = 0, n = 0;
     while (a < keep || b < s->un) {
-        if (b == s->un || (a < keep && pht_path_walk_cmp(ix->v[a]->path, u[b]->path) < 0))
+        if (b == s->un || (a < keep && hash_path_walk_cmpn(ix->v[a]->path, ix->v[a]->plen, u[b]->path,
+                                                         u[b]->plen) < 0))
             out[n++] = ix->v[a++];
         else
             out[n++] = u[b++];
@@ -326,74 +468,14 @@ static int merge_layer(scan *s, pht_error *err)
     return 0;
 }
 
-/*
- * Directories that only appear as parents of entries get a default entry. In
- * walk order a subtree is contiguous, so an ancestor shared with the previous
- * entry has been handled already.
- */
-static int add_implicit_parents(img_index *ix, pht_error *err)
-{
-    img_entry **extra = NULL;
-    size_t en = 0, ecap = 0;
-    for (size_t i = 0; i < ix->n; i++) {
-        const char *p = ix->v[i]->path, *prev = i ? ix->v[i - 1]->path : "";
-        for (const char *c = p; *c; c++) {
-            if (*c != '/') continue;
-            size_t k = (size_t)(c - p);
-            if (strncmp(prev, p, k) == 0 && (prev[k] == '/' || prev[k] == '\0')) continue;
-            char *parent = strndup(p, k);
-            if (parent == NULL) goto oom;
-            if (index_find(ix, parent) >= 0) {
-                free(parent);
-                continue;
-            }
-            if (en == ecap) {
-                size_t nc = ecap ? ecap * 2 : 16;
-                img_entry **v = realloc(extra, nc * sizeof *v);
-                if (v == NULL) {
-                    free(parent);
-                    goto oom;
-                }
-                extra = v;
-                ecap = nc;
-            }
-            img_entry *e = calloc(1, sizeof *e);
-            if (e == NULL) {
-                free(parent);
-                goto oom;
-            }
-            *e = (img_entry){.path = parent,
-                             .type = PHT_IMAGE_DIR,
-                             .mode = 0755,
-                             .layer = ix->v[i]->layer,
-                             .data_layer = ix->v[i]->layer,
-                             .implicit = 1};
-            extra[en++] = e;
-        }
-    }
-    if (en) {
-        img_entry **v = realloc(ix->v, (ix->n + en) * sizeof *v);
-        if (v == NULL) goto oom;
-        memcpy(v + ix->n, extra, en * sizeof *v);
-        ix->v = v;
-        ix->n += en;
-        qsort(ix->v, ix->n, sizeof *ix->v, cmp_entry);
-    }
-    free(extra);
-    return 0;
-oom:
-    for (size_t k = 0; k < en; k++)
-        entry_free(extra[k]);
-    free(extra);
-    return pht_error_set(err, PHT_ENOMEM, "out of memory");
-}
-
 static void scan_reset(scan *s)
 {
     for (size_t i = 0; i < s->un; i++)
-        entry_free(s->u[i]);
-    for (size_t i = 0; i < s->dn; i++)
-        free(s->d[i].path);
+        entry_drop(s, s->u[i]);
+    for (size_t i = 0; i < s->dn; i++) {
+        if (s->d[i].own) s->bytes -= s->d[i].len + 1;
+        free(s->d[i].own);
+    }
     s->un = s->dn = 0;
     if (s->slot) memset(s->slot, 0, s->nslot * sizeof *s->slot);
 }
@@ -409,7 +491,6 @@ int index_build(pht_image *img, pht_error *err)
         if (rc == 0) rc = merge_layer(&s, err);
         scan_reset(&s);
     }
-    if (rc == 0) rc = add_implicit_parents(&img->index, err);
     free(s.u);
     free(s.slot);
     free(s.d);
@@ -421,6 +502,6 @@ void index_free(img_index *ix)
     for (size_t i = 0; i < ix->n; i++)
         entry_free(ix->v[i]);
     free(ix->v);
-    ix->v = NULL;
-    ix->n = 0;
+    free(ix->implicit.path);
+    *ix = (img_index){0};
 }

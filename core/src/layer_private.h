@@ -88,6 +88,7 @@ int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry
 /* ---- merged filesystem index (layer_index.c) ------------------------------- */
 typedef struct img_entry {
     char *path; /* normalized, "" never stored */
+    size_t plen;
     char *link; /* symlink target / hard link target path, or NULL */
     int type;   /* enum pht_image_type */
     uint32_t mode;
@@ -97,18 +98,33 @@ typedef struct img_entry {
     uint64_t ordinal; /* header number inside that layer */
     int data_layer;   /* where the bytes are (a hard link: its target's) */
     uint64_t data_ordinal;
-    int implicit; /* parent directory no layer named */
 } img_entry;
 
 typedef struct img_index {
-    img_entry **v; /* sorted in walk order (pht_path_walk_cmp) */
+    img_entry **v; /* the entries layers named, sorted in walk order (pht_path_walk_cmp) */
     size_t n;
+    img_entry implicit; /* the parent directory index_lookup found last */
 } img_index;
 
 /* Build the index from all layers of img, bottom first. */
 int index_build(pht_image *img, pht_error *err);
 void index_free(img_index *ix);
-/* Position of path in the index or -1. */
+/* Position of path among the entries layers named, or -1. */
 long index_find(const img_index *ix, const char *path);
+/*
+ * The entry at path (not ""): one a layer named, or for a directory that only
+ * appears as a parent an implicit one (0755, root, mtime 0) that stays valid
+ * until the next call. PHT_ENOTFOUND or PHT_ENOMEM, err not set.
+ */
+int index_lookup(img_index *ix, const char *path, const img_entry **out);
+/*
+ * Visit the entries below dir ("" is the root) in walk order, implicit parents
+ * included, with their paths relative to dir; recursive == 0: only the direct
+ * children. An implicit entry and its paths are valid during the call only.
+ * Returns the first non-zero return of visit.
+ */
+typedef int (*index_visit)(void *ud, const char *rel, const img_entry *e);
+int index_walk(const img_index *ix, const char *dir, int recursive, index_visit visit, void *ud,
+               pht_error *err);
 
 #endif

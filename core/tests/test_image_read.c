@@ -6,6 +6,8 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include <sys/stat.h>
+
 #include "test.h"
 
 static const char *stages[] = {"stage0-built", "stage1-station_1-post", "stage2-station_2-post",
@@ -126,10 +128,54 @@ static void test_lookup_errors(void)
     CHECK_STR_CONTAINS(err.message, "other:tag");
 }
 
+typedef struct disk_check {
+    const char *root;
+    int count;
+} disk_check;
+
+/* Each entry of the walk is on disk with its type, mode, size and mtime. */
+static int check_on_disk(void *ud, const char *rel, const pht_image_stat *st)
+{
+    disk_check *d = ud;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", d->root, rel);
+    struct stat sb;
+    CHECK(lstat(path, &sb) == 0);
+    if (st->type == PHT_IMAGE_DIR) CHECK(S_ISDIR(sb.st_mode));
+    if (st->type == PHT_IMAGE_SYMLINK) CHECK(S_ISLNK(sb.st_mode));
+    if (st->type == PHT_IMAGE_FILE) {
+        CHECK(S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == st->size);
+        CHECK((sb.st_mode & 07777) == st->mode);
+    }
+    if (st->type != PHT_IMAGE_SYMLINK) CHECK(sb.st_mtime == st->mtime);
+    d->count++;
+    return 0;
+}
+
+static void test_extract(void)
+{
+    char ref[1024], dir[1024], dest[1100];
+    snprintf(ref, sizeof ref, "docker-archive:%s/reference-v2/stage2-station_2-post.tar",
+             test_fixtures());
+    test_workdir(dir, sizeof dir);
+    snprintf(dest, sizeof dest, "%s/opt", dir);
+    pht_error err;
+    pht_image *img;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    CHECK_OK(pht_image_extract(img, "/opt", dest, &err), &err);
+    disk_check d = {dest, 0};
+    CHECK_OK(pht_image_walk(img, "/opt", 1, check_on_disk, &d, &err), &err);
+    CHECK(d.count > 5);
+    CHECK_CODE(pht_image_extract(img, "/opt/train_config.json", dest, &err), PHT_ENOTFOUND, &err);
+    pht_image_free(img);
+    test_workdir_done(dir);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
         test_fixture(stages[i]);
     test_lookup_errors();
+    test_extract();
     TEST_DONE();
 }

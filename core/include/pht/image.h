@@ -40,14 +40,18 @@ typedef struct pht_image_stream pht_image_stream;
 
 /* Caps against hostile layers and the directory for temporary files. */
 typedef struct pht_image_opts {
-    const char *tmpdir;       /* NULL: $TMPDIR, else /tmp */
-    uint64_t max_entries;     /* entries per layer (and members of an archive) */
+    const char *tmpdir;   /* NULL: $TMPDIR, else /tmp */
+    uint64_t max_entries; /* entries per layer, members of an archive, entries an extract writes */
     uint64_t max_entry_bytes; /* size of one entry */
     uint64_t max_layer_bytes; /* decompressed size of one layer */
     uint64_t max_name;        /* length of an entry path in bytes */
+    uint64_t max_path_bytes;  /* paths and link targets the index holds at once; 0: no cap */
 } pht_image_opts;
 
-/* Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer, 4096-byte names. */
+/*
+ * Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer,
+ * 4096-byte names, 32 MiB of paths.
+ */
 PHT_API void pht_image_opts_init(pht_image_opts *opts);
 
 enum pht_image_type {
@@ -58,7 +62,12 @@ enum pht_image_type {
     PHT_IMAGE_OTHER = 5
 };
 
-/* What pht_image_stat reports. link and path point into the handle. */
+/*
+ * What pht_image_stat reports. link and path point into the handle: valid
+ * while it lives, except that the path of a directory no layer named (an
+ * implicit parent) is valid until the next call on the handle, and in a walk
+ * callback only during the call.
+ */
 typedef struct pht_image_stat {
     int type;      /* enum pht_image_type */
     uint64_t size; /* content size (a hard link: its target's) */
@@ -119,9 +128,10 @@ PHT_API int pht_image_stat_path(pht_image *img, const char *path, pht_image_stat
 /*
  * Visit the entries under dir in Docker's archive walk order (entries of each
  * directory sorted by name bytewise, depth-first). With recursive == 0 only
- * the direct children. rel is the path relative to dir. A non-zero return of
- * cb stops the walk and is returned. PHT_ENOTFOUND if dir is absent or not a
- * directory.
+ * the direct children. rel is the path relative to dir; copy what you keep. A
+ * non-zero return of cb stops the walk and is returned. PHT_ENOTFOUND if dir
+ * is absent or not a directory. Cost is linear in the bytes of the paths
+ * visited, whatever their depth.
  */
 typedef int (*pht_image_walk_cb)(void *ud, const char *rel, const pht_image_stat *st);
 PHT_API int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_walk_cb cb,
@@ -142,9 +152,11 @@ PHT_API int pht_image_reader_read(pht_image_reader *r, void *buf, size_t cap, si
 PHT_API void pht_image_reader_free(pht_image_reader *r);
 
 /*
- * Extract the subtree at dir into dest_dir (created if missing) with safe
- * libarchive disk-writing flags: no writing through symlinks, no "..", no
- * absolute paths. Devices and FIFOs are skipped. Owners are kept only as root.
+ * Extract the subtree at dir into dest_dir (created if missing). Every entry
+ * is created beneath dest_dir relative to its parent's descriptor, never
+ * through a symlink. Devices and FIFOs are skipped. Owners are kept only as
+ * root. Each layer is read once. PHT_ELIMIT past max_entries entries
+ * (implicit parents included), PHT_EIO naming the entry.
  */
 PHT_API int pht_image_extract(pht_image *img, const char *dir, const char *dest_dir,
                               pht_error *err);

@@ -371,7 +371,7 @@ describe("pht build", function()
   end)
 
   it("sets the image's command to run entrypoint.sh under /bin/sh, as skopeo reads it", function()
-    local out = helpers.run("skopeo inspect --config " .. q(ref))
+    local out = helpers.stdout("skopeo inspect --config " .. q(ref))
     local cfg = assert(pht.json_decode(out))
     assert.same({ "/bin/sh", "/opt/pht_train/entrypoint.sh" }, cfg.config.Cmd)
     assert.is_nil(cfg.config.Entrypoint)

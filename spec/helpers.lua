@@ -43,6 +43,31 @@ function M.sh(cmd)
   return tonumber(status) == 0, body
 end
 
+-- Run a shell command; returns ok, its stdout, its stderr, kept apart so
+-- that what a tool warns about (dockerd's "WARNING: IPv4 forwarding is
+-- disabled." on docker create) never lands in what a caller parses.
+function M.sh_split(cmd)
+  local errfile = os.tmpname()
+  local p = assert(io.popen("{ " .. cmd .. "\n} 2>" .. M.q(errfile) .. "; echo \"__pht_status=$?\"", "r"))
+  local out = p:read("*a")
+  p:close()
+  local f = io.open(errfile, "rb")
+  local err = f and f:read("*a") or ""
+  if f then f:close() end
+  os.remove(errfile)
+  local body, status = out:match("^(.*)__pht_status=(%d+)\n$")
+  if not body then return false, out, err end
+  return tonumber(status) == 0, body, err
+end
+
+-- Run a shell command and return its stdout alone; fail the spec with both
+-- streams if it fails.
+function M.stdout(cmd)
+  local ok, out, err = M.sh_split(cmd)
+  if not ok then error("command failed: " .. cmd .. "\n" .. out .. err, 2) end
+  return out
+end
+
 -- Run a shell command and fail the spec with its output if it fails.
 function M.run(cmd)
   local ok, out = M.sh(cmd)

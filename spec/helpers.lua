@@ -85,6 +85,24 @@ function M.tmpdir()
   return (dir:gsub("%s+$", ""))
 end
 
+-- Mount a tmpfs of `size` (mount's size=, "3m") on dir, for a disk that
+-- fills. Needs root; returns false, why when it cannot mount (for pending).
+function M.mount_tmpfs(dir, size)
+  if not M.run("id -u"):match("^0\n") then return false, "needs root to mount a small tmpfs" end
+  M.run("mkdir -p " .. M.q(dir))
+  local ok, out = M.sh("mount -t tmpfs -o size=" .. size .. " tmpfs " .. M.q(dir))
+  if not ok then return false, "mount -t tmpfs is not permitted here: " .. out end
+  return true
+end
+
+-- Unmount what mount_tmpfs mounted, and fail the spec when that fails: a
+-- handle still open on the tmpfs keeps it busy, and it would stay mounted
+-- under the build tree after the run.
+function M.umount(dir)
+  local ok, out = M.sh("umount " .. M.q(dir))
+  if not ok then error("umount " .. dir .. " failed (a file on it is still open?): " .. out, 2) end
+end
+
 function M.sha256_file(path)
   return (M.run("sha256sum " .. M.q(path)):match("^(%x+)"))
 end

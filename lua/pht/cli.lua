@@ -213,7 +213,7 @@ VERBS["pre-run"] = {
   help = [[
 Usage: pht pre-run IMAGE [options]
 
-Verify the train in IMAGE for this station (PROTOCOL.md §7 and libpht's
+Verify the train in IMAGE for this station (doc/protocol.md §7 and libpht's
 stricter checks) and write its decrypted files back into the image, in a new
 layer marked as plaintext. Nothing is written unless every check passed.
 After pre-run the image holds plaintext: it must not leave the station.
@@ -250,9 +250,9 @@ Usage: pht post-run IMAGE [options]
 
 Hash and sign the results the train left in IMAGE, add this station's link to
 the route's signature chain, encrypt the results and the train's files under a
-fresh key for every stop and the creator (PROTOCOL.md §8), and write the train
-back with no plaintext in any layer: the new /opt goes on the layers below the
-one pre-run wrote, or with --rebase on REPO:base.
+fresh key for every stop and the creator (doc/protocol.md §8), and write the
+train back with no plaintext in any layer: the new /opt goes on the layers
+below the one pre-run wrote, or with --rebase on REPO:base.
 
 Options:
 ]] .. STATION_OPTIONS_HELP .. [[

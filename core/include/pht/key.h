@@ -1,5 +1,5 @@
 /*
- * libpht RSA keys and signatures (PROTOCOL.md §5, §6 "Private keys").
+ * libpht RSA keys and signatures (doc/protocol.md §5, §6 "Private keys").
  *
  * A pht_key holds one RSA key of at least 2048 bits, public only or private
  * (which includes the public half). Keys come from PEM text (PKCS#1, PKCS#8,

@@ -1,9 +1,13 @@
 /*
- * libpht images without a daemon: read and write container images in
- * skopeo's transport syntax.
+ * libpht images: read and write container images in skopeo's transport
+ * syntax, the first two without a daemon.
  *
- *   docker-archive:PATH[:NAME:TAG]   the `docker save` tar (several images/tags)
+ *   docker-archive:PATH[:NAME:TAG]   the `docker save` tar (several images/tags;
+ *                                    without NAME:TAG the only image, or the
+ *                                    train beside its own REPO:base)
  *   oci:DIR[:TAG]                    an OCI image layout directory
+ *   docker-daemon:NAME[:TAG]         an image in the Docker engine at
+ *                                    $DOCKER_HOST (Engine API over its socket)
  *
  * An image handle holds the manifest, the config and an index of the merged
  * filesystem of all layers (whiteouts and opaque directories applied), built
@@ -94,7 +98,7 @@ PHT_API void pht_image_free(pht_image *img);
 /* The reference the image was opened with. */
 PHT_API const char *pht_image_reference(const pht_image *img);
 
-/* The transport name: "docker-archive" or "oci". */
+/* The transport name: "docker-archive", "oci" or "docker-daemon". */
 PHT_API const char *pht_image_transport(const pht_image *img);
 
 /*

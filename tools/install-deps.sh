@@ -28,11 +28,11 @@ pkgs=(build-essential cmake pkg-config openssl libssl-dev libcjson-dev libarchiv
 if [ "$test" = 1 ]; then
     # valgrind: memcheck_* ctests. docker.io: dockerd, containerd, runc and
     # the client; docker-registry: a v2 registry; skopeo and umoci: image
-    # oracles; nginx with the lua module: the gateway; curl, python3, file,
-    # util-linux (setsid, umount) and procps: used by tools/services.sh and
-    # the specs.
+    # oracles; nginx with the lua module: the gateway; luarocks: the
+    # rockspec's `luarocks make`; curl, python3, file, util-linux (setsid,
+    # umount) and procps: used by tools/services.sh and the specs.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
-           curl python3 file util-linux procps coreutils)
+           luarocks curl python3 file util-linux procps coreutils)
 fi
 if [ "$list" = 1 ]; then
     printf '%s\n' "${pkgs[@]}"

@@ -29,10 +29,10 @@ if [ "$test" = 1 ]; then
     # valgrind: memcheck_* ctests. docker.io: dockerd, containerd, runc and
     # the client; docker-registry: a v2 registry; skopeo and umoci: image
     # oracles; nginx with the lua module: the gateway; luarocks: the
-    # rockspec's `luarocks make`; curl, python3, file, util-linux (setsid,
-    # umount) and procps: used by tools/services.sh and the specs.
+    # rockspec's `luarocks make`; curl, python3, file, xxd, util-linux
+    # (setsid, umount) and procps: used by tools/services.sh and the specs.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
-           luarocks curl python3 file util-linux procps coreutils)
+           luarocks curl python3 file xxd util-linux procps coreutils)
 fi
 if [ "$list" = 1 ]; then
     printf '%s\n' "${pkgs[@]}"

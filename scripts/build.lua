@@ -1,4 +1,4 @@
--- Build: the central side makes a train (PROTOCOL.md §2-6). The immutable
+-- Build: the central side makes a train (doc/protocol.md §2-6). The immutable
 -- files are hashed into e_h, the creator signs e_h, the builder signs
 -- e_h || e_h_sig, every file is encrypted under a fresh key wrapped for the
 -- first stop only, and the image gets /opt on top of the base image, tagged

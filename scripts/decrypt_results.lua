@@ -1,4 +1,4 @@
--- Decrypt-results: the train's creator reads the results (PROTOCOL.md §8,
+-- Decrypt-results: the train's creator reads the results (doc/protocol.md §8,
 -- last paragraph). The key is unwrapped with the creator's private key, the
 -- results are decrypted into the private temporary directory and checked
 -- against result_hash, result_signature and the last stop's chain digest;

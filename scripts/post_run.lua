@@ -1,4 +1,4 @@
--- Post-run: what a station does after the train ran (PROTOCOL.md §8, with
+-- Post-run: what a station does after the train ran (doc/protocol.md §8, with
 -- the stricter rules of §9). The station hashes and signs the results,
 -- extends the route's signature chain, re-encrypts everything under a fresh
 -- key for the route and the creator, and writes a train that holds no

@@ -1,7 +1,7 @@
--- Pre-run: what a station does before the train runs (PROTOCOL.md §7, with
+-- Pre-run: what a station does before the train runs (doc/protocol.md §7, with
 -- the stricter checks of §9 as steps of their own). Each step is named for
 -- what it checks; the name is what an operator sees when the train is
--- rejected, and `protocol` is the section of PROTOCOL.md it carries out. A
+-- rejected, and `protocol` is the section of doc/protocol.md it carries out. A
 -- station changes this list by name in its own script (see doc/workflow.md)
 -- rather than by copying this file. The checks themselves are in
 -- lua/pht/checks.lua.

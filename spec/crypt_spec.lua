@@ -1,5 +1,5 @@
 -- Symmetric keys, AES-256-CBC streams and files, and RSA-OAEP key wrapping
--- (PROTOCOL.md §6).
+-- (doc/protocol.md §6).
 local pht = require "pht"
 local h = require "helpers"
 

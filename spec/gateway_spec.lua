@@ -68,6 +68,37 @@ local function replace_encrypted(ref, image_path, symkey, plain)
   S.tamper(ref, function(w) assert(w:add_bytes(image_path, symkey:encrypt(plain))) end)
 end
 
+-- Lines of nginx's error log from byte `from` on (default: where this nginx
+-- started) that report an error (at [error] or worse) or a Lua "bad argument".
+local function log_errors(gw, from)
+  local f = io.open(gw.prefix .. "/logs/error.log", "rb")
+  if not f then return { "no error.log" }, 0 end
+  local text = f:read("*a")
+  f:close()
+  local bad = {}
+  for line in text:sub((from or gw.log_start or 0) + 1):gmatch("[^\n]+") do
+    if line:match("%[error%]") or line:match("%[crit%]") or line:match("%[alert%]") or line:match("%[emerg%]")
+        or line:find("bad argument", 1, true) then
+      bad[#bad + 1] = line
+    end
+  end
+  return bad, #text
+end
+
+-- Poll /health until the worker reports "warm": true; the last decoded answer.
+local function wait_warm(gw, seconds)
+  local h
+  for _ = 1, seconds * 10 do
+    local status, text = gw:get("/health")
+    if status == 200 then
+      h = decode(text)
+      if h.warm == true then return h end
+    end
+    helpers.sh("sleep 0.1")
+  end
+  return h
+end
+
 describe("the OpenResty gateway", function()
   local gw, why
 
@@ -124,6 +155,38 @@ describe("the OpenResty gateway", function()
     end
     assert.matches("pre-run failed at step " .. name, report.error, 1, true)
   end
+
+  describe("start and reload", function()
+    it("logs no error and no bad argument while its worker starts", function()
+      if not gw then return pending(why) end
+      wait_warm(gw, 10)
+      assert.are.same({}, (log_errors(gw)))
+    end)
+
+    it("reports warm in /health a short while after start", function()
+      if not gw then return pending(why) end
+      local h = wait_warm(gw, 10)
+      assert.is_true(h and h.warm, "GET /health is still cold 10 s after start:\n" .. gw:log_tail(40))
+    end)
+
+    it("reloads on HUP with no error logged, and its new worker turns warm", function()
+      if not gw then return pending(why) end
+      local _, size = log_errors(gw)
+      local old = gw:workers()
+      assert.is_true(#old > 0, "no worker")
+      helpers.run("kill -HUP " .. gw.pid)
+      local renewed = false
+      for _ = 1, 100 do
+        local now = gw:workers()
+        if #now > 0 and now[1] ~= old[1] and not (#now > 1) then renewed = true break end
+        helpers.sh("sleep 0.1")
+      end
+      assert.is_true(renewed, "no new worker after HUP:\n" .. gw:log_tail(40))
+      local h = wait_warm(gw, 10)
+      assert.is_true(h and h.warm, "GET /health is cold 10 s after HUP:\n" .. gw:log_tail(40))
+      assert.are.same({}, (log_errors(gw, size)))
+    end)
+  end)
 
   describe("GET /health", function()
     it("answers 200 with each station's key fingerprint, as openssl computes it", function()
@@ -265,14 +328,27 @@ describe("the OpenResty gateway", function()
       assert_verified(status, report, text, "station_1")
     end)
 
-    it("asks which image to verify when the archive holds the train and its base", function()
+    it("verifies the train of an archive that holds it and its base, with no ?image=", function()
       if not gw then return pending(why) end
       local path = build()
       if not path then return pending("no base image") end
       local status, report, text = post("/trains/verify?station=station_1", path)
+      assert_verified(status, report, text, "station_1")
+    end)
+
+    it("asks which image to verify when the archive holds another image too", function()
+      if not gw then return pending(why) end
+      local path = build()
+      if not path then return pending("no base image") end
+      local three = helpers.tmpdir() .. "/three.tar"
+      helpers.run("cp " .. q(path) .. " " .. q(three))
+      local other = assert(pht.open_image("docker-archive:" .. helpers.vectors .. "/stage0-built.tar"))
+      assert(other:retag("docker-archive:" .. three .. ":other/image:v1"))
+      other:close()
+      local status, report, text = post("/trains/verify?station=station_1", three)
       assert.equal(400, status, text)
       assert.equal("open_image", report.failed_step)
-      assert.matches("holds 2 images: name one with ?image=NAME:TAG", report.error, 1, true)
+      assert.matches("holds 3 images: name one with ?image=NAME:TAG", report.error, 1, true)
     end)
 
     it("refuses that train for the second station, at check_turn", function()

@@ -1,5 +1,5 @@
 -- SHA-512, the e_h/e_d builders, the chain digest and the walk order
--- (PROTOCOL.md §4, §5), checked against sha512sum and GNU tar.
+-- (doc/protocol.md §4, §5), checked against sha512sum and GNU tar.
 local pht = require "pht"
 local h = require "helpers"
 

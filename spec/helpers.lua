@@ -43,6 +43,31 @@ function M.sh(cmd)
   return tonumber(status) == 0, body
 end
 
+-- Run a shell command; returns ok, its stdout, its stderr, kept apart so
+-- that what a tool warns about (dockerd's "WARNING: IPv4 forwarding is
+-- disabled." on docker create) never lands in what a caller parses.
+function M.sh_split(cmd)
+  local errfile = os.tmpname()
+  local p = assert(io.popen("{ " .. cmd .. "\n} 2>" .. M.q(errfile) .. "; echo \"__pht_status=$?\"", "r"))
+  local out = p:read("*a")
+  p:close()
+  local f = io.open(errfile, "rb")
+  local err = f and f:read("*a") or ""
+  if f then f:close() end
+  os.remove(errfile)
+  local body, status = out:match("^(.*)__pht_status=(%d+)\n$")
+  if not body then return false, out, err end
+  return tonumber(status) == 0, body, err
+end
+
+-- Run a shell command and return its stdout alone; fail the spec with both
+-- streams if it fails.
+function M.stdout(cmd)
+  local ok, out, err = M.sh_split(cmd)
+  if not ok then error("command failed: " .. cmd .. "\n" .. out .. err, 2) end
+  return out
+end
+
 -- Run a shell command and fail the spec with its output if it fails.
 function M.run(cmd)
   local ok, out = M.sh(cmd)
@@ -58,6 +83,24 @@ function M.tmpdir()
   M.run("mkdir -p " .. M.q(base))
   local dir = M.run("mktemp -d " .. M.q(base .. "/" .. (jit and "jit" or "lua") .. ".XXXXXXXX"))
   return (dir:gsub("%s+$", ""))
+end
+
+-- Mount a tmpfs of `size` (mount's size=, "3m") on dir, for a disk that
+-- fills. Needs root; returns false, why when it cannot mount (for pending).
+function M.mount_tmpfs(dir, size)
+  if not M.run("id -u"):match("^0\n") then return false, "needs root to mount a small tmpfs" end
+  M.run("mkdir -p " .. M.q(dir))
+  local ok, out = M.sh("mount -t tmpfs -o size=" .. size .. " tmpfs " .. M.q(dir))
+  if not ok then return false, "mount -t tmpfs is not permitted here: " .. out end
+  return true
+end
+
+-- Unmount what mount_tmpfs mounted, and fail the spec when that fails: a
+-- handle still open on the tmpfs keeps it busy, and it would stay mounted
+-- under the build tree after the run.
+function M.umount(dir)
+  local ok, out = M.sh("umount " .. M.q(dir))
+  if not ok then error("umount " .. dir .. " failed (a file on it is still open?): " .. out, 2) end
 end
 
 function M.sha256_file(path)

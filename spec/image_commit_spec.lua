@@ -44,7 +44,7 @@ end
 
 -- The config blob skopeo finds for ref, byte for byte.
 local function skopeo_config(ref)
-  return h.run("skopeo inspect --config --raw " .. h.q(ref))
+  return h.stdout("skopeo inspect --config --raw " .. h.q(ref))
 end
 
 describe("committing into the source's own docker-archive", function()
@@ -244,7 +244,7 @@ describe("unreferenced blobs after a commit into an OCI layout", function()
   it("leave a layout that skopeo inspect and umoci unpack accept", function()
     assert(commit_below(ref, 1, ref))
     if have("skopeo") then
-      local out = h.run("skopeo inspect " .. h.q(ref))
+      local out = h.stdout("skopeo inspect " .. h.q(ref))
       for _, l in ipairs(assert(pht.open_image(ref)):layers()) do
         assert.truthy(out:find(l.digest, 1, true), out)
       end
@@ -292,7 +292,7 @@ describe("unreferenced blobs after a commit into an OCI layout", function()
     assert.truthy(msg:find("the image is committed, but removing unreferenced blobs failed", 1, true), msg)
     assert.are.equal("ciphertext\n", assert(pht.open_image(ref)):read_file("/opt/pht_train/secret.txt"))
     assert.are.equal(1, #files_holding(layout, MARKER)) -- nothing was removed
-    if have("skopeo") then h.run("skopeo inspect " .. h.q(ref)) end
+    if have("skopeo") then h.stdout("skopeo inspect " .. h.q(ref)) end
   end)
 end)
 
@@ -327,7 +327,7 @@ describe("layers after an in-place commit into a docker-archive", function()
     local want = { ["manifest.json"] = true, [m[1].Config] = true }
     for _, l in ipairs(m[1].Layers) do want[l] = true end
     assert.are.same(want, members)
-    if have("skopeo") then h.run("skopeo inspect " .. h.q("docker-archive:" .. path .. ":" .. tag)) end
+    if have("skopeo") then h.stdout("skopeo inspect " .. h.q("docker-archive:" .. path .. ":" .. tag)) end
   end)
 
   it("are only those a manifest.json entry references (untagged commit in place)", function()

@@ -19,7 +19,7 @@ end
 
 -- The image config as skopeo reads it.
 local function skopeo_config(ref)
-  return assert(pht.json_decode(h.run("skopeo inspect --config " .. h.q(ref))))
+  return assert(pht.json_decode(h.stdout("skopeo inspect --config " .. h.q(ref))))
 end
 
 -- The image config as libpht reads it.

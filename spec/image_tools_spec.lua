@@ -57,10 +57,10 @@ describe("libpht images and skopeo", function()
     if not have("skopeo") then return end
     local path = write_train(dir)
     local img = assert(pht.open_image("docker-archive:" .. path))
-    local out = h.run("skopeo inspect docker-archive:" .. h.q(path) .. ":repo/train:latest")
+    local out = h.stdout("skopeo inspect docker-archive:" .. h.q(path) .. ":repo/train:latest")
     for _, l in ipairs(img:layers()) do assert.truthy(out:find(l.digest, 1, true), out) end
     assert.truthy(out:find('"Architecture": "amd64"', 1, true), out)
-    local cfg = h.run("skopeo inspect --config docker-archive:" .. h.q(path))
+    local cfg = h.stdout("skopeo inspect --config docker-archive:" .. h.q(path))
     assert.truthy(cfg:find("pht post-run", 1, true), cfg)
   end)
 
@@ -79,7 +79,7 @@ describe("libpht images and skopeo", function()
     local path = write_train(dir)
     local img = assert(pht.open_image("docker-archive:" .. path))
     assert(img:retag("oci:" .. dir .. "/mine:v1"))
-    local out = h.run("skopeo inspect oci:" .. h.q(dir .. "/mine") .. ":v1")
+    local out = h.stdout("skopeo inspect oci:" .. h.q(dir .. "/mine") .. ":v1")
     for _, l in ipairs(img:layers()) do assert.truthy(out:find(l.digest, 1, true), out) end
     local want = results_of("docker-archive:" .. path)
     for _, fmt in ipairs({ "gzip", "zstd" }) do
@@ -119,14 +119,17 @@ describe("libpht images and docker", function()
     local tag = "pht-spec/image-tools:" .. tostring(os.time())
     local img = assert(pht.open_image("docker-archive:" .. path))
     assert(img:retag("docker-archive:" .. path .. ":" .. tag))
-    local loaded = h.run("docker load -i " .. h.q(path))
+    local loaded = h.stdout("docker load -i " .. h.q(path))
     assert.truthy(loaded:find(tag, 1, true), loaded)
-    -- The id is docker's stdout; a daemon warning on stderr must not be taken for it.
-    local cid = assert(h.run("docker create --network none " .. h.q(tag) .. " 2>/dev/null"):match("^(%x+)\n"))
+    -- The id from stdout alone: a daemon without IPv4 forwarding warns on
+    -- stderr about the default network this container is created on.
+    local ok, out, err = h.sh_split("docker create " .. h.q(tag))
+    local cid = out:match("^(%x+)\n$")
     finally(function()
-      h.sh("docker rm -f " .. cid)
+      if cid then h.sh("docker rm -f " .. cid) end
       h.sh("docker rmi -f " .. h.q(tag) .. " repo/train:latest")
     end)
+    assert(ok and cid, "docker create printed no container id on stdout: " .. out .. err)
     h.run("docker cp " .. cid .. ":/opt/pht_results " .. h.q(dir .. "/fromdocker"))
     assert.are.same(results_of("docker-archive:" .. path .. ":" .. tag), results_on_disk(dir .. "/fromdocker"))
     local gone = h.sh("docker cp " .. cid .. ":/opt/user_sym_key.key " .. h.q(dir .. "/key"))

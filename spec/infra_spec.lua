@@ -76,7 +76,7 @@ describe("test base image", function()
   it("is read by skopeo with the layer digest the archive names", function()
     local path = assert(support.base_image())
     local _, layers = archive_manifest(path)
-    local out = helpers.run("skopeo inspect " .. q("docker-archive:" .. path))
+    local out = helpers.stdout("skopeo inspect " .. q("docker-archive:" .. path))
     assert.is_truthy(out:find('"sha256:' .. layers[1]:match("^(%x+)/"), 1, true), out)
   end)
 
@@ -94,7 +94,7 @@ end)
 describe("test Docker engine", function()
   it("answers docker info on the endpoint the suite exports", function()
     if not need("docker", support.docker_available()) then return end
-    local out = helpers.run(support.docker_cmd("info --format '{{.ServerVersion}}'"))
+    local out = helpers.stdout(support.docker_cmd("info --format '{{.ServerVersion}}'"))
     assert.is_truthy(out:match("^%d+%.%d+"), out)
     local sock = support.docker_socket()
     if sock then assert.is_true((helpers.sh("test -S " .. q(sock)))) end
@@ -104,9 +104,9 @@ describe("test Docker engine", function()
     if not need("docker", support.docker_available()) then return end
     local path, tag = assert(support.base_image())
     local config = archive_manifest(path)
-    local out = helpers.run(support.docker_cmd("load --input " .. q(path)))
+    local out = helpers.stdout(support.docker_cmd("load --input " .. q(path)))
     assert.is_truthy(out:find("Loaded image: " .. tag, 1, true), out)
-    local id = helpers.run(support.docker_cmd("image inspect --format '{{.Id}}' " .. q(tag)))
+    local id = helpers.stdout(support.docker_cmd("image inspect --format '{{.Id}}' " .. q(tag)))
     assert.are.equal("sha256:" .. config:match("^(%x+)"), id:match("^(%S+)"))
   end)
 
@@ -114,10 +114,10 @@ describe("test Docker engine", function()
     if not need("docker", support.docker_available()) then return end
     local tag = assert(support.load_base_image())
     local name = support.unique_name("infra")
-    local out = helpers.run(support.docker_cmd("run --rm --network none --name " .. q(name) .. " "
+    local out = helpers.stdout(support.docker_cmd("run --rm --network none --name " .. q(name) .. " "
       .. q(tag) .. " /bin/sh -c 'echo ok'"))
     assert.are.equal("ok\n", out)
-    local left = helpers.run(support.docker_cmd("ps -aq --filter " .. q("name=" .. name)))
+    local left = helpers.stdout(support.docker_cmd("ps -aq --filter " .. q("name=" .. name)))
     assert.are.equal("", left)
   end)
 end)
@@ -140,7 +140,7 @@ describe("test registry", function()
     local ref = addr .. "/" .. repo .. ":1"
     helpers.run("skopeo copy --quiet --dest-tls-verify=false " .. q("docker-archive:" .. path)
       .. " " .. q("docker://" .. ref))
-    local manifest = helpers.run("skopeo inspect --raw --tls-verify=false " .. q("docker://" .. ref))
+    local manifest = helpers.stdout("skopeo inspect --raw --tls-verify=false " .. q("docker://" .. ref))
     assert.is_truthy(manifest:find('"sha256:' .. digest .. '"', 1, true), manifest)
     local dir = helpers.tmpdir()
     helpers.run("curl -fsS -o " .. q(dir .. "/config") .. " "

@@ -1,4 +1,4 @@
--- RSA keys and signatures (PROTOCOL.md §5, §6 "Private keys"), with the
+-- RSA keys and signatures (doc/protocol.md §5, §6 "Private keys"), with the
 -- openssl command line as the oracle for formats and fingerprints.
 local pht = require "pht"
 local h = require "helpers"

@@ -1,4 +1,4 @@
--- Every scheme of PROTOCOL.md §5-§6 in both directions against the openssl
+-- Every scheme of doc/protocol.md §5-§6 in both directions against the openssl
 -- command line: libpht produces and openssl checks, openssl produces and
 -- libpht checks. Then: changing any byte of a ciphertext, signature or key
 -- makes the matching check fail with a clear error.

@@ -83,7 +83,7 @@ describe("pht post-run", function()
     img:close()
     local code, _, err = S.pht("post-run -q " .. q(ref) .. " " .. S.station_args(1))
     assert.equal(0, code, err)
-    local inspect = pht.json_decode(helpers.run("skopeo inspect " .. q(ref)))
+    local inspect = pht.json_decode(helpers.stdout("skopeo inspect " .. q(ref)))
     assert.equal(3, #inspect.Layers)
     -- The blob of the layer pre-run wrote (the decrypted entrypoint, the
     -- results) is gone from the layout, not just unreferenced.

@@ -2,7 +2,7 @@
 -- reference's built train (stage 0) to the creator. The trains it writes are
 -- checked independently of the scripts: layers read with tar, values
 -- recomputed with the pht primitives (and the openssl CLI for a signature)
--- against PROTOCOL.md and the reference's expected.json.
+-- against doc/protocol.md and the reference's expected.json.
 local helpers = require "helpers"
 local pht = require "pht"
 local support = require "support"

@@ -1,6 +1,6 @@
 -- Reproduces every value of the reference's expected.json with the `pht`
 -- primitives alone and a plain tar read of the *.opt.tar fixtures
--- (PROTOCOL.md §4-§6). Nothing here uses the workflow scripts.
+-- (doc/protocol.md §4-§6). Nothing here uses the workflow scripts.
 local pht = require "pht"
 local h = require "helpers"
 local json = require "dkjson"

@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
 # Install what libpht needs on Debian 12: build tools and libraries, both Lua
 # engines, busted, and the real components the test suite drives.
-# Usage: tools/install-deps.sh [--test]   (--test adds the test-only tools)
+# Usage: tools/install-deps.sh [--test] [--list]
+#   --test  also install the test-only tools
+#   --list  print the packages, one a line, and install nothing
 # Idempotent and quiet: when everything is installed it only asks dpkg.
 set -euo pipefail
+test=0 list=0
+for arg in "$@"; do
+    case $arg in
+        --test) test=1 ;;
+        --list) list=1 ;;
+        *) echo "install-deps: unknown option $arg (--test, --list)" >&2; exit 2 ;;
+    esac
+done
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # LuaJIT is OpenResty's luajit2 branch (luajit2, libluajit2-5.1-dev), which
 # conflicts with Debian's plain luajit; nginx's lua module accepts either.
+# busybox-static: the base image tools/make-base-image.sh builds, on which
+# the demo and the tests build their trains.
 pkgs=(build-essential cmake pkg-config openssl libssl-dev libcjson-dev libarchive-dev
       libcurl4-openssl-dev liblua5.4-dev lua5.4 libluajit2-5.1-dev luajit2 lua-busted
-      tar gzip zstd)
-if [ "${1:-}" = "--test" ]; then
+      tar gzip zstd busybox-static)
+if [ "$test" = 1 ]; then
     # valgrind: memcheck_* ctests. docker.io: dockerd, containerd, runc and
     # the client; docker-registry: a v2 registry; skopeo and umoci: image
-    # oracles; nginx with the lua module: the gateway; busybox-static: the
-    # base image of tools/make-base-image.sh; curl, python3, file, util-linux
+    # oracles; nginx with the lua module: the gateway; luarocks: the
+    # rockspec's `luarocks make`; curl, python3, file, xxd, util-linux
     # (setsid, umount) and procps: used by tools/services.sh and the specs.
     # time: GNU time, the peak-memory figure of the benchmarks.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
-           busybox-static curl python3 file util-linux procps coreutils time)
+           luarocks curl python3 file xxd util-linux procps coreutils time)
+fi
+if [ "$list" = 1 ]; then
+    printf '%s\n' "${pkgs[@]}"
+    exit 0
 fi
 
 declare -A have=()

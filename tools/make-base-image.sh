@@ -37,7 +37,7 @@ die() { echo "make-base-image: $*" >&2; exit 1; }
 # the image, so refuse anything that is not statically linked.
 bb=""
 for c in /bin/busybox /usr/bin/busybox; do [ -x "$c" ] && { bb=$c; break; }; done
-[ -n "$bb" ] || die "no busybox binary: install Debian's busybox-static (tools/install-deps.sh --test)"
+[ -n "$bb" ] || die "no busybox binary: install Debian's busybox-static (tools/install-deps.sh)"
 if command -v file >/dev/null && ! file -L "$bb" | grep -q 'statically linked'; then
     die "$bb is not statically linked: install busybox-static instead of busybox"
 fi

@@ -152,7 +152,15 @@ start_docker() {
     echo '{}' >"$d/daemon.json"
     local driver
     driver=$(storage_driver "$d")
-    setsid dockerd \
+    # In a network namespace of its own (when util-linux's unshare can make
+    # one), where IPv4 forwarding is off whatever the host says: the daemon
+    # then warns "IPv4 forwarding is disabled" on every container on the
+    # default network, as many station hosts' do, and the specs must read
+    # ids and output from stdout only. It talks to clients on its unix socket
+    # only, so it needs no network of its own.
+    local netns=()
+    if command -v unshare >/dev/null && unshare --net true 2>/dev/null; then netns=(unshare --net); fi
+    setsid "${netns[@]}" dockerd \
         --config-file "$d/daemon.json" \
         --host "unix://$sock" \
         --data-root "$d/data" \

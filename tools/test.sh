@@ -94,6 +94,13 @@ leftovers() { # containers and dangling images in the daemon, as "C D"
     echo "$(docker ps -a -q | wc -l) $(docker images -q -f dangling=true | wc -l)"
 }
 [ -n "${PHT_TEST_DOCKER_HOST:-}" ] && before=$(leftovers)
+# Mount points under the build tree (a spec's tmpfs for a full disk), one a
+# line; a spec that leaves one mounted fails the run below.
+build_abs=$(cd "$build" && pwd -P)
+mounts_under_build() {
+    awk -v b="$build_abs/" 'index($5, b) == 1 { print $5 }' /proc/self/mountinfo | LC_ALL=C sort
+}
+mounts_before=$(mounts_under_build)
 count_ctest() { # parse "N% tests passed, F tests failed out of T"
     local line=$1 f t
     f=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
@@ -136,6 +143,19 @@ if [ -n "${PHT_TEST_DOCKER_HOST:-}" ]; then
         docker ps -a; docker images -f dangling=true
         echo "the suite left containers or dangling images behind"; failed=$((failed + 1))
     fi
+fi
+
+# Nor a mount under the build tree: unmount what the suite left, and fail.
+echo "== leftover mounts under $build_abs"
+left_mounts=$(LC_ALL=C comm -13 <(echo "$mounts_before") <(mounts_under_build) | sed '/^$/d')
+if [ -z "$left_mounts" ]; then
+    echo "none"
+    passed=$((passed + 1))
+else
+    echo "$left_mounts"
+    echo "the suite left mounts behind (a spec did not unmount its tmpfs, or a handle kept it busy)"
+    failed=$((failed + 1))
+    LC_ALL=C sort -r <<<"$left_mounts" | while read -r m; do umount "$m" || umount -l "$m"; done
 fi
 
 echo "tests: $passed passed, $failed failed, $skipped skipped"

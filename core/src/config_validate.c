@@ -1,5 +1,5 @@
 /*
- * Validation of train_config.json (PROTOCOL §2 plus libpht's stricter rules,
+ * Validation of train_config.json (doc/protocol.md §2 plus libpht's stricter rules,
  * see doc/lua-api.md). Every message starts with the field's path, e.g.
  * `route[1].rsa_public_key: not hex (bad character at offset 4)`.
  */

@@ -1,5 +1,5 @@
 /*
- * Symmetric keys and the streaming AES-256-CBC cipher of PROTOCOL.md §6:
+ * Symmetric keys and the streaming AES-256-CBC cipher of doc/protocol.md §6:
  * output = IV || AES-256-CBC(PKCS#7(plaintext)), a fresh IV per stream.
  */
 #include <limits.h>

@@ -246,6 +246,41 @@ static int arc_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_
     return rc;
 }
 
+/* Whether entry e has a tag "REPO:X" with X not "base" (rlen = strlen(REPO)). */
+static int has_train_tag(const cJSON *e, const char *repo, size_t rlen)
+{
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(e, "RepoTags"))
+    {
+        const char *v = cJSON_IsString(t) ? strip_default(t->valuestring) : "";
+        if (strncmp(v, repo, rlen) == 0 && v[rlen] == ':' && strcmp(v + rlen, ":base") != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * The train of a two-image archive whose other image is the train's own
+ * REPO:base (what pht build and `docker save REPO:latest REPO:base` write),
+ * or NULL.
+ */
+static cJSON *train_beside_base(const cJSON *manifest)
+{
+    if (cJSON_GetArraySize(manifest) != 2) return NULL;
+    for (int i = 0; i < 2; i++) {
+        cJSON *train = cJSON_GetArrayItem(manifest, i), *base = cJSON_GetArrayItem(manifest, 1 - i);
+        const cJSON *b;
+        cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(base, "RepoTags"))
+        {
+            const char *v = cJSON_IsString(b) ? strip_default(b->valuestring) : "";
+            size_t len = strlen(v);
+            if (len > 5 && strcmp(v + len - 5, ":base") == 0 && has_train_tag(train, v, len - 5))
+                return train;
+        }
+    }
+    return NULL;
+}
+
 /* The manifest.json entry ref names: by NAME:TAG, by @N, or the only one. */
 static cJSON *select_image(const catalog *c, const pht_image_ref *ref, pht_error *err)
 {
@@ -254,6 +289,8 @@ static cJSON *select_image(const catalog *c, const pht_image_ref *ref, pht_error
     char *tag = NULL;
     if (at < 0 && pht_image_ref_name(ref) == NULL) {
         if (n == 1) return cJSON_GetArrayItem(c->manifest, 0);
+        cJSON *train = train_beside_base(c->manifest);
+        if (train) return train;
         pht_error_set(err, n ? PHT_EINVAL : PHT_ENOTFOUND,
                       "%s holds %d images: name one as docker-archive:PATH:NAME:TAG", c->path, n);
         return NULL;

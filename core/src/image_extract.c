@@ -34,6 +34,7 @@
 #endif
 
 #include "fs_private.h"
+#include "hash_private.h"
 #include "image_private.h"
 
 typedef struct xfile {

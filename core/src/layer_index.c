@@ -24,6 +24,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "hash_private.h"
 #include "image_private.h"
 
 typedef struct del {

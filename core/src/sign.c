@@ -1,5 +1,5 @@
 /*
- * RSA signatures of PROTOCOL.md §5: PKCS#1 v1.5 with SHA-512 over a message,
+ * RSA signatures of doc/protocol.md §5: PKCS#1 v1.5 with SHA-512 over a message,
  * and RSA-PSS (MGF1-SHA-512, maximum salt) over a prehashed SHA-512 digest.
  */
 #include <stdlib.h>
@@ -96,7 +96,7 @@ static EVP_PKEY_CTX *pss_ctx(const pht_key *key, int sign, const char *what, pht
         return NULL;
     }
     /*
-     * PROTOCOL §5: the salt is as long as the key allows. Verification
+     * doc/protocol.md §5: the salt is as long as the key allows. Verification
      * insists on that length too, as the reference's verifier does, so a
      * signature made with any other salt is refused.
      */

@@ -1,4 +1,4 @@
--- Every check of the protocol, in one place: what pre-run (PROTOCOL.md §7)
+-- Every check of the protocol, in one place: what pre-run (doc/protocol.md §7)
 -- and decrypt-results verify, and what libpht adds (§9). pre-run, post-run
 -- and decrypt-results call them through their steps (pht.steps), `pht
 -- inspect` calls them without any private key (pht.inspect), the gateway

@@ -1,4 +1,4 @@
--- Decoding a field of the train configuration (PROTOCOL.md §2): the hex of
+-- Decoding a field of the train configuration (doc/protocol.md §2): the hex of
 -- raw bytes, the hex of a public key's PEM. Each returns the value, or nil
 -- and a message naming the field (`what`), so a step reports which field of
 -- the config is wrong. `short` shortens a digest for such messages.

@@ -1,4 +1,4 @@
--- The files of a train (PROTOCOL.md §1, §3, §4, §6): which names
+-- The files of a train (doc/protocol.md §1, §3, §4, §6): which names
 -- /opt/pht_train and /opt/pht_results hold, in hashing order, and moving
 -- them through the private temporary directory: extracting, decrypting,
 -- encrypting and hashing, each file streamed by the core 64 KiB at a time.

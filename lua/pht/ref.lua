@@ -1,7 +1,7 @@
 -- Image references as the protocol's workflows use them, over the core's
 -- one grammar (pht.parse_ref, pht.ref_with_tag, pht.transports; doc/lua-api.md
 -- "Image references"): the reference a command-line IMAGE stands for,
--- REPO:base beside REPO:latest (PROTOCOL.md §1), the names a docker-archive
+-- REPO:base beside REPO:latest (doc/protocol.md §1), the names a docker-archive
 -- carries, the source.address of a train built into a reference. Nothing
 -- here splits a reference string itself.
 local pht = require "pht"

@@ -1,4 +1,4 @@
--- The route (PROTOCOL.md §2, §5, §8.6): its stops in index order, the stop
+-- The route (doc/protocol.md §2, §5, §8.6): its stops in index order, the stop
 -- of a station, whose turn it is, the last stop that signed, the chain
 -- prefix X a stop's digest is computed over, and wrapping a key for every
 -- stop and the creator. `stops` is always cfg:route(): sorted by index,

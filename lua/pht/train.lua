@@ -1,4 +1,4 @@
--- The train image (PROTOCOL.md §1): where its parts are under /opt,
+-- The train image (doc/protocol.md §1): where its parts are under /opt,
 -- opening it, reading its configuration, listing its trees, finding the
 -- layer pre-run wrote, and writing it back. Every function returns its
 -- result, or nil and a message an operator can act on; none prints.

@@ -75,9 +75,13 @@ function M.docker_cmd(args)
   return "DOCKER_HOST=" .. helpers.q(host) .. " docker " .. args
 end
 
--- Run the docker client; returns ok, combined output.
+-- Run the docker client; returns ok and its stdout (ids, listings, what a
+-- container printed), then its stderr. A failure returns both streams as the
+-- second value, for the message. Never parse stderr: dockerd warns there.
 function M.docker(args)
-  return helpers.sh(M.docker_cmd(args))
+  local ok, out, err = helpers.sh_split(M.docker_cmd(args))
+  if not ok then return false, out .. err, err end
+  return true, out, err
 end
 
 local docker_state

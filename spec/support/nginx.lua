@@ -153,7 +153,8 @@ function Gateway:post(path, body_file, extra) return self:request("POST", path, 
 --   configuration; max_body (default "64m"), workers (1), threads (2),
 --   dir (prefix directory; default a fresh helpers.tmpdir()); unhealthy =
 --   true to accept a gateway whose /health answers 503.
--- Returns a Gateway {url, port, prefix, pid, pid_file, config} or nil, reason;
+-- Returns a Gateway {url, port, prefix, pid, pid_file, config, log_start (the
+-- byte of logs/error.log where this nginx's lines begin)} or nil, reason;
 -- on failure nothing is left running.
 function M.start(opts)
   local ok, why = M.available()
@@ -202,6 +203,11 @@ function M.start(opts)
       for i, a in ipairs(args) do args[i] = q(a) end
       helpers.run(lua .. " " .. q(helpers.root .. "/examples/openresty/render.lua") .. " "
         .. table.concat(args, " "))
+      -- Where this attempt's lines start in the error log (an earlier
+      -- attempt on a port in use logged its bind errors there).
+      local log = io.open(prefix .. "/logs/error.log", "rb")
+      gw.log_start = log and log:seek("end") or 0
+      if log then log:close() end
       local started, out = helpers.sh("nginx -p " .. q(prefix) .. " -c conf/nginx.conf")
       if started then
         gw.port, gw.url = port, "http://127.0.0.1:" .. port

@@ -1,5 +1,5 @@
 /*
- * train_config.json (PROTOCOL §2): parse, validate, read, update, write.
+ * train_config.json (doc/protocol.md §2): parse, validate, read, update, write.
  *
  * A pht_config keeps the whole JSON document, so keys it does not know (at the
  * top level and inside creator, source, build and the route stops) survive a
@@ -109,7 +109,7 @@ PHT_API int pht_config_new(const pht_config_spec *spec, pht_config **out, pht_er
 PHT_API void pht_config_free(pht_config *cfg);
 
 /*
- * Check the whole document against PROTOCOL §2 and the stricter rules of
+ * Check the whole document against doc/protocol.md §2 and the stricter rules of
  * doc/lua-api.md; the message names the field and why.
  */
 PHT_API int pht_config_validate(pht_config *cfg, pht_error *err);

@@ -1,5 +1,5 @@
 /*
- * libpht symmetric encryption and key wrapping (PROTOCOL.md §6).
+ * libpht symmetric encryption and key wrapping (doc/protocol.md §6).
  *
  * Each file is stored as IV (16 random bytes) || AES-256-CBC(key, IV,
  * PKCS#7-padded content). A pht_symkey holds the 32-byte key, wiped when

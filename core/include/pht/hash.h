@@ -1,5 +1,5 @@
 /*
- * libpht hashing (PROTOCOL.md §4, §5 "Chain digest"): streaming SHA-512, the
+ * libpht hashing (doc/protocol.md §4, §5 "Chain digest"): streaming SHA-512, the
  * immutable hash e_h, the results hash e_d, the chain digest, and the Docker
  * archive walk order in which results files are hashed.
  */
@@ -24,7 +24,7 @@ extern "C" {
 /*
  * A streaming SHA-512. The plain kind hashes what it is fed. The immutable
  * kind (pht_hash_new_immutable) and the results kind (pht_hash_new_results)
- * add the creator id and session id where PROTOCOL.md §4 puts them.
+ * add the creator id and session id where doc/protocol.md §4 puts them.
  */
 typedef struct pht_hash pht_hash;
 

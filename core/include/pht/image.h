@@ -2,9 +2,12 @@
  * libpht images: read and write container images named by reference
  * (pht/image_ref.h has the grammar):
  *
- *   docker-archive:PATH[:NAME:TAG]   the `docker save` tar (several images/tags)
+ *   docker-archive:PATH[:NAME:TAG]   the `docker save` tar (several images/tags;
+ *                                    without NAME:TAG the only image, or the
+ *                                    train beside its own REPO:base)
  *   oci:DIR[:TAG]                    an OCI image layout directory
- *   docker-daemon:NAME[:TAG]         an image of the local Docker engine
+ *   docker-daemon:NAME[:TAG]         an image in the Docker engine at
+ *                                    $DOCKER_HOST (Engine API over its socket)
  *
  * An image handle holds the manifest, the config and an index of the merged
  * filesystem of all layers (whiteouts and opaque directories applied), built

@@ -1,5 +1,5 @@
 /*
- * libpht RSA keys and signatures (PROTOCOL.md §5, §6 "Private keys").
+ * libpht RSA keys and signatures (doc/protocol.md §5, §6 "Private keys").
  *
  * A pht_key holds one RSA key of at least 2048 bits, public only or private
  * (which includes the public half). Keys come from PEM text (PKCS#1, PKCS#8,
@@ -130,9 +130,10 @@ PHT_API int pht_key_sign_digest(const pht_key *key, const unsigned char *digest,
                                 unsigned char **sig, size_t *siglen, pht_error *err);
 
 /*
- * Verify a PSS signature made by pht_key_sign_digest (any salt length is
- * accepted: the length is recovered from the signature). Returns as
- * pht_key_verify; PHT_EFORMAT also when digestlen is not 64.
+ * Verify a PSS signature made by pht_key_sign_digest (MGF1-SHA-512, prehashed).
+ * Only the maximum salt length is accepted, as doc/protocol.md §5 and the
+ * reference require: a signature with a shorter salt does not verify. Returns
+ * as pht_key_verify; PHT_EFORMAT also when digestlen is not 64.
  */
 PHT_API int pht_key_verify_digest(const pht_key *key, const unsigned char *digest, size_t digestlen,
                                   const unsigned char *sig, size_t siglen, pht_error *err);

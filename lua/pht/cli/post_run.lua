@@ -12,7 +12,7 @@ return options.verb {
   description = [[
 Hash and sign the results the train left in IMAGE, add this station's link to
 the route's signature chain, encrypt the results and the train's files under a
-fresh key for every stop and the creator (PROTOCOL.md §8), and write the train
+fresh key for every stop and the creator (doc/protocol.md §8), and write the train
 back with no plaintext in any layer: the new /opt goes on the layers below the
 one pre-run wrote, or with --rebase on REPO:base.]],
   options = {

@@ -10,7 +10,7 @@ return options.verb {
   args = { "IMAGE" },
   image = true,
   description = [[
-Verify the train in IMAGE for this station (PROTOCOL.md §7 and libpht's
+Verify the train in IMAGE for this station (doc/protocol.md §7 and libpht's
 stricter checks) and write its decrypted files back into the image, in a new
 layer marked as plaintext. Nothing is written unless every check passed.
 After pre-run the image holds plaintext: it must not leave the station.]],

@@ -106,9 +106,19 @@ function M.init_worker()
   -- first requests; /health reports "warm" once done.
   ngx.timer.at(0, function(premature)
     if premature then return end
+    -- ngx.thread.spawn takes a Lua function only (lua-nginx-module refuses
+    -- a C function such as ngx.run_worker_thread itself). Each warm-up job
+    -- holds a job slot like a request's, so that a request arriving during
+    -- the warm-up waits for a free VM instead of finding none.
+    local function warm_one()
+      if not sema:wait(cfg.queue_timeout) then return false end
+      local pok, tok, status = pcall(ngx.run_worker_thread, cfg.thread_pool, "pht_gateway.job", "warm")
+      sema:post(1)
+      return pok and tok, status
+    end
     local threads = {}
     for i = 1, cfg.max_jobs do
-      threads[i] = ngx.thread.spawn(ngx.run_worker_thread, cfg.thread_pool, "pht_gateway.job", "warm")
+      threads[i] = ngx.thread.spawn(warm_one)
     end
     local all = true
     for _, t in ipairs(threads) do

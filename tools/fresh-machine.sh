@@ -125,8 +125,10 @@ for cmd in "${commands[@]}"; do
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         /bin/bash -c "cd $tree && $cmd" </dev/null >"$logs/command-$n.log" 2>&1 || rc=$?
     secs=$(($(now) - t))
-    last=$(sed -E 's/\x1b\[[0-9;]*m//g' "$logs/command-$n.log" | grep -v '^[[:space:]]*$' | tail -n 1)
-    line="[$n] exit $rc after ${secs} s: $cmd -- last line: $last"
+    # The test run's total line when there is one (services print after it).
+    last=$(sed -E 's/\x1b\[[0-9;]*m//g' "$logs/command-$n.log" | grep -E '^tests: [0-9]+ passed' | tail -n 1)
+    [ -n "$last" ] || last=$(sed -E 's/\x1b\[[0-9;]*m//g' "$logs/command-$n.log" | grep -v '^[[:space:]]*$' | tail -n 1)
+    line="[$n] exit $rc after ${secs} s: $cmd -- $last"
     summary+=("$line")
     echo "fresh-machine: $line"
     [ "$rc" -eq 0 ] || { failed=1; tail -n 30 "$logs/command-$n.log" >&2; }

@@ -2,12 +2,16 @@
  * libpht images: read and write container images named by reference
  * (pht/image_ref.h has the grammar):
  *
- *   docker-archive:PATH[:NAME:TAG]   the `docker save` tar (several images/tags;
- *                                    without NAME:TAG the only image, or the
- *                                    train beside its own REPO:base)
- *   oci:DIR[:TAG]                    an OCI image layout directory
- *   docker-daemon:NAME[:TAG]         an image in the Docker engine at
- *                                    $DOCKER_HOST (Engine API over its socket)
+ *   docker-archive:PATH[:NAME[:TAG]|:@N]
+ *       the `docker save` tar (several images/tags; without NAME:TAG the only
+ *       image, or the train beside its own REPO:base; @N: the Nth image)
+ *   oci:DIR[:TAG]
+ *       an OCI image layout directory
+ *   docker-daemon:NAME[:TAG|@sha256:HEX]
+ *       an image in the Docker engine at $DOCKER_HOST (Engine API over its socket)
+ *   docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]
+ *       an image in a registry: the reference parses; opening one is not
+ *       supported yet (PHT_EINVAL)
  *
  * An image handle holds the manifest, the config and an index of the merged
  * filesystem of all layers (whiteouts and opaque directories applied), built
@@ -107,7 +111,7 @@ PHT_API void pht_image_free(pht_image *img);
 /* The reference the image was opened with. */
 PHT_API const char *pht_image_reference(const pht_image *img);
 
-/* The transport name: "docker-archive", "oci" or "docker-daemon". */
+/* The transport name: "docker-archive", "oci", "docker-daemon" (or "docker", once it opens). */
 PHT_API const char *pht_image_transport(const pht_image *img);
 
 /*

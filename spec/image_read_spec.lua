@@ -57,6 +57,7 @@ describe("pht.open_image on the reference docker-archives", function()
     local tmp = h.tmpdir()
     h.run("tar -xf " .. h.q(h.vectors .. "/stage1-station_1-post.tar") .. " -C " .. h.q(tmp))
     local member = img:manifest():match('"Layers":%["([^"]+)"')
+    assert.is_true(layers[1].verified) -- it holds /opt: hashed at open, the digest computed
     assert.are.equal("sha256:" .. h.sha256_file(tmp .. "/" .. member), layers[1].digest)
     assert.are.equal(layers[1].digest, layers[1].diff_id)
   end)
@@ -144,6 +145,47 @@ describe("merged filesystem of layered images", function()
     assert.are.equal(before, h.sha256_file(path))
   end)
 
+  -- A big layer outside /opt below the base layer: indexed by its headers, never hashed.
+  local function outside_layer()
+    return { entries = { { name = "srv/", type = "dir" }, { name = "srv/big", zeros = 4 * 1024 * 1024 },
+      { name = "srv/small", data = "after the big file" } } }
+  end
+
+  local function verified(img)
+    local v = {}
+    for i, l in ipairs(img:layers()) do v[i] = l.verified end
+    return v
+  end
+
+  it("hashes the layers that hold or delete /opt and indexes the others by their headers", function()
+    local path = B.make { out = dir .. "/mixed.tar", layers = { outside_layer(), base_layer("none"),
+      { entries = { { name = "opt/.wh.pht_results" } } }, { entries = { { name = "srv/other", data = "o" } } } } }
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    assert.are.same({ false, true, true, false }, verified(img))
+    assert.is_nil(img:stat("/opt/pht_results"))
+    assert.are.equal("keep", img:read_file("/opt/keep.txt"))
+    assert.are.equal("after the big file", img:read_file("/srv/small"))
+    assert.are.equal(4 * 1024 * 1024, img:stat("/srv/big").size)
+    img = assert(pht.open_image("docker-archive:" .. path, { verify_layers = true }))
+    assert.are.same({ true, true, true, true }, verified(img))
+  end)
+
+  it("applies an upper layer's whiteout of /opt itself over unhashed layers", function()
+    local path = B.make { out = dir .. "/whopt.tar", layers = { base_layer("none"), outside_layer(),
+      { entries = { { name = ".wh.opt" } } } } }
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    assert.are.same({ true, false, true }, verified(img))
+    assert.are.equal("ENOTFOUND", select(3, img:stat("/opt")))
+    assert.are.equal("after the big file", img:read_file("/srv/small"))
+  end)
+
+  it("hashes a layer whose opaque marker at the root could hide /opt", function()
+    local path = B.make { out = dir .. "/opqroot.tar", layers = { base_layer("none"), outside_layer(),
+      { entries = { { name = ".wh..wh..opq" }, { name = "etc/", type = "dir" } } } } }
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    assert.are.same({ true, false, true }, verified(img))
+  end)
+
   it("hides all lower content of an opaque directory but keeps its own layer's files", function()
     local path = B.make { out = dir .. "/opq.tar", layers = { base_layer("none"),
       { entries = { { name = "opt/pht_results/", type = "dir", mode = tonumber("700", 8) },
@@ -200,6 +242,24 @@ describe("merged filesystem of layered images", function()
     local img = assert(pht.open_image("docker-archive:" .. path))
     assert.are.equal(3, #img:layers())
     assert.are.equal("keep", img:read_file("/opt/keep.txt"))
+  end)
+
+  it("hashes a plain OCI layer outside /opt only with verify_layers", function()
+    local path = B.make { format = "oci", out = dir .. "/plain", tag = "v1",
+      layers = { outside_layer(), base_layer("none") } }
+    local img = assert(pht.open_image("oci:" .. path .. ":v1"))
+    local blob = path .. "/blobs/sha256/" .. img:layers()[1].digest:sub(8)
+    img:close()
+    h.replace_bytes(blob, "after", "AFTER")
+    img = assert(pht.open_image("oci:" .. path .. ":v1"))
+    assert.are.same({ false, true }, verified(img))
+    assert.are.equal("AFTER the big file", img:read_file("/srv/small"))
+    local before = h.sha256_file(blob)
+    local img2, msg, code = pht.open_image("oci:" .. path .. ":v1", { verify_layers = true })
+    assert.is_nil(img2)
+    assert.are.equal("EVERIFY", code)
+    assert.truthy(msg:find("does not match its", 1, true), msg)
+    assert.are.equal(before, h.sha256_file(blob))
   end)
 
   it("rejects an OCI layer whose blob does not match its digest", function()

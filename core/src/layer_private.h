@@ -30,7 +30,16 @@ typedef struct img_layer {
     uint64_t diff_size; /* learned at index time */
     char *created_by, *comment;
     int digest_known; /* digest came from a manifest and must match */
+    int verified;     /* its bytes were hashed and matched digest and diff_id */
+    int holds_opt; /* it names /opt or something below it, or deletes /opt (learned at index time)
+                    */
 } img_layer;
+
+/*
+ * The directory of the protocol (PROTOCOL.md §1) as an index path: the layers
+ * that hold or delete it are the ones an open digest-checks by default.
+ */
+#define IMG_PROTOCOL_DIR "opt"
 
 /* Close the layer's file and free its history strings. */
 void layer_clear(img_layer *l);
@@ -48,12 +57,18 @@ struct archive *layer_tar_open(const img_layer *l, void **state, pht_error *err)
 void layer_tar_close(struct archive *a, void *state);
 
 /*
- * The indexing pass: reads every header of the layer once, hashing the blob
- * and its decompressed stream, enforcing caps. For each entry calls cb with
- * the normalized path (NULL-terminated), the entry, and its ordinal.
+ * The indexing pass: reads every header of the layer once, enforcing caps,
+ * and for each entry calls cb (may be NULL) with the entry and its ordinal;
+ * learns compression, diff_size and holds_opt. A compressed layer is read
+ * whole, so both its streams are hashed and checked on the way; a plain tar
+ * skips file data by offset and is hashed only with o->verify_layers (then
+ * verified is set; else digest is taken to be the declared diff_id).
+ * PHT_EVERIFY when a hashed layer does not match.
  */
 typedef int (*layer_entry_cb)(void *ud, struct archive_entry *e, uint64_t ordinal, pht_error *err);
 int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err);
+/* Hash a scanned layer that is not verified yet and check it: PHT_EVERIFY on a mismatch. */
+int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err);
 
 /* The OCI media type for a layer of compression c. */
 const char *layer_media_type(int c);
@@ -77,6 +92,12 @@ int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why
 int tarsafe_symlink(const char *path, const char *target, const char **why);
 /* 1 if p is strictly below dir ("" is the root). */
 int tarsafe_below(const char *p, const char *dir);
+/*
+ * 1 if the entry name in (one tarsafe_path accepted) is the top-level
+ * directory dir, lies below it, or deletes it in lower layers: ".wh.DIR" or
+ * the root's opaque marker.
+ */
+int tarsafe_touches(const char *in, const char *dir);
 /* Format "layer sha256:ab12…: entry "x": why" into err. */
 int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry, const char *fmt,
                  ...)

@@ -3,11 +3,14 @@
  * (a member of a docker-archive, or a whole OCI blob), read with pread in
  * 64 KiB chunks, so one file descriptor serves any number of readers.
  *
- * The indexing pass chains two readers: a "raw" reader that only removes the
- * compression (gzip, zstd, xz, bzip2), and a tar reader fed from it. Every
- * decompressed byte flows through chain_read, which hashes it (diff_id),
- * counts it against the per-layer cap and so stops a decompression bomb as
- * it inflates; blob_read hashes the stored bytes (the blob digest).
+ * The indexing pass reads a plain tar layer header by header, skipping file
+ * data by offset, and hashes it only when asked to (layer_verify, or
+ * verify_layers). A compressed layer chains two readers: a "raw" reader that
+ * only removes the compression (gzip, zstd, xz, bzip2), and a tar reader fed
+ * from it. Every decompressed byte flows through chain_read, which hashes it
+ * (diff_id), counts it against the per-layer cap and so stops a
+ * decompression bomb as it inflates; blob_read hashes the stored bytes (the
+ * blob digest).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -148,7 +151,7 @@ static la_ssize_t chain_read(struct archive *a, void *ud, const void **out)
 static int scan_fail(struct archive *tar, const chain *c, const img_layer *l,
                      const pht_image_opts *o, pht_error *err)
 {
-    if (c->over)
+    if (c && c->over)
         return tarsafe_fail(err, PHT_ELIMIT, l, NULL,
                             "decompressed size exceeds the cap of %llu bytes",
                             (unsigned long long)o->max_layer_bytes);
@@ -157,7 +160,55 @@ static int scan_fail(struct archive *tar, const chain *c, const img_layer *l,
                         m ? m : "unknown error");
 }
 
-int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
+/* Every header of tar: the caps, cb, and whether the layer touches /opt. c: the chain, or NULL. */
+static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const pht_image_opts *o,
+                        layer_entry_cb cb, void *ud, pht_error *err)
+{
+    uint64_t ordinal = 0;
+    int rc;
+    l->holds_opt = 0;
+    for (;;) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(tar, &e);
+        if (r == ARCHIVE_EOF) return 0;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return scan_fail(tar, c, l, o, err);
+        if (++ordinal > o->max_entries)
+            return tarsafe_fail(err, PHT_ELIMIT, l, NULL, "more than the cap of %llu entries",
+                                (unsigned long long)o->max_entries);
+        if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
+            (uint64_t)archive_entry_size(e) > o->max_entry_bytes)
+            return tarsafe_fail(err, PHT_ELIMIT, l, archive_entry_pathname(e),
+                                "size %lld exceeds the cap of %llu bytes",
+                                (long long)archive_entry_size(e),
+                                (unsigned long long)o->max_entry_bytes);
+        if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
+        /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
+        if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
+        if (archive_read_data_skip(tar) != ARCHIVE_OK) return scan_fail(tar, c, l, o, err);
+    }
+}
+
+/* Compare what was computed with what the manifest and config declare; then it is the layer's. */
+static int check_digests(img_layer *l, const char *diff, const char *dg, pht_error *err)
+{
+    if (l->diff_id[0] && strcmp(diff, l->diff_id) != 0)
+        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
+                            "content does not match its diff_id (computed %s)", diff);
+    if (l->digest_known && strcmp(dg, l->digest) != 0)
+        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
+                            "blob does not match its digest (computed %s)", dg);
+    memcpy(l->diff_id, diff, IMG_DIGEST_MAX);
+    memcpy(l->digest, dg, IMG_DIGEST_MAX);
+    l->verified = 1;
+    return 0;
+}
+
+/*
+ * A compressed layer: a tar reader fed by a decompress-only reader. Every
+ * byte is read to reach the headers, so both streams are hashed on the way.
+ */
+static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
+                        pht_error *err)
 {
     blob_src *b = calloc(1, sizeof *b);
     chain *c = calloc(1, sizeof *c);
@@ -192,35 +243,7 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
         rc = scan_fail(tar, c, l, o, err);
         goto done;
     }
-    uint64_t ordinal = 0;
-    for (;;) {
-        struct archive_entry *e;
-        int r = archive_read_next_header(tar, &e);
-        if (r == ARCHIVE_EOF) break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = scan_fail(tar, c, l, o, err);
-            goto done;
-        }
-        if (++ordinal > o->max_entries) {
-            rc = tarsafe_fail(err, PHT_ELIMIT, l, NULL, "more than the cap of %llu entries",
-                              (unsigned long long)o->max_entries);
-            goto done;
-        }
-        if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
-            (uint64_t)archive_entry_size(e) > o->max_entry_bytes) {
-            rc = tarsafe_fail(err, PHT_ELIMIT, l, archive_entry_pathname(e),
-                              "size %lld exceeds the cap of %llu bytes",
-                              (long long)archive_entry_size(e),
-                              (unsigned long long)o->max_entry_bytes);
-            goto done;
-        }
-        rc = cb(ud, e, ordinal, err);
-        if (rc) goto done;
-        if (archive_read_data_skip(tar) != ARCHIVE_OK) {
-            rc = scan_fail(tar, c, l, o, err);
-            goto done;
-        }
-    }
+    if ((rc = scan_entries(tar, c, l, o, cb, ud, err))) goto done;
     /* The tar ends at its end-of-archive blocks; hash the rest of both streams. */
     const void *dummy;
     while (!c->eof) {
@@ -240,19 +263,7 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
     if ((rc = hash_final_sha256(c->diff_sha, diff, err)) ||
         (rc = hash_final_sha256(b->sha, dg, err)))
         goto done;
-    if (l->diff_id[0] && strcmp(diff, l->diff_id) != 0) {
-        rc = tarsafe_fail(err, PHT_EVERIFY, l, NULL,
-                          "content does not match its diff_id (computed %s)", diff);
-        goto done;
-    }
-    if (l->digest_known && strcmp(dg, l->digest) != 0) {
-        rc = tarsafe_fail(err, PHT_EVERIFY, l, NULL, "blob does not match its digest (computed %s)",
-                          dg);
-        goto done;
-    }
-    memcpy(l->diff_id, diff, sizeof diff);
-    memcpy(l->digest, dg, sizeof dg);
-    l->diff_size = c->bytes;
+    if ((rc = check_digests(l, diff, dg, err)) == 0) l->diff_size = c->bytes;
 done:
     if (tar) archive_read_free(tar);
     if (c && c->raw) archive_read_free(c->raw);
@@ -261,6 +272,85 @@ done:
     free(c);
     free(b);
     return rc;
+}
+
+/*
+ * A plain tar layer: the blob is the tar. Without hashing, file data is
+ * skipped by offset, so the pass costs a read per header; with it, every
+ * byte goes through one sha256, the blob digest and the diff_id at once.
+ */
+static int scan_plain(img_layer *l, const pht_image_opts *o, int hash, layer_entry_cb cb, void *ud,
+                      pht_error *err)
+{
+    if (l->length > o->max_layer_bytes)
+        return tarsafe_fail(err, PHT_ELIMIT, l, NULL,
+                            "decompressed size exceeds the cap of %llu bytes",
+                            (unsigned long long)o->max_layer_bytes);
+    blob_src *b = calloc(1, sizeof *b);
+    struct archive *tar = archive_read_new();
+    int rc = 0;
+    if (b == NULL || tar == NULL) {
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        goto done;
+    }
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    if (hash && (b->sha = hash_new_sha256(err)) == NULL) {
+        rc = err ? err->code : PHT_ECRYPTO;
+        goto done;
+    }
+    l->compression = IMG_COMP_NONE;
+    archive_read_support_format_tar(tar);
+    archive_read_support_format_empty(tar);
+    /* a hashing reader must see every byte: no skip callback then */
+    if (archive_read_open2(tar, b, NULL, blob_read, hash ? NULL : blob_skip, NULL) != ARCHIVE_OK) {
+        rc = scan_fail(tar, NULL, l, o, err);
+        goto done;
+    }
+    if ((rc = scan_entries(tar, NULL, l, o, cb, ud, err))) goto done;
+    l->diff_size = l->length;
+    if (!hash) {
+        /* unhashed: the blob of a plain tar is its diff, so its digest is the declared diff_id */
+        if (!l->digest_known) memcpy(l->digest, l->diff_id, IMG_DIGEST_MAX);
+        goto done;
+    }
+    const void *dummy;
+    while (b->pos < b->len) {
+        if (blob_read(tar, b, &dummy) < 0) {
+            rc = tarsafe_fail(err, PHT_EIO, l, NULL, "%s", archive_error_string(tar));
+            goto done;
+        }
+    }
+    char dg[IMG_DIGEST_MAX];
+    if ((rc = hash_final_sha256(b->sha, dg, err)) == 0) rc = check_digests(l, dg, dg, err);
+done:
+    if (tar) archive_read_free(tar);
+    if (b) pht_hash_free(b->sha);
+    free(b);
+    return rc;
+}
+
+int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
+{
+    /* Probe the compression from the first bytes; the scan proper reads from the start. */
+    blob_src *b = calloc(1, sizeof *b);
+    if (b == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    int empty = 0;
+    struct archive *raw = raw_open(b, l, &empty, err);
+    int comp = raw ? comp_of(raw) : IMG_COMP_NONE;
+    if (raw) archive_read_free(raw);
+    free(b);
+    if (raw == NULL) return err ? err->code : PHT_EFORMAT;
+    if (comp != IMG_COMP_NONE) return scan_chained(l, o, cb, ud, err);
+    return scan_plain(l, o, o->verify_layers || !l->diff_id[0], cb, ud, err);
+}
+
+int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err)
+{
+    if (l->verified) return 0;
+    pht_image_opts all = *o;
+    all.verify_layers = 1;
+    return layer_scan(l, &all, NULL, NULL, err);
 }
 
 struct archive *layer_tar_open(const img_layer *l, void **state, pht_error *err)

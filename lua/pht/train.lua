@@ -30,8 +30,9 @@ local fmt = string.format
 
 -- Reading ------------------------------------------------------------------------
 
-function M.open_image(reference, tmpdir)
-  local img, err = pht.open_image(reference, { tmpdir = tmpdir })
+-- verify_layers: hash every layer at open (default: the layers /opt reads).
+function M.open_image(reference, tmpdir, verify_layers)
+  local img, err = pht.open_image(reference, { tmpdir = tmpdir, verify_layers = verify_layers })
   if not img then return nil, fmt("cannot open %s: %s", reference, tostring(err)) end
   return img
 end

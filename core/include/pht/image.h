@@ -38,16 +38,26 @@ typedef struct pht_image_reader pht_image_reader;
 typedef struct pht_image_writer pht_image_writer;
 typedef struct pht_image_stream pht_image_stream;
 
-/* Caps against hostile layers and the directory for temporary files. */
+/*
+ * Caps against hostile layers, the directory for temporary files, and how
+ * many layers an open digest-checks. Every header of every layer is checked
+ * whatever verify_layers says; by default the open hashes only the layers
+ * whose bytes it reads (those that hold or delete /opt, those an /opt hard
+ * link reads, compressed ones); verify_layers hashes every layer.
+ */
 typedef struct pht_image_opts {
     const char *tmpdir;       /* NULL: $TMPDIR, else /tmp */
     uint64_t max_entries;     /* entries per layer (and members of an archive) */
     uint64_t max_entry_bytes; /* size of one entry */
     uint64_t max_layer_bytes; /* decompressed size of one layer */
     uint64_t max_name;        /* length of an entry path in bytes */
+    int verify_layers;        /* 1: check every layer's digest and diff_id at open */
 } pht_image_opts;
 
-/* Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer, 4096-byte names. */
+/*
+ * Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer,
+ * 4096-byte names, verify_layers 0.
+ */
 PHT_API void pht_image_opts_init(pht_image_opts *opts);
 
 enum pht_image_type {
@@ -78,13 +88,15 @@ typedef struct pht_image_layer {
     uint64_t diff_size;     /* uncompressed size in bytes */
     const char *created_by; /* from the config history, or NULL */
     const char *comment;    /* from the config history, or NULL */
+    int verified;           /* 1 if the open hashed it and it matched digest and diff_id */
 } pht_image_layer;
 
 /*
  * Open an image from a reference (see above) and index its layers. opts may be
  * NULL for the defaults. *out is freed with pht_image_free. PHT_ENOTFOUND for
  * a missing file/tag, PHT_EFORMAT for a malformed archive or JSON, PHT_EUNSAFE /
- * PHT_ELIMIT for hostile layers, PHT_EVERIFY when a layer does not match its digest.
+ * PHT_ELIMIT for hostile layers, PHT_EVERIFY when a layer it hashes (see
+ * pht_image_opts) does not match its digest or diff_id.
  */
 PHT_API int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
                            pht_error *err);

@@ -71,6 +71,7 @@ static int l_open_image(lua_State *L)
         o.max_entry_bytes = opt_u64(L, 2, "max_entry_bytes", o.max_entry_bytes);
         o.max_layer_bytes = opt_u64(L, 2, "max_layer_bytes", o.max_layer_bytes);
         o.max_name = opt_u64(L, 2, "max_name", o.max_name);
+        o.cache_dir = limage_opt_str(L, 2, "cache_dir");
         lua_getfield(L, 2, "verify_layers");
         o.verify_layers = lua_toboolean(L, -1);
         lua_pop(L, 1);

@@ -20,6 +20,13 @@ local function opt_listing(img)
   return out
 end
 
+-- Which layers the open hashed: { true, false, ... } bottom first.
+local function verified(img)
+  local v = {}
+  for i, l in ipairs(img:layers()) do v[i] = l.verified end
+  return v
+end
+
 describe("pht.open_image on the reference docker-archives", function()
   for _, stage in ipairs(stages) do
     it("reads " .. stage .. "'s /opt exactly as Docker's archive endpoint lists it", function()
@@ -151,12 +158,6 @@ describe("merged filesystem of layered images", function()
       { name = "srv/small", data = "after the big file" } } }
   end
 
-  local function verified(img)
-    local v = {}
-    for i, l in ipairs(img:layers()) do v[i] = l.verified end
-    return v
-  end
-
   it("hashes the layers that hold or delete /opt and indexes the others by their headers", function()
     local path = B.make { out = dir .. "/mixed.tar", layers = { outside_layer(), base_layer("none"),
       { entries = { { name = "opt/.wh.pht_results" } } }, { entries = { { name = "srv/other", data = "o" } } } } }
@@ -275,5 +276,107 @@ describe("merged filesystem of layered images", function()
     assert.is_nil(img2)
     assert.truthy(code == "EVERIFY" or code == "EFORMAT", code)
     assert.truthy(msg:find("layer sha256:", 1, true), msg)
+  end)
+end)
+
+describe("the index cache of compressed layers", function()
+  local dir, cache
+  before_each(function()
+    dir = h.tmpdir()
+    cache = dir .. "/cache"
+  end)
+
+  -- An OCI layout: a gzip layer outside /opt below a gzip layer holding /opt.
+  local function layout()
+    return B.make { format = "oci", out = dir .. "/oci", tag = "v1", layers = {
+      { compression = "gzip", entries = { { name = "srv/", type = "dir" },
+        { name = "srv/big", zeros = 2 * 1024 * 1024 }, { name = "srv/note", data = "outside /opt" },
+        { name = "srv/link", type = "symlink", link = "note" } } },
+      { compression = "gzip", entries = { { name = "opt/", type = "dir" }, { name = "opt/x", data = "x" } } } } }
+  end
+
+  local function open(path, opts)
+    opts = opts or {}
+    opts.cache_dir = opts.cache_dir or cache
+    return pht.open_image("oci:" .. path .. ":v1", opts)
+  end
+
+  -- Open path once (filling the cache); the cache file of its lower layer.
+  local function cached_file(path)
+    return cache .. "/" .. assert(open(path)):layers()[1].digest:sub(8)
+  end
+
+  local function entries()
+    local out = h.run("ls " .. h.q(cache) .. " 2>/dev/null")
+    local names = {}
+    for name in out:gmatch("%S+") do names[#names + 1] = name end
+    return names
+  end
+
+  it("keeps the headers of a verified layer outside /opt, by digest, and reads them back unhashed", function()
+    local path = layout()
+    local img = assert(open(path))
+    local first = img:layers()
+    assert.are.same({ true, true }, verified(img))
+    assert.are.same({ first[1].digest:sub(8) }, entries())
+    local walk = img:walk("/")
+    img = assert(open(path))
+    assert.are.same({ false, true }, verified(img))
+    assert.are.same(walk, img:walk("/"))
+    assert.are.equal(first[1].diff_size, img:layers()[1].diff_size)
+    assert.are.equal("outside /opt", img:read_file("/srv/note"))
+    assert.are.equal("note", img:stat("/srv/link").link)
+    assert.are.equal("x", img:read_file("/opt/x"))
+  end)
+
+  it("is bypassed by verify_layers, which hashes the cached layer again", function()
+    local path = layout()
+    local img = assert(open(path))
+    local blob = path .. "/blobs/sha256/" .. img:layers()[1].digest:sub(8)
+    img:close()
+    -- same size, one byte of the gzip trailer (its CRC) changed
+    h.run("printf '\\377' | dd of=" .. h.q(blob) .. " bs=1 seek=$(( $(stat -c %s " .. h.q(blob) .. ") - 6 )) conv=notrunc status=none")
+    assert.are.same({ false, true }, verified(assert(open(path))))
+    local img2, msg, code = open(path, { verify_layers = true })
+    assert.is_nil(img2)
+    assert.truthy(code == "EVERIFY" or code == "EFORMAT", code)
+    assert.truthy(msg:find("layer sha256:", 1, true), msg)
+  end)
+
+  it("applies every header check to what the cache says", function()
+    local path = layout()
+    local file = cached_file(path)
+    h.write(file, (h.read(file):gsub('"p":"srv/note"', '"p":"../etc/passwd"')))
+    local img, msg, code = open(path)
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "../etc/passwd": path leaves the image root', 1, true), msg)
+  end)
+
+  it("treats an entry that is cut short, names /opt or another diff_id as a miss and rewrites it", function()
+    local path = layout()
+    local file = cached_file(path)
+    local good = h.read(file)
+    local cut = (good:gsub("{\"end\".*$", ""))
+    local opt = (good:gsub('"p":"srv/note"', '"p":"opt/note"'))
+    local other = (good:gsub('"diff_id":"sha256:%x+"', '"diff_id":"sha256:' .. string.rep("0", 64) .. '"'))
+    for _, bad in ipairs({ cut, opt, other }) do
+      assert.are_not.equal(good, bad)
+      h.write(file, bad)
+      local img = assert(open(path))
+      assert.are.same({ true, true }, verified(img))
+      assert.are.equal("outside /opt", img:read_file("/srv/note"))
+      assert.are.equal(good, h.read(file))
+    end
+  end)
+
+  it("neither reads nor fills a cache directory that others may write", function()
+    local path = layout()
+    assert(open(path))
+    h.run("chmod 0777 " .. h.q(cache))
+    assert.are.same({ true, true }, verified(assert(open(path))))
+    h.run("rm -f " .. h.q(cache) .. "/*")
+    assert.are.same({ true, true }, verified(assert(open(path))))
+    assert.are.same({}, entries())
   end)
 end)

@@ -24,6 +24,7 @@ void pht_image_opts_init(pht_image_opts *o)
     o->max_layer_bytes = 64ull << 30;
     o->max_name = 4096;
     o->verify_layers = 0;
+    o->cache_dir = NULL;
 }
 
 void img_retain(pht_image *img)
@@ -105,7 +106,8 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
         pht_image_opts_init(&img->opts);
     img->tmpdir = strdup(fs_tmpdir(img->opts.tmpdir));
     img->opts.tmpdir = img->tmpdir;
-    if (img->tmpdir == NULL)
+    if (img->opts.cache_dir) img->opts.cache_dir = img->cache_dir = strdup(img->opts.cache_dir);
+    if (img->tmpdir == NULL || (opts && opts->cache_dir && img->cache_dir == NULL))
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0 &&
              (rc = index_build(img, err)) == 0)
@@ -131,6 +133,7 @@ void pht_image_free(pht_image *img)
     free(img->config);
     pht_image_ref_free(img->ref);
     free(img->tmpdir);
+    free(img->cache_dir);
     free(img);
 }
 

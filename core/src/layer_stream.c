@@ -10,7 +10,9 @@
  * from it. Every decompressed byte flows through chain_read, which hashes it
  * (diff_id), counts it against the per-layer cap and so stops a
  * decompression bomb as it inflates; blob_read hashes the stored bytes (the
- * blob digest).
+ * blob digest). A verified compressed layer outside /opt leaves its headers
+ * in the index cache (layer_cache.c), from which a later scan of the same
+ * blob reads them instead.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -160,9 +162,29 @@ static int scan_fail(struct archive *tar, const chain *c, const img_layer *l,
                         m ? m : "unknown error");
 }
 
-/* Every header of tar: the caps, cb, and whether the layer touches /opt. c: the chain, or NULL. */
+/* One header: the caps, cb (may be NULL), and whether it touches /opt. */
+static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
+                      const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
+{
+    int rc;
+    if (ordinal > o->max_entries)
+        return tarsafe_fail(err, PHT_ELIMIT, l, NULL, "more than the cap of %llu entries",
+                            (unsigned long long)o->max_entries);
+    if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
+        (uint64_t)archive_entry_size(e) > o->max_entry_bytes)
+        return tarsafe_fail(err, PHT_ELIMIT, l, archive_entry_pathname(e),
+                            "size %lld exceeds the cap of %llu bytes",
+                            (long long)archive_entry_size(e),
+                            (unsigned long long)o->max_entry_bytes);
+    if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
+    /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
+    if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
+    return 0;
+}
+
+/* Every header of tar (c: the chain, or NULL), each recorded for the cache when rec is set. */
 static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const pht_image_opts *o,
-                        layer_entry_cb cb, void *ud, pht_error *err)
+                        layer_cache_rec *rec, layer_entry_cb cb, void *ud, pht_error *err)
 {
     uint64_t ordinal = 0;
     int rc;
@@ -172,20 +194,43 @@ static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const
         int r = archive_read_next_header(tar, &e);
         if (r == ARCHIVE_EOF) return 0;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return scan_fail(tar, c, l, o, err);
-        if (++ordinal > o->max_entries)
-            return tarsafe_fail(err, PHT_ELIMIT, l, NULL, "more than the cap of %llu entries",
-                                (unsigned long long)o->max_entries);
-        if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
-            (uint64_t)archive_entry_size(e) > o->max_entry_bytes)
-            return tarsafe_fail(err, PHT_ELIMIT, l, archive_entry_pathname(e),
-                                "size %lld exceeds the cap of %llu bytes",
-                                (long long)archive_entry_size(e),
-                                (unsigned long long)o->max_entry_bytes);
-        if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
-        /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
-        if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
+        if ((rc = scan_entry(e, ++ordinal, l, o, cb, ud, err))) return rc;
+        layer_cache_add(rec, e);
         if (archive_read_data_skip(tar) != ARCHIVE_OK) return scan_fail(tar, c, l, o, err);
     }
+}
+
+/*
+ * A compressed layer whose headers the cache holds: cb sees each of them
+ * as a scan would. A first pass reads the whole entry, so one that is
+ * malformed, over a cap or names /opt is a miss (PHT_ENOTFOUND) before cb
+ * has seen anything. The layer stays unhashed.
+ */
+static int scan_cached(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
+                       pht_error *err)
+{
+    struct archive_entry *e = archive_entry_new();
+    int rc = PHT_ENOTFOUND;
+    for (int pass = 0; e && pass < 2; pass++) {
+        layer_cache_rd *r = layer_cache_open(l, o);
+        if (r == NULL) break;
+        uint64_t ordinal = 0;
+        int got;
+        l->holds_opt = 0;
+        rc = 0;
+        while (rc == 0 && (got = layer_cache_next(r, e)) == 1)
+            rc = scan_entry(e, ++ordinal, l, o, pass ? cb : NULL, ud, err);
+        if (rc == 0 && got == 0) l->diff_size = layer_cache_diff_size(r);
+        layer_cache_close(r);
+        if (pass == 0 && (rc || got != 0 || l->holds_opt || l->diff_size > o->max_layer_bytes)) {
+            rc = PHT_ENOTFOUND;
+            break;
+        }
+        if (pass == 1 && rc == 0 && got != 0)
+            rc = tarsafe_fail(err, PHT_EFORMAT, l, NULL, "the index cache changed while read");
+    }
+    if (e) archive_entry_free(e);
+    return rc;
 }
 
 /* Compare what was computed with what the manifest and config declare; then it is the layer's. */
@@ -213,6 +258,7 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
     blob_src *b = calloc(1, sizeof *b);
     chain *c = calloc(1, sizeof *c);
     struct archive *tar = NULL;
+    layer_cache_rec *rec = NULL;
     int rc = 0;
     if (b == NULL || c == NULL) {
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -243,7 +289,8 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
         rc = scan_fail(tar, c, l, o, err);
         goto done;
     }
-    if ((rc = scan_entries(tar, c, l, o, cb, ud, err))) goto done;
+    rec = layer_cache_begin(l, o);
+    if ((rc = scan_entries(tar, c, l, o, rec, cb, ud, err))) goto done;
     /* The tar ends at its end-of-archive blocks; hash the rest of both streams. */
     const void *dummy;
     while (!c->eof) {
@@ -265,6 +312,8 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
         goto done;
     if ((rc = check_digests(l, diff, dg, err)) == 0) l->diff_size = c->bytes;
 done:
+    /* only a verified layer that names nothing under /opt is worth keeping */
+    layer_cache_end(rec, l, rc == 0 && !l->holds_opt);
     if (tar) archive_read_free(tar);
     if (c && c->raw) archive_read_free(c->raw);
     if (c) pht_hash_free(c->diff_sha);
@@ -306,7 +355,7 @@ static int scan_plain(img_layer *l, const pht_image_opts *o, int hash, layer_ent
         rc = scan_fail(tar, NULL, l, o, err);
         goto done;
     }
-    if ((rc = scan_entries(tar, NULL, l, o, cb, ud, err))) goto done;
+    if ((rc = scan_entries(tar, NULL, l, o, NULL, cb, ud, err))) goto done;
     l->diff_size = l->length;
     if (!hash) {
         /* unhashed: the blob of a plain tar is its diff, so its digest is the declared diff_id */
@@ -341,7 +390,11 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
     if (raw) archive_read_free(raw);
     free(b);
     if (raw == NULL) return err ? err->code : PHT_EFORMAT;
-    if (comp != IMG_COMP_NONE) return scan_chained(l, o, cb, ud, err);
+    if (comp != IMG_COMP_NONE) {
+        l->compression = comp;
+        int rc = o->verify_layers ? PHT_ENOTFOUND : scan_cached(l, o, cb, ud, err);
+        return rc == PHT_ENOTFOUND ? scan_chained(l, o, cb, ud, err) : rc;
+    }
     return scan_plain(l, o, o->verify_layers || !l->diff_id[0], cb, ud, err);
 }
 

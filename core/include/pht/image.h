@@ -43,7 +43,8 @@ typedef struct pht_image_stream pht_image_stream;
  * many layers an open digest-checks. Every header of every layer is checked
  * whatever verify_layers says; by default the open hashes only the layers
  * whose bytes it reads (those that hold or delete /opt, those an /opt hard
- * link reads, compressed ones); verify_layers hashes every layer.
+ * link reads) and compressed ones it must decompress to list (not those
+ * whose headers cache_dir holds); verify_layers hashes every layer.
  */
 typedef struct pht_image_opts {
     const char *tmpdir;       /* NULL: $TMPDIR, else /tmp */
@@ -52,11 +53,16 @@ typedef struct pht_image_opts {
     uint64_t max_layer_bytes; /* decompressed size of one layer */
     uint64_t max_name;        /* length of an entry path in bytes */
     int verify_layers;        /* 1: check every layer's digest and diff_id at open */
+    const char *cache_dir;    /* index cache of verified compressed layers; NULL: none */
 } pht_image_opts;
 
 /*
  * Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer,
- * 4096-byte names, verify_layers 0.
+ * 4096-byte names, verify_layers 0, no cache_dir. cache_dir (created 0700 if
+ * missing; used only when it is the user's own and writable by no one else)
+ * keeps the headers of each compressed layer that names nothing under /opt,
+ * by blob digest, once its digest was verified, so that a later open of the
+ * same blob need not decompress it (doc/images.md).
  */
 PHT_API void pht_image_opts_init(pht_image_opts *opts);
 

@@ -15,6 +15,11 @@
 #   DOCKER_HOST    the daemon (start one with: eval "$(tools/services.sh start-docker)");
 #                  the figures mean something on overlay2, the driver stations run
 #   TMPDIR         scratch space: about 6 x BIG_MB free
+#
+# The layer-index cache (doc/images.md) starts empty in the scratch space:
+# the oci rows first time `pht inspect` on the layout, the first open of its
+# base on this "station" (cold), then the steps, which find the base's
+# headers in the cache as any later train on the same base would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -32,6 +37,7 @@ big_mb=${1:-1024}
 res_mb=${2:-10}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pht-bench-opt.XXXXXX")
+export PHT_CACHE_DIR=$work/layer-cache
 repo=pht-bench/opt-$$ cname=pht-bench-opt-$$
 cleanup() {
     docker rm -f "$cname" >/dev/null 2>&1 || true
@@ -51,7 +57,7 @@ id_of() { docker image inspect --format '{{.Id}}' "$1"; }
 timed() {
     local t0 t1
     t0=$(now)
-    if ! /usr/bin/time -f %M -o "$work/rss" "$@" -q >"$work/out" 2>&1; then
+    if ! /usr/bin/time -f %M -o "$work/rss" "$@" >"$work/out" 2>&1; then
         cat "$work/out" >&2; return 1
     fi
     t1=$(now)
@@ -138,27 +144,31 @@ for base in small big; do
     size_mb=$(( $(stat -c %s "$work/ran.tar") / 1000000 ))
 
     read -r s m < <(timed "$pht" post-run "docker-archive:$work/in.tar:$train:latest" \
-        --station s1 --key "$work/s1.pem" --rebase --tmpdir "$work")
+        --station s1 --key "$work/s1.pem" --rebase --tmpdir "$work" -q)
     rows+=("$(row "$base" docker-archive "post-run --rebase" "$s" "$m MB")")
     read -r s m < <(timed "$pht" pre-run "docker-archive:$work/in.tar:$train:latest" \
-        --station s2 --key "$work/s2.pem" --tmpdir "$work")
+        --station s2 --key "$work/s2.pem" --tmpdir "$work" -q)
     rows+=("$(row "$base" docker-archive "pre-run" "$s" "$m MB")")
     rm -f "$work/in.tar"
 
     rm -rf "$work/in-oci"; cp -a "$work/ran-oci" "$work/in-oci"
+    # inspect exits 1 here: the run image still holds pre-run's layer
+    read -r s m < <(timed sh -c '"$0" inspect "$@" >/dev/null; [ $? -le 1 ]' "$pht" \
+        "oci:$work/in-oci:latest" --tmpdir "$work")
+    rows+=("$(row "$base" oci "inspect, cold cache" "$s" "$m MB")")
     read -r s m < <(timed "$pht" post-run "oci:$work/in-oci:latest" \
-        --station s1 --key "$work/s1.pem" --rebase --tmpdir "$work")
+        --station s1 --key "$work/s1.pem" --rebase --tmpdir "$work" -q)
     rows+=("$(row "$base" oci "post-run --rebase" "$s" "$m MB")")
     read -r s m < <(timed "$pht" pre-run "oci:$work/in-oci:latest" \
-        --station s2 --key "$work/s2.pem" --tmpdir "$work")
+        --station s2 --key "$work/s2.pem" --tmpdir "$work" -q)
     rows+=("$(row "$base" oci "pre-run" "$s" "$m MB")")
     rm -rf "$work/in-oci" "$work/ran-oci" "$work/ran.tar"
 
     read -r s m < <(timed "$pht" post-run "$train:latest" \
-        --station s1 --key "$work/s1.pem" --rebase --tmpdir "$work")
+        --station s1 --key "$work/s1.pem" --rebase --tmpdir "$work" -q)
     rows+=("$(row "$base" docker-daemon "post-run --rebase" "$s" "$m MB")")
     read -r s m < <(timed "$pht" pre-run "$train:latest" \
-        --station s2 --key "$work/s2.pem" --tmpdir "$work")
+        --station s2 --key "$work/s2.pem" --tmpdir "$work" -q)
     rows+=("$(row "$base" docker-daemon "pre-run" "$s" "$m MB")")
     T[$base,size]=$size_mb
 done

@@ -72,6 +72,10 @@ static int l_open_image(lua_State *L)
         o.max_layer_bytes = opt_u64(L, 2, "max_layer_bytes", o.max_layer_bytes);
         o.max_name = opt_u64(L, 2, "max_name", o.max_name);
         o.max_path_bytes = opt_u64(L, 2, "max_path_bytes", o.max_path_bytes);
+        o.cache_dir = limage_opt_str(L, 2, "cache_dir");
+        lua_getfield(L, 2, "verify_layers");
+        o.verify_layers = lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
     lpht_box *b = lpht_newbox(L, IMAGE_T, sizeof *b);
     pht_error err;
@@ -120,7 +124,7 @@ static int m_layers(lua_State *L)
         pht_image_layer li;
         pht_error err;
         if (pht_image_layer_info(img, i, &li, &err) != 0) return lpht_fail(L, &err);
-        lua_createtable(L, 0, 7);
+        lua_createtable(L, 0, 8);
         lpht_setfield_str(L, "digest", li.digest);
         lpht_setfield_str(L, "diff_id", li.diff_id);
         lpht_setfield_str(L, "media_type", li.media_type);
@@ -128,6 +132,8 @@ static int m_layers(lua_State *L)
         set_num(L, "diff_size", (lua_Integer)li.diff_size);
         lpht_setfield_str(L, "created_by", li.created_by);
         lpht_setfield_str(L, "comment", li.comment);
+        lua_pushboolean(L, li.verified);
+        lua_setfield(L, -2, "verified");
         lua_rawseti(L, -2, (int)i + 1);
     }
     return 1;

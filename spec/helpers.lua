@@ -26,6 +26,16 @@ function M.write(path, data)
   f:close()
 end
 
+-- Replace the one occurrence of `from` in the file by `to` (same length, so
+-- every offset and size stays: what a tamper with write access does).
+function M.replace_bytes(path, from, to)
+  assert(#from == #to, "replace_bytes: same length only")
+  local text = M.read(path)
+  local at = assert(text:find(from, 1, true), "replace_bytes: not found")
+  assert(text:find(from, at + 1, true) == nil, "replace_bytes: more than once")
+  M.write(path, text:sub(1, at - 1) .. to .. text:sub(at + #from))
+end
+
 -- Quote one argument for /bin/sh.
 function M.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

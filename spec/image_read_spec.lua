@@ -20,6 +20,13 @@ local function opt_listing(img)
   return out
 end
 
+-- Which layers the open hashed: { true, false, ... } bottom first.
+local function verified(img)
+  local v = {}
+  for i, l in ipairs(img:layers()) do v[i] = l.verified end
+  return v
+end
+
 describe("pht.open_image on the reference docker-archives", function()
   for _, stage in ipairs(stages) do
     it("reads " .. stage .. "'s /opt exactly as Docker's archive endpoint lists it", function()
@@ -57,6 +64,7 @@ describe("pht.open_image on the reference docker-archives", function()
     local tmp = h.tmpdir()
     h.run("tar -xf " .. h.q(h.vectors .. "/stage1-station_1-post.tar") .. " -C " .. h.q(tmp))
     local member = img:manifest():match('"Layers":%["([^"]+)"')
+    assert.is_true(layers[1].verified) -- it holds /opt: hashed at open, the digest computed
     assert.are.equal("sha256:" .. h.sha256_file(tmp .. "/" .. member), layers[1].digest)
     assert.are.equal(layers[1].digest, layers[1].diff_id)
   end)
@@ -144,6 +152,41 @@ describe("merged filesystem of layered images", function()
     assert.are.equal(before, h.sha256_file(path))
   end)
 
+  -- A big layer outside /opt below the base layer: indexed by its headers, never hashed.
+  local function outside_layer()
+    return { entries = { { name = "srv/", type = "dir" }, { name = "srv/big", zeros = 4 * 1024 * 1024 },
+      { name = "srv/small", data = "after the big file" } } }
+  end
+
+  it("hashes the layers that hold or delete /opt and indexes the others by their headers", function()
+    local path = B.make { out = dir .. "/mixed.tar", layers = { outside_layer(), base_layer("none"),
+      { entries = { { name = "opt/.wh.pht_results" } } }, { entries = { { name = "srv/other", data = "o" } } } } }
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    assert.are.same({ false, true, true, false }, verified(img))
+    assert.is_nil(img:stat("/opt/pht_results"))
+    assert.are.equal("keep", img:read_file("/opt/keep.txt"))
+    assert.are.equal("after the big file", img:read_file("/srv/small"))
+    assert.are.equal(4 * 1024 * 1024, img:stat("/srv/big").size)
+    img = assert(pht.open_image("docker-archive:" .. path, { verify_layers = true }))
+    assert.are.same({ true, true, true, true }, verified(img))
+  end)
+
+  it("applies an upper layer's whiteout of /opt itself over unhashed layers", function()
+    local path = B.make { out = dir .. "/whopt.tar", layers = { base_layer("none"), outside_layer(),
+      { entries = { { name = ".wh.opt" } } } } }
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    assert.are.same({ true, false, true }, verified(img))
+    assert.are.equal("ENOTFOUND", select(3, img:stat("/opt")))
+    assert.are.equal("after the big file", img:read_file("/srv/small"))
+  end)
+
+  it("hashes a layer whose opaque marker at the root could hide /opt", function()
+    local path = B.make { out = dir .. "/opqroot.tar", layers = { base_layer("none"), outside_layer(),
+      { entries = { { name = ".wh..wh..opq" }, { name = "etc/", type = "dir" } } } } }
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    assert.are.same({ true, false, true }, verified(img))
+  end)
+
   it("hides all lower content of an opaque directory but keeps its own layer's files", function()
     local path = B.make { out = dir .. "/opq.tar", layers = { base_layer("none"),
       { entries = { { name = "opt/pht_results/", type = "dir", mode = tonumber("700", 8) },
@@ -202,6 +245,24 @@ describe("merged filesystem of layered images", function()
     assert.are.equal("keep", img:read_file("/opt/keep.txt"))
   end)
 
+  it("hashes a plain OCI layer outside /opt only with verify_layers", function()
+    local path = B.make { format = "oci", out = dir .. "/plain", tag = "v1",
+      layers = { outside_layer(), base_layer("none") } }
+    local img = assert(pht.open_image("oci:" .. path .. ":v1"))
+    local blob = path .. "/blobs/sha256/" .. img:layers()[1].digest:sub(8)
+    img:close()
+    h.replace_bytes(blob, "after", "AFTER")
+    img = assert(pht.open_image("oci:" .. path .. ":v1"))
+    assert.are.same({ false, true }, verified(img))
+    assert.are.equal("AFTER the big file", img:read_file("/srv/small"))
+    local before = h.sha256_file(blob)
+    local img2, msg, code = pht.open_image("oci:" .. path .. ":v1", { verify_layers = true })
+    assert.is_nil(img2)
+    assert.are.equal("EVERIFY", code)
+    assert.truthy(msg:find("does not match its", 1, true), msg)
+    assert.are.equal(before, h.sha256_file(blob))
+  end)
+
   it("rejects an OCI layer whose blob does not match its digest", function()
     local path = B.make { format = "oci", out = dir .. "/bad", tag = "v1", layers = { base_layer("gzip") } }
     local img = assert(pht.open_image("oci:" .. path .. ":v1"))
@@ -215,5 +276,107 @@ describe("merged filesystem of layered images", function()
     assert.is_nil(img2)
     assert.truthy(code == "EVERIFY" or code == "EFORMAT", code)
     assert.truthy(msg:find("layer sha256:", 1, true), msg)
+  end)
+end)
+
+describe("the index cache of compressed layers", function()
+  local dir, cache
+  before_each(function()
+    dir = h.tmpdir()
+    cache = dir .. "/cache"
+  end)
+
+  -- An OCI layout: a gzip layer outside /opt below a gzip layer holding /opt.
+  local function layout()
+    return B.make { format = "oci", out = dir .. "/oci", tag = "v1", layers = {
+      { compression = "gzip", entries = { { name = "srv/", type = "dir" },
+        { name = "srv/big", zeros = 2 * 1024 * 1024 }, { name = "srv/note", data = "outside /opt" },
+        { name = "srv/link", type = "symlink", link = "note" } } },
+      { compression = "gzip", entries = { { name = "opt/", type = "dir" }, { name = "opt/x", data = "x" } } } } }
+  end
+
+  local function open(path, opts)
+    opts = opts or {}
+    opts.cache_dir = opts.cache_dir or cache
+    return pht.open_image("oci:" .. path .. ":v1", opts)
+  end
+
+  -- Open path once (filling the cache); the cache file of its lower layer.
+  local function cached_file(path)
+    return cache .. "/" .. assert(open(path)):layers()[1].digest:sub(8)
+  end
+
+  local function entries()
+    local out = h.run("ls " .. h.q(cache) .. " 2>/dev/null")
+    local names = {}
+    for name in out:gmatch("%S+") do names[#names + 1] = name end
+    return names
+  end
+
+  it("keeps the headers of a verified layer outside /opt, by digest, and reads them back unhashed", function()
+    local path = layout()
+    local img = assert(open(path))
+    local first = img:layers()
+    assert.are.same({ true, true }, verified(img))
+    assert.are.same({ first[1].digest:sub(8) }, entries())
+    local walk = img:walk("/")
+    img = assert(open(path))
+    assert.are.same({ false, true }, verified(img))
+    assert.are.same(walk, img:walk("/"))
+    assert.are.equal(first[1].diff_size, img:layers()[1].diff_size)
+    assert.are.equal("outside /opt", img:read_file("/srv/note"))
+    assert.are.equal("note", img:stat("/srv/link").link)
+    assert.are.equal("x", img:read_file("/opt/x"))
+  end)
+
+  it("is bypassed by verify_layers, which hashes the cached layer again", function()
+    local path = layout()
+    local img = assert(open(path))
+    local blob = path .. "/blobs/sha256/" .. img:layers()[1].digest:sub(8)
+    img:close()
+    -- same size, one byte of the gzip trailer (its CRC) changed
+    h.run("printf '\\377' | dd of=" .. h.q(blob) .. " bs=1 seek=$(( $(stat -c %s " .. h.q(blob) .. ") - 6 )) conv=notrunc status=none")
+    assert.are.same({ false, true }, verified(assert(open(path))))
+    local img2, msg, code = open(path, { verify_layers = true })
+    assert.is_nil(img2)
+    assert.truthy(code == "EVERIFY" or code == "EFORMAT", code)
+    assert.truthy(msg:find("layer sha256:", 1, true), msg)
+  end)
+
+  it("applies every header check to what the cache says", function()
+    local path = layout()
+    local file = cached_file(path)
+    h.write(file, (h.read(file):gsub('"p":"srv/note"', '"p":"../etc/passwd"')))
+    local img, msg, code = open(path)
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "../etc/passwd": path leaves the image root', 1, true), msg)
+  end)
+
+  it("treats an entry that is cut short, names /opt or another diff_id as a miss and rewrites it", function()
+    local path = layout()
+    local file = cached_file(path)
+    local good = h.read(file)
+    local cut = (good:gsub("{\"end\".*$", ""))
+    local opt = (good:gsub('"p":"srv/note"', '"p":"opt/note"'))
+    local other = (good:gsub('"diff_id":"sha256:%x+"', '"diff_id":"sha256:' .. string.rep("0", 64) .. '"'))
+    for _, bad in ipairs({ cut, opt, other }) do
+      assert.are_not.equal(good, bad)
+      h.write(file, bad)
+      local img = assert(open(path))
+      assert.are.same({ true, true }, verified(img))
+      assert.are.equal("outside /opt", img:read_file("/srv/note"))
+      assert.are.equal(good, h.read(file))
+    end
+  end)
+
+  it("neither reads nor fills a cache directory that others may write", function()
+    local path = layout()
+    assert(open(path))
+    h.run("chmod 0777 " .. h.q(cache))
+    assert.are.same({ true, true }, verified(assert(open(path))))
+    h.run("rm -f " .. h.q(cache) .. "/*")
+    assert.are.same({ true, true }, verified(assert(open(path))))
+    assert.are.same({}, entries())
   end)
 end)

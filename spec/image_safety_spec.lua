@@ -144,21 +144,74 @@ describe("pht.open_image on hostile layers", function()
     assert.are.equal(before, h.sha256_file(path .. "/index.json"))
   end)
 
-  it("rejects a docker-archive whose layer does not match its diff_id", function()
-    local path = B.make { out = dir .. "/tampered.tar", layers = { { entries = { { name = "x", data = "x" } } } } }
+  -- A docker-archive of one layer with entries whose config declares a diff_id of zeros.
+  local function wrong_diff_id(name, entries)
+    local path = B.make { out = dir .. "/" .. name .. ".tar", layers = { { entries = entries } } }
     local cfg = h.run("tar -tf " .. h.q(path) .. " | grep '\\.json$' | grep -v manifest"):match("^(%S+)")
     local t = h.tmpdir()
     h.run("cd " .. h.q(t) .. " && tar -xf " .. h.q(path))
     local text = h.read(t .. "/" .. cfg):gsub('"diff_ids": %["sha256:%x+"%]', '"diff_ids": ["sha256:' .. string.rep("0", 64) .. '"]')
     h.write(t .. "/" .. cfg, text)
     h.run("cd " .. h.q(t) .. " && tar -cf " .. h.q(path) .. " *")
+    return path
+  end
+
+  -- Open path (with opts): the open fails on a diff_id and leaves the file as it was.
+  local function rejects_diff_id(path, opts)
     local before = h.sha256_file(path)
-    local img, msg, code = pht.open_image("docker-archive:" .. path)
+    local img, msg, code = pht.open_image("docker-archive:" .. path, opts)
     assert.is_nil(img)
     assert.are.equal("EVERIFY", code)
     assert.truthy(msg:find("does not match its diff_id", 1, true), msg)
     assert.are.equal(before, h.sha256_file(path))
+  end
+
+  it("rejects a docker-archive whose layer holding /opt does not match its diff_id", function()
+    rejects_diff_id(wrong_diff_id("tampered-opt", { { name = "opt/", type = "dir" }, { name = "opt/x", data = "x" } }))
   end)
+
+  it("rejects, with verify_layers, a docker-archive whose layer outside /opt does not match its diff_id", function()
+    rejects_diff_id(wrong_diff_id("tampered", { { name = "x", data = "x" } }), { verify_layers = true })
+  end)
+
+  it("leaves a plain layer outside /opt unhashed by default and says so", function()
+    local path = wrong_diff_id("unhashed", { { name = "x", data = "x" } })
+    local img = assert(pht.open_image("docker-archive:" .. path))
+    local l = img:layers()[1]
+    assert.is_false(l.verified)
+    assert.are.equal("sha256:" .. string.rep("0", 64), l.diff_id)
+    assert.are.equal(l.diff_id, l.digest)
+    assert.are.equal("x", img:read_file("/x"))
+  end)
+
+  it("checks every header of a layer it does not hash (a traversal after a large file)", function()
+    local img, msg, code = open_hostile({ { name = "srv/big", zeros = 3 * 1024 * 1024 },
+      { name = "srv/../../etc/passwd", data = "root::0:0" } })
+    assert.is_nil(img)
+    assert.are.equal("EUNSAFE", code)
+    assert.truthy(msg:find('entry "srv/../../etc/passwd": path leaves the image root', 1, true), msg)
+  end)
+
+  it("hashes the lower layer an /opt hard link takes its bytes from", function()
+    local path = B.make { out = dir .. "/hardlink.tar", layers = {
+      { entries = { { name = "usr/", type = "dir" }, { name = "usr/data", data = "original bytes" } } },
+      { entries = { { name = "opt/", type = "dir" }, { name = "opt/link", type = "hardlink", link = "usr/data" } } },
+    } }
+    h.replace_bytes(path, "original bytes", "tampered bytes")
+    rejects_diff_id(path)
+  end)
+
+  it("hashes an upper layer that only deletes /opt content (a whiteout)", function()
+    local path = B.make { out = dir .. "/whiteout.tar", layers = {
+      { entries = { { name = "opt/", type = "dir" }, { name = "opt/pht_results/", type = "dir" },
+        { name = "opt/pht_results/r.txt", data = "result" } } },
+      { entries = { { name = "srv/", type = "dir" }, { name = "srv/pad", data = "padding bytes" },
+        { name = "opt/.wh.pht_results" } } },
+    } }
+    h.replace_bytes(path, "padding bytes", "changed bytes")
+    rejects_diff_id(path)
+  end)
+
   -- Rewrite a one-layer docker-archive with edit(dir) applied to its members;
   -- open it and return nil, msg, code after checking the file did not change.
   local function open_edited(name, edit)

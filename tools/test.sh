@@ -25,6 +25,8 @@ if [ -z "${PHT_SERVICES_DIR:-}" ]; then
     svc_made=1
 fi
 export PHT_SERVICES_DIR
+# The layer-index cache of the stock workflows' opens stays in the run's state.
+export PHT_CACHE_DIR=$PHT_SERVICES_DIR/layer-cache
 mkdir -p "$PHT_SERVICES_DIR"
 # What was already up in a given state directory is not this run's to stop.
 docker_ours=1 registry_ours=1

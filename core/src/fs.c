@@ -1,9 +1,10 @@
 /*
  * Files and directories: private temporary directories, mkdir -p, tree
  * removal, exclusive writes and listings (pht/fs.h), and the core's own
- * helpers (fs_private.h): small whole reads, full writes, temporary files
- * and atomic replacement.
+ * helpers (fs_private.h): small whole reads, full writes, in-kernel range
+ * copies, temporary files and atomic replacement.
  */
+#define _GNU_SOURCE /* copy_file_range */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "fs_private.h"
+#include "pht/hash.h" /* PHT_CHUNK_SIZE */
 
 const char *fs_tmpdir(const char *dir)
 {
@@ -278,6 +280,50 @@ int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *e
                                  w < 0 ? strerror(errno) : "no progress");
         c += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* The read/write fallback of fs_copy_range, from in's offset off to out's position. */
+static int copy_rw(int in, uint64_t off, uint64_t len, int out, const char *what, pht_error *err)
+{
+    unsigned char *buf = malloc(PHT_CHUNK_SIZE);
+    if (buf == NULL) return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
+    int rc = 0;
+    while (len > 0 && rc == 0) {
+        size_t want = len < PHT_CHUNK_SIZE ? (size_t)len : PHT_CHUNK_SIZE;
+        ssize_t r = pread(in, buf, want, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            rc = pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
+                               r < 0 ? strerror(errno) : "unexpected end of file");
+            break;
+        }
+        rc = fs_write_all(out, buf, (size_t)r, what, err);
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    free(buf);
+    return rc;
+}
+
+int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what, pht_error *err)
+{
+    loff_t at = (loff_t)off;
+    while (len > 0) {
+        size_t want = len < ((size_t)1 << 30) ? (size_t)len : ((size_t)1 << 30);
+        ssize_t r = copy_file_range(in, &at, out, NULL, want, 0);
+        if (r > 0) {
+            len -= (uint64_t)r;
+            continue;
+        }
+        if (r == 0)
+            return pht_error_set(err, PHT_EIO, "%s: read failed: unexpected end of file", what);
+        if (errno == EINTR) continue;
+        /* another file system, a kernel or file system without it: copy through user space */
+        if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)
+            return copy_rw(in, (uint64_t)at, len, out, what, err);
+        return pht_error_set(err, PHT_EIO, "%s: copy failed: %s", what, strerror(errno));
     }
     return 0;
 }

@@ -20,6 +20,13 @@ int fs_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, c
 int fs_read_small(const char *path, uint64_t cap, char **out, size_t *len, pht_error *err);
 /* Write all of p to fd, retrying short writes; what names fd in the message. */
 int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *err);
+/*
+ * Copy [off, off+len) of in to out at out's file position (which advances),
+ * in the kernel with copy_file_range (sharing blocks where the file system
+ * can), through a 64 KiB buffer where it cannot (EXDEV, EINVAL, ENOSYS,
+ * EOPNOTSUPP). PHT_EIO when in ends early; what names the copy in messages.
+ */
+int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what, pht_error *err);
 /* A new temporary file beside path (".NAME.XXXXXX", mode 0644), open in *fd; *tmp malloc'ed. */
 int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err);
 /* An anonymous temporary file in dir (unlinked at once). */

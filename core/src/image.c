@@ -24,6 +24,8 @@ void pht_image_opts_init(pht_image_opts *o)
     o->max_layer_bytes = 64ull << 30;
     o->max_name = 4096;
     o->max_path_bytes = 32u << 20;
+    o->verify_layers = 0;
+    o->cache_dir = NULL;
 }
 
 void img_retain(pht_image *img)
@@ -54,6 +56,32 @@ int img_apply_history(pht_image *img, pht_error *err)
     return 0;
 }
 
+/*
+ * Digest-check the layers whose bytes the protocol reads (doc/images.md,
+ * "What an open verifies"): with verify_layers all of them; else those that
+ * hold or delete /opt, and those an entry under /opt takes its bytes from (a
+ * hard link into a lower layer). Compressed layers were hashed as they were
+ * scanned. The others were checked header by header and stay unhashed.
+ */
+static int verify_used_layers(pht_image *img, pht_error *err)
+{
+    unsigned char *need = calloc(img->nlayers + 1, 1);
+    if (need == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    for (size_t i = 0; i < img->nlayers; i++)
+        need[i] = img->opts.verify_layers || img->layers[i].holds_opt;
+    for (size_t i = 0; i < img->index.n; i++) {
+        const img_entry *e = img->index.v[i];
+        if (e->data_layer != e->layer &&
+            (strcmp(e->path, IMG_PROTOCOL_DIR) == 0 || tarsafe_below(e->path, IMG_PROTOCOL_DIR)))
+            need[e->data_layer] = 1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < img->nlayers && rc == 0; i++)
+        if (need[i]) rc = layer_verify(&img->layers[i], &img->opts, err);
+    free(need);
+    return rc;
+}
+
 int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts, pht_error *err)
 {
     *out = NULL;
@@ -79,10 +107,12 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
         pht_image_opts_init(&img->opts);
     img->tmpdir = strdup(fs_tmpdir(img->opts.tmpdir));
     img->opts.tmpdir = img->tmpdir;
-    if (img->tmpdir == NULL)
+    if (img->opts.cache_dir) img->opts.cache_dir = img->cache_dir = strdup(img->opts.cache_dir);
+    if (img->tmpdir == NULL || (opts && opts->cache_dir && img->cache_dir == NULL))
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
-    else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0)
-        rc = index_build(img, err);
+    else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0 &&
+             (rc = index_build(img, err)) == 0)
+        rc = verify_used_layers(img, err);
     if (rc) {
         pht_error_prefix(err, "%.200s", ref);
         pht_image_free(img);
@@ -104,6 +134,7 @@ void pht_image_free(pht_image *img)
     free(img->config);
     pht_image_ref_free(img->ref);
     free(img->tmpdir);
+    free(img->cache_dir);
     free(img);
 }
 
@@ -145,7 +176,8 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
                              .size = l->length,
                              .diff_size = l->diff_size,
                              .created_by = l->created_by,
-                             .comment = l->comment};
+                             .comment = l->comment,
+                             .verified = l->verified};
     return 0;
 }
 

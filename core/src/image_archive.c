@@ -383,6 +383,17 @@ out:
 
 /* ---- commit ----------------------------------------------------------------- */
 
+/*
+ * The new archive is written by libarchive without blocking, so each of its
+ * writes reaches out_write as it is made. A member copied as stored (a plain
+ * layer, a layer of a kept image) gets its header from libarchive and its
+ * data from fs_copy_range: libarchive is handed placeholder bytes for it (a
+ * calloc'ed buffer no one reads) and out_write copies the same number of
+ * bytes of the source in the kernel instead of writing them. libarchive
+ * still counts the data and pads the member, so the tar is its own.
+ */
+#define COPY_CHUNK (8u << 20)
+
 typedef struct outw {
     struct archive *a;
     int fd;
@@ -390,13 +401,29 @@ typedef struct outw {
     pht_error *err;
     char **names; /* members written, for de-duplication */
     size_t nn;
+    unsigned char *placeholder; /* COPY_CHUNK bytes */
+    int src_fd;                 /* the member being copied by range */
+    uint64_t src_off, src_left;
 } outw;
 
 static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n)
 {
     outw *o = ud;
     pht_error e;
-    if (fs_write_all(o->fd, p, n, o->tmp, &e)) {
+    int rc;
+    if (o->src_left) {
+        uintptr_t at = (uintptr_t)p, ph = (uintptr_t)o->placeholder;
+        if (at < ph || at + n > ph + COPY_CHUNK || n > o->src_left) {
+            archive_set_error(a, EINVAL, "libarchive did not pass the copied member through");
+            return -1;
+        }
+        rc = fs_copy_range(o->src_fd, o->src_off, n, o->fd, o->tmp, &e);
+        o->src_off += n;
+        o->src_left -= n;
+    } else {
+        rc = fs_write_all(o->fd, p, n, o->tmp, &e);
+    }
+    if (rc) {
         archive_set_error(a, EIO, "%s", e.message);
         return -1;
     }
@@ -416,6 +443,23 @@ static int out_begin(outw *o, const char *name, uint64_t size)
     int r = layer_tar_file_header(o->a, name, size);
     if (r == PHT_ENOMEM) return pht_error_set(o->err, PHT_ENOMEM, "out of memory");
     if (r) return pht_error_set(o->err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
+    return 0;
+}
+
+/* The data of the member just begun: len bytes of fd from off, copied in the kernel. */
+static int out_copy(outw *o, int fd, uint64_t off, uint64_t len)
+{
+    o->src_fd = fd;
+    o->src_off = off;
+    for (uint64_t left = len; left > 0;) {
+        size_t n = left < COPY_CHUNK ? (size_t)left : COPY_CHUNK;
+        o->src_left = n;
+        if (archive_write_data(o->a, o->placeholder, n) != (la_ssize_t)n || o->src_left != 0) {
+            o->src_left = 0;
+            return pht_error_set(o->err, PHT_EIO, "%s: %s", o->tmp, archive_error_string(o->a));
+        }
+        left -= n;
+    }
     return 0;
 }
 
@@ -510,9 +554,7 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
             if (seen < 0) rc = pht_error_set(o->err, PHT_ENOMEM, "out of memory");
             continue;
         }
-        img_layer l = {.fd = c->fd, .offset = lm->off, .length = lm->size};
-        strcpy(l.diff_id, d);
-        if ((rc = out_begin(o, name, lm->size)) == 0) rc = layer_copy_raw(&l, out_sink, o, o->err);
+        if ((rc = out_begin(o, name, lm->size)) == 0) rc = out_copy(o, c->fd, lm->off, lm->size);
     }
     cJSON_AddItemToObject(entry, "Layers", nl);
     nl = NULL;
@@ -554,7 +596,9 @@ static int write_new(outw *o, const img_plan *p, cJSON *out)
         if (seen < 0)
             rc = pht_error_set(o->err, PHT_ENOMEM, "out of memory");
         else if (seen == 0 && (rc = out_begin(o, name, l->diff_size)) == 0)
-            rc = layer_copy_diff(l, p->opts, out_sink, o, o->err);
+            /* a plain layer is its diff: copied as stored; others are decompressed */
+            rc = l->compression == IMG_COMP_NONE ? out_copy(o, l->fd, l->offset, l->length)
+                                                 : layer_copy_diff(l, p->opts, out_sink, o, o->err);
     }
     return rc;
 }
@@ -573,12 +617,13 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     if ((rc = fs_tmp_beside(where, &tmp, &o.fd, err))) goto done;
     o.tmp = tmp;
     o.a = archive_write_new();
-    if (o.a == NULL || manifest == NULL) {
+    o.placeholder = calloc(1, COPY_CHUNK); /* never read: its pages are never touched */
+    if (o.a == NULL || manifest == NULL || o.placeholder == NULL) {
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
         goto done;
     }
     archive_write_set_format_pax_restricted(o.a);
-    archive_write_set_bytes_in_last_block(o.a, 1);
+    archive_write_set_bytes_per_block(o.a, 0); /* no blocking: see out_write */
     if (archive_write_open2(o.a, &o, NULL, out_write, NULL, NULL) != ARCHIVE_OK) {
         rc = pht_error_set(err, PHT_EIO, "%s: %s", tmp, archive_error_string(o.a));
         goto done;
@@ -604,6 +649,7 @@ done:
     for (size_t i = 0; i < o.nn; i++)
         free(o.names[i]);
     free(o.names);
+    free(o.placeholder);
     cJSON_Delete(manifest);
     if (old.fd >= 0) catalog_free(&old);
     return rc;

@@ -1,10 +1,12 @@
 /*
  * The oci transport: an OCI image layout directory (oci-layout, index.json,
  * blobs/sha256/...). index.json names images by the
- * org.opencontainers.image.ref.name annotation. Every blob read is checked
- * against its digest. A commit adds blobs (each written to a temporary file
- * and renamed) and then replaces index.json atomically; on failure the blobs
- * it added are removed, so the layout is left as it was.
+ * org.opencontainers.image.ref.name annotation. Manifest and config blobs
+ * are checked against their digests as they are read, layer blobs as the
+ * index pass decides (doc/images.md). A commit adds the blobs the layout
+ * lacks (each written to a temporary file and renamed), reuses in place those
+ * it has, and then replaces index.json atomically; on failure the blobs it
+ * added are removed, so the layout is left as it was.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -283,8 +285,8 @@ static int put_blob(ocw *w, const char *digest, uint64_t size, const img_layer *
         rc = fs_write_all(fd, buf, (size_t)size, tmp, w->err);
     else if (diff)
         rc = layer_copy_diff(l, o, fd_sink, &s, w->err);
-    else
-        rc = layer_copy_raw(l, fd_sink, &s, w->err);
+    else /* as stored, in the kernel (sharing blocks where the file system can) */
+        rc = fs_copy_range(l->fd, l->offset, l->length, fd, tmp, w->err);
     char **v = rc ? NULL : realloc(w->created, (w->nc + 1) * sizeof *v);
     if (rc == 0 && v == NULL) rc = pht_error_set(w->err, PHT_ENOMEM, "out of memory");
     if (rc == 0 && (rc = fs_commit_file(fd, tmp, path, w->err)) == 0) {

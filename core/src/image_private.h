@@ -25,6 +25,7 @@ struct pht_image {
     pht_image_ref *ref; /* as opened */
     pht_image_opts opts;
     char *tmpdir;
+    char *cache_dir; /* opts.cache_dir's copy, or NULL */
     char *manifest;
     char *config;
     size_t config_len;

@@ -30,7 +30,16 @@ typedef struct img_layer {
     uint64_t diff_size; /* learned at index time */
     char *created_by, *comment;
     int digest_known; /* digest came from a manifest and must match */
+    int verified;     /* its bytes were hashed and matched digest and diff_id */
+    int holds_opt; /* it names /opt or something below it, or deletes /opt (learned at index time)
+                    */
 } img_layer;
+
+/*
+ * The directory of the protocol (PROTOCOL.md §1) as an index path: the layers
+ * that hold or delete it are the ones an open digest-checks by default.
+ */
+#define IMG_PROTOCOL_DIR "opt"
 
 /* Close the layer's file and free its history strings. */
 void layer_clear(img_layer *l);
@@ -48,12 +57,42 @@ struct archive *layer_tar_open(const img_layer *l, void **state, pht_error *err)
 void layer_tar_close(struct archive *a, void *state);
 
 /*
- * The indexing pass: reads every header of the layer once, hashing the blob
- * and its decompressed stream, enforcing caps. For each entry calls cb with
- * the normalized path (NULL-terminated), the entry, and its ordinal.
+ * The indexing pass: reads every header of the layer once, enforcing caps,
+ * and for each entry calls cb (may be NULL) with the entry and its ordinal;
+ * learns compression, diff_size and holds_opt. A compressed layer is read
+ * whole, so both its streams are hashed and checked on the way (and its
+ * headers cached, see below), unless the index cache has its headers and
+ * o->verify_layers is 0; a plain tar skips file data by offset and is hashed
+ * only with o->verify_layers. Hashed and matched: verified is set; an
+ * unhashed plain tar's digest is taken to be its declared diff_id.
+ * PHT_EVERIFY when a hashed layer does not match.
  */
 typedef int (*layer_entry_cb)(void *ud, struct archive_entry *e, uint64_t ordinal, pht_error *err);
 int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err);
+/* Hash a scanned layer that is not verified yet and check it: PHT_EVERIFY on a mismatch. */
+int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err);
+
+/* ---- the index cache (layer_cache.c) ---------------------------------------- */
+/*
+ * The headers of a verified compressed layer that names nothing under /opt,
+ * kept in o->cache_dir by its blob digest (layers with a declared digest
+ * only). Nothing here fails an open: a cache that cannot be used is a miss.
+ */
+typedef struct layer_cache_rec layer_cache_rec;
+typedef struct layer_cache_rd layer_cache_rd;
+/* Start recording l's headers, in tar order; NULL when there is no cache to fill. */
+layer_cache_rec *layer_cache_begin(const img_layer *l, const pht_image_opts *o);
+void layer_cache_add(layer_cache_rec *r, struct archive_entry *e);
+/* Finish: with keep (l was verified) the record becomes l's entry, else it goes. NULL is fine. */
+void layer_cache_end(layer_cache_rec *r, const img_layer *l, int keep);
+/* The cached headers of l's blob, or NULL on a miss. */
+layer_cache_rd *layer_cache_open(const img_layer *l, const pht_image_opts *o);
+/* The next header into e: 1, 0 at a well-formed end (l's diff_id, every line read), -1 if
+ * malformed. */
+int layer_cache_next(layer_cache_rd *r, struct archive_entry *e);
+/* The layer's decompressed size, once layer_cache_next returned 0. */
+uint64_t layer_cache_diff_size(const layer_cache_rd *r);
+void layer_cache_close(layer_cache_rd *r);
 
 /* The OCI media type for a layer of compression c. */
 const char *layer_media_type(int c);
@@ -77,6 +116,12 @@ int tarsafe_path(const char *in, uint64_t max_name, char **out, const char **why
 int tarsafe_symlink(const char *path, const char *target, const char **why);
 /* 1 if p is strictly below dir ("" is the root). */
 int tarsafe_below(const char *p, const char *dir);
+/*
+ * 1 if the entry name in (one tarsafe_path accepted) is the top-level
+ * directory dir, lies below it, or deletes it in lower layers: ".wh.DIR" or
+ * the root's opaque marker.
+ */
+int tarsafe_touches(const char *in, const char *dir);
 /* Format "layer sha256:ab12…: entry "x": why" into err. */
 int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry, const char *fmt,
                  ...)

@@ -3,11 +3,16 @@
  * (a member of a docker-archive, or a whole OCI blob), read with pread in
  * 64 KiB chunks, so one file descriptor serves any number of readers.
  *
- * The indexing pass chains two readers: a "raw" reader that only removes the
- * compression (gzip, zstd, xz, bzip2), and a tar reader fed from it. Every
- * decompressed byte flows through chain_read, which hashes it (diff_id),
- * counts it against the per-layer cap and so stops a decompression bomb as
- * it inflates; blob_read hashes the stored bytes (the blob digest).
+ * The indexing pass reads a plain tar layer header by header, skipping file
+ * data by offset, and hashes it only when asked to (layer_verify, or
+ * verify_layers). A compressed layer chains two readers: a "raw" reader that
+ * only removes the compression (gzip, zstd, xz, bzip2), and a tar reader fed
+ * from it. Every decompressed byte flows through chain_read, which hashes it
+ * (diff_id), counts it against the per-layer cap and so stops a
+ * decompression bomb as it inflates; blob_read hashes the stored bytes (the
+ * blob digest). A verified compressed layer outside /opt leaves its headers
+ * in the index cache (layer_cache.c), from which a later scan of the same
+ * blob reads them instead.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -148,7 +153,7 @@ static la_ssize_t chain_read(struct archive *a, void *ud, const void **out)
 static int scan_fail(struct archive *tar, const chain *c, const img_layer *l,
                      const pht_image_opts *o, pht_error *err)
 {
-    if (c->over)
+    if (c && c->over)
         return tarsafe_fail(err, PHT_ELIMIT, l, NULL,
                             "decompressed size exceeds the cap of %llu bytes",
                             (unsigned long long)o->max_layer_bytes);
@@ -157,11 +162,103 @@ static int scan_fail(struct archive *tar, const chain *c, const img_layer *l,
                         m ? m : "unknown error");
 }
 
-int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
+/* One header: the caps, cb (may be NULL), and whether it touches /opt. */
+static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
+                      const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
+{
+    int rc;
+    if (ordinal > o->max_entries)
+        return tarsafe_fail(err, PHT_ELIMIT, l, NULL, "more than the cap of %llu entries",
+                            (unsigned long long)o->max_entries);
+    if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
+        (uint64_t)archive_entry_size(e) > o->max_entry_bytes)
+        return tarsafe_fail(err, PHT_ELIMIT, l, archive_entry_pathname(e),
+                            "size %lld exceeds the cap of %llu bytes",
+                            (long long)archive_entry_size(e),
+                            (unsigned long long)o->max_entry_bytes);
+    if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
+    /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
+    if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
+    return 0;
+}
+
+/* Every header of tar (c: the chain, or NULL), each recorded for the cache when rec is set. */
+static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const pht_image_opts *o,
+                        layer_cache_rec *rec, layer_entry_cb cb, void *ud, pht_error *err)
+{
+    uint64_t ordinal = 0;
+    int rc;
+    l->holds_opt = 0;
+    for (;;) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(tar, &e);
+        if (r == ARCHIVE_EOF) return 0;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return scan_fail(tar, c, l, o, err);
+        if ((rc = scan_entry(e, ++ordinal, l, o, cb, ud, err))) return rc;
+        layer_cache_add(rec, e);
+        if (archive_read_data_skip(tar) != ARCHIVE_OK) return scan_fail(tar, c, l, o, err);
+    }
+}
+
+/*
+ * A compressed layer whose headers the cache holds: cb sees each of them
+ * as a scan would. A first pass reads the whole entry, so one that is
+ * malformed, over a cap or names /opt is a miss (PHT_ENOTFOUND) before cb
+ * has seen anything. The layer stays unhashed.
+ */
+static int scan_cached(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
+                       pht_error *err)
+{
+    struct archive_entry *e = archive_entry_new();
+    int rc = PHT_ENOTFOUND;
+    for (int pass = 0; e && pass < 2; pass++) {
+        layer_cache_rd *r = layer_cache_open(l, o);
+        if (r == NULL) break;
+        uint64_t ordinal = 0;
+        int got;
+        l->holds_opt = 0;
+        rc = 0;
+        while (rc == 0 && (got = layer_cache_next(r, e)) == 1)
+            rc = scan_entry(e, ++ordinal, l, o, pass ? cb : NULL, ud, err);
+        if (rc == 0 && got == 0) l->diff_size = layer_cache_diff_size(r);
+        layer_cache_close(r);
+        if (pass == 0 && (rc || got != 0 || l->holds_opt || l->diff_size > o->max_layer_bytes)) {
+            rc = PHT_ENOTFOUND;
+            break;
+        }
+        if (pass == 1 && rc == 0 && got != 0)
+            rc = tarsafe_fail(err, PHT_EFORMAT, l, NULL, "the index cache changed while read");
+    }
+    if (e) archive_entry_free(e);
+    return rc;
+}
+
+/* Compare what was computed with what the manifest and config declare; then it is the layer's. */
+static int check_digests(img_layer *l, const char *diff, const char *dg, pht_error *err)
+{
+    if (l->diff_id[0] && strcmp(diff, l->diff_id) != 0)
+        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
+                            "content does not match its diff_id (computed %s)", diff);
+    if (l->digest_known && strcmp(dg, l->digest) != 0)
+        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
+                            "blob does not match its digest (computed %s)", dg);
+    memcpy(l->diff_id, diff, IMG_DIGEST_MAX);
+    memcpy(l->digest, dg, IMG_DIGEST_MAX);
+    l->verified = 1;
+    return 0;
+}
+
+/*
+ * A compressed layer: a tar reader fed by a decompress-only reader. Every
+ * byte is read to reach the headers, so both streams are hashed on the way.
+ */
+static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
+                        pht_error *err)
 {
     blob_src *b = calloc(1, sizeof *b);
     chain *c = calloc(1, sizeof *c);
     struct archive *tar = NULL;
+    layer_cache_rec *rec = NULL;
     int rc = 0;
     if (b == NULL || c == NULL) {
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -192,35 +289,8 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
         rc = scan_fail(tar, c, l, o, err);
         goto done;
     }
-    uint64_t ordinal = 0;
-    for (;;) {
-        struct archive_entry *e;
-        int r = archive_read_next_header(tar, &e);
-        if (r == ARCHIVE_EOF) break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-            rc = scan_fail(tar, c, l, o, err);
-            goto done;
-        }
-        if (++ordinal > o->max_entries) {
-            rc = tarsafe_fail(err, PHT_ELIMIT, l, NULL, "more than the cap of %llu entries",
-                              (unsigned long long)o->max_entries);
-            goto done;
-        }
-        if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 &&
-            (uint64_t)archive_entry_size(e) > o->max_entry_bytes) {
-            rc = tarsafe_fail(err, PHT_ELIMIT, l, archive_entry_pathname(e),
-                              "size %lld exceeds the cap of %llu bytes",
-                              (long long)archive_entry_size(e),
-                              (unsigned long long)o->max_entry_bytes);
-            goto done;
-        }
-        rc = cb(ud, e, ordinal, err);
-        if (rc) goto done;
-        if (archive_read_data_skip(tar) != ARCHIVE_OK) {
-            rc = scan_fail(tar, c, l, o, err);
-            goto done;
-        }
-    }
+    rec = layer_cache_begin(l, o);
+    if ((rc = scan_entries(tar, c, l, o, rec, cb, ud, err))) goto done;
     /* The tar ends at its end-of-archive blocks; hash the rest of both streams. */
     const void *dummy;
     while (!c->eof) {
@@ -240,20 +310,10 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
     if ((rc = hash_final_sha256(c->diff_sha, diff, err)) ||
         (rc = hash_final_sha256(b->sha, dg, err)))
         goto done;
-    if (l->diff_id[0] && strcmp(diff, l->diff_id) != 0) {
-        rc = tarsafe_fail(err, PHT_EVERIFY, l, NULL,
-                          "content does not match its diff_id (computed %s)", diff);
-        goto done;
-    }
-    if (l->digest_known && strcmp(dg, l->digest) != 0) {
-        rc = tarsafe_fail(err, PHT_EVERIFY, l, NULL, "blob does not match its digest (computed %s)",
-                          dg);
-        goto done;
-    }
-    memcpy(l->diff_id, diff, sizeof diff);
-    memcpy(l->digest, dg, sizeof dg);
-    l->diff_size = c->bytes;
+    if ((rc = check_digests(l, diff, dg, err)) == 0) l->diff_size = c->bytes;
 done:
+    /* only a verified layer that names nothing under /opt is worth keeping */
+    layer_cache_end(rec, l, rc == 0 && !l->holds_opt);
     if (tar) archive_read_free(tar);
     if (c && c->raw) archive_read_free(c->raw);
     if (c) pht_hash_free(c->diff_sha);
@@ -261,6 +321,89 @@ done:
     free(c);
     free(b);
     return rc;
+}
+
+/*
+ * A plain tar layer: the blob is the tar. Without hashing, file data is
+ * skipped by offset, so the pass costs a read per header; with it, every
+ * byte goes through one sha256, the blob digest and the diff_id at once.
+ */
+static int scan_plain(img_layer *l, const pht_image_opts *o, int hash, layer_entry_cb cb, void *ud,
+                      pht_error *err)
+{
+    if (l->length > o->max_layer_bytes)
+        return tarsafe_fail(err, PHT_ELIMIT, l, NULL,
+                            "decompressed size exceeds the cap of %llu bytes",
+                            (unsigned long long)o->max_layer_bytes);
+    blob_src *b = calloc(1, sizeof *b);
+    struct archive *tar = archive_read_new();
+    int rc = 0;
+    if (b == NULL || tar == NULL) {
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        goto done;
+    }
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    if (hash && (b->sha = hash_new_sha256(err)) == NULL) {
+        rc = err ? err->code : PHT_ECRYPTO;
+        goto done;
+    }
+    l->compression = IMG_COMP_NONE;
+    archive_read_support_format_tar(tar);
+    archive_read_support_format_empty(tar);
+    /* a hashing reader must see every byte: no skip callback then */
+    if (archive_read_open2(tar, b, NULL, blob_read, hash ? NULL : blob_skip, NULL) != ARCHIVE_OK) {
+        rc = scan_fail(tar, NULL, l, o, err);
+        goto done;
+    }
+    if ((rc = scan_entries(tar, NULL, l, o, NULL, cb, ud, err))) goto done;
+    l->diff_size = l->length;
+    if (!hash) {
+        /* unhashed: the blob of a plain tar is its diff, so its digest is the declared diff_id */
+        if (!l->digest_known) memcpy(l->digest, l->diff_id, IMG_DIGEST_MAX);
+        goto done;
+    }
+    const void *dummy;
+    while (b->pos < b->len) {
+        if (blob_read(tar, b, &dummy) < 0) {
+            rc = tarsafe_fail(err, PHT_EIO, l, NULL, "%s", archive_error_string(tar));
+            goto done;
+        }
+    }
+    char dg[IMG_DIGEST_MAX];
+    if ((rc = hash_final_sha256(b->sha, dg, err)) == 0) rc = check_digests(l, dg, dg, err);
+done:
+    if (tar) archive_read_free(tar);
+    if (b) pht_hash_free(b->sha);
+    free(b);
+    return rc;
+}
+
+int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
+{
+    /* Probe the compression from the first bytes; the scan proper reads from the start. */
+    blob_src *b = calloc(1, sizeof *b);
+    if (b == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    int empty = 0;
+    struct archive *raw = raw_open(b, l, &empty, err);
+    int comp = raw ? comp_of(raw) : IMG_COMP_NONE;
+    if (raw) archive_read_free(raw);
+    free(b);
+    if (raw == NULL) return err ? err->code : PHT_EFORMAT;
+    if (comp != IMG_COMP_NONE) {
+        l->compression = comp;
+        int rc = o->verify_layers ? PHT_ENOTFOUND : scan_cached(l, o, cb, ud, err);
+        return rc == PHT_ENOTFOUND ? scan_chained(l, o, cb, ud, err) : rc;
+    }
+    return scan_plain(l, o, o->verify_layers || !l->diff_id[0], cb, ud, err);
+}
+
+int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err)
+{
+    if (l->verified) return 0;
+    pht_image_opts all = *o;
+    all.verify_layers = 1;
+    return layer_scan(l, &all, NULL, NULL, err);
 }
 
 struct archive *layer_tar_open(const img_layer *l, void **state, pht_error *err)

@@ -114,6 +114,17 @@ int tarsafe_below(const char *p, const char *dir)
     return strncmp(p, dir, dl) == 0 && p[dl] == '/';
 }
 
+int tarsafe_touches(const char *in, const char *dir)
+{
+    const char *p = in, *s, *s2;
+    size_t cl, cl2, dl = strlen(dir);
+    if (in == NULL || next_component(&p, &s, &cl) != COMP_NAME) return 0;
+    if (cl == dl && memcmp(s, dir, dl) == 0) return 1;
+    if (next_component(&p, &s2, &cl2) != COMP_END) return 0;
+    if (cl == 12 && memcmp(s, ".wh..wh..opq", 12) == 0) return 1;
+    return cl == dl + 4 && memcmp(s, ".wh.", 4) == 0 && memcmp(s + 4, dir, dl) == 0;
+}
+
 /* "sha256:ab12cd34ef56…" for messages. */
 static const char *short_digest(const char *digest, char *buf, size_t cap)
 {

@@ -1,7 +1,8 @@
 /*
  * Reading docker-archive images: the reference fixtures' merged /opt must
  * equal the *.opt.tar that Docker's archive endpoint produced (members,
- * order, attributes and bytes), read back here with libarchive.
+ * order, attributes and bytes), read back here with libarchive; and the
+ * index cache of an OCI layout's gzip layers.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -171,11 +172,68 @@ static void test_extract(void)
     test_workdir_done(dir);
 }
 
+/* Which layers of img the open hashed, as "10" for verified, unverified. */
+static const char *verified(const pht_image *img)
+{
+    static char v[16];
+    pht_image_layer li;
+    pht_error err;
+    size_t n = pht_image_layer_count(img);
+    for (size_t i = 0; i < n && i + 1 < sizeof v; i++)
+        v[i] = pht_image_layer_info(img, i, &li, &err) == 0 && li.verified ? '1' : '0';
+    v[n < sizeof v ? n : sizeof v - 1] = '\0';
+    return v;
+}
+
+/*
+ * The index cache: a gzip layer outside /opt is hashed and recorded at the
+ * first open, read back unhashed at the second, hashed again with
+ * verify_layers; a gzip layer holding /opt is hashed every time.
+ */
+static void test_index_cache(void)
+{
+    char work[1024], spec[1200], cmd[4096], ref[1300], cache[1200];
+    test_workdir(work, sizeof work);
+    snprintf(spec, sizeof spec, "%s/spec.json", work);
+    FILE *f = fopen(spec, "w");
+    CHECK(f != NULL);
+    if (f == NULL) return;
+    fprintf(f,
+            "{\"format\":\"oci\",\"out\":\"%s/oci\",\"tag\":\"v1\",\"layers\":["
+            "{\"compression\":\"gzip\",\"entries\":[{\"name\":\"srv/\",\"type\":\"dir\"},"
+            "{\"name\":\"srv/a\",\"data\":\"outside\"}]},"
+            "{\"compression\":\"gzip\",\"entries\":[{\"name\":\"opt/x\",\"data\":\"x\"}]}]}",
+            work);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "python3 %s/images/mkimage.py %s", test_fixtures(), spec);
+    CHECK(system(cmd) == 0);
+    snprintf(ref, sizeof ref, "oci:%s/oci:v1", work);
+    snprintf(cache, sizeof cache, "%s/cache", work);
+    pht_image_opts o;
+    pht_image_opts_init(&o);
+    o.cache_dir = cache;
+    const char *want[] = {"11", "01"};
+    pht_error err;
+    for (int i = 0; i < 3; i++) {
+        o.verify_layers = i == 2;
+        pht_image *img;
+        CHECK_OK(pht_image_open(&img, ref, &o, &err), &err);
+        if (img == NULL) continue;
+        CHECK(strcmp(verified(img), i < 2 ? want[i] : "11") == 0);
+        pht_image_stat st;
+        CHECK_OK(pht_image_stat_path(img, "/srv/a", &st, &err), &err);
+        CHECK(st.size == 7);
+        pht_image_free(img);
+    }
+    test_workdir_done(work);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
         test_fixture(stages[i]);
     test_lookup_errors();
     test_extract();
+    test_index_cache();
     TEST_DONE();
 }

@@ -1,7 +1,8 @@
 /*
  * Writing images: a new layer (opaque directory, whiteout, streamed files of
  * known and unknown size), rebase onto the first N layers, several tags in
- * one docker-archive, OCI layout output, and writer misuse.
+ * one docker-archive, OCI layout output, kept layers copied by range on one
+ * file system and across two, and writer misuse.
  */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -182,6 +183,76 @@ static void test_rebase_and_tags(void)
     pht_image_free(b);
 }
 
+/* Bytes of a whole file, compared with another's. */
+static int same_file_bytes(const char *a, const char *b)
+{
+    FILE *x = fopen(a, "rb"), *y = fopen(b, "rb");
+    int same = x && y;
+    while (same) {
+        int c = fgetc(x);
+        same = c == fgetc(y);
+        if (c == EOF) break;
+    }
+    if (x) fclose(x);
+    if (y) fclose(y);
+    return same;
+}
+
+/* A retag of the source into dest (a docker-archive or an OCI layout); reopened hashing every
+ * layer. */
+static void retag_and_verify(pht_image *img, const char *dest)
+{
+    pht_error err;
+    pht_image_writer *w;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    CHECK_OK(pht_image_writer_commit(w, dest, NULL, &err), &err);
+    pht_image_writer_free(w);
+    pht_image_opts o;
+    pht_image_opts_init(&o);
+    o.verify_layers = 1;
+    pht_image *back;
+    CHECK_OK(pht_image_open(&back, dest, &o, &err), &err);
+    pht_image_layer li;
+    for (size_t i = 0; back && i < pht_image_layer_count(back); i++) {
+        CHECK_OK(pht_image_layer_info(back, i, &li, &err), &err);
+        CHECK(li.verified == 1);
+    }
+    pht_image_free(back);
+}
+
+/*
+ * Kept layers are copied in the kernel (copy_file_range) within one file
+ * system and through read/write across two (/dev/shm, when it is another
+ * one): both give the same archive, whose layers all match their digests.
+ */
+static void test_range_copies(void)
+{
+    char src[1200], ref[1300], here[1300], there[1300], shm[] = "/dev/shm/pht-copy.XXXXXX";
+    snprintf(src, sizeof src, "%s/reference-v2/stage2-station_2-post.tar", test_fixtures());
+    snprintf(ref, sizeof ref, "docker-archive:%s", src);
+    pht_error err;
+    pht_image *img;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    if (img == NULL) return;
+    snprintf(here, sizeof here, "docker-archive:%s/copied.tar:re/tag:v1", work);
+    retag_and_verify(img, here);
+    snprintf(here, sizeof here, "oci:%s/copied-oci:v1", work);
+    retag_and_verify(img, here);
+    struct stat a, b;
+    if (stat("/dev/shm", &a) == 0 && stat(work, &b) == 0 && a.st_dev != b.st_dev &&
+        mkdtemp(shm) != NULL) {
+        snprintf(there, sizeof there, "docker-archive:%s/copied.tar:re/tag:v1", shm);
+        retag_and_verify(img, there);
+        snprintf(here, sizeof here, "%s/copied.tar", work);
+        snprintf(there, sizeof there, "%s/copied.tar", shm);
+        CHECK(same_file_bytes(here, there));
+        snprintf(there, sizeof there, "oci:%s/copied-oci:v1", shm);
+        retag_and_verify(img, there);
+        CHECK_OK(pht_remove_tree(shm, &err), &err);
+    }
+    pht_image_free(img);
+}
+
 static void test_misuse(void)
 {
     char ref[1300];
@@ -216,6 +287,7 @@ int main(void)
     test_workdir(work, sizeof work);
     test_new_layer();
     test_rebase_and_tags();
+    test_range_copies();
     test_misuse();
     test_workdir_done(work);
     TEST_DONE();

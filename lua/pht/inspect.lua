@@ -57,14 +57,18 @@ local function verify_sigs(report, cfg, stops)
   return last
 end
 
-function M.image(ref, tmpdir)
-  local img, err = train.open_image(ref, tmpdir)
+function M.image(ref, tmpdir, verify_layers)
+  local img, err = train.open_image(ref, tmpdir, verify_layers)
   if not img then return nil, err end
   local cfg, cerr = train.read_config(img)
   if not cfg then img:close() return nil, cerr end
   local report = { image = ref, ok = true, checks = {}, route = {} }
   local layers = img:layers()
   report.layers = #layers
+  report.layers_verified = 0
+  for _, l in ipairs(layers) do
+    if l.verified then report.layers_verified = report.layers_verified + 1 end
+  end
   report.plaintext = train.pre_run_layer(img) ~= nil
   local creator = cfg:get("creator") or {}
   report.train = {
@@ -103,7 +107,8 @@ end
 function M.text(r)
   local out = {}
   local function add(...) out[#out + 1] = string.format(...) end
-  add("train %s in %s (%d layers)", tostring(r.train.id), r.image, r.layers)
+  add("train %s in %s (%d layers, %d digest-checked)", tostring(r.train.id), r.image, r.layers,
+    r.layers_verified)
   add("creator: %s (key %s)", tostring(r.train.creator.id), (r.train.creator.fingerprint or "?"):sub(1, 16))
   add("files: %s%s", table.concat(r.train.files, ", "), r.train.query and " + query.json" or "")
   add("route:")

@@ -15,7 +15,7 @@ local M = {}
 -- The train and the station ---------------------------------------------------------
 
 function M.open_image(ctx)
-  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir)
+  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers)
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)

@@ -30,8 +30,22 @@ local fmt = string.format
 
 -- Reading ------------------------------------------------------------------------
 
-function M.open_image(reference, tmpdir)
-  local img, err = pht.open_image(reference, { tmpdir = tmpdir })
+-- Where the opens below keep the index cache of compressed layers
+-- (doc/images.md): $PHT_CACHE_DIR ("" turns it off), else
+-- $XDG_CACHE_HOME/libpht/layers, else ~/.cache/libpht/layers.
+function M.cache_dir()
+  local dir = os.getenv("PHT_CACHE_DIR")
+  if dir then return dir ~= "" and dir or nil end
+  local xdg, home = os.getenv("XDG_CACHE_HOME"), os.getenv("HOME")
+  if xdg and xdg ~= "" then return xdg .. "/libpht/layers" end
+  if home and home ~= "" then return home .. "/.cache/libpht/layers" end
+  return nil
+end
+
+-- verify_layers: hash every layer at open (default: the layers /opt reads).
+function M.open_image(reference, tmpdir, verify_layers)
+  local img, err = pht.open_image(reference,
+    { tmpdir = tmpdir, verify_layers = verify_layers, cache_dir = M.cache_dir() })
   if not img then return nil, fmt("cannot open %s: %s", reference, tostring(err)) end
   return img
 end

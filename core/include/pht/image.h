@@ -45,7 +45,14 @@ typedef struct pht_image_reader pht_image_reader;
 typedef struct pht_image_writer pht_image_writer;
 typedef struct pht_image_stream pht_image_stream;
 
-/* Caps against hostile layers and the directory for temporary files. */
+/*
+ * Caps against hostile layers, the directory for temporary files, and how
+ * many layers an open digest-checks. Every header of every layer is checked
+ * whatever verify_layers says; by default the open hashes only the layers
+ * whose bytes it reads (those that hold or delete /opt, those an /opt hard
+ * link reads) and compressed ones it must decompress to list (not those
+ * whose headers cache_dir holds); verify_layers hashes every layer.
+ */
 typedef struct pht_image_opts {
     const char *tmpdir;   /* NULL: $TMPDIR, else /tmp */
     uint64_t max_entries; /* entries per layer, members of an archive, entries an extract writes */
@@ -53,11 +60,17 @@ typedef struct pht_image_opts {
     uint64_t max_layer_bytes; /* decompressed size of one layer */
     uint64_t max_name;        /* length of an entry path in bytes */
     uint64_t max_path_bytes;  /* paths and link targets the index holds at once; 0: no cap */
+    int verify_layers;        /* 1: check every layer's digest and diff_id at open */
+    const char *cache_dir;    /* index cache of verified compressed layers; NULL: none */
 } pht_image_opts;
 
 /*
  * Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer,
- * 4096-byte names, 32 MiB of paths.
+ * 4096-byte names, 32 MiB of paths, verify_layers 0, no cache_dir. cache_dir (created 0700 if
+ * missing; used only when it is the user's own and writable by no one else)
+ * keeps the headers of each compressed layer that names nothing under /opt,
+ * by blob digest, once its digest was verified, so that a later open of the
+ * same blob need not decompress it (doc/images.md).
  */
 PHT_API void pht_image_opts_init(pht_image_opts *opts);
 
@@ -94,13 +107,15 @@ typedef struct pht_image_layer {
     uint64_t diff_size;     /* uncompressed size in bytes */
     const char *created_by; /* from the config history, or NULL */
     const char *comment;    /* from the config history, or NULL */
+    int verified;           /* 1 if the open hashed it and it matched digest and diff_id */
 } pht_image_layer;
 
 /*
  * Open an image from a reference (see above) and index its layers. opts may be
  * NULL for the defaults. *out is freed with pht_image_free. PHT_ENOTFOUND for
  * a missing file/tag, PHT_EFORMAT for a malformed archive or JSON, PHT_EUNSAFE /
- * PHT_ELIMIT for hostile layers, PHT_EVERIFY when a layer does not match its digest.
+ * PHT_ELIMIT for hostile layers, PHT_EVERIFY when a layer it hashes (see
+ * pht_image_opts) does not match its digest or diff_id.
  */
 PHT_API int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
                            pht_error *err);

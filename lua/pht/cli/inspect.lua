@@ -6,7 +6,7 @@ local runner = require "pht.cli.runner"
 return options.verb {
   name = "inspect",
   summary = "show a train's route, whose turn it is and what verifies",
-  usage = "IMAGE [--json]",
+  usage = "IMAGE [--json] [--verify-layers]",
   args = { "IMAGE" },
   image = true,
   description = [[
@@ -17,6 +17,8 @@ result_signature, the last chain digest against result_hash), and whether the
 image holds plaintext from a pre-run.]],
   options = {
     { name = "json", flag = true, help = "print one JSON object instead of text" },
+    { name = "verify-layers", flag = true,
+      help = "check every layer's digest, not only those of the layers /opt reads" },
     options.shared("tmpdir", { help = "where temporary files go (default: $TMPDIR or /tmp)" }),
   },
   exit_status = "0 everything that can be checked without keys verifies, 1 something does not, "
@@ -25,7 +27,7 @@ image holds plaintext from a pre-run.]],
     local inspect = require "pht.inspect"
     local image, rerr = runner.image_ref(pos[1])
     if not image then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
-    local report, err = inspect.image(image, opts.tmpdir)
+    local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"])
     if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
     if opts.json then
       io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")

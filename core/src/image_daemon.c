@@ -52,7 +52,11 @@
 /* The label of a scratch container: "PID.START@HOST/BOOT" of the process that made it. */
 #define SCRATCH_LABEL "org.pht.libpht.scratch"
 #define SCRATCH_PREFIX "libpht-scratch-"
-/* A test hook: seconds to wait after creating a scratch container (doc/testing.md). */
+/*
+ * A test hook (doc/testing.md): "SECONDS[:FILE]" waits after creating a
+ * scratch container, SECONDS at most and until FILE exists, so a spec can
+ * kill the process or move a tag between create and remove.
+ */
 #define PAUSE_ENV "PHT_TEST_PAUSE_AFTER_CREATE"
 #define VIEW_ROOT "opt"
 
@@ -422,6 +426,16 @@ static int reap_one(void *ud, const pht_docker_container *c, const char *owner)
     return 0;
 }
 
+static void test_pause(void)
+{
+    const char *v = getenv(PAUSE_ENV), *file = v ? strchr(v, ':') : NULL;
+    struct timespec step = {0, 50 * 1000 * 1000};
+    for (long n = v ? 20 * strtol(v, NULL, 10) : 0; n > 0; n--) {
+        if (file && access(file + 1, F_OK) == 0) break;
+        nanosleep(&step, NULL);
+    }
+}
+
 /* Create a never-started container of image id, labelled with its owner; cid gets its id. */
 static int scratch_create(pht_docker *d, const machine *m, const char *id, char *cid,
                           pht_error *err)
@@ -450,8 +464,7 @@ static int scratch_create(pht_docker *d, const machine *m, const char *id, char 
         rc = pht_docker_container_create(d, name, body, cid, err);
     }
     free(body);
-    const char *pause = getenv(PAUSE_ENV);
-    if (rc == 0 && pause && pause[0]) sleep((unsigned)strtoul(pause, NULL, 10));
+    if (rc == 0) test_pause();
     return rc;
 }
 

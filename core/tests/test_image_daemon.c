@@ -159,6 +159,20 @@ static void test_write(void)
     pht_image_layer li;
     CHECK_OK(pht_image_layer_info(again, 1, &li, &err), &err);
     CHECK(li.created_by && strcmp(li.created_by, marker) == 0);
+    /* /opt lands from a scratch container; a reader on it outlives landing every layer */
+    pht_image_reader *r = NULL;
+    size_t got = 0;
+    CHECK_OK(pht_image_open_file(again, "/opt/hello.txt", &r, &err), &err);
+    CHECK(li.size == 0); /* nothing saved for /opt */
+    CHECK(read_all(again, "/etc/passwd", out, sizeof out) > 0);
+    CHECK_OK(pht_image_layer_info(again, 1, &li, &err), &err);
+    CHECK(li.size > 0);
+    if (r) CHECK_OK(pht_image_reader_read(r, out, sizeof out - 1, &got, &err), &err);
+    out[got] = '\0';
+    CHECK(strcmp(out, "hello daemon\n") == 0);
+    pht_image_reader_free(r);
+    CHECK(dt_sh(out, sizeof out, "docker ps -aq --filter label=org.pht.libpht.scratch") == 0);
+    CHECK(out[0] == '\0');
     CHECK_OK(pht_image_writer_new(again, NULL, &w, &err), &err);
     CHECK_OK(pht_image_writer_add_bytes(w, "/opt/second.txt", "2\n", 2, NULL, &err), &err);
     const char *extra[] = {NULL};

@@ -6,6 +6,7 @@
 local helpers = require "helpers"
 local support = require "support"
 local pht = require "pht"
+local S = require "wf_support"
 
 local M = {}
 local q = helpers.q
@@ -69,6 +70,60 @@ function M.containers(prefix)
     if name:sub(1, #prefix) == prefix then list[#list + 1] = name end
   end
   return list
+end
+
+-- The label libpht puts on the containers it creates to read an image's /opt.
+M.SCRATCH_LABEL = "org.pht.libpht.scratch"
+
+-- The scratch containers in the daemon: { {id = ..., pid = owner's pid} }.
+function M.scratch()
+  local out = M.docker("ps -a --no-trunc --filter label=" .. M.SCRATCH_LABEL
+    .. " --format '{{.ID}} {{.Label \"" .. M.SCRATCH_LABEL .. "\"}}'")
+  local list = {}
+  for id, pid in out:gmatch("(%x+) (%d+)%.[^\n]*") do list[#list + 1] = { id = id, pid = tonumber(pid) } end
+  return list
+end
+
+-- The ids of the scratch containers pid made.
+function M.scratch_of(pid)
+  local ids = {}
+  for _, c in ipairs(M.scratch()) do if c.pid == pid then ids[#ids + 1] = c.id end end
+  return ids
+end
+
+-- Start `pht ARGS` in the background with env (a table) and DOCKER_HOST;
+-- returns a job: job.pid, job:wait() -> exit code, stdout, stderr.
+function M.start(args, env)
+  local dir = helpers.tmpdir()
+  local prefix = ""
+  for k, v in pairs(M.env()) do prefix = prefix .. k .. "=" .. q(v) .. " " end
+  for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. q(v) .. " " end
+  helpers.run("( " .. prefix .. q(S.bin) .. " " .. args .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err")
+    .. " </dev/null & echo $! >" .. q(dir .. "/pid") .. "; wait $!; echo $? >" .. q(dir .. "/code")
+    .. " ) >/dev/null 2>&1 </dev/null &")
+  local job = { dir = dir }
+  local function wait_for(file, what)
+    local ok = helpers.sh("for i in $(seq 600); do [ -s " .. q(file) .. " ] && break; sleep 0.1; done; [ -s "
+      .. q(file) .. " ]")
+    assert(ok, "the background pht did not " .. what .. " within 60 s")
+    return helpers.read(file)
+  end
+  job.pid = tonumber(wait_for(dir .. "/pid", "start"):match("%d+"))
+  function job.wait()
+    local code = tonumber(wait_for(dir .. "/code", "end"):match("%d+"))
+    return code, helpers.read(dir .. "/out"), helpers.read(dir .. "/err")
+  end
+  return job
+end
+
+-- Wait (up to 60 s) until process pid has a scratch container; its id.
+function M.wait_scratch(pid)
+  for _ = 1, 600 do
+    local ids = M.scratch_of(pid)
+    if ids[1] then return ids[1] end
+    helpers.sh("sleep 0.1")
+  end
+  error("process " .. pid .. " created no scratch container within 60 s", 2)
 end
 
 -- Remove tags and images, ignoring those already gone.

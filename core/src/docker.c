@@ -1,7 +1,8 @@
 /*
- * The Docker Engine client: ping, version, image inspect/save/load/tag/remove,
- * container listing, over pht_http at API v1.41. Every failure names the
- * call, the daemon's endpoint, and the status and message the daemon gave.
+ * The Docker Engine client: ping, version, image inspect/history/save/load/
+ * tag/remove, containers (list, create, archive of a path, remove), over
+ * pht_http at API v1.41. Every failure names the call, the daemon's
+ * endpoint, and the status and message the daemon gave.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -445,14 +446,17 @@ int pht_docker_prune_image(pht_docker *d, const char *id, int *removed, pht_erro
 
 /* ---- containers ------------------------------------------------------------------ */
 
-int pht_docker_containers(pht_docker *d, int all, const char *filters_json,
-                          pht_docker_container_cb cb, void *ud, pht_error *err)
+/* Each container of GET /containers/json to cb, or with label's value to lcb. */
+static int containers_walk(pht_docker *d, int all, const char *filters_json, const char *label,
+                           pht_docker_container_cb cb, pht_docker_labelled_cb lcb, void *ud,
+                           pht_error *err)
 {
     char *ef = filters_json ? pht_http_escape(filters_json) : NULL;
     if (filters_json && ef == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    cJSON *j = dk_json(d, "GET",
-                       api_path("/containers/json?all=%d%s%s", !!all, ef ? "&filters=" : "", ef ? ef : ""),
-                       "list containers", err);
+    cJSON *j =
+        dk_json(d, "GET",
+                api_path("/containers/json?all=%d%s%s", !!all, ef ? "&filters=" : "", ef ? ef : ""),
+                "list containers", err);
     free(ef);
     if (j == NULL) return err ? err->code : PHT_EHTTP;
     int rc = 0;
@@ -472,8 +476,160 @@ int pht_docker_containers(pht_docker *d, int all, const char *filters_json,
         if (c.image == NULL) c.image = "";
         if (c.image_id == NULL) c.image_id = "";
         if (c.state == NULL) c.state = "";
-        if ((rc = cb(ud, &c)) != 0) break;
+        if (lcb) {
+            cJSON *labels = cJSON_GetObjectItemCaseSensitive(it, "Labels");
+            rc = lcb(ud, &c, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(labels, label)));
+        } else {
+            rc = cb(ud, &c);
+        }
+        if (rc != 0) break;
     }
     cJSON_Delete(j);
     return rc;
+}
+
+int pht_docker_containers(pht_docker *d, int all, const char *filters_json,
+                          pht_docker_container_cb cb, void *ud, pht_error *err)
+{
+    return containers_walk(d, all, filters_json, NULL, cb, NULL, ud, err);
+}
+
+int pht_docker_containers_labelled(pht_docker *d, const char *key, pht_docker_labelled_cb cb,
+                                   void *ud, pht_error *err)
+{
+    if (key == NULL || key[0] == '\0')
+        return pht_error_set(err, PHT_EINVAL, "list containers: no label key");
+    cJSON *f = cJSON_CreateObject(), *arr = f ? cJSON_AddArrayToObject(f, "label") : NULL;
+    char *text = arr && cJSON_AddItemToArray(arr, cJSON_CreateString(key))
+                     ? cJSON_PrintUnformatted(f)
+                     : NULL;
+    cJSON_Delete(f);
+    if (text == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    int rc = containers_walk(d, 1, text, key, NULL, cb, ud, err);
+    free(text);
+    return rc;
+}
+
+/* A call whose answer body the caller does not keep (it went to req's sink, if any). */
+static int dk_send(pht_docker *d, pht_http_request *req, char *path, const char *what,
+                   pht_error *err)
+{
+    pht_http_response resp;
+    int rc = dk_call(d, req, path, &resp, what, err);
+    pht_http_response_clear(&resp);
+    return rc;
+}
+
+/* 1 if s is a container id or name ([A-Za-z0-9][A-Za-z0-9_.-]*), else 0 with err set. */
+static int container_valid(const char *s, pht_error *err)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n > 0 && n <= 255 &&
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n &&
+        strchr("_.-", s[0]) == NULL)
+        return 1;
+    pht_error_set(err, PHT_EINVAL, "\"%.200s\" is not a container id or name", s ? s : "");
+    return 0;
+}
+
+/* GET path as JSON text into *json. */
+static int get_json_text(pht_docker *d, char *path, const char *what, char **json, pht_error *err)
+{
+    *json = NULL;
+    pht_http_request req;
+    pht_http_response resp;
+    pht_http_request_init(&req);
+    req.max_body = DK_JSON_MAX;
+    int rc = dk_call(d, &req, path, &resp, what, err);
+    if (rc == 0 && resp.body == NULL)
+        rc = pht_error_set(err, PHT_EFORMAT, "%s: the Docker daemon at %s sent an empty answer",
+                           what, d->host);
+    if (rc == 0) {
+        *json = resp.body;
+        resp.body = NULL;
+    }
+    pht_http_response_clear(&resp);
+    return rc;
+}
+
+int pht_docker_image_inspect_json(pht_docker *d, const char *name, char **json, pht_error *err)
+{
+    *json = NULL;
+    if (!pht_docker_name_valid(name, err)) return PHT_EINVAL;
+    char what[300];
+    snprintf(what, sizeof what, "inspect image %.200s", name);
+    return get_json_text(d, api_path("/images/%s/json", name), what, json, err);
+}
+
+int pht_docker_image_history_json(pht_docker *d, const char *name, char **json, pht_error *err)
+{
+    *json = NULL;
+    if (!pht_docker_name_valid(name, err)) return PHT_EINVAL;
+    char what[300];
+    snprintf(what, sizeof what, "history of image %.200s", name);
+    return get_json_text(d, api_path("/images/%s/history", name), what, json, err);
+}
+
+int pht_docker_container_create(pht_docker *d, const char *name, const char *config_json, char *id,
+                                pht_error *err)
+{
+    id[0] = '\0';
+    if (!container_valid(name, err)) return PHT_EINVAL;
+    pht_http_request req;
+    pht_http_request_init(&req);
+    req.method = "POST";
+    req.content_type = "application/json";
+    req.body = config_json;
+    req.body_len = strlen(config_json);
+    req.max_body = DK_JSON_MAX;
+    char what[300];
+    snprintf(what, sizeof what, "create container %.200s", name);
+    pht_http_response resp;
+    int rc = dk_call(d, &req, api_path("/containers/create?name=%s", name), &resp, what, err);
+    if (rc == 0) {
+        cJSON *j = resp.body ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "Id"));
+        if (s == NULL || strlen(s) >= PHT_DOCKER_ID_MAX || !container_valid(s, NULL))
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: the daemon's answer has no container Id",
+                               what);
+        else
+            snprintf(id, PHT_DOCKER_ID_MAX, "%s", s);
+        cJSON_Delete(j);
+    }
+    pht_http_response_clear(&resp);
+    return rc;
+}
+
+int pht_docker_container_archive(pht_docker *d, const char *id, const char *path,
+                                 pht_http_sink sink, void *ud, pht_error *err)
+{
+    if (!container_valid(id, err)) return PHT_EINVAL;
+    char *ep = pht_http_escape(path ? path : "");
+    if (ep == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    char what[400];
+    snprintf(what, sizeof what, "archive of %.200s in container %.80s", path ? path : "", id);
+    pht_http_request req;
+    pht_http_request_init(&req);
+    req.sink = sink;
+    req.sink_ud = ud;
+    int rc = dk_send(d, &req, api_path("/containers/%s/archive?path=%s", id, ep), what, err);
+    free(ep);
+    return rc;
+}
+
+int pht_docker_container_archive_fd(pht_docker *d, const char *id, const char *path, int fd,
+                                    pht_error *err)
+{
+    return pht_docker_container_archive(d, id, path, fd_sink, &fd, err);
+}
+
+int pht_docker_container_remove(pht_docker *d, const char *id, pht_error *err)
+{
+    if (!container_valid(id, err)) return PHT_EINVAL;
+    char what[300];
+    snprintf(what, sizeof what, "remove container %.200s", id);
+    pht_http_request req;
+    pht_http_request_init(&req);
+    req.method = "DELETE";
+    return dk_send(d, &req, api_path("/containers/%s?force=1&v=1", id), what, err);
 }

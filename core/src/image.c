@@ -101,6 +101,7 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
     img->refs = 1;
     img->tp = tp;
     img->ref = r;
+    img->view.fd = -1;
     if (opts)
         img->opts = *opts;
     else
@@ -111,7 +112,7 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
     if (img->tmpdir == NULL || (opts && opts->cache_dir && img->cache_dir == NULL))
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0 &&
-             (rc = index_build(img, err)) == 0)
+             img->landed == IMG_LANDED_ALL && (rc = index_build(img, err)) == 0)
         rc = verify_used_layers(img, err);
     if (rc) {
         pht_error_prefix(err, "%.200s", ref);
@@ -129,6 +130,7 @@ void pht_image_free(pht_image *img)
     index_free(&img->index);
     for (size_t i = 0; i < img->nlayers; i++)
         layer_clear(&img->layers[i]);
+    layer_clear(&img->view);
     free(img->layers);
     free(img->manifest);
     free(img->config);
@@ -181,6 +183,20 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
     return 0;
 }
 
+int img_land(pht_image *img, int want, pht_error *err)
+{
+    if (img->landed == IMG_LANDED_ALL || img->landed == want) return 0;
+    if (img->tp->land == NULL)
+        return pht_error_set(err, PHT_ESTATE, "%.200s: the image's layers were not read",
+                             pht_image_ref_string(img->ref));
+    return img->tp->land(img, want, err);
+}
+
+const img_layer *img_layer_at(const pht_image *img, int i)
+{
+    return i < 0 ? &img->view : &img->layers[i];
+}
+
 /* A caller's path ("/opt/x", "opt/x/") in index form; "" is the root. */
 static int norm_user_path(const pht_image *img, const char *path, char **out, pht_error *err)
 {
@@ -206,13 +222,26 @@ static void fill_stat(const img_entry *e, pht_image_stat *st)
 
 static const pht_image_stat root_stat = {.type = PHT_IMAGE_DIR, .mode = 0755, .path = ""};
 
-/* The entry at path (NULL for the root) or PHT_ENOTFOUND. */
-static int lookup(pht_image *img, const char *path, const img_entry **e, char **norm,
+/*
+ * The entry at path (NULL for the root) or PHT_ENOTFOUND, with what it needs
+ * landed: the view for a path in the view's tree, else every layer (for the
+ * root only when subtree, the caller walks it).
+ */
+static int lookup(pht_image *img, const char *path, int subtree, const img_entry **e, char **norm,
                   pht_error *err)
 {
     int rc = norm_user_path(img, path, norm, err);
     if (rc) return rc;
     *e = NULL;
+    if (img->landed != IMG_LANDED_ALL && ((*norm)[0] || subtree)) {
+        const char *root = img->view_root;
+        int in_view = root && (strcmp(*norm, root) == 0 || tarsafe_below(*norm, root));
+        if ((rc = img_land(img, in_view ? IMG_LANDED_VIEW : IMG_LANDED_ALL, err))) {
+            free(*norm);
+            *norm = NULL;
+            return rc;
+        }
+    }
     if ((*norm)[0] == '\0') return 0;
     if ((rc = index_lookup(&img->index, *norm, e)) != 0) {
         rc = rc == PHT_ENOTFOUND
@@ -230,7 +259,7 @@ int pht_image_stat_path(pht_image *img, const char *path, pht_image_stat *st, ph
 {
     const img_entry *e;
     char *norm;
-    int rc = lookup(img, path, &e, &norm, err);
+    int rc = lookup(img, path, 0, &e, &norm, err);
     if (rc) return rc;
     if (e)
         fill_stat(e, st);
@@ -258,7 +287,7 @@ int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_wal
 {
     const img_entry *e;
     char *norm;
-    int rc = lookup(img, dir, &e, &norm, err);
+    int rc = lookup(img, dir, 1, &e, &norm, err);
     if (rc) return rc;
     if (e && e->type != PHT_IMAGE_DIR) {
         rc = pht_error_set(err, PHT_ENOTFOUND, "/%.300s: not a directory", norm);
@@ -284,7 +313,7 @@ struct pht_image_reader {
 
 static int reader_fail(pht_image_reader *r, int code, const char *why, pht_error *err)
 {
-    return tarsafe_fail(err, code, &r->img->layers[r->layer], r->path, "%s",
+    return tarsafe_fail(err, code, img_layer_at(r->img, r->layer), r->path, "%s",
                         why ? why : "read failed");
 }
 
@@ -293,7 +322,7 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
     *out = NULL;
     const img_entry *e;
     char *norm;
-    int rc = lookup(img, path, &e, &norm, err);
+    int rc = lookup(img, path, 0, &e, &norm, err);
     if (rc) return rc;
     if (e == NULL || (e->type != PHT_IMAGE_FILE && e->type != PHT_IMAGE_HARDLINK)) {
         rc = pht_error_set(err, PHT_ENOTFOUND, "/%.300s: not a regular file", norm);
@@ -310,7 +339,7 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
     r->path = norm;
     r->left = e->size;
     r->layer = e->data_layer;
-    const img_layer *l = &img->layers[e->data_layer];
+    const img_layer *l = img_layer_at(img, e->data_layer);
     r->a = layer_tar_open(l, &r->state, err);
     if (r->a == NULL) {
         pht_image_reader_free(r);

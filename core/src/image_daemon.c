@@ -5,10 +5,21 @@
  *   docker-daemon:NAME@sha256:HEX   read
  *   docker-daemon:sha256:HEX        read (an image id)
  *
- * Reading saves the image (GET /images/{name}/get) into an unlinked
- * temporary file and reads that as a docker-archive, so every layer is a
- * byte range of an open file like any other transport's; the config's digest
- * must equal the image id the daemon reported.
+ * Reading asks the engine for what it knows without exporting the image:
+ * the name is resolved to the image id once (GET /images/{name}/json), and
+ * every later call names that id, so a tag that moves meanwhile cannot mix
+ * two images. The diff_ids, the config fields and the history (GET
+ * /images/{id}/history) rebuild the image config; the layers carry no bytes.
+ * What a caller reads lands on demand (image_private.h): the merged /opt as
+ * the tar GET /containers/{id}/archive?path=/opt gives of a container
+ * created for it and never started (removed on every path; labelled with
+ * its owner, so that one a killed process left is removed by the next
+ * read), indexed as one pseudo-layer; anything outside /opt, or a commit
+ * to another transport, lands every layer by saving the image (GET
+ * /images/{id}/get) into an unlinked temporary file read as a
+ * docker-archive, whose config must hash to the id. When the history does
+ * not tell for certain which entries have a layer, the open saves the image
+ * at once, as above.
  *
  * Writing streams a docker-archive straight into POST /images/load, built on
  * the fly 64 KiB at a time: the config, the layers the daemon does not hold
@@ -18,13 +29,17 @@
  * image store looks a layer up by its chain id before it opens the layer's
  * file. docker load moves the tags only once the whole
  * image is in, so a failure leaves them where they were; an image left
- * without a tag by the move is removed when nothing else needs it.
+ * without a tag by the move is removed when nothing else needs it. A retag
+ * of a daemon image tags its id. A commit to the tag the source was read by
+ * fails, writing nothing, when that tag names another image by then.
  * doc/daemon.md says why this path and not containers plus commit.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -33,6 +48,29 @@
 #include "hash_private.h"
 #include "transport_private.h"
 #include "pht/docker.h"
+
+/* The label of a scratch container: "PID.START@HOST/BOOT" of the process that made it. */
+#define SCRATCH_LABEL "org.pht.libpht.scratch"
+#define SCRATCH_PREFIX "libpht-scratch-"
+/*
+ * A test hook (doc/testing.md): "SECONDS[:FILE]" waits after creating a
+ * scratch container, SECONDS at most and until FILE exists, so a spec can
+ * kill the process or move a tag between create and remove.
+ */
+#define PAUSE_ENV "PHT_TEST_PAUSE_AFTER_CREATE"
+#define VIEW_ROOT "opt"
+
+typedef struct dmn {
+    char id[PHT_DOCKER_ID_MAX]; /* every call after the first names this */
+    char *tag;                  /* the NAME[:TAG] read, NULL for an id or digest */
+    int failed[3];              /* by IMG_LANDED_*: a landing that failed, returned again */
+    pht_error why[3];
+} dmn;
+
+static int oom(pht_error *err)
+{
+    return pht_error_set(err, PHT_ENOMEM, "out of memory");
+}
 
 /* ---- references ----------------------------------------------------------------- */
 
@@ -47,50 +85,522 @@ static int dest_name(const pht_image_ref *ref, char **out, pht_error *err)
     return img_ref_image_name(ref, out, err);
 }
 
+/* 1 if two NAME[:TAG] name the same tag (a bare NAME is NAME:latest). */
+static int same_tag(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    int ta = img_ref_has_tag(a), tb = img_ref_has_tag(b);
+    if (ta == tb) return strcmp(a, b) == 0;
+    if (ta) return same_tag(b, a);
+    return lb == la + 7 && strncmp(a, b, la) == 0 && strcmp(b + la, ":latest") == 0;
+}
+
+/* The id of an image, whatever transport read it: the digest of its config. */
+static int image_id(const pht_image *img, char *id, pht_error *err)
+{
+    if (img->tp == &img_docker_daemon) {
+        snprintf(id, IMG_DIGEST_MAX, "%s", ((const dmn *)img->tpdata)->id);
+        return 0;
+    }
+    return hash_sha256_buf(img->config, img->config_len, id, err);
+}
+
+/* ---- saving the whole image --------------------------------------------------------- */
+
+/* Save image id into an unlinked temporary file; *fd open on it. */
+static int save_tmp(pht_docker *d, const char *tmpdir, const char *id, int *fd, pht_error *err)
+{
+    int rc = fs_tmp_anon(tmpdir, fd, err);
+    if (rc == 0 && (rc = pht_docker_image_save_fd(d, id, *fd, err)) == PHT_EIO)
+        pht_error_prefix(err, "temporary file in %s", tmpdir);
+    return rc;
+}
+
+/* The docker-archive reference of an open file (reachable through /proc while it is open). */
+static void fd_ref(int fd, char *out, size_t cap)
+{
+    snprintf(out, cap, "docker-archive:/proc/self/fd/%d", fd);
+}
+
+static int check_saved_config(const pht_image *img, const char *id, pht_error *err)
+{
+    char digest[IMG_DIGEST_MAX];
+    int rc = hash_sha256_buf(img->config, img->config_len, digest, err);
+    if (rc == 0 && strcmp(digest, id) != 0)
+        rc = pht_error_set(err, PHT_EVERIFY, "the daemon saved image %s with config digest %s", id,
+                           digest);
+    return rc;
+}
+
+/* Read image id as the daemon saves it: layers, config and manifest straight into img. */
+static int open_saved(pht_image *img, pht_docker *d, const char *id, pht_error *err)
+{
+    int fd = -1;
+    char path[64];
+    pht_image_ref *saved = NULL;
+    int rc = save_tmp(d, img->tmpdir, id, &fd, err);
+    if (rc == 0) {
+        fd_ref(fd, path, sizeof path);
+        if ((rc = pht_image_ref_parse(path, 0, &saved, err)) ||
+            (rc = img_docker_archive.open(img, saved, err)))
+            pht_error_prefix(err, "the daemon's archive of %s", id);
+    }
+    if (rc == 0) rc = check_saved_config(img, id, err);
+    if (fd >= 0) close(fd);
+    pht_image_ref_free(saved);
+    return rc;
+}
+
+/* ---- the config from the engine's answers ----------------------------------------- */
+
+static cJSON *item(const cJSON *o, const char *key)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, key);
+}
+
+/* Copy the string from[fkey] to to[key]; an empty one only when keep_empty. */
+static void put_str(cJSON *to, const char *key, const cJSON *from, const char *fkey, int keep_empty)
+{
+    const char *v = cJSON_GetStringValue(item(from, fkey));
+    if (v && (v[0] || keep_empty)) cJSON_AddStringToObject(to, key, v);
+}
+
+/*
+ * The config's history from GET /images/{id}/history (newest first): created,
+ * created_by and comment of each entry, oldest first, with empty_layer where
+ * the entry has no layer. The Engine gives no such flag, only each entry's
+ * layer size: 0 for an entry without a layer, but also for a layer of only
+ * directories or empty files, and above 0 only for a layer. So the flags are
+ * certain when no size is 0 (every entry has a layer), or when as many sizes
+ * are above 0 as the image has layers (no 0 can be a layer then); otherwise
+ * NULL, and the caller reads the config itself.
+ */
+static cJSON *history_of(const cJSON *h, size_t nlayers)
+{
+    size_t sized = 0, zero = 0;
+    const cJSON *it;
+    if (!cJSON_IsArray(h)) return NULL;
+    cJSON_ArrayForEach(it, h)
+    {
+        const cJSON *sz = item(it, "Size");
+        if (!cJSON_IsNumber(sz) || sz->valuedouble < 0) return NULL;
+        if (sz->valuedouble > 0)
+            sized++;
+        else
+            zero++;
+    }
+    if (sized > nlayers || (zero > 0 && sized != nlayers)) return NULL;
+    cJSON *out = cJSON_CreateArray();
+    for (int i = cJSON_GetArraySize(h) - 1; out && i >= 0; i--) {
+        const cJSON *e = cJSON_GetArrayItem(h, i), *created = item(e, "Created");
+        cJSON *x = cJSON_CreateObject();
+        if (x == NULL || !cJSON_AddItemToArray(out, x)) {
+            cJSON_Delete(x);
+            cJSON_Delete(out);
+            return NULL;
+        }
+        char when[40] = "1970-01-01T00:00:00Z";
+        time_t t = cJSON_IsNumber(created) ? (time_t)created->valuedouble : 0;
+        struct tm tm;
+        if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        cJSON_AddStringToObject(x, "created", when);
+        put_str(x, "created_by", e, "CreatedBy", 0);
+        put_str(x, "comment", e, "Comment", 0);
+        if (item(e, "Size")->valuedouble == 0) cJSON_AddTrueToObject(x, "empty_layer");
+    }
+    return out;
+}
+
+/*
+ * A copy of the runtime config object o without the members the Engine fills
+ * with zero values (null, false, ""), which mean what their absence means.
+ */
+static cJSON *runtime_config(const cJSON *o)
+{
+    cJSON *c = cJSON_Duplicate(o, 1), *it = c ? c->child : NULL;
+    while (it) {
+        cJSON *next = it->next;
+        if (cJSON_IsNull(it) || cJSON_IsFalse(it) ||
+            (cJSON_IsString(it) && it->valuestring[0] == '\0'))
+            cJSON_Delete(cJSON_DetachItemViaPointer(c, it));
+        it = next;
+    }
+    return c;
+}
+
+/*
+ * The image config rebuilt from the inspect answer ij: every field the Engine
+ * shows (architecture, variant, os, os.version, created, author, comment,
+ * container, container_config, docker_version, config), the history given
+ * and the diff_ids. Not the bytes the daemon holds, so not the image id's preimage.
+ */
+static char *rebuild_config(const cJSON *ij, cJSON *history, const cJSON *diffs)
+{
+    cJSON *c = cJSON_CreateObject(), *rootfs = cJSON_CreateObject();
+    char *text = NULL;
+    if (c == NULL || rootfs == NULL) {
+        cJSON_Delete(history);
+        goto done;
+    }
+    put_str(c, "architecture", ij, "Architecture", 1);
+    put_str(c, "variant", ij, "Variant", 0);
+    put_str(c, "os", ij, "Os", 1);
+    put_str(c, "os.version", ij, "OsVersion", 0);
+    put_str(c, "created", ij, "Created", 0);
+    put_str(c, "author", ij, "Author", 0);
+    put_str(c, "comment", ij, "Comment", 0);
+    put_str(c, "container", ij, "Container", 0);
+    const cJSON *cc = item(ij, "ContainerConfig"), *run = item(ij, "Config");
+    if (cJSON_IsObject(cc) && cJSON_GetObjectItemCaseSensitive(c, "container"))
+        cJSON_AddItemToObject(c, "container_config", runtime_config(cc));
+    put_str(c, "docker_version", ij, "DockerVersion", 0);
+    if (cJSON_IsObject(run)) cJSON_AddItemToObject(c, "config", runtime_config(run));
+    cJSON_AddItemToObject(c, "history", history);
+    cJSON_AddStringToObject(rootfs, "type", "layers");
+    cJSON_AddItemToObject(rootfs, "diff_ids", cJSON_Duplicate(diffs, 1));
+    cJSON_AddItemToObject(c, "rootfs", rootfs);
+    rootfs = NULL;
+    text = cJSON_PrintUnformatted(c);
+done:
+    cJSON_Delete(rootfs);
+    cJSON_Delete(c);
+    return text;
+}
+
+/* The manifest.json entry `docker save` would write for the image: Config, RepoTags, Layers. */
+static char *rebuild_manifest(const char *id, const cJSON *tags, const pht_image *img)
+{
+    char name[IMG_DIGEST_MAX + 16];
+    cJSON *m = cJSON_CreateObject(), *layers = cJSON_CreateArray();
+    snprintf(name, sizeof name, "%s.json", id + 7);
+    cJSON_AddStringToObject(m, "Config", name);
+    cJSON_AddItemToObject(m, "RepoTags",
+                          cJSON_IsArray(tags) ? cJSON_Duplicate(tags, 1) : cJSON_CreateArray());
+    for (size_t i = 0; i < img->nlayers; i++) {
+        snprintf(name, sizeof name, "%s.tar", img->layers[i].diff_id + 7);
+        cJSON_AddItemToArray(layers, cJSON_CreateString(name));
+    }
+    cJSON_AddItemToObject(m, "Layers", layers);
+    char *text = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    return text;
+}
+
+/* img->layers from the diff_ids, without bytes: plain tars, as the daemon would save them. */
+static int layers_of(pht_image *img, const cJSON *diffs, pht_error *err)
+{
+    int n = cJSON_GetArraySize(diffs);
+    if (!cJSON_IsArray(diffs))
+        return pht_error_set(err, PHT_EFORMAT, "the daemon reports no RootFS.Layers");
+    if ((img->layers = calloc((size_t)n + 1, sizeof *img->layers)) == NULL) return oom(err);
+    for (int i = 0; i < n; i++) {
+        const char *d = cJSON_GetStringValue(cJSON_GetArrayItem(diffs, i));
+        img_layer *l = &img->layers[i];
+        l->fd = -1;
+        img->nlayers++;
+        if (!hash_sha256_valid(d))
+            return pht_error_set(err, PHT_EFORMAT, "the daemon reports layer %d as \"%.100s\"", i,
+                                 d ? d : "");
+        snprintf(l->diff_id, sizeof l->diff_id, "%s", d);
+        snprintf(l->digest, sizeof l->digest, "%s", d);
+        snprintf(l->media_type, sizeof l->media_type, "%s", layer_media_type(IMG_COMP_NONE));
+        l->compression = IMG_COMP_NONE;
+    }
+    return 0;
+}
+
 /* ---- reading --------------------------------------------------------------------- */
 
 static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
-    char *name = NULL;
+    char *name = NULL, *text = NULL;
     pht_docker *d = NULL;
-    pht_docker_image_info info = {0};
-    pht_image_ref *saved = NULL;
-    int fd = -1, rc;
-    if ((rc = img_ref_image_name(ref, &name, err)) || (rc = pht_docker_open(&d, NULL, err)) ||
-        (rc = pht_docker_image_inspect(d, name, &info, err)) ||
-        (rc = fs_tmp_anon(img->tmpdir, &fd, err)))
+    cJSON *ij = NULL, *hj = NULL, *history = NULL;
+    dmn *st = calloc(1, sizeof *st);
+    img->tpdata = st;
+    int rc = st ? 0 : oom(err);
+    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = pht_docker_open(&d, NULL, err)) ||
+        (rc = pht_docker_image_inspect_json(d, name, &text, err)))
         goto done;
-    if ((rc = pht_docker_image_save_fd(d, name, fd, err))) {
-        if (rc == PHT_EIO) pht_error_prefix(err, "temporary file in %s", img->tmpdir);
-        goto done;
-    }
-    /* The archive transport opens by path; the unlinked file stays reachable through /proc. */
-    char path[64];
-    snprintf(path, sizeof path, "docker-archive:/proc/self/fd/%d", fd);
-    if ((rc = pht_image_ref_parse(path, 0, &saved, err)) ||
-        (rc = img_docker_archive.open(img, saved, err))) {
-        pht_error_prefix(err, "the daemon's archive of %s", name);
+    const char *id;
+    if ((ij = json_parse(text, "the daemon's image inspect", err)) == NULL) {
+        rc = PHT_EFORMAT;
         goto done;
     }
-    char digest[IMG_DIGEST_MAX];
-    if ((rc = hash_sha256_buf(img->config, img->config_len, digest, err))) goto done;
-    if (strcmp(digest, info.id) != 0)
-        rc = pht_error_set(err, PHT_EVERIFY,
-                           "the daemon saved %s with config digest %s, but its image id is %s "
-                           "(did the tag move meanwhile?)",
-                           name, digest, info.id);
+    if (!hash_sha256_valid(id = cJSON_GetStringValue(item(ij, "Id")))) {
+        rc = pht_error_set(err, PHT_EFORMAT,
+                           "inspect image %s: the daemon's answer has no image Id", name);
+        goto done;
+    }
+    snprintf(st->id, sizeof st->id, "%s", id);
+    if (pht_image_ref_digest(ref) == NULL && (st->tag = strdup(name)) == NULL) {
+        rc = oom(err);
+        goto done;
+    }
+    const cJSON *diffs = item(item(ij, "RootFS"), "Layers");
+    free(text);
+    text = NULL;
+    pht_error e;
+    if (pht_docker_image_history_json(d, st->id, &text, &e) == 0 && (hj = cJSON_Parse(text)))
+        history = history_of(hj, (size_t)cJSON_GetArraySize(diffs));
+    if (history == NULL) { /* the config is not certain without its bytes */
+        rc = open_saved(img, d, st->id, err);
+        goto done;
+    }
+    if ((rc = layers_of(img, diffs, err))) {
+        cJSON_Delete(history);
+        goto done;
+    }
+    img->config = rebuild_config(ij, history, diffs);
+    img->manifest = rebuild_manifest(st->id, item(ij, "RepoTags"), img);
+    if (img->config == NULL || img->manifest == NULL) {
+        rc = oom(err);
+        goto done;
+    }
+    img->config_len = strlen(img->config);
+    img->landed = IMG_LANDED_NONE;
+    img->view_root = VIEW_ROOT;
 done:
-    if (fd >= 0) close(fd);
-    pht_image_ref_free(saved);
-    pht_docker_image_info_clear(&info);
+    cJSON_Delete(ij);
+    cJSON_Delete(hj);
+    free(text);
     pht_docker_free(d);
     free(name);
     return rc;
 }
 
+/* ---- scratch containers ------------------------------------------------------------- */
+
+/* The start time of process pid (clock ticks after boot, field 22 of /proc/PID/stat); 0 if gone. */
+static unsigned long long proc_start(long pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) return 0;
+    char *got = fgets(line, sizeof line, f);
+    fclose(f);
+    char *p = got ? strrchr(line, ')') : NULL; /* the command may hold spaces and ')' */
+    for (int field = 2; p && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* This machine: its host name and boot id. */
+typedef struct machine {
+    char host[256], boot[64];
+} machine;
+
+static void this_machine(machine *m)
+{
+    if (gethostname(m->host, sizeof m->host) != 0) snprintf(m->host, sizeof m->host, "-");
+    m->host[sizeof m->host - 1] = '\0';
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (f == NULL || fgets(m->boot, sizeof m->boot, f) == NULL)
+        snprintf(m->boot, sizeof m->boot, "-");
+    if (f) fclose(f);
+    m->boot[strcspn(m->boot, "\n")] = '\0';
+}
+
+typedef struct reaper {
+    pht_docker *d;
+    machine m;
+} reaper;
+
+/* Remove a scratch container whose owner is gone: same host, and another boot or no such process.
+ */
+static int reap_one(void *ud, const pht_docker_container *c, const char *owner)
+{
+    reaper *r = ud;
+    long pid;
+    unsigned long long start;
+    int at = 0;
+    if (owner == NULL || sscanf(owner, "%ld.%llu@%n", &pid, &start, &at) != 2 || at == 0) return 0;
+    const char *host = owner + at, *slash = strrchr(host, '/');
+    if (slash == NULL || (size_t)(slash - host) != strlen(r->m.host) ||
+        strncmp(host, r->m.host, (size_t)(slash - host)) != 0)
+        return 0; /* another machine's: it cannot be told whether its owner lives */
+    if (strcmp(slash + 1, r->m.boot) == 0 && proc_start(pid) == start) return 0;
+    pht_error e;
+    pht_docker_container_remove(r->d, c->id, &e); /* gone meanwhile is fine */
+    return 0;
+}
+
+static void test_pause(void)
+{
+    const char *v = getenv(PAUSE_ENV), *file = v ? strchr(v, ':') : NULL;
+    struct timespec step = {0, 50 * 1000 * 1000};
+    for (long n = v ? 20 * strtol(v, NULL, 10) : 0; n > 0; n--) {
+        if (file && access(file + 1, F_OK) == 0) break;
+        nanosleep(&step, NULL);
+    }
+}
+
+/* Create a never-started container of image id, labelled with its owner; cid gets its id. */
+static int scratch_create(pht_docker *d, const machine *m, const char *id, char *cid,
+                          pht_error *err)
+{
+    char owner[400], name[96];
+    snprintf(owner, sizeof owner, "%ld.%llu@%s/%s", (long)getpid(), proc_start((long)getpid()),
+             m->host, m->boot);
+    cJSON *c = cJSON_CreateObject(), *labels = cJSON_AddObjectToObject(c, "Labels");
+    cJSON *entry = cJSON_AddArrayToObject(c, "Entrypoint");
+    cJSON *host = cJSON_AddObjectToObject(c, "HostConfig");
+    cJSON_AddStringToObject(c, "Image", id);
+    cJSON_AddItemToArray(entry, cJSON_CreateString("/" SCRATCH_PREFIX "never-started"));
+    cJSON_AddStringToObject(c, "WorkingDir", "/");
+    cJSON_AddTrueToObject(c, "NetworkDisabled");
+    cJSON_AddStringToObject(labels, SCRATCH_LABEL, owner);
+    cJSON_AddStringToObject(host, "NetworkMode", "none");
+    char *body = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    if (body == NULL) return oom(err);
+    int rc = PHT_ESTATE;
+    for (int attempt = 0; attempt < 3 && rc == PHT_ESTATE; attempt++) { /* a name taken: another */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(name, sizeof name, SCRATCH_PREFIX "%ld-%llx", (long)getpid(),
+                 (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+        rc = pht_docker_container_create(d, name, body, cid, err);
+    }
+    free(body);
+    if (rc == 0) test_pause();
+    return rc;
+}
+
+/* The tree at the view's root must be a directory. */
+static int check_view(const pht_image *img, const char *id, pht_error *err)
+{
+    long at = index_find(&img->index, VIEW_ROOT);
+    const img_entry *e = at >= 0 ? img->index.v[at] : NULL;
+    if (e && e->type == PHT_IMAGE_DIR) return 0;
+    if (e && e->type == PHT_IMAGE_SYMLINK)
+        return pht_error_set(err, PHT_EFORMAT,
+                             "/" VIEW_ROOT
+                             " is a symlink to \"%.300s\" in image %s; a train's /" VIEW_ROOT
+                             " is a directory",
+                             e->link, id);
+    return pht_error_set(err, PHT_EFORMAT, "/" VIEW_ROOT " is not a directory in image %s", id);
+}
+
+/* Land the merged /opt: the archive of a scratch container, removed on every path. */
+static int land_view(pht_image *img, const dmn *st, pht_error *err)
+{
+    reaper r = {0};
+    char cid[PHT_DOCKER_ID_MAX] = "";
+    int fd = -1;
+    this_machine(&r.m);
+    int rc = pht_docker_open(&r.d, NULL, err);
+    if (rc == 0) {
+        pht_error e;
+        pht_docker_containers_labelled(r.d, SCRATCH_LABEL, reap_one, &r, &e);
+        rc = scratch_create(r.d, &r.m, st->id, cid, err);
+    }
+    if (rc == 0 && (rc = fs_tmp_anon(img->tmpdir, &fd, err)) == 0) {
+        rc = pht_docker_container_archive_fd(r.d, cid, "/" VIEW_ROOT, fd, err);
+        if (rc == PHT_ENOTFOUND) pht_error_prefix(err, "image %s has no /" VIEW_ROOT, st->id);
+        if (rc == PHT_EIO) pht_error_prefix(err, "temporary file in %s", img->tmpdir);
+    }
+    if (cid[0]) {
+        pht_error e; /* gone already, or left to the next read to remove */
+        pht_docker_container_remove(r.d, cid, &e);
+    }
+    pht_docker_free(r.d);
+    struct stat sb;
+    if (rc == 0 && fstat(fd, &sb) != 0)
+        rc = pht_error_set(err, PHT_EIO, "temporary file in %s: %s", img->tmpdir, strerror(errno));
+    if (rc == 0) {
+        img->view = (img_layer){.fd = fd, .length = (uint64_t)sb.st_size};
+        snprintf(img->view.digest, sizeof img->view.digest, "%s", st->id);
+        fd = -1;
+        if ((rc = index_build_view(img, err)) == 0) rc = check_view(img, st->id, err);
+        if (rc) {
+            index_free(&img->index);
+            layer_clear(&img->view);
+        }
+    }
+    if (fd >= 0) close(fd);
+    if (rc == 0) img->landed = IMG_LANDED_VIEW;
+    return rc;
+}
+
+/* Land every layer: save the image, check it is the one the daemon reported, take its layers. */
+static int land_all(pht_image *img, const dmn *st, pht_error *err)
+{
+    pht_docker *d = NULL;
+    pht_image *full = NULL;
+    int fd = -1;
+    char path[64];
+    int rc = pht_docker_open(&d, NULL, err);
+    if (rc == 0) rc = save_tmp(d, img->tmpdir, st->id, &fd, err);
+    if (rc == 0) {
+        fd_ref(fd, path, sizeof path);
+        if ((rc = pht_image_open(&full, path, &img->opts, err)))
+            pht_error_prefix(err, "the daemon's archive of %s", st->id);
+    }
+    if (rc == 0) rc = check_saved_config(full, st->id, err);
+    if (rc == 0 && full->nlayers != img->nlayers)
+        rc = pht_error_set(err, PHT_EVERIFY, "the daemon saved image %s with %zu layers, not %zu",
+                           st->id, full->nlayers, img->nlayers);
+    for (size_t i = 0; rc == 0 && i < img->nlayers; i++) {
+        const img_layer *a = &img->layers[i], *b = &full->layers[i];
+        if (strcmp(a->diff_id, b->diff_id) != 0 ||
+            strcmp(a->created_by ? a->created_by : "", b->created_by ? b->created_by : "") ||
+            strcmp(a->comment ? a->comment : "", b->comment ? b->comment : ""))
+            rc = pht_error_set(err, PHT_EVERIFY,
+                               "layer %zu of image %s as the daemon saved it differs from what it "
+                               "reported",
+                               i, st->id);
+    }
+    for (size_t i = 0; rc == 0 && i < img->nlayers; i++) {
+        img_layer *to = &img->layers[i], *from = &full->layers[i];
+        to->fd = from->fd;
+        from->fd = -1;
+        to->offset = from->offset;
+        to->length = from->length;
+        to->compression = from->compression;
+        to->diff_size = from->diff_size;
+        to->digest_known = from->digest_known;
+        to->verified = from->verified;
+        to->holds_opt = from->holds_opt;
+        memcpy(to->digest, from->digest, sizeof to->digest);
+        memcpy(to->media_type, from->media_type, sizeof to->media_type);
+    }
+    if (rc == 0) {
+        index_free(&img->index); /* a view's: its layer stays for the readers on it */
+        img->index = full->index;
+        full->index = (img_index){0};
+        img->landed = IMG_LANDED_ALL;
+    }
+    if (fd >= 0) close(fd);
+    pht_image_free(full);
+    pht_docker_free(d);
+    return rc;
+}
+
+/* Land what want names; a failure is kept and returned again rather than retried. */
+static int dmn_land(pht_image *img, int want, pht_error *err)
+{
+    dmn *st = img->tpdata;
+    if (!st->failed[want]) {
+        pht_error e = {0};
+        int rc = want == IMG_LANDED_VIEW ? land_view(img, st, &e) : land_all(img, st, &e);
+        if (rc == 0) return 0;
+        if (e.code == 0) pht_error_set(&e, rc, "failed");
+        pht_error_prefix(&e, "%.200s", pht_image_ref_string(img->ref));
+        st->why[want] = e;
+        st->failed[want] = 1;
+    }
+    if (err) *err = st->why[want];
+    return st->why[want].code;
+}
+
 static void dmn_close(pht_image *img)
 {
-    (void)img;
+    dmn *st = img->tpdata;
+    if (st) free(st->tag);
+    free(st);
+    img->tpdata = NULL;
 }
 
 static int dmn_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_error *err)
@@ -100,7 +610,7 @@ static int dmn_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_
     if (rc == 0 && (*tag = strdup(*where)) == NULL) {
         free(*where);
         *where = NULL;
-        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        rc = oom(err);
     }
     return rc;
 }
@@ -360,8 +870,7 @@ static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_im
     char id[IMG_DIGEST_MAX];
     pht_docker_image_info base;
     pht_error e;
-    if (best < p->nlayers && p->base && p->base->config &&
-        hash_sha256_buf(p->base->config, p->base->config_len, id, &e) == 0 &&
+    if (best < p->nlayers && p->base && p->base->config && image_id(p->base, id, &e) == 0 &&
         pht_docker_image_inspect(d, id, &base, &e) == 0) {
         size_t k = shared_prefix(p, &base);
         if (k > best) best = k;
@@ -414,6 +923,50 @@ static void restore_tags(pht_docker *d, char **tags, const pht_docker_image_info
     }
 }
 
+/*
+ * A commit to the tag the source was read by: that tag must still name the
+ * image read, or nothing is written (someone moved or removed it meanwhile).
+ */
+static int check_in_place(const img_plan *p, char **tags, const pht_docker_image_info *old,
+                          pht_error *err)
+{
+    const dmn *st = p->src && p->src->tp == &img_docker_daemon ? p->src->tpdata : NULL;
+    for (size_t i = 0; st && st->tag && i < p->ntags; i++) {
+        if (!same_tag(tags[i], st->tag) || strcmp(old[i].id, st->id) == 0) continue;
+        if (old[i].id[0] == '\0')
+            return pht_error_set(err, PHT_ESTATE,
+                                 "%s was read as image %s and has been removed since; nothing "
+                                 "written",
+                                 tags[i], st->id);
+        return pht_error_set(err, PHT_ESTATE,
+                             "%s was read as image %s but names %s now; nothing written", tags[i],
+                             st->id, old[i].id);
+    }
+    return 0;
+}
+
+/* The layers the load sends must have bytes: land those of a base read without them. */
+static int land_unsent(const img_plan *p, size_t known, pht_error *err)
+{
+    for (size_t i = known; i < p->nlayers; i++) {
+        if (p->layers[i]->fd >= 0) continue;
+        int rc = p->base ? img_land(p->base, IMG_LANDED_ALL, err) : 0;
+        if (rc) return rc;
+        if (p->layers[i]->fd < 0)
+            return pht_error_set(err, PHT_ESTATE, "layer %s has no bytes to send",
+                                 p->layers[i]->diff_id);
+    }
+    return 0;
+}
+
+static int tag_all(pht_docker *d, const char *id, char **tags, size_t n, pht_error *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = pht_docker_image_tag(d, id, tags[i], err);
+    return rc;
+}
+
 static int dmn_commit(const char *where, const img_plan *p, pht_error *err)
 {
     (void)where; /* the first of p->tags */
@@ -428,30 +981,42 @@ static int dmn_commit(const char *where, const img_plan *p, pht_error *err)
         if (rc == PHT_ENOTFOUND) rc = 0;
         if (rc) goto done;
     }
-    size_t known = known_layers(d, p, old, p->ntags);
-    if ((rc = gen_init(&g, p, (const char *const *)tags, p->ntags, known, err))) goto done;
-    if ((rc = pht_docker_image_load(d, gen_read, &g, NULL, err))) {
-        /* a daemon that stored the image before it failed keeps it untagged: drop it */
-        pht_docker_prune_image(d, p->config_digest, NULL, NULL);
-        goto done;
+    if ((rc = check_in_place(p, tags, old, err))) goto done;
+    /* a daemon image unchanged: tag its id (its config here is rebuilt, not its bytes) */
+    int retag = p->retag && p->src && p->src->tp == &img_docker_daemon;
+    char new_id[IMG_DIGEST_MAX];
+    snprintf(new_id, sizeof new_id, "%s",
+             retag ? ((const dmn *)p->src->tpdata)->id : p->config_digest);
+    if (retag) {
+        rc = tag_all(d, new_id, tags, p->ntags, err);
+    } else {
+        size_t known = known_layers(d, p, old, p->ntags);
+        if ((rc = land_unsent(p, known, err)) ||
+            (rc = gen_init(&g, p, (const char *const *)tags, p->ntags, known, err)))
+            goto done;
+        if ((rc = pht_docker_image_load(d, gen_read, &g, NULL, err))) {
+            /* a daemon that stored the image before it failed keeps it untagged: drop it */
+            pht_docker_prune_image(d, new_id, NULL, NULL);
+            goto done;
+        }
     }
-    /* docker load moved the tags; check they name the image just written */
+    /* the tags moved; check they name the image just written */
     for (size_t i = 0; i < p->ntags && rc == 0; i++) {
         pht_docker_image_info now;
         if ((rc = pht_docker_image_inspect(d, tags[i], &now, err))) break;
-        if (strcmp(now.id, p->config_digest) != 0)
-            rc = pht_error_set(err, PHT_EVERIFY, "after the load %s names %s, not the new image %s",
-                               tags[i], now.id, p->config_digest);
+        if (strcmp(now.id, new_id) != 0)
+            rc = pht_error_set(err, PHT_EVERIFY, "after the %s %s names %s, not the new image %s",
+                               retag ? "tag" : "load", tags[i], now.id, new_id);
         pht_docker_image_info_clear(&now);
     }
     if (rc) {
-        restore_tags(d, tags, old, p->ntags, p->config_digest);
-        pht_docker_prune_image(d, p->config_digest, NULL, NULL);
+        restore_tags(d, tags, old, p->ntags, new_id);
+        if (!retag) pht_docker_prune_image(d, new_id, NULL, NULL);
         goto done;
     }
     /* the images the tags named before, now without a tag, go when nothing needs them */
     for (size_t i = 0; i < p->ntags; i++)
-        if (old[i].id[0] && strcmp(old[i].id, p->config_digest) != 0)
+        if (old[i].id[0] && strcmp(old[i].id, new_id) != 0)
             pht_docker_prune_image(d, old[i].id, NULL, NULL);
 done:
     gen_free(&g);
@@ -467,6 +1032,7 @@ done:
 
 const img_transport img_docker_daemon = {
     .open = dmn_open,
+    .land = dmn_land,
     .close = dmn_close,
     .dest_tag = dmn_dest_tag,
     .commit = dmn_commit,

@@ -330,7 +330,7 @@ static int x_file(xctx *x, const xfile *f, x_source src, void *sud, int spool_fd
         const char *why = NULL;
         la_ssize_t n = src(sud, x->buf, left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE, &why);
         if (n <= 0) {
-            rc = tarsafe_fail(x->err, PHT_EFORMAT, &x->img->layers[e->data_layer], e->path, "%s",
+            rc = tarsafe_fail(x->err, PHT_EFORMAT, img_layer_at(x->img, e->data_layer), e->path, "%s",
                               n < 0 && why ? why : "content ends early");
             break;
         }
@@ -395,7 +395,7 @@ static int x_files(xctx *x)
     int rc = 0;
     for (size_t i = 0; i < x->fn && rc == 0;) {
         int li = x->f[i].e->data_layer;
-        const img_layer *l = &x->img->layers[li];
+        const img_layer *l = img_layer_at(x->img, li);
         void *state;
         struct archive *a = layer_tar_open(l, &state, x->err);
         if (a == NULL) return x->err ? x->err->code : PHT_EFORMAT;

@@ -4,6 +4,11 @@
  * pht_image holds its parsed reference, its transport, the manifest and
  * config text, the layers as blob ranges of open files, and the
  * merged-filesystem index. Not installed.
+ *
+ * A transport may open an image without its layers' bytes (docker-daemon:
+ * the config and the diff_ids come from the engine) and land them on
+ * demand: the merged tree below view_root as one pseudo-layer (view), which
+ * the index then holds alone, or every layer.
  */
 #ifndef PHT_IMAGE_PRIVATE_H
 #define PHT_IMAGE_PRIVATE_H
@@ -19,6 +24,13 @@
 
 typedef struct img_transport img_transport;
 
+/* How much of an image is landed: what its index covers, whether its layers have bytes. */
+enum {
+    IMG_LANDED_ALL = 0, /* every layer, indexed (what most transports land at open) */
+    IMG_LANDED_NONE,    /* no layer bytes; the index is empty */
+    IMG_LANDED_VIEW     /* the index holds view_root's tree, read from view; layers have no bytes */
+};
+
 struct pht_image {
     int refs;
     const img_transport *tp;
@@ -32,7 +44,10 @@ struct pht_image {
     img_layer *layers;
     size_t nlayers;
     img_index index;
-    void *tpdata; /* the transport's own state */
+    int landed;            /* IMG_LANDED_* */
+    const char *view_root; /* the tree a view holds ("opt"), when landed is not ALL */
+    img_layer view;        /* index entries of layer -1 live here; fd -1 when none */
+    void *tpdata;          /* the transport's own state */
 };
 
 /* A new image as a commit writes it: layers bottom first, config text. */
@@ -49,13 +64,24 @@ typedef struct img_plan {
        its config, oci: its index.json descriptor), dropped when left without names */
     const char *replaces;
     int keep_unreferenced; /* oci: skip removing unreferenced blobs */
-    const pht_image *base; /* the image the leading layers come from */
+    pht_image *base;       /* the image the leading layers come from (landed on demand) */
+    const pht_image *src;  /* the image the writer started from */
+    int retag;             /* config and layers are src's, unchanged */
 } img_plan;
 
 void img_retain(pht_image *img);
 
 /* Parse the config's history into layers[i].created_by/comment. */
 int img_apply_history(pht_image *img, pht_error *err);
+
+/*
+ * Land what a request needs (want: IMG_LANDED_VIEW or IMG_LANDED_ALL); 0 at
+ * once when it is there. A transport that cannot land it says why.
+ */
+int img_land(pht_image *img, int want, pht_error *err);
+
+/* The layer an index entry names (data_layer, layer): -1 is the view. */
+const img_layer *img_layer_at(const pht_image *img, int i);
 
 /* ---- the runtime config a writer sets (image_config.c) -------------------- */
 /*

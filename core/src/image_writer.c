@@ -539,7 +539,7 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
         pht_image_ref_free(dest);
         return PHT_EINVAL;
     }
-    const pht_image *b = w->base ? w->base : w->src;
+    pht_image *b = w->base ? w->base : w->src;
     size_t keep = w->keep < 0 ? b->nlayers : (size_t)w->keep;
     img_layer nl = {.fd = -1, .compression = IMG_COMP_NONE};
     int has_new = w->nentries > 0;
@@ -564,9 +564,14 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     for (size_t i = 0; i < keep; i++)
         layers[i] = &b->layers[i];
     if (has_new) layers[keep] = &nl;
-    img_plan plan = {
-        .layers = layers, .nlayers = keep + (has_new ? 1 : 0), .opts = &w->src->opts, .base = b};
+    img_plan plan = {.layers = layers,
+                     .nlayers = keep + (has_new ? 1 : 0),
+                     .opts = &w->src->opts,
+                     .base = b,
+                     .src = w->src};
     if ((rc = tp->dest_tag(dest, &where, &tag, err))) goto done;
+    /* another transport needs the base layers' bytes; a transport lands its own on demand */
+    if (tp != b->tp && keep > 0 && (rc = img_land(b, IMG_LANDED_ALL, err))) goto done;
     /* untagged into the source's own archive/layout: take the source's place */
     if (tag == NULL && tp == w->src->tp && tp->own_names &&
         (rc = tp->own_names(w->src, where, &own, &nown, own_id, err)))
@@ -577,6 +582,7 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     if (!has_new && !w->run && b == w->src && keep == b->nlayers) { /* a retag: same bytes */
         plan.config = w->src->config;
         plan.config_len = w->src->config_len;
+        plan.retag = 1;
     } else {
         if ((config = make_config(w, b, keep, has_new ? &nl : NULL, opts, err)) == NULL) {
             rc = err && err->code ? err->code : PHT_EFORMAT;

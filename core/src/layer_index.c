@@ -481,13 +481,14 @@ static void scan_reset(scan *s)
     if (s->slot) memset(s->slot, 0, s->nslot * sizeof *s->slot);
 }
 
-int index_build(pht_image *img, pht_error *err)
+/* Index layers [from, to) of img (-1: its view), bottom first. */
+static int build(pht_image *img, int from, int to, pht_error *err)
 {
     scan s = {.img = img};
     int rc = 0;
-    for (size_t i = 0; i < img->nlayers && rc == 0; i++) {
-        s.li = (int)i;
-        s.l = &img->layers[i];
+    for (int i = from; i < to && rc == 0; i++) {
+        s.li = i;
+        s.l = i < 0 ? &img->view : &img->layers[i];
         rc = layer_scan(s.l, &img->opts, on_entry, &s, err);
         if (rc == 0) rc = merge_layer(&s, err);
         scan_reset(&s);
@@ -495,6 +496,25 @@ int index_build(pht_image *img, pht_error *err)
     free(s.u);
     free(s.slot);
     free(s.d);
+    return rc;
+}
+
+int index_build(pht_image *img, pht_error *err)
+{
+    return build(img, 0, (int)img->nlayers, err);
+}
+
+int index_build_view(pht_image *img, pht_error *err)
+{
+    const char *root = img->view_root ? img->view_root : "";
+    int rc = build(img, -1, 0, err);
+    for (size_t i = 0; rc == 0 && i < img->index.n; i++) {
+        const char *p = img->index.v[i]->path;
+        if (strcmp(p, root) != 0 && !tarsafe_below(p, root))
+            rc = pht_error_set(err, PHT_EFORMAT, "the tree of /%s holds \"%.300s\", outside /%s",
+                               root, p, root);
+    }
+    if (rc) index_free(&img->index);
     return rc;
 }
 

@@ -21,7 +21,7 @@
 enum { IMG_COMP_NONE = 0, IMG_COMP_GZIP, IMG_COMP_ZSTD, IMG_COMP_OTHER };
 
 typedef struct img_layer {
-    int fd; /* owned; blob is [offset, offset+length) of it */
+    int fd; /* owned; blob is [offset, offset+length) of it; -1: not landed (no bytes) */
     uint64_t offset, length;
     char digest[IMG_DIGEST_MAX];  /* blob digest; verified/learned at index time */
     char diff_id[IMG_DIGEST_MAX]; /* from the config; verified at index time */
@@ -139,7 +139,7 @@ typedef struct img_entry {
     uint32_t mode;
     int64_t uid, gid, mtime;
     uint64_t size;
-    int layer;        /* layer that holds the entry */
+    int layer;        /* layer that holds the entry; -1: the image's view */
     uint64_t ordinal; /* header number inside that layer */
     int data_layer;   /* where the bytes are (a hard link: its target's) */
     uint64_t data_ordinal;
@@ -153,6 +153,11 @@ typedef struct img_index {
 
 /* Build the index from all layers of img, bottom first. */
 int index_build(pht_image *img, pht_error *err);
+/*
+ * Build the index from img's view alone (entries of layer -1): every entry
+ * must be img->view_root or below it, else PHT_EFORMAT.
+ */
+int index_build_view(pht_image *img, pht_error *err);
 void index_free(img_index *ix);
 /* Position of path among the entries layers named, or -1. */
 long index_find(const img_index *ix, const char *path);

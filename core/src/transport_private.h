@@ -2,8 +2,9 @@
  * Transports of libpht's image layer: one file each (image_archive.c,
  * image_oci.c, image_daemon.c) behind one vtable, found through the table in
  * image_ref.c. A transport opens an image by landing its layers in files (so
- * every layer is a byte range of an open file) and commits a plan
- * atomically. Not installed.
+ * every layer is a byte range of an open file), or lands them later through
+ * land (image_private.h: IMG_LANDED_*), and commits a plan atomically. Not
+ * installed.
  */
 #ifndef PHT_TRANSPORT_PRIVATE_H
 #define PHT_TRANSPORT_PRIVATE_H
@@ -11,8 +12,14 @@
 #include "image_private.h"
 
 struct img_transport {
-    /* Fill manifest/config/layers (unindexed) of the image ref names. */
+    /*
+     * Fill manifest/config/layers (unindexed) of the image ref names; or, with
+     * img->landed set to IMG_LANDED_NONE, only manifest, config and the layers'
+     * diff_ids (fd -1), leaving the bytes to land.
+     */
     int (*open)(pht_image *img, const pht_image_ref *ref, pht_error *err);
+    /* Land the view (index it) or every layer (and index them all); NULL if open lands all. */
+    int (*land)(pht_image *img, int want, pht_error *err);
     void (*close)(pht_image *img);
     /* Where a commit to ref writes and the tag it names there (both malloc'ed; tag may be NULL). */
     int (*dest_tag)(const pht_image_ref *ref, char **where, char **tag, pht_error *err);

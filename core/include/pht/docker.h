@@ -135,6 +135,50 @@ PHT_API int pht_docker_containers(pht_docker *d, int all, const char *filters_js
                                   pht_docker_container_cb cb, void *ud, pht_error *err);
 
 /*
+ * Visit the containers of any state that carry the label key, with the
+ * label's value (strings point into the answer). A non-zero return of cb
+ * stops the walk and is returned.
+ */
+typedef int (*pht_docker_labelled_cb)(void *ud, const pht_docker_container *c, const char *value);
+PHT_API int pht_docker_containers_labelled(pht_docker *d, const char *key,
+                                           pht_docker_labelled_cb cb, void *ud, pht_error *err);
+
+/*
+ * The answers of GET /images/{name}/json and GET /images/{name}/history as
+ * JSON text (*json malloc'ed, NUL-terminated), for the fields
+ * pht_docker_image_info leaves out. Errors as pht_docker_image_inspect.
+ */
+PHT_API int pht_docker_image_inspect_json(pht_docker *d, const char *name, char **json,
+                                          pht_error *err);
+PHT_API int pht_docker_image_history_json(pht_docker *d, const char *name, char **json,
+                                          pht_error *err);
+
+/*
+ * POST /containers/create?name=NAME: a container (not started) from the
+ * Engine's create object config_json. id gets its id (PHT_DOCKER_ID_MAX).
+ * PHT_ENOTFOUND for a missing image, PHT_ESTATE when the name is taken.
+ */
+PHT_API int pht_docker_container_create(pht_docker *d, const char *name, const char *config_json,
+                                        char *id, pht_error *err);
+
+/*
+ * GET /containers/{id}/archive?path=PATH: the tar of path in the container's
+ * filesystem (its top entry is path's last component; a symlink is not
+ * followed) to sink, or with _fd written to fd. PHT_ENOTFOUND when path is
+ * missing.
+ */
+PHT_API int pht_docker_container_archive(pht_docker *d, const char *id, const char *path,
+                                         pht_http_sink sink, void *ud, pht_error *err);
+PHT_API int pht_docker_container_archive_fd(pht_docker *d, const char *id, const char *path, int fd,
+                                            pht_error *err);
+
+/*
+ * DELETE /containers/{id}?force=1&v=1: remove the container whatever its
+ * state, with its anonymous volumes. PHT_ENOTFOUND when it is gone already.
+ */
+PHT_API int pht_docker_container_remove(pht_docker *d, const char *id, pht_error *err);
+
+/*
  * 1 if name is a Docker image reference libpht passes to the daemon
  * ("repo[:tag]", "repo@sha256:<hex>", "sha256:<hex>"), else 0 with err set.
  */

@@ -103,8 +103,8 @@ typedef struct pht_image_layer {
     const char *digest;     /* "sha256:<hex>" of the blob as stored */
     const char *diff_id;    /* "sha256:<hex>" of the uncompressed tar */
     const char *media_type; /* OCI media type of the blob */
-    uint64_t size;          /* blob size in bytes */
-    uint64_t diff_size;     /* uncompressed size in bytes */
+    uint64_t size;          /* blob size in bytes (0: not read, see pht_image_config) */
+    uint64_t diff_size;     /* uncompressed size in bytes (0: not read) */
     const char *created_by; /* from the config history, or NULL */
     const char *comment;    /* from the config history, or NULL */
     int verified;           /* 1 if the open hashed it and it matched digest and diff_id */
@@ -135,7 +135,11 @@ PHT_API const char *pht_image_transport(const pht_image *img);
  */
 PHT_API const char *pht_image_manifest(const pht_image *img);
 
-/* The image config JSON text, byte for byte as stored. */
+/*
+ * The image config JSON text, byte for byte as stored; for docker-daemon,
+ * rebuilt from what the engine reports (its digest is not the image id),
+ * and layers whose bytes were not read (only /opt was) report size 0.
+ */
 PHT_API const char *pht_image_config(const pht_image *img);
 
 /* Number of layers and one layer's description (i < count), bottom first. */

@@ -1,0 +1,238 @@
+-- How libpht reads an image of the Docker daemon without exporting it: the
+-- id resolved once, the config rebuilt from the engine's inspect and history
+-- answers, /opt from a created and never started container that is removed
+-- on every path (and, left by a killed process, by the next read), the whole
+-- image saved only when something outside /opt or another transport needs
+-- the layers. The docker CLI is the oracle: `docker save` read with tar and
+-- with libpht's docker-archive transport, `docker ps` for the scratch
+-- containers, `docker image inspect` for ids. A process is held between
+-- container create and remove with the test hook
+-- PHT_TEST_PAUSE_AFTER_CREATE=SECONDS[:FILE] (doc/testing.md).
+local helpers = require "helpers"
+local pht = require "pht"
+local support = require "support"
+local S = require "wf_support"
+local D = require "daemon_support"
+
+local q = helpers.q
+
+-- What a spec made, removed after it (busted keeps one `finally` per spec).
+local made = {}
+local function later(fn) made[#made + 1] = fn end
+after_each(function()
+  for i = #made, 1, -1 do made[i]() end
+  made = {}
+end)
+
+-- A reference stage in the daemon under a name of its own, removed when the spec ends.
+local function stage(n)
+  local tag = D.load_stage(S.stages[n], support.unique_name("daemon-read"))
+  later(function() D.rmi(tag) end)
+  return tag
+end
+
+-- An image made from the base image by `docker run sh -c script` and `docker commit`.
+local function committed(script)
+  local base = assert(support.load_base_image())
+  local tag = support.unique_name("daemon-read") .. ":latest"
+  local name = support.unique_name("daemon-read-run")
+  later(function() support.docker("rm -f " .. q(name)) D.rmi(tag) end)
+  D.docker("run --name " .. q(name) .. " --network none " .. q(base) .. " /bin/sh -c " .. q(script))
+  D.docker("commit " .. q(name) .. " " .. q(tag))
+  D.docker("rm " .. q(name))
+  return tag
+end
+
+-- A commit through libpht that changes only the runtime config: a history
+-- entry without a layer, as `docker build` writes for ENV.
+local function config_only(from)
+  local tag = support.unique_name("daemon-read-cfg") .. ":latest"
+  later(function() D.rmi(tag) end)
+  local img = assert(pht.open_image("docker-daemon:" .. from))
+  local w = assert(img:writer({}))
+  assert(w:set_config({ env = { PHT_READ_SPEC = "1" } }))
+  assert(w:commit("docker-daemon:" .. tag, { history = "config only" }))
+  img:close()
+  return tag
+end
+
+-- The created_by of each layer, as libpht reads the image `docker save` writes.
+local function saved_history(tag)
+  local img = assert(pht.open_image("docker-archive:" .. D.save(tag) .. ":" .. tag))
+  local list = {}
+  for i, l in ipairs(img:layers()) do list[i] = l.created_by or "" end
+  img:close()
+  return list
+end
+
+local function history_of(img)
+  local list = {}
+  for i, l in ipairs(img:layers()) do list[i] = l.created_by or "" end
+  return list
+end
+
+describe("docker-daemon: reading an image", function()
+  it("reads /opt from a scratch container without saving the image, and removes the container", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local tag = stage(1)
+    local img = assert(pht.open_image("docker-daemon:" .. tag))
+    local cfg = assert(img:read_file("/opt/train_config.json"))
+    assert.equal("file", img:stat("/opt/pht_train/entrypoint.sh").type)
+    for i, l in ipairs(img:layers()) do
+      assert.equal(0, l.size, "layer " .. i .. " was saved although only /opt was read")
+    end
+    img:close()
+    local saved = assert(pht.open_image("docker-archive:" .. D.save(tag)))
+    assert.equal(assert(saved:read_file("/opt/train_config.json")), cfg)
+    saved:close()
+    assert.same({}, D.scratch())
+  end)
+
+  it("maps the history onto the layers as the saved config does, entries without a layer included", function()
+    local ok, why = D.ready(true)
+    if not ok then return pending(why) end
+    local tag = config_only(assert(support.load_base_image()))
+    local img = assert(pht.open_image("docker-daemon:" .. tag))
+    assert.same(saved_history(tag), history_of(img))
+    assert.equal(0, img:layers()[1].size, "the layer sizes told the entries apart: nothing to save")
+    img:close()
+  end)
+
+  it("saves the image at open when the history cannot tell an empty layer from an entry without one", function()
+    local ok, why = D.ready(true)
+    if not ok then return pending(why) end
+    -- a layer of one empty directory has size 0, as the config-only entry above it
+    local tag = config_only(committed("mkdir /pht-empty-dir"))
+    local img = assert(pht.open_image("docker-daemon:" .. tag))
+    local layers = img:layers()
+    assert.equal(2, #layers)
+    assert.same(saved_history(tag), history_of(img))
+    assert.matches("mkdir /pht%-empty%-dir", layers[2].created_by)
+    assert.is_true(layers[2].size > 0, "the image was not saved")
+    assert.equal("dir", img:stat("/pht-empty-dir").type)
+    img:close()
+    assert.same({}, D.scratch())
+  end)
+
+  it("saves the whole image for a path outside /opt, checked against the id", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local tag = assert(support.load_base_image())
+    local img = assert(pht.open_image("docker-daemon:" .. tag))
+    assert.equal(0, img:layers()[1].size)
+    assert.equal("root:x:0:0:root:/root:/bin/sh", (assert(img:read_file("/etc/passwd")):match("^[^\n]*")))
+    assert.is_true(img:layers()[1].size > 0)
+    img:close()
+  end)
+
+  it("commits a daemon image to a docker-archive with every layer's bytes", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local tag = stage(1)
+    local out = helpers.tmpdir() .. "/out.tar"
+    local img = assert(pht.open_image("docker-daemon:" .. tag))
+    local n = #img:layers()
+    local w = assert(img:writer({}))
+    assert(w:add_bytes("/opt/added.txt", "added\n"))
+    assert(w:commit("docker-archive:" .. out .. ":pht/out:latest"))
+    img:close()
+    local members = table.concat(S.members(out), "\n")
+    local copy = assert(pht.open_image("docker-archive:" .. out))
+    assert.equal(n + 1, #copy:layers())
+    assert.equal("added\n", copy:read_file("/opt/added.txt"))
+    assert.truthy(copy:read_file("/opt/train_config.json"))
+    copy:close()
+    assert.truthy(members:find("manifest.json", 1, true))
+  end)
+end)
+
+describe("docker-daemon: scratch containers", function()
+  it("a process killed between create and remove leaves a labelled container that the next read removes", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local tag = stage(0)
+    local job = D.start("inspect " .. q("docker-daemon:" .. tag), { PHT_TEST_PAUSE_AFTER_CREATE = "60" })
+    local left = D.wait_scratch(job.pid)
+    helpers.run("kill -KILL " .. job.pid)
+    assert.equal(137, (job.wait()))
+    assert.same({ left }, D.scratch_of(job.pid))
+    local code, _, err = S.pht("inspect " .. q("docker-daemon:" .. tag), D.env())
+    assert.equal(0, code, err)
+    assert.same({}, D.scratch())
+  end)
+
+  it("leaves the scratch container of a process that still runs", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local tag = stage(0)
+    local resume = helpers.tmpdir() .. "/resume"
+    local job = D.start("inspect " .. q("docker-daemon:" .. tag), { PHT_TEST_PAUSE_AFTER_CREATE = "60:" .. resume })
+    local held = D.wait_scratch(job.pid)
+    local code, _, err = S.pht("inspect " .. q("docker-daemon:" .. tag), D.env())
+    assert.equal(0, code, err)
+    assert.same({ held }, D.scratch_of(job.pid))
+    helpers.write(resume, "")
+    local jcode, out, jerr = job.wait()
+    assert.equal(0, jcode, jerr)
+    assert.matches("train ", out, 1, true)
+    assert.same({}, D.scratch())
+  end)
+end)
+
+describe("docker-daemon: a tag that moves during the read", function()
+  it("pre-run works on the image id it resolved first and writes nothing over the moved tag", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local tag = stage(0)
+    local input = assert(D.id(tag))
+    later(function() D.rmi(input) end)
+    local other = assert(D.id(assert(support.load_base_image())))
+    local dangling = D.dangling()
+    local resume = helpers.tmpdir() .. "/resume"
+    local job = D.start("pre-run -q " .. q("docker-daemon:" .. tag) .. " " .. S.station_args(1),
+      { PHT_TEST_PAUSE_AFTER_CREATE = "60:" .. resume })
+    D.wait_scratch(job.pid)
+    D.docker("tag " .. q(other) .. " " .. q(tag))
+    helpers.write(resume, "")
+    local code, _, err = job.wait()
+    assert.equal(3, code, err)
+    assert.matches("pre-run failed at step write_image: ", err, 1, true)
+    assert.matches(tag .. " was read as image " .. input .. " but names " .. other .. " now; nothing written",
+      err, 1, true)
+    assert.equal(other, D.id(tag))
+    assert.equal(input, D.id(input), "the input image is gone")
+    assert.same({ input }, D.new_dangling(dangling))
+    assert.same({}, D.scratch())
+  end)
+end)
+
+describe("docker-daemon: an image whose /opt is not a directory", function()
+  -- pre-run on tag stops at read_config naming the reason; the tag keeps its
+  -- image, no container and no dangling image is left.
+  local function refused(tag, reason)
+    local before = assert(D.id(tag))
+    local dangling = D.dangling()
+    local code, _, err = S.pht("pre-run -q " .. q("docker-daemon:" .. tag) .. " " .. S.station_args(1), D.env())
+    assert.equal(1, code, err)
+    assert.matches("pre-run failed at step read_config: ", err, 1, true)
+    assert.matches(reason, err, 1, true)
+    assert.equal(before, D.id(tag))
+    assert.same({}, D.new_dangling(dangling))
+    assert.same({}, D.scratch())
+  end
+
+  it("refuses /opt as a symlink, naming its target", function()
+    local ok, why = D.ready(true)
+    if not ok then return pending(why) end
+    local tag = committed("rm -rf /opt && mkdir -p /srv/train && ln -s /srv/train /opt")
+    refused(tag, '/opt is a symlink to "/srv/train" in image ' .. D.id(tag) .. "; a train's /opt is a directory")
+  end)
+
+  it("refuses an image without /opt", function()
+    local ok, why = D.ready(true)
+    if not ok then return pending(why) end
+    local tag = committed("rm -rf /opt && echo marker > /marker")
+    refused(tag, "image " .. D.id(tag) .. " has no /opt")
+  end)
+end)

@@ -18,9 +18,12 @@ if [ "${1:-}" = "--test" ]; then
     # the client; docker-registry: a v2 registry; skopeo and umoci: image
     # oracles; nginx with the lua module: the gateway; busybox-static: the
     # base image of tools/make-base-image.sh; curl, python3, file, util-linux
-    # (setsid, umount) and procps: used by tools/services.sh and the specs.
+    # (setsid, umount) and procps: used by tools/services.sh and the specs;
+    # apache2-utils: htpasswd's bcrypt for the basic-auth registry;
+    # python3-cryptography: the JWT signatures of tools/token-service.py.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
-           busybox-static curl python3 file util-linux procps coreutils)
+           busybox-static curl python3 python3-cryptography apache2-utils file util-linux
+           procps coreutils)
 fi
 
 declare -A have=()

@@ -54,11 +54,12 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
     if (starts(endpoint, "unix://")) {
         sock = endpoint + 7;
         if (sock[0] != '/')
-            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: the socket path must be absolute",
-                                 endpoint);
+            return pht_error_set(err, PHT_EINVAL,
+                                 "endpoint %.200s: the socket path must be absolute", endpoint);
         if (strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: socket path too long (%zu bytes)",
-                                 endpoint, strlen(sock));
+            return pht_error_set(err, PHT_EINVAL,
+                                 "endpoint %.200s: socket path too long (%zu bytes)", endpoint,
+                                 strlen(sock));
     } else if (starts(endpoint, "tcp://")) {
         host = endpoint + 6;
     } else if (!starts(endpoint, "http://") && !starts(endpoint, "https://")) {
@@ -68,7 +69,8 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
                              endpoint);
     }
     if (host && (host[0] == '\0' || strpbrk(host, "/?#@ ")))
-        return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: expected tcp://HOST:PORT", endpoint);
+        return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: expected tcp://HOST:PORT",
+                             endpoint);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return pht_error_set(err, PHT_EHTTP, "libcurl could not be initialised");
     pht_http *h = calloc(1, sizeof *h);
@@ -85,7 +87,8 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
     } else {
         h->base = strdup(endpoint);
         size_t n = h->base ? strlen(h->base) : 0;
-        while (n > 0 && h->base[n - 1] == '/') h->base[--n] = '\0';
+        while (n > 0 && h->base[n - 1] == '/')
+            h->base[--n] = '\0';
     }
     h->curl = curl_easy_init();
     if (h->endpoint == NULL || h->base == NULL || (sock && h->socket == NULL) || h->curl == NULL) {
@@ -146,7 +149,8 @@ static void clean_copy(const char *s, size_t len, char *out, size_t cap)
         unsigned char c = (unsigned char)s[i];
         out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
     }
-    while (n > 0 && out[n - 1] == ' ') n--;
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
     out[n] = '\0';
 }
 
@@ -155,7 +159,8 @@ void pht_http_error_message(const char *body, size_t len, char *out, size_t cap)
     if (cap == 0) return;
     out[0] = '\0';
     size_t i = 0;
-    while (body && i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+    while (body && i < len &&
+           (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
         i++;
     if (body == NULL || i == len) {
         snprintf(out, cap, "(no message)");
@@ -296,8 +301,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
     return n;
 }
 
-int pht_http_response_header(const pht_http_response *resp, const char *name, char *out,
-                             size_t cap)
+int pht_http_response_header(const pht_http_response *resp, const char *name, char *out, size_t cap)
 {
     if (cap) out[0] = '\0';
     if (resp == NULL || resp->headers == NULL || name == NULL) return 0;
@@ -307,8 +311,10 @@ int pht_http_response_header(const pht_http_response *resp, const char *name, ch
         size_t len = end ? (size_t)(end - line) : strlen(line);
         if (len > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
             const char *v = line + nl + 1, *e = line + len;
-            while (v < e && (*v == ' ' || *v == '\t')) v++;
-            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) e--;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+                e--;
             if (cap) {
                 size_t k = (size_t)(e - v) < cap - 1 ? (size_t)(e - v) : cap - 1;
                 memcpy(out, v, k);
@@ -336,7 +342,8 @@ static void tls_clear(pht_http *h)
 static int append_file(char **buf, size_t *len, const char *path, pht_error *err)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL) return errno == ENOENT ? 0 : pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
+    if (f == NULL)
+        return errno == ENOENT ? 0 : pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
     char chunk[16384];
     size_t n;
     int rc = 0;
@@ -423,7 +430,8 @@ static int fail_transport(pht_http *h, const char *m, const char *path, CURLcode
     if (c == CURLE_COULDNT_CONNECT || c == CURLE_COULDNT_RESOLVE_HOST) {
         long oserr = 0;
         curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr);
-        const char *why = oserr ? strerror((int)oserr) : (errbuf[0] ? errbuf : curl_easy_strerror(c));
+        const char *why =
+            oserr ? strerror((int)oserr) : (errbuf[0] ? errbuf : curl_easy_strerror(c));
         return pht_error_set(err, PHT_EHTTP, "cannot connect to %.200s: %s", h->endpoint, why);
     }
     return pht_error_set(err, PHT_EHTTP, "%s %.300s at %.200s: %s%s%s%s", m, path, h->endpoint,
@@ -440,7 +448,9 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     char *url = join(h->base, req->path);
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdr = NULL;
-    xfer x = {.req = req, .resp = resp, .curl = h->curl,
+    xfer x = {.req = req,
+              .resp = resp,
+              .curl = h->curl,
               .cap = req->max_body ? req->max_body : HTTP_COLLECT_MAX};
     pht_error_clear(&x.cb_err);
     if (url == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -461,8 +471,10 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
         char line[160];
         snprintf(line, sizeof line, "Content-Type: %.140s", req->content_type);
         struct curl_slist *n = curl_slist_append(hdr, line);
-        if (n == NULL) bad = 1;
-        else hdr = n;
+        if (n == NULL)
+            bad = 1;
+        else
+            hdr = n;
     }
     bad |= set_extras(h, req, &x, &hdr);
     bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr) != CURLE_OK;

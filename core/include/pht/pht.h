@@ -14,5 +14,6 @@
 #include "pht/image.h"
 #include "pht/http.h"
 #include "pht/docker.h"
+#include "pht/registry.h"
 
 #endif

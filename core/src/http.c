@@ -54,12 +54,11 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
     if (starts(endpoint, "unix://")) {
         sock = endpoint + 7;
         if (sock[0] != '/')
-            return pht_error_set(err, PHT_EINVAL,
-                                 "endpoint %.200s: the socket path must be absolute", endpoint);
+            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: the socket path must be absolute",
+                                 endpoint);
         if (strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return pht_error_set(err, PHT_EINVAL,
-                                 "endpoint %.200s: socket path too long (%zu bytes)", endpoint,
-                                 strlen(sock));
+            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: socket path too long (%zu bytes)",
+                                 endpoint, strlen(sock));
     } else if (starts(endpoint, "tcp://")) {
         host = endpoint + 6;
     } else if (!starts(endpoint, "http://") && !starts(endpoint, "https://")) {
@@ -69,8 +68,7 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
                              endpoint);
     }
     if (host && (host[0] == '\0' || strpbrk(host, "/?#@ ")))
-        return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: expected tcp://HOST:PORT",
-                             endpoint);
+        return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: expected tcp://HOST:PORT", endpoint);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return pht_error_set(err, PHT_EHTTP, "libcurl could not be initialised");
     pht_http *h = calloc(1, sizeof *h);
@@ -87,8 +85,7 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
     } else {
         h->base = strdup(endpoint);
         size_t n = h->base ? strlen(h->base) : 0;
-        while (n > 0 && h->base[n - 1] == '/')
-            h->base[--n] = '\0';
+        while (n > 0 && h->base[n - 1] == '/') h->base[--n] = '\0';
     }
     h->curl = curl_easy_init();
     if (h->endpoint == NULL || h->base == NULL || (sock && h->socket == NULL) || h->curl == NULL) {
@@ -149,8 +146,7 @@ static void clean_copy(const char *s, size_t len, char *out, size_t cap)
         unsigned char c = (unsigned char)s[i];
         out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
     }
-    while (n > 0 && out[n - 1] == ' ')
-        n--;
+    while (n > 0 && out[n - 1] == ' ') n--;
     out[n] = '\0';
 }
 
@@ -159,8 +155,7 @@ void pht_http_error_message(const char *body, size_t len, char *out, size_t cap)
     if (cap == 0) return;
     out[0] = '\0';
     size_t i = 0;
-    while (body && i < len &&
-           (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+    while (body && i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
         i++;
     if (body == NULL || i == len) {
         snprintf(out, cap, "(no message)");
@@ -430,8 +425,7 @@ static int fail_transport(pht_http *h, const char *m, const char *path, CURLcode
     if (c == CURLE_COULDNT_CONNECT || c == CURLE_COULDNT_RESOLVE_HOST) {
         long oserr = 0;
         curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr);
-        const char *why =
-            oserr ? strerror((int)oserr) : (errbuf[0] ? errbuf : curl_easy_strerror(c));
+        const char *why = oserr ? strerror((int)oserr) : (errbuf[0] ? errbuf : curl_easy_strerror(c));
         return pht_error_set(err, PHT_EHTTP, "cannot connect to %.200s: %s", h->endpoint, why);
     }
     return pht_error_set(err, PHT_EHTTP, "%s %.300s at %.200s: %s%s%s%s", m, path, h->endpoint,
@@ -448,9 +442,7 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     char *url = join(h->base, req->path);
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdr = NULL;
-    xfer x = {.req = req,
-              .resp = resp,
-              .curl = h->curl,
+    xfer x = {.req = req, .resp = resp, .curl = h->curl,
               .cap = req->max_body ? req->max_body : HTTP_COLLECT_MAX};
     pht_error_clear(&x.cb_err);
     if (url == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -471,10 +463,8 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
         char line[160];
         snprintf(line, sizeof line, "Content-Type: %.140s", req->content_type);
         struct curl_slist *n = curl_slist_append(hdr, line);
-        if (n == NULL)
-            bad = 1;
-        else
-            hdr = n;
+        if (n == NULL) bad = 1;
+        else hdr = n;
     }
     bad |= set_extras(h, req, &x, &hdr);
     bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr) != CURLE_OK;

@@ -44,12 +44,12 @@ typedef struct pht_http_request {
     const char *content_type; /* of the request body, or NULL */
     const void *body;         /* a request body in memory (body_len bytes), or NULL */
     size_t body_len;
-    pht_http_source source; /* or a streamed request body, sent chunked */
+    pht_http_source source;   /* or a streamed request body, sent chunked */
     void *source_ud;
-    pht_http_sink sink; /* successful response bodies go here; NULL: into resp->body */
+    pht_http_sink sink;       /* successful response bodies go here; NULL: into resp->body */
     void *sink_ud;
-    size_t max_body; /* cap of a body collected into resp->body; 0: 1 MiB */
-    long timeout;    /* seconds for the whole exchange; 0: no limit */
+    size_t max_body;          /* cap of a body collected into resp->body; 0: 1 MiB */
+    long timeout;             /* seconds for the whole exchange; 0: no limit */
     /* Registry clients (see pht/registry.h): */
     const char *const *headers; /* more header lines ("Name: value"), NULL-terminated, or NULL */
     int64_t source_len;         /* > 0: the streamed body's length, sent as Content-Length
@@ -58,8 +58,8 @@ typedef struct pht_http_request {
 
 /* What came back. body is collected when the request has no sink, and for errors. */
 typedef struct pht_http_response {
-    long status; /* HTTP status, 0 when no answer came */
-    char *body;  /* NUL-terminated, or NULL; released by pht_http_response_clear */
+    long status;     /* HTTP status, 0 when no answer came */
+    char *body;      /* NUL-terminated, or NULL; released by pht_http_response_clear */
     size_t body_len;
     /* The final answer's header lines ("Name: value\r\n"...), NUL-terminated, or NULL;
        status is set as soon as its status line arrives, so a sink may look at it. */

@@ -113,5 +113,6 @@ int luaopen_pht(lua_State *L)
     lpht_open_config(L);
     lpht_open_image(L);
     lpht_open_util(L);
+    lpht_open_registry(L);
     return 1;
 }

@@ -74,5 +74,6 @@ void lpht_open_crypt(lua_State *L);
 void lpht_open_config(lua_State *L);
 void lpht_open_image(lua_State *L);
 void lpht_open_util(lua_State *L);
+void lpht_open_registry(lua_State *L);
 
 #endif

@@ -490,6 +490,14 @@ static int reg_fail(pht_registry *r, const reg_req *rq, const pht_http_response 
         return pht_error_set(err, PHT_EHTTP, "%s: the connection failed (%d %s): %s", where, tries,
                              tries == 1 ? "try" : "tries", transport);
     reg_error_text(resp, text, sizeof text);
+    char v[2048];
+    reg_challenge ch;
+    if (s == 401 && pht_http_response_header(resp, "WWW-Authenticate", v, sizeof v) &&
+        reg_parse_challenge(v, &ch) == 0 && ch.error[0]) {
+        size_t n = strlen(text);
+        if (strcmp(text, "(no message)") == 0) n = 0;
+        snprintf(text + n, sizeof text - n, "%s%s", n ? "; " : "", ch.error);
+    }
     if (s == 401 || s == 403) {
         const reg_cred *c = NULL;
         pht_error ignore;
@@ -1122,6 +1130,13 @@ static int upload_start(pht_registry *r, const char *repo, const char *digest, c
                            r->host, repo, what, resp.status);
     }
     pht_http_response_clear(&resp);
+    /*
+     * A refused mount (the credentials may not read from, or the registry
+     * does not mount) is no failure: a plain upload follows, as in skopeo.
+     * That one's error is the one that counts.
+     */
+    if (rc != 0 && from && rc != PHT_ENOMEM)
+        return upload_start(r, repo, digest, NULL, mounted, loc, cap, err);
     return rc;
 }
 

@@ -465,9 +465,9 @@ static int token_fail(pht_registry *r, const char *repo, const char *origin, con
                              pre, r->host, repo, origin, who, text);
     if (resp->status == 403)
         return pht_error_set(err, PHT_EHTTP,
-                             "%s %s, repository %s: the token service at %s denied %s access "
-                             "to %.300s (HTTP 403: %s)",
-                             pre, r->host, repo, origin, who, scopes, text);
+                             "%s %s, repository %s: the token service at %s denied access "
+                             "to %.300s (HTTP 403: %s) for %s",
+                             pre, r->host, repo, origin, scopes, text, who);
     if (resp->status == 0 || resp->broken)
         return pht_error_set(err, PHT_EHTTP,
                              "%s %s, repository %s: the token service at %s did not answer "

@@ -101,19 +101,44 @@ local function decode_events(proxy)
   return out
 end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
+-- The message names every part (registry, repository, credentials, ...).
+local function mentions(msg, parts)
+  for _, part in ipairs(parts) do
+    assert.is_truthy(msg:find(part, 1, true), part .. " missing from: " .. tostring(msg))
+  end
+end
+
+-- The base image pushed by hand to a fresh repository of the TLS registry.
+local function pushed_over_tls(what)
+  local svc = service("tls")
+  local img = base_image()
+  local reg = open(svc.addr, { cert_dir = svc.cert_dir })
+  local repo = support.unique_name(what) .. "/train"
+  local digest = push_image(reg, repo, "v1", img)
+  return svc, img, reg, repo, digest
+end
+
+-- Two station projects on the token registry: station 1's robot pushed the
+-- base image to p1/train; station 2's robot may push to p2 and, when
+-- reads_p1, pull from p1. Returns the image, p1, p2 and both clients.
+local function two_stations(reads_p1)
+  local svc = service("token")
+  local img = base_image()
+  local p1, p2 = support.unique_name("station1"), support.unique_name("station2")
+  local access2 = { [p2 .. "/*"] = { "pull", "push" } }
+  if reads_p1 then access2[p1 .. "/*"] = { "pull" } end
+  local u1, pw1 = token_user(svc, { access = { [p1 .. "/*"] = { "pull", "push" } } })
+  local u2, pw2 = token_user(svc, { access = access2 })
+  local s1 = open(svc.addr, { cert_dir = svc.cert_dir, creds = u1 .. ":" .. pw1 })
+  local s2 = open(svc.addr, { cert_dir = svc.cert_dir, creds = u2 .. ":" .. pw2 })
+  push_image(s1, p1 .. "/train", "v1", img)
+  return svc, img, p1, p2, s1, s2
 end
 
 describe("pht.registry", function()
   it("pushes a hand-made image over TLS that skopeo then reads back byte for byte", function()
-    local svc = service("tls")
-    local img = base_image()
-    local reg = open(svc.addr, { cert_dir = svc.cert_dir })
-    local repo = support.unique_name("push") .. "/train"
-    assert.are.equal(img.digest, push_image(reg, repo, "v1", img))
+    local svc, img, reg, repo, pushed = pushed_over_tls("push")
+    assert.are.equal(img.digest, pushed)
     local ref = q("docker://" .. svc.addr .. "/" .. repo .. ":v1")
     local info = pht.json_decode(helpers.run("skopeo inspect --cert-dir " .. q(svc.cert_dir) .. " "
       .. ref .. " 2>/dev/null"))
@@ -135,11 +160,7 @@ describe("pht.registry", function()
   end)
 
   it("tells which blobs the registry has, with their size, so a push can skip them", function()
-    local svc = service("tls")
-    local img = base_image()
-    local reg = open(svc.addr, { cert_dir = svc.cert_dir })
-    local repo = support.unique_name("skip") .. "/train"
-    push_image(reg, repo, "v1", img)
+    local svc, img, reg, repo = pushed_over_tls("skip")
     local has, size = keep(reg:blob_exists(repo, img.layer.digest))
     assert.are.same({ true, img.layer.size }, { has, size })
     assert.are.same({ false }, { keep(reg:blob_exists(repo, ZERO)) })
@@ -161,14 +182,7 @@ describe("pht.registry", function()
   end)
 
   it("mounts a blob from one station's project into the next one's (201 in the registry log)", function()
-    local svc = service("token")
-    local img = base_image()
-    local p1, p2 = support.unique_name("station1"), support.unique_name("station2")
-    local u1, pw1 = token_user(svc, { access = { [p1 .. "/*"] = { "pull", "push" } } })
-    local u2, pw2 = token_user(svc, { access = { [p1 .. "/*"] = { "pull" }, [p2 .. "/*"] = { "pull", "push" } } })
-    local s1 = open(svc.addr, { cert_dir = svc.cert_dir, creds = u1 .. ":" .. pw1 })
-    push_image(s1, p1 .. "/train", "v1", img)
-    local s2 = open(svc.addr, { cert_dir = svc.cert_dir, creds = u2 .. ":" .. pw2 })
+    local svc, img, p1, p2, s1, s2 = two_stations(true)
     assert.are.same({ false }, { keep(s2:blob_exists(p2 .. "/train", img.layer.digest)) })
     assert.is_true(keep(s2:mount_blob(p2 .. "/train", img.layer.digest, p1 .. "/train")))
     assert.is_true((keep(s2:blob_exists(p2 .. "/train", img.layer.digest))))
@@ -186,13 +200,7 @@ describe("pht.registry", function()
   end)
 
   it("does not mount from a repository the credentials may not read", function()
-    local svc = service("token")
-    local img = base_image()
-    local p1, p2 = support.unique_name("station1"), support.unique_name("station2")
-    local u1, pw1 = token_user(svc, { access = { [p1 .. "/*"] = { "pull", "push" } } })
-    local u2, pw2 = token_user(svc, { access = { [p2 .. "/*"] = { "pull", "push" } } })
-    push_image(open(svc.addr, { cert_dir = svc.cert_dir, creds = u1 .. ":" .. pw1 }), p1 .. "/train", "v1", img)
-    local s2 = open(svc.addr, { cert_dir = svc.cert_dir, creds = u2 .. ":" .. pw2 })
+    local _, img, p1, p2, _, s2 = two_stations(false)
     assert.are.same({ false }, { keep(s2:mount_blob(p2 .. "/train", img.layer.digest, p1 .. "/train")) })
     assert.are.same({ false }, { keep(s2:blob_exists(p2 .. "/train", img.layer.digest)) })
   end)
@@ -223,9 +231,7 @@ describe("pht.registry", function()
     local ok, msg, code = keep(reg:blob_exists("station_2/train", ZERO))
     assert.is_nil(ok)
     assert.are.equal("EHTTP", code)
-    for _, part in ipairs({ svc.addr, "station_2/train", "HTTP 401", svc.user, "--creds" }) do
-      assert.is_truthy(msg:find(part, 1, true), part .. " missing from: " .. msg)
-    end
+    mentions(msg, { svc.addr, "station_2/train", "HTTP 401", svc.user, "--creds" })
     assert.is_true(keep(open(svc.addr, { cert_dir = svc.cert_dir, creds = svc.user .. ":" .. svc.password })
       :blob_exists("station_2/train", ZERO)) == false)
 
@@ -238,9 +244,7 @@ describe("pht.registry", function()
       auth = secret(helpers.run("printf %s " .. q(user .. ":" .. wrong) .. " | base64 -w0")) } } }))
     local treg = open(tsvc.addr, { cert_dir = tsvc.cert_dir, auth_file = file })
     _, msg = keep(treg:get_manifest(p .. "/train", "v1"))
-    for _, part in ipairs({ tsvc.addr, p .. "/train", "token service", "HTTP 401", user, file }) do
-      assert.is_truthy(msg:find(part, 1, true), part .. " missing from: " .. msg)
-    end
+    mentions(msg, { tsvc.addr, p .. "/train", "token service", "HTTP 401", user, file })
   end)
 
   it("fetches another token when the registry refuses an expired one", function()
@@ -263,9 +267,7 @@ describe("pht.registry", function()
     local ok, msg, code = keep(reg:get_manifest(p .. "/train", "v1"))
     assert.is_nil(ok)
     assert.are.equal("EHTTP", code)
-    for _, part in ipairs({ svc.addr, p .. "/train", "not authorized", "HTTP 401", user, "--creds" }) do
-      assert.is_truthy(msg:find(part, 1, true), part .. " missing from: " .. msg)
-    end
+    mentions(msg, { svc.addr, p .. "/train", "not authorized", "HTTP 401", user, "--creds" })
     assert.are.equal(2, #token_requests(svc, user)) -- one refused, one more tried, no loop
   end)
 
@@ -292,17 +294,11 @@ describe("pht.registry", function()
     local ok, msg, code = keep(reg:upload_blob(p .. "/train", (random_blob(100))))
     assert.is_nil(ok)
     assert.are.equal("EHTTP", code)
-    for _, part in ipairs({ svc.addr, p .. "/train", "HTTP 403", "denied", "revoked", user }) do
-      assert.is_truthy(msg:find(part, 1, true), part .. " missing from: " .. msg)
-    end
+    mentions(msg, { svc.addr, p .. "/train", "HTTP 403", "denied", "revoked", user })
   end)
 
   it("refuses a manifest whose bytes do not have the digest asked for", function()
-    local svc = service("tls")
-    local img = base_image()
-    local reg = open(svc.addr, { cert_dir = svc.cert_dir })
-    local repo = support.unique_name("tamper") .. "/train"
-    push_image(reg, repo, "v1", img)
+    local svc, img, reg, repo = pushed_over_tls("tamper")
     -- A manifest of its own (an annotation makes its digest unique), then changed on disk.
     local m = pht.json_decode(img.manifest)
     m.annotations = { ["org.example.id"] = repo }

@@ -388,15 +388,26 @@ still_up() { # $1 = name, $2 = the env key holding its address, $3 = scheme
     print_env_file "$S/$1.env"
 }
 
+# Make way for a new start of $1, unless it is up already: then its exports
+# are printed and this fails, so the caller returns.
+fresh_start() { # $1 = name, $2 = the env key holding its address, $3 = scheme
+    mkdir -p "$S"
+    still_up "$1" "$2" "$3" && return 1
+    stop_named "$1" >/dev/null 2>&1 || true
+    mkdir -p "$S/$1"
+}
+
+# Keep the exports read on stdin as $S/$1.env (mode 0600) and print them.
+write_env() { # $1 = name
+    (umask 077 && cat >"$S/$1.env")
+    print_env_file "$S/$1.env"
+}
+
 # Plain HTTP, anonymous.
 start_registry() {
-    mkdir -p "$S"
-    still_up registry PHT_TEST_REGISTRY http && return 0
-    stop_named registry >/dev/null 2>&1 || true
-    mkdir -p "$S/registry"
+    fresh_start registry PHT_TEST_REGISTRY http || return 0
     launch_registry registry http
-    printf 'PHT_TEST_REGISTRY=%s\n' "$addr" >"$S/registry.env"
-    print_env_file "$S/registry.env"
+    printf 'PHT_TEST_REGISTRY=%s\n' "$addr" | write_env registry
 }
 
 ca_env() {
@@ -405,30 +416,23 @@ ca_env() {
 
 # TLS with the test CA, anonymous.
 start_registry_tls() {
-    mkdir -p "$S"
-    still_up registry-tls PHT_TEST_REGISTRY_TLS https && return 0
-    stop_named registry-tls >/dev/null 2>&1 || true
+    fresh_start registry-tls PHT_TEST_REGISTRY_TLS https || return 0
     make_ca
-    mkdir -p "$S/registry-tls"
     launch_registry registry-tls https "" on
     {
         printf 'PHT_TEST_REGISTRY_TLS=%s\nPHT_TEST_REGISTRY_TLS_STORAGE=%s\n' "$addr" "$S/registry-tls/data"
         ca_env
-    } >"$S/registry-tls.env"
-    print_env_file "$S/registry-tls.env"
+    } | write_env registry-tls
 }
 
 # TLS and htpasswd basic auth with one user, a Harbor-style robot account;
 # its password is made here and hashed with bcrypt (apache2-utils' htpasswd),
 # the only hash the registry accepts.
 start_registry_basic() {
-    mkdir -p "$S"
-    still_up registry-basic PHT_TEST_REGISTRY_BASIC https && return 0
-    stop_named registry-basic >/dev/null 2>&1 || true
+    fresh_start registry-basic PHT_TEST_REGISTRY_BASIC https || return 0
     command -v htpasswd >/dev/null || die "no htpasswd: run tools/install-deps.sh --test"
     make_ca
     local d="$S/registry-basic" user='robot$station_2' pass
-    mkdir -p "$d"
     pass=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
     printf '%s\n' "$pass" | htpasswd -icB -C 5 "$d/htpasswd" "$user" 2>"$d/htpasswd.log" \
         || { cat "$d/htpasswd.log" >&2; rm -rf "$d"; die "htpasswd failed"; }
@@ -438,9 +442,7 @@ start_registry_basic() {
         printf 'PHT_TEST_REGISTRY_BASIC=%s\nPHT_TEST_REGISTRY_BASIC_USER=%s\n' "$addr" "$user"
         printf 'PHT_TEST_REGISTRY_BASIC_PASSWORD=%s\n' "$pass"
         ca_env
-    } >"$S/registry-basic.env"
-    chmod 600 "$S/registry-basic.env"
-    print_env_file "$S/registry-basic.env"
+    } | write_env registry-basic
 }
 
 # TLS and `auth: token`: tools/token-service.py issues the JWTs, signed with a
@@ -449,9 +451,7 @@ start_registry_basic() {
 # repositories they may use: *.json files a test writes into
 # $PHT_TEST_TOKEN_USERS (the format is in tools/token-service.py).
 start_registry_token() {
-    mkdir -p "$S"
-    still_up registry-token PHT_TEST_REGISTRY_TOKEN https && return 0
-    stop_named registry-token >/dev/null 2>&1 || true
+    fresh_start registry-token PHT_TEST_REGISTRY_TOKEN https || return 0
     command -v python3 >/dev/null || die "no python3: run tools/install-deps.sh --test"
     python3 -c 'import cryptography' 2>/dev/null \
         || die "no python3-cryptography: run tools/install-deps.sh --test"
@@ -497,8 +497,7 @@ start_registry_token() {
             "$addr" "$realm" "$service"
         printf 'PHT_TEST_TOKEN_USERS=%s\nPHT_TEST_TOKEN_LOG=%s\n' "$d/users.d" "$d/token.log"
         ca_env
-    } >"$S/registry-token.env"
-    print_env_file "$S/registry-token.env"
+    } | write_env registry-token
 }
 
 print_env() {

@@ -1045,14 +1045,15 @@ int pht_registry_get_blob(pht_registry *r, const char *repo, const char *digest,
     return rc;
 }
 
-typedef struct file_out {
+/* An open file of a blob, for the sink and source below. */
+typedef struct file_io {
     int fd;
     const char *path;
-} file_out;
+} file_io;
 
 static int file_write(void *ud, const void *p, size_t n, pht_error *err)
 {
-    file_out *f = ud;
+    file_io *f = ud;
     const char *q = p;
     while (n > 0) {
         ssize_t w = write(f->fd, q, n);
@@ -1080,7 +1081,7 @@ int pht_registry_get_blob_file(pht_registry *r, const char *repo, const char *di
         free(tmp);
         return rc;
     }
-    file_out f = {fd, tmp};
+    file_io f = {fd, tmp};
     int rc = pht_registry_get_blob(r, repo, digest, size, file_write, &f, err);
     if (close(fd) != 0 && rc == 0)
         rc = pht_error_set(err, PHT_EIO, "%s: close failed: %s", tmp, strerror(errno));
@@ -1303,14 +1304,9 @@ int pht_registry_upload_blob(pht_registry *r, const char *repo, const pht_regist
     return rc;
 }
 
-typedef struct file_in {
-    int fd;
-    const char *path;
-} file_in;
-
 static int file_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err)
 {
-    file_in *f = ud;
+    file_io *f = ud;
     for (;;) {
         ssize_t n = read(f->fd, buf, cap);
         if (n < 0 && errno == EINTR) continue;
@@ -1323,7 +1319,7 @@ static int file_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *er
 
 static int file_rewind(void *ud, pht_error *err)
 {
-    file_in *f = ud;
+    file_io *f = ud;
     if (lseek(f->fd, 0, SEEK_SET) != 0)
         return pht_error_set(err, PHT_EIO, "%s: cannot seek: %s", f->path, strerror(errno));
     return 0;
@@ -1344,7 +1340,7 @@ int pht_registry_upload_file(pht_registry *r, const char *repo, const char *path
         close(fd);
         return pht_error_set(err, PHT_EIO, "%s: not a regular file", path);
     }
-    file_in f = {fd, path};
+    file_io f = {fd, path};
     pht_registry_upload up;
     pht_registry_upload_init(&up);
     up.digest = digest;

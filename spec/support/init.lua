@@ -194,25 +194,6 @@ function M.registry_service(kind)
   return service_state[kind][1], service_state[kind][2]
 end
 
--- JSON text of a plain Lua value (strings, numbers, booleans, arrays as
--- tables with keys 1..n, objects as tables with string keys).
-local function json(v)
-  local t = type(v)
-  if t == "string" then
-    return '"' .. v:gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end) .. '"'
-  elseif t == "number" or t == "boolean" then
-    return tostring(v)
-  end
-  local out = {}
-  if #v > 0 or next(v) == nil then
-    for i = 1, #v do out[i] = json(v[i]) end
-    return "[" .. table.concat(out, ",") .. "]"
-  end
-  for k, x in pairs(v) do out[#out + 1] = json(tostring(k)) .. ":" .. json(x) end
-  table.sort(out)
-  return "{" .. table.concat(out, ",") .. "}"
-end
-
 -- Give the token registry's token service a user: conf is what
 -- tools/token-service.py reads (password, access = {pattern = {actions}},
 -- revoked, ttl, expires_in, expired_first, expired). Returns the user file;
@@ -220,7 +201,7 @@ end
 function M.token_user(svc, user, conf)
   local file = svc.users .. "/" .. M.unique_name("user") .. ".json"
   local tmp = file .. ".tmp"
-  helpers.write(tmp, json({ users = { [user] = conf } }))
+  helpers.write(tmp, assert(require("pht").json_encode({ users = { [user] = conf } })))
   assert(os.rename(tmp, file))
   return file
 end

@@ -382,6 +382,22 @@ static void test_tls_registry(void)
                  NULL, &err),
              &err);
     CHECK(exists == 0);
+    /* A stream of unknown length over HTTP/2 (no chunked encoding there). */
+    char data[150000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)(i * 13 + getpid());
+    memsrc src = {data, sizeof data, 0};
+    pht_registry_upload up;
+    pht_registry_upload_init(&up);
+    up.read = mem_source;
+    up.ud = &src;
+    char digest[PHT_REGISTRY_DIGEST_MAX], repo[128];
+    int how = 0;
+    snprintf(repo, sizeof repo, "pht-test-creg-%ld/tls", (long)getpid());
+    CHECK_OK(pht_registry_upload_blob(r, repo, &up, digest, &how, &err), &err);
+    int64_t size = 0;
+    CHECK_OK(pht_registry_blob_exists(r, repo, digest, &exists, &size, &err), &err);
+    CHECK(exists == 1 && size == (int64_t)sizeof data);
     pht_registry_free(r);
     o.cert_dir = NULL;
     o.tls_verify = 0;

@@ -121,5 +121,6 @@ int luaopen_pht(lua_State *L)
     lpht_open_util(L);
     lpht_open_fs(L);
     lpht_open_json(L);
+    lpht_open_registry(L);
     return 1;
 }

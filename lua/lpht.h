@@ -87,5 +87,6 @@ void lpht_open_image_ref(lua_State *L);
 void lpht_open_util(lua_State *L);
 void lpht_open_fs(lua_State *L);
 void lpht_open_json(lua_State *L);
+void lpht_open_registry(lua_State *L);
 
 #endif

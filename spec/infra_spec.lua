@@ -148,3 +148,50 @@ describe("test registry", function()
     assert.are.equal(digest, helpers.sha256_file(dir .. "/config"))
   end)
 end)
+
+describe("test TLS registries", function()
+  local function curl(args)
+    return helpers.run("curl -s -o /dev/null -w '%{http_code}' --max-time 10 " .. args)
+  end
+
+  it("serves GET /v2/ over TLS with a certificate of the test CA", function()
+    local svc, why = support.registry_service("tls")
+    if not need("registry-tls", svc, why) then return end
+    assert.are.equal("200", curl("--cacert " .. q(svc.ca) .. " " .. q("https://" .. svc.addr .. "/v2/")))
+    local ok = helpers.sh("curl -fsS -o /dev/null --max-time 10 " .. q("https://" .. svc.addr .. "/v2/"))
+    assert.is_false(ok, "the test CA must not be trusted by default")
+  end)
+
+  it("wants basic auth for the robot account and refuses a wrong password", function()
+    local svc, why = support.registry_service("basic")
+    if not need("registry-basic", svc, why) then return end
+    local url = q("https://" .. svc.addr .. "/v2/")
+    local ca = "--cacert " .. q(svc.ca) .. " "
+    assert.are.equal("robot$station_2", svc.user)
+    assert.are.equal("401", curl(ca .. url))
+    assert.are.equal("200", curl(ca .. "-u " .. q(svc.user .. ":" .. svc.password) .. " " .. url))
+    assert.are.equal("401", curl(ca .. "-u " .. q(svc.user .. ":wrong") .. " " .. url))
+  end)
+
+  it("takes skopeo's push with a token from the token service, per the user's scopes", function()
+    local svc, why = support.registry_service("token")
+    if not need("registry-token", svc, why) then return end
+    local hdr = helpers.run("curl -s -D - -o /dev/null --cacert " .. q(svc.ca) .. " "
+      .. q("https://" .. svc.addr .. "/v2/"))
+    assert.is_truthy(hdr:find('Bearer realm="' .. svc.realm .. '",service="' .. svc.service .. '"', 1, true), hdr)
+    local user, project = "robot$" .. support.unique_name("infra"), support.unique_name("project")
+    local file = support.token_user(svc, user, { password = "pw-infra",
+      access = { [project .. "/*"] = { "pull", "push" } } })
+    finally(function() os.remove(file) end)
+    local path = assert(support.base_image())
+    local ref = q("docker://" .. svc.addr .. "/" .. project .. "/train:1")
+    local opts = " --cert-dir " .. q(svc.cert_dir) .. " --creds " .. q(user .. ":pw-infra") .. " "
+    helpers.run("skopeo copy --quiet --dest-cert-dir " .. q(svc.cert_dir) .. " --dest-creds "
+      .. q(user .. ":pw-infra") .. " " .. q("docker-archive:" .. path) .. " " .. ref)
+    local raw = helpers.run("skopeo inspect --raw" .. opts .. ref)
+    assert.is_truthy(raw:find('"schemaVersion"', 1, true), raw)
+    local ok, out = helpers.sh("skopeo inspect --raw --cert-dir " .. q(svc.cert_dir) .. " --creds "
+      .. q(user .. ":pw-infra") .. " " .. q("docker://" .. svc.addr .. "/elsewhere/train:1"))
+    assert.is_false(ok, out)
+  end)
+end)

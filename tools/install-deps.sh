@@ -31,9 +31,12 @@ if [ "$test" = 1 ]; then
     # oracles; nginx with the lua module: the gateway; luarocks: the
     # rockspec's `luarocks make`; curl, python3, file, xxd, util-linux
     # (setsid, umount) and procps: used by tools/services.sh and the specs.
-    # time: GNU time, the peak-memory figure of the benchmarks.
+    # time: GNU time, the peak-memory figure of the benchmarks;
+    # apache2-utils: htpasswd's bcrypt for the basic-auth registry;
+    # python3-cryptography: the JWT signatures of tools/token-service.py.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
-           luarocks curl python3 file xxd util-linux procps coreutils time)
+           luarocks curl python3 python3-cryptography apache2-utils file xxd util-linux
+           procps coreutils time)
 fi
 if [ "$list" = 1 ]; then
     printf '%s\n' "${pkgs[@]}"

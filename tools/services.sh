@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
 # Start and stop the real servers libpht's test suite drives: a Docker engine
-# (Debian's dockerd) and an image registry (Debian's docker-registry). They
-# listen on a unix socket and on 127.0.0.1 only; each keeps its state under
-# one directory and is stopped by the pid recorded there, never by name.
+# (Debian's dockerd) and image registries (Debian's docker-registry, plain and
+# over TLS with a test CA, anonymous, with htpasswd basic auth and with token
+# auth backed by tools/token-service.py). They listen on a unix socket and on
+# 127.0.0.1 only; each keeps its state under one directory and is stopped by
+# the pid recorded there, never by name.
 #
 # Usage: tools/services.sh COMMAND
 #   start-docker    use the daemon DOCKER_HOST (or /var/run/docker.sock) names
 #                   if it answers, else start a private dockerd; prints
 #                   "export DOCKER_HOST=unix://..." for eval
 #   stop-docker     stop the dockerd this script started (nothing otherwise)
-#   start-registry  start docker-registry on 127.0.0.1:<free port>; prints
-#                   "export PHT_TEST_REGISTRY=127.0.0.1:PORT" for eval
-#   stop-registry   stop the registry this script started
-#   stop            stop-registry, then stop-docker
+#   start-registry  start docker-registry on 127.0.0.1:<free port>, plain
+#                   HTTP; prints "export PHT_TEST_REGISTRY=127.0.0.1:PORT"
+#   start-registry-tls    the same over TLS with the test CA: exports
+#                   PHT_TEST_REGISTRY_TLS, PHT_TEST_REGISTRY_TLS_STORAGE and
+#                   the CA (PHT_TEST_REGISTRY_CA, PHT_TEST_REGISTRY_CERT_DIR)
+#   start-registry-basic  TLS and htpasswd basic auth for robot$station_2:
+#                   PHT_TEST_REGISTRY_BASIC, ..._BASIC_USER, ..._BASIC_PASSWORD
+#   start-registry-token  TLS and `auth: token` with a token service:
+#                   PHT_TEST_REGISTRY_TOKEN, PHT_TEST_TOKEN_REALM,
+#                   PHT_TEST_TOKEN_SERVICE, PHT_TEST_TOKEN_USERS (a directory
+#                   for the tests' user files), PHT_TEST_TOKEN_LOG
+#   stop-registry, stop-registry-tls, stop-registry-basic, stop-registry-token
+#                   stop the one this script started
+#   stop            stop every registry, then stop-docker
 #   env             print the exports of the services that are up
 #   status          say what is running, where
 # Environment:
@@ -25,6 +37,7 @@
 set -euo pipefail
 
 S=${PHT_SERVICES_DIR:-/tmp/pht-services}
+HERE=$(cd "$(dirname "$0")" && pwd)
 me="services"
 say() { echo "$me: $*" >&2; }
 die() { echo "$me: $*" >&2; exit 1; }
@@ -243,20 +256,78 @@ free_port() {
     return 1
 }
 
-start_registry() {
-    mkdir -p "$S"
-    local envf="$S/registry.env" d="$S/registry" addr pid
+# Quote a value for the exports the caller evals (no value holds a ').
+export_line() { printf "export %s='%s'\n" "$1" "$2"; }
+
+# Print the exports of one env file: its PHT_TEST_* lines.
+print_env_file() { # $1 = env file
+    local k v
+    [ -r "$1" ] || return 0
+    while IFS='=' read -r k v; do
+        case "$k" in PHT_TEST_*) export_line "$k" "$v" ;; esac
+    done <"$1"
+}
+
+# The HTTP status of GET $1 (curl options follow); 000 when nothing answers.
+http_status() { # $1 = URL, $@ = more curl options
+    local url=$1
+    shift
+    curl -sS -o /dev/null -w '%{http_code}' --max-time 2 "$@" "$url" 2>/dev/null || true
+}
+
+# The TLS registries share one CA, made here with the openssl CLI: a P-256 CA,
+# a server certificate for 127.0.0.1 and localhost, and a certs/ directory
+# laid out as skopeo's --cert-dir wants it (ca.crt). It lives while one of
+# them does.
+CA_DIR="$S/registry-ca"
+TLS_REGISTRIES="registry-tls registry-basic registry-token"
+REGISTRIES="registry $TLS_REGISTRIES"
+
+make_ca() {
+    [ -s "$CA_DIR/server.crt" ] && [ -s "$CA_DIR/certs/ca.crt" ] && return 0
+    command -v openssl >/dev/null || die "no openssl: run tools/install-deps.sh"
+    rm -rf "$CA_DIR"
+    mkdir -p "$CA_DIR/certs"
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes) log="$CA_DIR/openssl.log"
+    {
+        openssl req -x509 "${ec[@]}" -days 30 -subj "/CN=libpht test registry CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout "$CA_DIR/ca.key" -out "$CA_DIR/ca.crt" &&
+        openssl req "${ec[@]}" -subj "/CN=127.0.0.1" \
+            -keyout "$CA_DIR/server.key" -out "$CA_DIR/server.csr" &&
+        printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+            "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$CA_DIR/server.ext" &&
+        openssl x509 -req -in "$CA_DIR/server.csr" -CA "$CA_DIR/ca.crt" -CAkey "$CA_DIR/ca.key" \
+            -set_serial "0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" -days 30 \
+            -extfile "$CA_DIR/server.ext" -out "$CA_DIR/server.crt"
+    } >"$log" 2>&1 || { cat "$log" >&2; rm -rf "$CA_DIR"; die "openssl could not make the test CA"; }
+    cp "$CA_DIR/ca.crt" "$CA_DIR/certs/ca.crt"
+    chmod 600 "$CA_DIR/ca.key" "$CA_DIR/server.key"
+}
+
+drop_ca_if_unused() {
+    local n
+    for n in $TLS_REGISTRIES; do [ -e "$S/$n" ] && return 0; done
+    rm -rf "$CA_DIR"
+}
+
+# Start docker-registry with state directory $S/$1 on a free 127.0.0.1 port;
+# $2 = http, or https with the CA's server pair; $3 = more top-level YAML (an
+# auth: section); $4 = "on" for an access log in registry.log (specs count
+# requests there). Waits until GET /v2/ answers 200, or 401 where the
+# registry wants credentials. Sets $addr.
+launch_registry() {
+    local name=$1 scheme=$2 top=${3:-} accesslog=${4:-off} d="$S/$1" port pid code tls="" curlopt=()
     command -v docker-registry >/dev/null || die "no docker-registry: run tools/install-deps.sh --test"
     command -v curl >/dev/null || die "no curl: run tools/install-deps.sh --test"
-    if addr=$(env_get "$envf" PHT_TEST_REGISTRY) \
-        && curl -fsS -o /dev/null --max-time 5 "http://$addr/v2/"; then
-        echo "export PHT_TEST_REGISTRY=$addr"; return 0
+    if [ "$scheme" = https ]; then
+        tls=$'\n  tls:\n    certificate: '"$CA_DIR/server.crt"$'\n    key: '"$CA_DIR/server.key"
+        curlopt=(--cacert "$CA_DIR/ca.crt")
     fi
-    stop_registry >/dev/null 2>&1 || true
-
-    local port t
     for _ in 1 2 3 4 5; do
-        rm -rf "$d"; mkdir -p "$d/data"
+        rm -rf "$d/data"
+        mkdir -p "$d/data"
         port=$(free_port) || die "no free port on 127.0.0.1"
         addr="127.0.0.1:$port"
         cat >"$d/config.yml" <<EOF
@@ -264,7 +335,7 @@ version: 0.1
 log:
   level: warn
   accesslog:
-    disabled: true
+    disabled: $([ "$accesslog" = on ] && echo false || echo true)
 storage:
   filesystem:
     rootdirectory: $d/data
@@ -275,71 +346,209 @@ storage:
       enabled: false
 http:
   addr: $addr
-  secret: $(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  secret: $(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')$tls
+$top
 EOF
         setsid docker-registry serve "$d/config.yml" </dev/null >"$d/registry.log" 2>&1 &
         pid=$!
         echo "$pid" >"$d/registry.pid"
-        for t in $(seq 100); do
-            if curl -fsS -o /dev/null --max-time 2 "http://$addr/v2/" 2>/dev/null; then
-                printf 'PHT_TEST_REGISTRY=%s\n' "$addr" >"$envf"
-                say "started docker-registry (pid $pid) on $addr"
-                echo "export PHT_TEST_REGISTRY=$addr"; return 0
+        for _ in $(seq 200); do
+            code=$(http_status "$scheme://$addr/v2/" "${curlopt[@]}")
+            if [ "$code" = 200 ] || [ "$code" = 401 ]; then
+                say "started docker-registry $name (pid $pid) on $scheme://$addr"
+                return 0
             fi
             ours "$pid" docker-registry || break
-            sleep 0.2
+            sleep 0.1
         done
         if grep -q 'address already in use' "$d/registry.log"; then
             end_pid "$pid" docker-registry 5
             continue # lost a race for the port: pick another
         fi
-        say "docker-registry did not answer on $addr; last lines of $d/registry.log:"
+        say "docker-registry $name did not answer on $addr; last lines of $d/registry.log:"
         tail -n 25 "$d/registry.log" >&2 || true
         end_pid "$pid" docker-registry 5
         rm -rf "$d"
-        die "docker-registry could not start"
+        die "docker-registry $name could not start"
     done
-    die "docker-registry found no free port after 5 tries"
+    die "docker-registry $name found no free port after 5 tries"
 }
 
-stop_registry() {
-    local d="$S/registry"
-    [ -e "$d" ] || { rm -f "$S/registry.env"; return 0; }
+# Stop the registry (and its token service) with state directory $S/$1.
+stop_named() { # $1 = registry, registry-tls, registry-basic or registry-token
+    local d="$S/$1"
+    [ -e "$d" ] || { rm -f "$S/$1.env"; return 0; }
     end_pid "$(cat "$d/registry.pid" 2>/dev/null || true)" docker-registry 10
-    rm -rf "$d" "$S/registry.env"
-    say "stopped docker-registry"
+    if [ -e "$d/token-service.pid" ]; then
+        end_pid "$(cat "$d/token-service.pid" 2>/dev/null || true)" token-service.py 10
+    fi
+    rm -rf "$d" "$S/$1.env"
+    case " $TLS_REGISTRIES " in *" $1 "*) drop_ca_if_unused ;; esac
+    say "stopped docker-registry $1"
+}
+
+# Already up from an earlier start on this state directory: print its exports.
+still_up() { # $1 = name, $2 = the env key holding its address, $3 = scheme
+    local a code
+    a=$(env_get "$S/$1.env" "$2") || return 1
+    code=$(http_status "$3://$a/v2/" --cacert "$CA_DIR/ca.crt")
+    [ "$code" = 200 ] || [ "$code" = 401 ] || return 1
+    print_env_file "$S/$1.env"
+}
+
+# Make way for a new start of $1, unless it is up already: then its exports
+# are printed and this fails, so the caller returns.
+fresh_start() { # $1 = name, $2 = the env key holding its address, $3 = scheme
+    mkdir -p "$S"
+    still_up "$1" "$2" "$3" && return 1
+    stop_named "$1" >/dev/null 2>&1 || true
+    mkdir -p "$S/$1"
+}
+
+# Keep the exports read on stdin as $S/$1.env (mode 0600) and print them.
+write_env() { # $1 = name
+    (umask 077 && cat >"$S/$1.env")
+    print_env_file "$S/$1.env"
+}
+
+# Plain HTTP, anonymous.
+start_registry() {
+    fresh_start registry PHT_TEST_REGISTRY http || return 0
+    launch_registry registry http
+    printf 'PHT_TEST_REGISTRY=%s\n' "$addr" | write_env registry
+}
+
+ca_env() {
+    printf 'PHT_TEST_REGISTRY_CA=%s\nPHT_TEST_REGISTRY_CERT_DIR=%s\n' "$CA_DIR/ca.crt" "$CA_DIR/certs"
+}
+
+# TLS with the test CA, anonymous.
+start_registry_tls() {
+    fresh_start registry-tls PHT_TEST_REGISTRY_TLS https || return 0
+    make_ca
+    launch_registry registry-tls https "" on
+    {
+        printf 'PHT_TEST_REGISTRY_TLS=%s\nPHT_TEST_REGISTRY_TLS_STORAGE=%s\n' "$addr" "$S/registry-tls/data"
+        ca_env
+    } | write_env registry-tls
+}
+
+# TLS and htpasswd basic auth with one user, a Harbor-style robot account;
+# its password is made here and hashed with bcrypt (apache2-utils' htpasswd),
+# the only hash the registry accepts.
+start_registry_basic() {
+    fresh_start registry-basic PHT_TEST_REGISTRY_BASIC https || return 0
+    command -v htpasswd >/dev/null || die "no htpasswd: run tools/install-deps.sh --test"
+    make_ca
+    local d="$S/registry-basic" user='robot$station_2' pass
+    pass=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    printf '%s\n' "$pass" | htpasswd -icB -C 5 "$d/htpasswd" "$user" 2>"$d/htpasswd.log" \
+        || { cat "$d/htpasswd.log" >&2; rm -rf "$d"; die "htpasswd failed"; }
+    launch_registry registry-basic https \
+        "$(printf 'auth:\n  htpasswd:\n    realm: pht-test-registry\n    path: %s' "$d/htpasswd")" on
+    {
+        printf 'PHT_TEST_REGISTRY_BASIC=%s\nPHT_TEST_REGISTRY_BASIC_USER=%s\n' "$addr" "$user"
+        printf 'PHT_TEST_REGISTRY_BASIC_PASSWORD=%s\n' "$pass"
+        ca_env
+    } | write_env registry-basic
+}
+
+# TLS and `auth: token`: tools/token-service.py issues the JWTs, signed with a
+# P-256 key whose self-signed certificate is the registry's rootcertbundle,
+# so the registry's own token verification decides. Users and the
+# repositories they may use: *.json files a test writes into
+# $PHT_TEST_TOKEN_USERS (the format is in tools/token-service.py).
+start_registry_token() {
+    fresh_start registry-token PHT_TEST_REGISTRY_TOKEN https || return 0
+    command -v python3 >/dev/null || die "no python3: run tools/install-deps.sh --test"
+    python3 -c 'import cryptography' 2>/dev/null \
+        || die "no python3-cryptography: run tools/install-deps.sh --test"
+    make_ca
+    local d="$S/registry-token" tport tpid realm started=0
+    local service=pht-test-registry issuer=pht-test-token-service
+    mkdir -p "$d/users.d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj "/CN=libpht test token signer" -keyout "$d/signer.key" -out "$d/signer.crt" \
+        >"$d/openssl.log" 2>&1 \
+        || { cat "$d/openssl.log" >&2; rm -rf "$d"; die "openssl could not make the token signer"; }
+    for _ in 1 2 3 4 5; do
+        tport=$(free_port) || die "no free port on 127.0.0.1"
+        setsid python3 "$HERE/token-service.py" --listen "127.0.0.1:$tport" \
+            --cert "$CA_DIR/server.crt" --key "$CA_DIR/server.key" \
+            --signing-cert "$d/signer.crt" --signing-key "$d/signer.key" \
+            --issuer "$issuer" --service "$service" --users "$d/users.d" --log "$d/token.log" \
+            </dev/null >"$d/token-service.log" 2>&1 &
+        tpid=$!
+        echo "$tpid" >"$d/token-service.pid"
+        for _ in $(seq 100); do
+            if [ "$(http_status "https://127.0.0.1:$tport/health" --cacert "$CA_DIR/ca.crt")" = 200 ]; then
+                started=1
+                break
+            fi
+            ours "$tpid" token-service.py || break
+            sleep 0.1
+        done
+        [ "$started" = 1 ] && break
+        end_pid "$tpid" token-service.py 5
+        grep -q 'Address already in use' "$d/token-service.log" && continue
+        tail -n 25 "$d/token-service.log" >&2 || true
+        rm -rf "$d"
+        die "the token service could not start"
+    done
+    [ "$started" = 1 ] || die "the token service found no free port after 5 tries"
+    realm="https://127.0.0.1:$tport/token"
+    say "started the token service (pid $tpid) at $realm"
+    launch_registry registry-token https "$(printf 'auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s' \
+        "$realm" "$service" "$issuer" "$d/signer.crt")" on
+    {
+        printf 'PHT_TEST_REGISTRY_TOKEN=%s\nPHT_TEST_TOKEN_REALM=%s\nPHT_TEST_TOKEN_SERVICE=%s\n' \
+            "$addr" "$realm" "$service"
+        printf 'PHT_TEST_TOKEN_USERS=%s\nPHT_TEST_TOKEN_LOG=%s\n' "$d/users.d" "$d/token.log"
+        ca_env
+    } | write_env registry-token
 }
 
 print_env() {
-    local v
+    local v n
     if v=$(env_get "$S/docker.env" DOCKER_HOST); then echo "export DOCKER_HOST=$v"; fi
-    if v=$(env_get "$S/registry.env" PHT_TEST_REGISTRY); then echo "export PHT_TEST_REGISTRY=$v"; fi
+    for n in $REGISTRIES; do print_env_file "$S/$n.env"; done
     return 0
 }
 
 status() {
-    local v
+    local v n key scheme code
     if v=$(env_get "$S/docker.env" DOCKER_HOST) && docker_answers "$v"; then
         echo "docker: up at $v ($( [ "$(env_get "$S/docker.env" DOCKER_OWNED)" = 1 ] && echo "started here" || echo "not ours"))"
     else
         echo "docker: down"
     fi
-    if v=$(env_get "$S/registry.env" PHT_TEST_REGISTRY) \
-        && curl -fsS -o /dev/null --max-time 5 "http://$v/v2/"; then
-        echo "registry: up at $v"
-    else
-        echo "registry: down"
-    fi
+    for n in $REGISTRIES; do
+        key=PHT_TEST_$(echo "$n" | tr 'a-z-' 'A-Z_')
+        scheme=https
+        [ "$n" = registry ] && scheme=http
+        code=000
+        if v=$(env_get "$S/$n.env" "$key"); then
+            code=$(http_status "$scheme://$v/v2/" --cacert "$CA_DIR/ca.crt")
+        fi
+        if [ "$code" = 200 ] || [ "$code" = 401 ]; then echo "$n: up at $scheme://$v"; else echo "$n: down"; fi
+    done
 }
 
 case "${1:-}" in
     start-docker) start_docker ;;
     stop-docker) stop_docker ;;
     start-registry) start_registry ;;
-    stop-registry) stop_registry ;;
-    stop) stop_registry; stop_docker; rmdir "$S" 2>/dev/null || true ;;
+    start-registry-tls) start_registry_tls ;;
+    start-registry-basic) start_registry_basic ;;
+    start-registry-token) start_registry_token ;;
+    stop-registry | stop-registry-tls | stop-registry-basic | stop-registry-token) stop_named "${1#stop-}" ;;
+    stop)
+        for n in $REGISTRIES; do stop_named "$n"; done
+        stop_docker
+        rmdir "$S" 2>/dev/null || true
+        ;;
     env) print_env ;;
     status) status ;;
-    -h|--help|help) sed -n '2,24p' "$0" ;;
-    *) sed -n '7,17p' "$0" >&2; exit 2 ;;
+    -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d' ;;
+    *) sed -n '/^# Usage:/,/^# Environment:/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

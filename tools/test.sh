@@ -2,7 +2,7 @@
 # Build libpht and run every test: the C unit tests under ctest (each also
 # under valgrind memcheck, as memcheck_*), then the busted specs on Lua 5.4 and on LuaJIT.
 # Before the tests it starts the services they drive (tools/services.sh: a
-# Docker engine, a registry; tools/make-base-image.sh: the base image) and
+# Docker engine, four registries; tools/make-base-image.sh: the base image) and
 # exports their addresses; it stops them on exit, whatever the tests did.
 # See doc/testing.md for the variables.
 # The last line is a total over all runners: "tests: N passed, N failed, N skipped".
@@ -18,7 +18,7 @@ tools/build.sh || { echo "tests: 0 passed, 1 failed"; exit 1; }
 # Each run gets its own state directory, so runs side by side do not share
 # (or stop) each other's daemons. Services named in PHT_TEST_REQUIRE must be
 # up, or spec/infra_spec.lua fails; set it empty where dockerd cannot work.
-export PHT_TEST_REQUIRE=${PHT_TEST_REQUIRE-docker,registry,base-image}
+export PHT_TEST_REQUIRE=${PHT_TEST_REQUIRE-docker,registry,registry-tls,registry-basic,registry-token,base-image}
 svc_made=0
 if [ -z "${PHT_SERVICES_DIR:-}" ]; then
     PHT_SERVICES_DIR=$(mktemp -d /tmp/pht-svc.XXXXXX) || { echo "tests: 0 passed, 1 failed"; exit 1; }
@@ -29,16 +29,20 @@ export PHT_SERVICES_DIR
 export PHT_CACHE_DIR=$PHT_SERVICES_DIR/layer-cache
 mkdir -p "$PHT_SERVICES_DIR"
 # What was already up in a given state directory is not this run's to stop.
-docker_ours=1 registry_ours=1
+# Registries: plain HTTP, TLS, TLS with basic auth, TLS with token auth.
+registries="registry registry-tls registry-basic registry-token"
+docker_ours=1 registries_ours=""
 [ -e "$PHT_SERVICES_DIR/docker.env" ] && docker_ours=0
-[ -e "$PHT_SERVICES_DIR/registry.env" ] && registry_ours=0
+for r in $registries; do
+    [ -e "$PHT_SERVICES_DIR/$r.env" ] || registries_ours="$r $registries_ours"
+done
 base_loaded=""
 
 stop_services() {
     if [ -n "$base_loaded" ]; then # loaded into a daemon that outlives us
         docker rmi "$base_loaded" >/dev/null 2>&1 || true
     fi
-    [ "$registry_ours" = 1 ] && tools/services.sh stop-registry
+    for r in $registries_ours; do tools/services.sh "stop-$r"; done
     [ "$docker_ours" = 1 ] && tools/services.sh stop-docker
     if [ "$svc_made" = 1 ]; then rm -rf "$PHT_SERVICES_DIR"; fi
     return 0
@@ -58,14 +62,17 @@ else
     export PHT_TEST_DOCKER_ERROR="dockerd did not start here: $(tail -n 1 "$err")"
     echo "docker: unavailable ($PHT_TEST_DOCKER_ERROR)"
 fi
-if out=$(tools/services.sh start-registry 2>"$err"); then
-    eval "$out"
-    echo "registry: $PHT_TEST_REGISTRY"
-else
-    cat "$err" >&2
-    export PHT_TEST_REGISTRY_ERROR="docker-registry did not start: $(tail -n 1 "$err")"
-    echo "registry: unavailable ($PHT_TEST_REGISTRY_ERROR)"
-fi
+for r in $registries; do
+    var=PHT_TEST_$(echo "$r" | tr 'a-z-' 'A-Z_') # PHT_TEST_REGISTRY_TLS, ...
+    if out=$(tools/services.sh "start-$r" 2>"$err"); then
+        eval "$out"
+        echo "$r: ${!var}"
+    else
+        cat "$err" >&2
+        export "${var}_ERROR=docker-registry ($r) did not start: $(tail -n 1 "$err")"
+        echo "$r: unavailable ($(tail -n 1 "$err"))"
+    fi
+done
 images="$build/test-images"
 export PHT_TEST_BASE_TAG=pht-test/busybox:latest
 if tools/make-base-image.sh -o "$images/busybox.tar" -t "$PHT_TEST_BASE_TAG" \

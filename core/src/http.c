@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include <cjson/cJSON.h>
@@ -22,7 +23,14 @@ struct pht_http {
     char *endpoint;
     char *base;   /* "http://localhost" for a unix socket, else the endpoint as a URL */
     char *socket; /* unix socket path, or NULL */
+    /* pht_http_set_tls: */
+    int tls_set, insecure;
+    char *ca_blob; /* the system bundle and the extra CAs, PEM */
+    size_t ca_blob_len;
+    char *client_cert, *client_key;
 };
+
+static void tls_clear(pht_http *h);
 
 static int starts(const char *s, const char *prefix)
 {
@@ -95,6 +103,7 @@ void pht_http_free(pht_http *h)
     free(h->endpoint);
     free(h->base);
     free(h->socket);
+    tls_clear(h);
     free(h);
     curl_global_cleanup();
 }
@@ -115,6 +124,9 @@ void pht_http_response_clear(pht_http_response *resp)
     free(resp->body);
     resp->body = NULL;
     resp->body_len = 0;
+    free(resp->headers);
+    resp->headers = NULL;
+    resp->headers_len = 0;
 }
 
 char *pht_http_escape(const char *s)
@@ -233,8 +245,9 @@ static int set_method(CURL *c, const pht_http_request *req, xfer *x, struct curl
         if (req->source) {
             bad |= curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
             bad |= curl_easy_setopt(c, CURLOPT_READDATA, x) != CURLE_OK;
-            bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1) != CURLE_OK;
-            *hdr = curl_slist_append(*hdr, "Transfer-Encoding: chunked");
+            curl_off_t len = req->source_len > 0 ? (curl_off_t)req->source_len : -1;
+            bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, len) != CURLE_OK;
+            if (len < 0) *hdr = curl_slist_append(*hdr, "Transfer-Encoding: chunked");
         } else {
             bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body) != CURLE_OK;
             bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len) !=
@@ -253,6 +266,157 @@ static int set_method(CURL *c, const pht_http_request *req, xfer *x, struct curl
     /* A streamed body goes at once, without waiting for "100 Continue". */
     *hdr = curl_slist_append(*hdr, "Expect:");
     return bad || *hdr == NULL;
+}
+
+/* ---- response headers, extra request headers, TLS (registry clients) --------- */
+
+#define HTTP_HEADERS_MAX (64u << 10) /* header lines kept per answer */
+
+static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
+{
+    xfer *x = ud;
+    pht_http_response *r = x->resp;
+    size_t n = size * nitems;
+    if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new answer (after 1xx): start over */
+        free(r->headers);
+        r->headers = NULL;
+        r->headers_len = 0;
+        long st = 0;
+        const char *sp = memchr(p, ' ', n);
+        if (sp && sscanf(sp, " %3ld", &st) == 1) r->status = st;
+        return n;
+    }
+    if (r->headers_len + n > HTTP_HEADERS_MAX) return n; /* keep the head */
+    char *b = realloc(r->headers, r->headers_len + n + 1);
+    if (b == NULL) return n;
+    memcpy(b + r->headers_len, p, n);
+    r->headers = b;
+    r->headers_len += n;
+    b[r->headers_len] = '\0';
+    return n;
+}
+
+int pht_http_response_header(const pht_http_response *resp, const char *name, char *out, size_t cap)
+{
+    if (cap) out[0] = '\0';
+    if (resp == NULL || resp->headers == NULL || name == NULL) return 0;
+    size_t nl = strlen(name);
+    for (const char *line = resp->headers; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (len > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl + 1, *e = line + len;
+            while (v < e && (*v == ' ' || *v == '\t'))
+                v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            if (cap) {
+                size_t k = (size_t)(e - v) < cap - 1 ? (size_t)(e - v) : cap - 1;
+                memcpy(out, v, k);
+                out[k] = '\0';
+            }
+            return 1;
+        }
+        if (end == NULL) break;
+        line = end + 1;
+    }
+    return 0;
+}
+
+static void tls_clear(pht_http *h)
+{
+    free(h->ca_blob);
+    free(h->client_cert);
+    free(h->client_key);
+    h->ca_blob = h->client_cert = h->client_key = NULL;
+    h->ca_blob_len = 0;
+    h->tls_set = h->insecure = 0;
+}
+
+/* Append the file at path (when there is one) to *buf. */
+static int append_file(char **buf, size_t *len, const char *path, pht_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return errno == ENOENT ? 0 : pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
+    char chunk[16384];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        char *b = realloc(*buf, *len + n + 2);
+        if (b == NULL) {
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(b + *len, chunk, n);
+        *buf = b;
+        *len += n;
+    }
+    if (rc == 0 && ferror(f)) rc = pht_error_set(err, PHT_EIO, "%s: read failed", path);
+    fclose(f);
+    return rc;
+}
+
+int pht_http_set_tls(pht_http *h, const pht_http_tls *tls, pht_error *err)
+{
+    tls_clear(h);
+    if (tls == NULL) return 0;
+    int rc = 0;
+    if (tls->ca_pem && tls->ca_pem_len) {
+        /* A CA blob replaces libcurl's default bundle: carry that bundle along. */
+        char *sys = NULL;
+#if LIBCURL_VERSION_NUM >= 0x075400
+        curl_easy_getinfo(h->curl, CURLINFO_CAINFO, &sys);
+#endif
+        if (sys) rc = append_file(&h->ca_blob, &h->ca_blob_len, sys, err);
+        char *b = rc ? NULL : realloc(h->ca_blob, h->ca_blob_len + tls->ca_pem_len + 2);
+        if (b) {
+            b[h->ca_blob_len++] = '\n';
+            memcpy(b + h->ca_blob_len, tls->ca_pem, tls->ca_pem_len);
+            h->ca_blob_len += tls->ca_pem_len;
+            b[h->ca_blob_len] = '\0';
+            h->ca_blob = b;
+        } else if (rc == 0) {
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        }
+    }
+    if (rc == 0 && tls->client_cert && (h->client_cert = strdup(tls->client_cert)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && tls->client_key && (h->client_key = strdup(tls->client_key)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc != 0) {
+        tls_clear(h);
+        return rc;
+    }
+    h->insecure = tls->insecure != 0;
+    h->tls_set = 1;
+    return 0;
+}
+
+/* The request's own header lines, the header callback and the TLS settings. */
+static int set_extras(pht_http *h, const pht_http_request *req, xfer *x, struct curl_slist **hdr)
+{
+    CURL *c = h->curl;
+    int bad = 0;
+    for (const char *const *l = req->headers; l && *l; l++) {
+        struct curl_slist *n = curl_slist_append(*hdr, *l);
+        if (n == NULL) return 1;
+        *hdr = n;
+    }
+    bad |= curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_HEADERDATA, x) != CURLE_OK;
+    if (!h->tls_set) return bad;
+    if (h->insecure) {
+        bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L) != CURLE_OK;
+    }
+    if (h->ca_blob) {
+        struct curl_blob b = {h->ca_blob, h->ca_blob_len, CURL_BLOB_NOCOPY};
+        bad |= curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &b) != CURLE_OK;
+    }
+    if (h->client_cert) bad |= curl_easy_setopt(c, CURLOPT_SSLCERT, h->client_cert) != CURLE_OK;
+    if (h->client_key) bad |= curl_easy_setopt(c, CURLOPT_SSLKEY, h->client_key) != CURLE_OK;
+    return bad;
 }
 
 static int fail_transport(pht_http *h, const char *m, const char *path, CURLcode c,
@@ -302,6 +466,7 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
         if (n == NULL) bad = 1;
         else hdr = n;
     }
+    bad |= set_extras(h, req, &x, &hdr);
     bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr) != CURLE_OK;
     int rc = 0;
     if (bad) {
@@ -311,6 +476,7 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     }
     CURLcode cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    resp->broken = cc != CURLE_OK && !x.cb_failed && !x.too_big;
     if (x.cb_failed) {
         rc = x.cb_err.code ? x.cb_err.code : PHT_EIO;
         if (err) *err = x.cb_err;

@@ -256,10 +256,29 @@ out:
     pht_http_free(h);
 }
 
+/* Header lookup: case-insensitive, first one, trimmed, cut to the buffer. */
+static void test_response_header(void)
+{
+    char hdrs[] = "Content-Type: application/json\r\nwww-authenticate:  Bearer realm=\"x\" \r\n"
+                  "Location: /a\r\nLocation: /b\r\nX-Empty:\r\n";
+    pht_http_response resp = {.headers = hdrs, .headers_len = sizeof hdrs - 1};
+    char out[64];
+    CHECK(pht_http_response_header(&resp, "WWW-Authenticate", out, sizeof out) == 1);
+    CHECK(strcmp(out, "Bearer realm=\"x\"") == 0);
+    CHECK(pht_http_response_header(&resp, "location", out, sizeof out) == 1);
+    CHECK(strcmp(out, "/a") == 0);
+    CHECK(pht_http_response_header(&resp, "X-Empty", out, sizeof out) == 1 && out[0] == '\0');
+    CHECK(pht_http_response_header(&resp, "Content", out, sizeof out) == 0);
+    CHECK(pht_http_response_header(&resp, "Content-Type", out, 5) == 1 && strcmp(out, "appl") == 0);
+    pht_http_response none = {0};
+    CHECK(pht_http_response_header(&none, "Location", out, sizeof out) == 0);
+}
+
 int main(void)
 {
     test_endpoints();
     test_error_message();
+    test_response_header();
     test_unreachable();
     int up = dt_daemon_up("test_http");
     if (up > 0) test_daemon();

@@ -1,5 +1,5 @@
--- Find and use the real services libpht's specs drive: a Docker engine, an
--- image registry and the busybox base image. tools/test.sh starts them and
+-- Find and use the real services libpht's specs drive: a Docker engine,
+-- image registries and the busybox base image. tools/test.sh starts them and
 -- exports their addresses (doc/testing.md); a spec run by hand finds the ones
 -- `tools/services.sh start-docker` / `start-registry` left in
 -- $PHT_SERVICES_DIR (default /tmp/pht-services).
@@ -147,6 +147,67 @@ function M.registry()
     end
   end
   return registry_state[1], registry_state[2]
+end
+
+-- The test registries beside the plain one, as tools/services.sh starts
+-- them: "tls" (TLS with the test CA, anonymous), "basic" (TLS and htpasswd
+-- basic auth for one robot account) and "token" (TLS and token auth through
+-- tools/token-service.py).
+local registry_kinds = {
+  tls = { file = "registry-tls.env", var = "PHT_TEST_REGISTRY_TLS", answers = "200" },
+  basic = { file = "registry-basic.env", var = "PHT_TEST_REGISTRY_BASIC", answers = "401" },
+  token = { file = "registry-token.env", var = "PHT_TEST_REGISTRY_TOKEN", answers = "401" },
+}
+local service_state = {}
+
+-- One of those registries as a table when it answers GET /v2/ (200, or 401
+-- where it wants credentials), else nil, reason:
+--   addr       "127.0.0.1:PORT" (https)
+--   ca         the test CA's certificate; cert_dir: a --cert-dir with it
+--   storage    (tls) the registry's storage directory
+--   user, password            (basic) the robot account
+--   realm, service, users, log (token) the token service's URL, the service
+--              name, the directory for user files, its request log
+function M.registry_service(kind)
+  local k = assert(registry_kinds[kind], "unknown registry kind " .. tostring(kind))
+  if service_state[kind] then return service_state[kind][1], service_state[kind][2] end
+  local function get(var) return getenv(var) or from_state(k.file, var) end
+  local addr = get(k.var)
+  if not addr then
+    local why = getenv(k.var .. "_ERROR")
+    service_state[kind] = { nil, "no " .. kind .. " registry: " .. (why or "run the specs through "
+      .. "tools/test.sh, or eval \"$(tools/services.sh start-registry-" .. kind .. ")\" first") }
+    return nil, service_state[kind][2]
+  end
+  local svc = {
+    addr = addr, ca = get("PHT_TEST_REGISTRY_CA"), cert_dir = get("PHT_TEST_REGISTRY_CERT_DIR"),
+    storage = get("PHT_TEST_REGISTRY_TLS_STORAGE"),
+    user = get("PHT_TEST_REGISTRY_BASIC_USER"), password = get("PHT_TEST_REGISTRY_BASIC_PASSWORD"),
+    realm = get("PHT_TEST_TOKEN_REALM"), service = get("PHT_TEST_TOKEN_SERVICE"),
+    users = get("PHT_TEST_TOKEN_USERS"), log = get("PHT_TEST_TOKEN_LOG"),
+  }
+  local ok, code = helpers.sh("curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "
+    .. helpers.q(svc.ca or "/nonexistent") .. " " .. helpers.q("https://" .. addr .. "/v2/"))
+  code = first_line(code)
+  if ok and code == k.answers then
+    service_state[kind] = { svc, nil }
+  else
+    service_state[kind] = { nil, kind .. " registry at " .. addr .. " does not answer GET /v2/ with "
+      .. k.answers .. ": " .. code }
+  end
+  return service_state[kind][1], service_state[kind][2]
+end
+
+-- Give the token registry's token service a user: conf is what
+-- tools/token-service.py reads (password, access = {pattern = {actions}},
+-- revoked, ttl, expires_in, expired_first, expired). Returns the user file;
+-- remove it when done (finally(function() os.remove(file) end)).
+function M.token_user(svc, user, conf)
+  local file = svc.users .. "/" .. M.unique_name("user") .. ".json"
+  local tmp = file .. ".tmp"
+  helpers.write(tmp, assert(require("pht").json_encode({ users = { [user] = conf } })))
+  assert(os.rename(tmp, file))
+  return file
 end
 
 local function exists(path)

@@ -50,6 +50,10 @@ typedef struct pht_http_request {
     void *sink_ud;
     size_t max_body;          /* cap of a body collected into resp->body; 0: 1 MiB */
     long timeout;             /* seconds for the whole exchange; 0: no limit */
+    /* Registry clients (see pht/registry.h): */
+    const char *const *headers; /* more header lines ("Name: value"), NULL-terminated, or NULL */
+    int64_t source_len;         /* > 0: the streamed body's length, sent as Content-Length
+                                   instead of chunked */
 } pht_http_request;
 
 /* What came back. body is collected when the request has no sink, and for errors. */
@@ -57,6 +61,11 @@ typedef struct pht_http_response {
     long status;     /* HTTP status, 0 when no answer came */
     char *body;      /* NUL-terminated, or NULL; released by pht_http_response_clear */
     size_t body_len;
+    /* The final answer's header lines ("Name: value\r\n"...), NUL-terminated, or NULL;
+       status is set as soon as its status line arrives, so a sink may look at it. */
+    char *headers;
+    size_t headers_len;
+    int broken; /* 1: no answer came, or the connection ended before the answer did */
 } pht_http_response;
 
 /*
@@ -98,6 +107,30 @@ PHT_API void pht_http_error_message(const char *body, size_t len, char *out, siz
 
 /* Percent-encode s for a URL query value; malloc'ed, NULL when out of memory. */
 PHT_API char *pht_http_escape(const char *s);
+
+/*
+ * The value of the response header name (case-insensitive; the first one),
+ * trimmed, into out (cap bytes, NUL-terminated, cut to fit). Returns 1 when
+ * the header is there, 0 when not.
+ */
+PHT_API int pht_http_response_header(const pht_http_response *resp, const char *name, char *out,
+                                     size_t cap);
+
+/* TLS settings of a handle for https endpoints (see pht_http_set_tls). */
+typedef struct pht_http_tls {
+    int insecure;       /* 1: verify neither the peer's certificate nor its name */
+    const char *ca_pem; /* PEM certificates trusted besides the system's CAs, or NULL */
+    size_t ca_pem_len;
+    const char *client_cert; /* PEM file of a client certificate, or NULL */
+    const char *client_key;  /* PEM file of its key */
+} pht_http_tls;
+
+/*
+ * Use tls for every later request of h (the strings are copied). The
+ * system's CA bundle stays trusted; ca_pem adds to it. NULL restores the
+ * defaults. PHT_EIO when the system bundle cannot be read.
+ */
+PHT_API int pht_http_set_tls(pht_http *h, const pht_http_tls *tls, pht_error *err);
 
 #ifdef __cplusplus
 }

@@ -15,5 +15,6 @@
 #include "pht/image_ref.h"
 #include "pht/http.h"
 #include "pht/docker.h"
+#include "pht/registry.h"
 
 #endif

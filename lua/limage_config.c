@@ -37,18 +37,25 @@ static const char *check_text(lua_State *L, int idx, const char *field)
     return s;
 }
 
+/* Pushes t[field] and returns its stack index, or pushes nothing and returns 0 when it is nil. */
+static int push_field(lua_State *L, int t, const char *field)
+{
+    lua_getfield(L, t, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    return lua_gettop(L);
+}
+
 /* cmd / entrypoint: nil keeps, false or {} removes, {"prog", "arg", ...} replaces. */
 static void argv_field(lua_State *L, int t, const char *field, int *set, const char *const **out,
                        size_t *n)
 {
-    lua_getfield(L, t, field);
-    int v = lua_gettop(L);
     *set = 0;
     *n = 0;
-    if (lua_isnil(L, v)) {
-        lua_pop(L, 1);
-        return;
-    }
+    int v = push_field(L, t, field);
+    if (v == 0) return;
     *set = 1;
     if (lua_type(L, v) == LUA_TBOOLEAN && !lua_toboolean(L, v)) {
         lua_pop(L, 1);
@@ -80,14 +87,10 @@ static int cmp_key(const void *a, const void *b)
 static void kv_field(lua_State *L, int t, const char *field, int env, const pht_image_kv **out,
                      size_t *n)
 {
-    lua_getfield(L, t, field);
-    int v = lua_gettop(L);
     *n = 0;
     *out = NULL;
-    if (lua_isnil(L, v)) {
-        lua_pop(L, 1);
-        return;
-    }
+    int v = push_field(L, t, field);
+    if (v == 0) return;
     if (!lua_istable(L, v)) bad(L, "%s must be a table", field);
     size_t cap = 0;
     lua_pushnil(L);

@@ -42,7 +42,8 @@ static const ref_transport transports[] = {
     {"oci", "oci:", "oci:DIR[:TAG]", parse_oci, &img_oci},
     {"docker-daemon", "docker-daemon:", "docker-daemon:NAME[:TAG|@sha256:HEX]", parse_daemon,
      &img_docker_daemon},
-    {"docker", "docker://", "docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]", parse_registry, NULL},
+    {"docker", "docker://", "docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]", parse_registry,
+     &img_registry},
 };
 #define NTRANSPORTS (sizeof transports / sizeof *transports)
 #define DAEMON (&transports[2])

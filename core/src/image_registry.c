@@ -217,6 +217,59 @@ static int make_blobdir(pht_image *img, rg_state *st, pht_error *err)
     return 0;
 }
 
+/*
+ * Where blobs were seen: cache_dir/registry-blobs/locations/HEX holds one
+ * "HOST REPO" line for each repository known to have blob sha256:HEX (its
+ * image was opened from there, or pushed there), as containers/image's blob
+ * info cache keeps them: a push to another repository of the same registry
+ * mounts the blob from one of them instead of sending it. Best effort: a
+ * cache that cannot be read or written only costs an upload.
+ */
+#define LOC_MAX 16 /* repositories remembered per blob */
+
+static int loc_path(const char *cache_dir, const char *digest, char *out, size_t cap, int mk)
+{
+    if (cache_dir == NULL || !hash_sha256_valid(digest)) return -1;
+    snprintf(out, cap, "%s/" BLOB_SUBDIR "/locations", cache_dir);
+    if (mk && mkdir(out, 0700) != 0 && errno != EEXIST) return -1;
+    size_t n = strlen(out);
+    snprintf(out + n, cap - n, "/%s", digest + 7);
+    return 0;
+}
+
+/* The lines of digest's location file (malloc'ed text, NULL when none). */
+static char *loc_read(const char *cache_dir, const char *digest)
+{
+    char path[4200], *text = NULL;
+    size_t len;
+    pht_error ignore;
+    if (loc_path(cache_dir, digest, path, sizeof path, 0) != 0) return NULL;
+    if (fs_read_small(path, 64u << 10, &text, &len, &ignore) != 0) return NULL;
+    return text;
+}
+
+static void loc_add(const char *cache_dir, const char *digest, const char *host, const char *repo)
+{
+    char path[4200], line[1200];
+    snprintf(line, sizeof line, "%s %s\n", host, repo);
+    if (strchr(host, ' ') || strchr(line, '\n') != line + strlen(line) - 1) return;
+    char *text = loc_read(cache_dir, digest);
+    int n = 0, seen = 0;
+    for (char *s = text; s && *s; n++) {
+        char *e = strchr(s, '\n');
+        size_t l = e ? (size_t)(e - s + 1) : strlen(s);
+        if (l == strlen(line) && strncmp(s, line, l) == 0) seen = 1;
+        s += l;
+    }
+    free(text);
+    if (seen || n >= LOC_MAX || loc_path(cache_dir, digest, path, sizeof path, 1) != 0) return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return;
+    pht_error ignore;
+    fs_write_all(fd, line, strlen(line), path, &ignore); /* one short append: atomic */
+    close(fd);
+}
+
 static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
     rg_state *st = calloc(1, sizeof *st);
@@ -340,6 +393,11 @@ static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     img->landed = IMG_LANDED_NONE;
     img->view_root = IMG_PROTOCOL_DIR;
     rc = make_blobdir(img, st, err);
+    if (rc == 0 && !st->own_blobdir) {
+        loc_add(img->opts.cache_dir, cdg, st->host, st->repo);
+        for (size_t i = 0; i < img->nlayers; i++)
+            loc_add(img->opts.cache_dir, img->layers[i].digest, st->host, st->repo);
+    }
 out:
     pht_registry_manifest_clear(&m);
     pht_registry_manifest_clear(&m2);
@@ -622,9 +680,37 @@ typedef struct pusher {
     const img_plan *plan;
     char what[600];
     pht_error *err;
+    int skipped, mounted, uploaded;
 } pusher;
 
-/* Put one blob: skipped when there, mounted when the source repository has it, else sent. */
+/*
+ * Mount digest into the target from `from`, else from the repositories of
+ * the same registry the location cache names (at most 3 tries in all):
+ * *mounted 1 when one of them did.
+ */
+static int mount_any(pusher *p, const char *digest, const char *from, int *mounted)
+{
+    int rc = 0, tries = 0;
+    *mounted = 0;
+    if (from && (rc = pht_registry_mount_blob(p->reg, p->repo, digest, from, mounted, p->err)))
+        return rc;
+    tries += from != NULL;
+    char *text = *mounted ? NULL : loc_read(p->plan->opts->cache_dir, digest), *save = NULL;
+    size_t hl = strlen(p->host);
+    for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line && !*mounted && tries < 3;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *repo = line + hl + 1;
+        if (strncmp(line, p->host, hl) != 0 || line[hl] != ' ' || strcmp(repo, p->repo) == 0 ||
+            (from && strcmp(repo, from) == 0))
+            continue;
+        tries++;
+        if ((rc = pht_registry_mount_blob(p->reg, p->repo, digest, repo, mounted, p->err))) break;
+    }
+    free(text);
+    return rc;
+}
+
+/* Put one blob: skipped when there, mounted when another repository has it, else sent. */
 static int push_blob(pusher *p, const char *digest, uint64_t size, const img_layer *l, int fd,
                      uint64_t off, const char *mem, const char *from)
 {
@@ -632,10 +718,15 @@ static int push_blob(pusher *p, const char *digest, uint64_t size, const img_lay
     int64_t have = -1;
     char out[PHT_REGISTRY_DIGEST_MAX];
     if ((rc = pht_registry_blob_exists(p->reg, p->repo, digest, &exists, &have, p->err))) return rc;
-    if (exists && (have < 0 || (uint64_t)have == size)) return 0;
-    if (from && (rc = pht_registry_mount_blob(p->reg, p->repo, digest, from, &mounted, p->err)))
-        return rc;
-    if (mounted) return 0;
+    if (exists && (have < 0 || (uint64_t)have == size)) {
+        p->skipped++;
+        return 0;
+    }
+    if ((rc = mount_any(p, digest, from, &mounted))) return rc;
+    if (mounted) {
+        p->mounted++;
+        return 0;
+    }
     if (mem == NULL && l && l->fd < 0) { /* the bytes are needed now: land the base */
         if ((rc = img_land(p->plan->base, IMG_LANDED_ALL, p->err))) return rc;
         fd = l->fd;
@@ -650,7 +741,9 @@ static int push_blob(pusher *p, const char *digest, uint64_t size, const img_lay
     up.read = mem ? mem_read : range_read;
     up.rewind = mem ? mem_rewind : range_rewind;
     up.ud = mem ? (void *)&ms : (void *)&rs;
-    return pht_registry_upload_blob(p->reg, p->repo, &up, out, &how, p->err);
+    rc = pht_registry_upload_blob(p->reg, p->repo, &up, out, &how, p->err);
+    if (rc == 0) p->uploaded++;
+    return rc;
 }
 
 static cJSON *descriptor(const char *mt, const char *digest, uint64_t size)
@@ -736,6 +829,11 @@ static int rg_commit(const char *where, const img_plan *plan, pht_error *err)
             ref = own;
         if (rc == 0)
             rc = pht_registry_put_manifest(p.reg, repo, ref, mt, text, strlen(text), mdg, err);
+    }
+    if (rc == 0) { /* the target has them now: a later push elsewhere may mount them */
+        const cJSON *d;
+        cJSON_ArrayForEach(d, layers) loc_add(plan->opts->cache_dir, jstr(d, "digest"), h, repo);
+        loc_add(plan->opts->cache_dir, plan->config_digest, h, repo);
     }
 out:
     for (size_t i = 0; gzfd && i < plan->nlayers; i++)

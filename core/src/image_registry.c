@@ -778,6 +778,15 @@ static int rg_commit(const char *where, const img_plan *plan, pht_error *err)
     for (size_t k = 0; rc == 0 && k < plan->ntags; k++)
         if (!tag_valid(plan->tags[k]))
             rc = pht_error_set(err, PHT_EINVAL, "\"%.200s\" is not a registry tag", plan->tags[k]);
+    /* an image known to be bad (a blob that did not verify) goes nowhere, mounted or not */
+    const pht_image *srcs[] = {plan->base, plan->src};
+    for (size_t k = 0; rc == 0 && k < 2; k++) {
+        const rg_state *st = srcs[k] && srcs[k]->tp == &img_registry ? srcs[k]->tpdata : NULL;
+        if (st && st->failed) {
+            if (err) *err = st->why;
+            rc = st->why.code;
+        }
+    }
     if (rc) goto out;
     p.host = h;
     p.repo = repo;

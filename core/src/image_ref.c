@@ -44,6 +44,7 @@ static const ref_transport transports[] = {
      &img_docker_daemon},
     {"docker", "docker://", "docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]", parse_registry,
      &img_registry},
+    {"oci-archive", "oci-archive:", "oci-archive:PATH[:TAG]", parse_oci, &img_oci_archive},
 };
 #define NTRANSPORTS (sizeof transports / sizeof *transports)
 #define DAEMON (&transports[2])

@@ -113,7 +113,7 @@ static void test_bad(void)
     } bad[] = {
         {"dir:/tmp/x", 0, "unknown transport \"dir\""},
         {"dir:/tmp/x", 0, known},
-        {"oci-archive:x.tar", 0, "unknown transport \"oci-archive\""},
+        {"containers-storage:x", 0, "unknown transport \"containers-storage\""},
         {"/tmp/t.tar", 0, "no transport"},
         {"/tmp/t.tar", 0, known},
         {"busybox:latest", 0, "unknown transport \"busybox\""},
@@ -200,13 +200,14 @@ static void test_with_tag(void)
 
 static void test_transports(void)
 {
-    static const char *const names[] = {"docker-archive", "oci", "docker-daemon", "docker"};
+    static const char *const names[] = {"docker-archive", "oci", "docker-daemon", "docker",
+                                        "oci-archive"};
     size_t i = 0;
     for (; pht_image_transport_name(i); i++) {
-        CHECK(i < 4 && strcmp(pht_image_transport_name(i), names[i]) == 0);
+        CHECK(i < 5 && strcmp(pht_image_transport_name(i), names[i]) == 0);
         CHECK(strncmp(pht_image_transport_syntax(i), names[i], strlen(names[i])) == 0);
     }
-    CHECK(i == 4);
+    CHECK(i == 5);
     CHECK(pht_image_transport_syntax(i) == NULL);
 }
 

@@ -386,6 +386,48 @@ describe("the docker:// transport", function()
       assert.is_nil(digest_of(dest, svc.cert_dir))
     end)
 
+    it("a registry answering 503 twice: retried with backoff, then the pull goes on", function()
+      local svc = service("plain")
+      local repo = support.unique_name("busy") .. "/train"
+      assert.is_true(push(base_oci(), "docker://" .. svc.addr .. "/" .. repo .. ":v1", { ["/opt/x"] = "y" },
+        { tls_verify = false }))
+      local proxy = assert(netfault.start("status", { upstream = "http://" .. svc.addr, status = 503,
+        match = "/manifests/", times = 2 }))
+      finally(function() proxy:stop() end)
+      local img = assert(open("docker://" .. proxy.addr .. "/" .. repo .. ":v1", { tls_verify = false }))
+      assert.are.equal("y", img:read_file("/opt/x"))
+      img:close()
+      local seen = {}
+      for _, e in ipairs(decode_events(proxy)) do
+        if e.path:find("/manifests/", 1, true) then seen[#seen + 1] = e.status or 200 end
+      end
+      assert.are.same({ 503, 503, 200 }, seen)
+    end)
+
+    it("a registry answering 429 to every blob: three tries, a clear error, nothing cached", function()
+      local svc = service("plain")
+      local repo = support.unique_name("limited") .. "/train"
+      assert.is_true(push(base_oci(), "docker://" .. svc.addr .. "/" .. repo .. ":v1", { ["/opt/x"] = "y" },
+        { tls_verify = false }))
+      local proxy = assert(netfault.start("status", { upstream = "http://" .. svc.addr, status = 429,
+        match = "/blobs/sha256:" }))
+      finally(function() proxy:stop() end)
+      local cache = helpers.tmpdir() .. "/cache"
+      local img, msg = open("docker://" .. proxy.addr .. "/" .. repo .. ":v1", { tls_verify = false, cache_dir = cache })
+      assert.is_nil(img)
+      mentions(msg, { proxy.addr, repo, "429", "3 tries" })
+      assert.are.equal("", listing(cache .. "/registry-blobs/sha256"))
+    end)
+
+    it("an unknown tag or repository: ENOTFOUND naming it", function()
+      local svc = service("tls")
+      local repo = support.unique_name("nothing") .. "/train"
+      local img, msg, code = open("docker://" .. svc.addr .. "/" .. repo .. ":v9", { cert_dir = svc.cert_dir })
+      assert.is_nil(img)
+      assert.are.equal("ENOTFOUND", code)
+      mentions(msg, { svc.addr, repo, "v9" })
+    end)
+
     it("follows a blob redirect to another host without sending it the Authorization header", function()
       local svc = service("basic")
       local creds = svc.user .. ":" .. secret(svc.password)

@@ -454,6 +454,82 @@ describe("the docker:// transport", function()
     end)
   end)
 
+  describe("takes credentials as skopeo does", function()
+    local state
+    -- A train built into the basic-auth registry (robot$station_2), and an auth file for it.
+    local function train()
+      if state then return state end
+      local svc = service("basic")
+      local dir = helpers.tmpdir()
+      local creds = svc.user .. ":" .. secret(svc.password)
+      for _, who in ipairs({ "creator", "s1" }) do assert.are.equal(0, (S.pht("keygen --out " .. q(dir .. "/" .. who)))) end
+      helpers.run("mkdir -p " .. q(dir .. "/files") .. " && echo run > " .. q(dir .. "/files/entrypoint.sh"))
+      local ref = "docker://" .. svc.addr .. "/station_2/" .. support.unique_name("creds") .. ":latest"
+      local code, _, err = S.pht("build -q --files " .. q(dir .. "/files") .. " --station "
+        .. q("s1=" .. dir .. "/s1.pub.pem") .. " --creator-id 7 --creator-key " .. q(dir .. "/creator.pem")
+        .. " --base " .. q(base_oci()) .. " --output " .. q(ref) .. " --cert-dir " .. q(svc.cert_dir)
+        .. " --creds " .. q(creds))
+      assert.are.equal(0, code, err)
+      local b64 = secret((helpers.run("printf %s " .. q(creds) .. " | base64 -w0"):gsub("%s+$", "")))
+      local auth = pht.json_encode({ auths = { [svc.addr .. "/station_2"] = { auth = b64 } } })
+      state = { svc = svc, ref = ref, auth = auth, dir = dir }
+      return state
+    end
+
+    -- pht inspect ref with env; returns exit code and all it printed.
+    local function inspect(t, env, extra)
+      local code, out, err = S.pht("inspect --json " .. q(t.ref) .. " --cert-dir " .. q(t.svc.cert_dir)
+        .. (extra or ""), env)
+      messages[#messages + 1] = out .. err
+      return code, out .. err
+    end
+
+    it("from $REGISTRY_AUTH_FILE, with a Harbor robot name in it", function()
+      local t = train()
+      local file = helpers.tmpdir() .. "/auth.json"
+      helpers.write(file, t.auth)
+      local code, out = inspect(t, { REGISTRY_AUTH_FILE = file, HOME = helpers.tmpdir() })
+      assert.are.equal(0, code, out)
+      code, out = inspect(t, { HOME = helpers.tmpdir() }, " --authfile " .. q(file))
+      assert.are.equal(0, code, out)
+    end)
+
+    it("from $XDG_RUNTIME_DIR/containers/auth.json", function()
+      local t = train()
+      local run = helpers.tmpdir()
+      helpers.run("mkdir -p " .. q(run .. "/containers"))
+      helpers.write(run .. "/containers/auth.json", t.auth)
+      local code, out = inspect(t, { XDG_RUNTIME_DIR = run, HOME = helpers.tmpdir() })
+      assert.are.equal(0, code, out)
+    end)
+
+    it("from ~/.docker/config.json", function()
+      local t = train()
+      local home = helpers.tmpdir()
+      helpers.run("mkdir -p " .. q(home .. "/.docker"))
+      helpers.write(home .. "/.docker/config.json", t.auth)
+      local code, out = inspect(t, { HOME = home, XDG_RUNTIME_DIR = helpers.tmpdir() })
+      assert.are.equal(0, code, out)
+    end)
+
+    it("without any, a 401 that says no credentials were found", function()
+      local t = train()
+      local code, out = inspect(t, { HOME = helpers.tmpdir(), XDG_RUNTIME_DIR = helpers.tmpdir() })
+      assert.are.equal(3, code, out)
+      mentions(out, { t.svc.addr, "station_2/", "HTTP 401" })
+    end)
+
+    it("with --creds first, over an auth file that would work", function()
+      local t = train()
+      local file = helpers.tmpdir() .. "/auth.json"
+      helpers.write(file, t.auth)
+      local code, out = inspect(t, { REGISTRY_AUTH_FILE = file, HOME = helpers.tmpdir() },
+        " --creds " .. q(t.svc.user .. ":" .. secret("wrong-" .. t.svc.password)))
+      assert.are.equal(3, code, out)
+      mentions(out, { "HTTP 401", "--creds", t.svc.user })
+    end)
+  end)
+
   it("keeps passwords and tokens out of every message and every output", function()
     assert.is_true(#messages > 0)
     for _, msg in ipairs(messages) do

@@ -247,6 +247,46 @@ describe("the docker:// transport", function()
     end)
   end)
 
+  describe("pushing", function()
+    -- The TLS registry's access log lines for repository repo.
+    local function log_for(svc, repo)
+      local out = {}
+      for line in io.lines((svc.storage:gsub("/data$", "/registry.log"))) do
+        if line:find("/v2/" .. repo .. "/", 1, true) then out[#out + 1] = line end
+      end
+      return out
+    end
+
+    it("compresses a plain tar layer once: a later push of it mounts the gzip blob", function()
+      local svc = service("tls")
+      local archive = "docker-archive:" .. assert(support.base_image())
+      local cache = helpers.tmpdir() .. "/cache"
+      local a, b = support.unique_name("plain-a") .. "/base", support.unique_name("plain-b") .. "/base"
+      for _, repo in ipairs({ a, b }) do
+        assert.is_true(push(archive, "docker://" .. svc.addr .. "/" .. repo .. ":v1", nil,
+          { cert_dir = svc.cert_dir, cache_dir = cache }))
+      end
+      local patches = { [a] = 0, [b] = 0 }
+      for repo in pairs(patches) do
+        for _, line in ipairs(log_for(svc, repo)) do
+          if line:find('"PATCH ', 1, true) then patches[repo] = patches[repo] + 1 end
+        end
+      end
+      assert.are.same({ [a] = 2, [b] = 0 }, patches) -- a: the layer and the config; b: mounts only
+      assert.are.equal(digest_of("docker://" .. svc.addr .. "/" .. a .. ":v1", svc.cert_dir),
+        digest_of("docker://" .. svc.addr .. "/" .. b .. ":v1", svc.cert_dir))
+    end)
+
+    it("refuses to write to a digest reference, which a push cannot choose", function()
+      local svc = service("tls")
+      local dest = "docker://" .. svc.addr .. "/" .. support.unique_name("bydigest") .. "/t@sha256:"
+        .. string.rep("ab", 32)
+      local ok, msg = push(base_oci(), dest, { ["/opt/x"] = "x" }, { cert_dir = svc.cert_dir })
+      assert.is_nil(ok)
+      mentions(msg, { "digest", "TAG" })
+    end)
+  end)
+
   describe("refuses cleanly", function()
     it("a wrong password, naming registry, repository and credential source but not the password", function()
       local svc = service("basic")

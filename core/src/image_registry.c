@@ -181,29 +181,38 @@ static void remove_tree(const char *dir)
     }
 }
 
+/*
+ * cache_dir/registry-blobs (and cache_dir itself) made when missing, 0700;
+ * it must be a directory of this user's that no one else may write.
+ */
+static int cache_blobdir(const char *cache_dir, char *path, size_t cap, pht_error *err)
+{
+    snprintf(path, cap, "%s", cache_dir);
+    for (char *s = path + 1; *s; s++) /* the cache dir's parents, then ours, private */
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(path, 0700);
+            *s = '/';
+        }
+    mkdir(path, 0700);
+    snprintf(path, cap, "%s/" BLOB_SUBDIR, cache_dir);
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
+        (sb.st_mode & 022))
+        return pht_error_set(err, PHT_EUNSAFE,
+                             "%s: not a directory of this user's that only they may write", path);
+    return 0;
+}
+
 /* The blob directory: the cache dir's registry-blobs/sha256, else a private temporary one. */
 static int make_blobdir(pht_image *img, rg_state *st, pht_error *err)
 {
     char path[4096];
+    int rc;
     if (img->opts.cache_dir) {
-        snprintf(path, sizeof path, "%s", img->opts.cache_dir);
-        /* the cache dir's own parents, then ours, private */
-        for (char *s = path + 1; *s; s++)
-            if (*s == '/') {
-                *s = '\0';
-                mkdir(path, 0700);
-                *s = '/';
-            }
-        mkdir(path, 0700);
-        snprintf(path, sizeof path, "%s/" BLOB_SUBDIR, img->opts.cache_dir);
-        if (mkdir(path, 0700) != 0 && errno != EEXIST)
-            return pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
-        struct stat sb;
-        if (lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || sb.st_uid != geteuid() ||
-            (sb.st_mode & 022))
-            return pht_error_set(err, PHT_EUNSAFE,
-                                 "%s: not a directory of this user's that only they may write",
-                                 path);
+        if ((rc = cache_blobdir(img->opts.cache_dir, path, sizeof path, err))) return rc;
     } else {
         snprintf(path, sizeof path, "%s/pht-blobs-XXXXXX", img->tmpdir);
         if (mkdtemp(path) == NULL)
@@ -227,9 +236,57 @@ static int make_blobdir(pht_image *img, rg_state *st, pht_error *err)
  */
 #define LOC_MAX 16 /* repositories remembered per blob */
 
+/*
+ * The gzip blob a plain tar became when it was pushed last:
+ * registry-blobs/gzip/HEX (of its diff_id) holds "sha256:GZHEX SIZE", so a
+ * push of the same layer asks the registry for that blob before it
+ * compresses the tar again, as docker keeps its diff_id -> digest map.
+ */
+static int gz_path(const char *cache_dir, const char *diff_id, char *out, size_t cap, int mk)
+{
+    pht_error ignore;
+    if (cache_dir == NULL || !hash_sha256_valid(diff_id)) return -1;
+    if (mk && cache_blobdir(cache_dir, out, cap, &ignore) != 0) return -1;
+    snprintf(out, cap, "%s/" BLOB_SUBDIR "/gzip", cache_dir);
+    if (mk && mkdir(out, 0700) != 0 && errno != EEXIST) return -1;
+    size_t n = strlen(out);
+    snprintf(out + n, cap - n, "/%s", diff_id + 7);
+    return 0;
+}
+
+static int gz_known(const char *cache_dir, const char *diff_id, char *digest, uint64_t *size)
+{
+    char path[4200], *text = NULL, dg[IMG_DIGEST_MAX];
+    size_t len;
+    unsigned long long sz;
+    pht_error ignore;
+    if (gz_path(cache_dir, diff_id, path, sizeof path, 0) != 0 ||
+        fs_read_small(path, 256, &text, &len, &ignore) != 0)
+        return 0;
+    int ok = sscanf(text, "%79s %llu", dg, &sz) == 2 && hash_sha256_valid(dg);
+    free(text);
+    if (ok) {
+        strcpy(digest, dg);
+        *size = (uint64_t)sz;
+    }
+    return ok;
+}
+
+static void gz_remember(const char *cache_dir, const char *diff_id, const char *digest,
+                        uint64_t size)
+{
+    char path[4200], line[128];
+    pht_error ignore;
+    if (gz_path(cache_dir, diff_id, path, sizeof path, 1) != 0) return;
+    snprintf(line, sizeof line, "%s %llu\n", digest, (unsigned long long)size);
+    pht_write_file(path, line, strlen(line), 0600, &ignore);
+}
+
 static int loc_path(const char *cache_dir, const char *digest, char *out, size_t cap, int mk)
 {
+    pht_error ignore;
     if (cache_dir == NULL || !hash_sha256_valid(digest)) return -1;
+    if (mk && cache_blobdir(cache_dir, out, cap, &ignore) != 0) return -1;
     snprintf(out, cap, "%s/" BLOB_SUBDIR "/locations", cache_dir);
     if (mk && mkdir(out, 0700) != 0 && errno != EEXIST) return -1;
     size_t n = strlen(out);
@@ -482,10 +539,16 @@ static void rg_close(pht_image *img)
     img->tpdata = NULL;
 }
 
-/* where: the reference's NAME (HOST/REPO); tag: its tag, or NULL for a push by digest. */
+/* where: "HOST\nNAME" of the reference; tag: its tag (a digest reference is refused). */
 static int rg_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_error *err)
 {
     const char *t = pht_image_ref_tag(ref);
+    *where = *tag = NULL;
+    if (pht_image_ref_digest(ref))
+        return pht_error_set(err, PHT_EINVAL,
+                             "%.200s names an image by its digest, which a push cannot choose; "
+                             "write to docker://HOST/REPO:TAG",
+                             pht_image_ref_string(ref));
     size_t n = strlen(pht_image_ref_host(ref)) + strlen(pht_image_ref_name(ref)) + 2;
     *where = malloc(n);
     if (*where) snprintf(*where, n, "%s\n%s", pht_image_ref_host(ref), pht_image_ref_name(ref));
@@ -710,6 +773,22 @@ static int mount_any(pusher *p, const char *digest, const char *from, int *mount
     return rc;
 }
 
+/* 1 in *there when the target has digest (HEAD) or a mount brought it there. */
+static int blob_there(pusher *p, const char *digest, uint64_t size, int *there)
+{
+    int exists = 0, rc;
+    int64_t have = -1;
+    *there = 0;
+    if ((rc = pht_registry_blob_exists(p->reg, p->repo, digest, &exists, &have, p->err))) return rc;
+    if (exists && (have < 0 || (uint64_t)have == size)) {
+        p->skipped++;
+        *there = 1;
+        return 0;
+    }
+    if ((rc = mount_any(p, digest, NULL, there)) == 0 && *there) p->mounted++;
+    return rc;
+}
+
 /* Put one blob: skipped when there, mounted when another repository has it, else sent. */
 static int push_blob(pusher *p, const char *digest, uint64_t size, const img_layer *l, int fd,
                      uint64_t off, const char *mem, const char *from)
@@ -810,11 +889,18 @@ static int rg_commit(const char *where, const img_plan *plan, pht_error *err)
         uint64_t size = l->length;
         snprintf(dg, sizeof dg, "%s", l->digest);
         if (comp == IMG_COMP_NONE || comp == IMG_COMP_OTHER) {
-            /* a plain (or otherwise compressed) tar goes up as gzip */
-            if (l->fd < 0 && (rc = img_land(plan->base, IMG_LANDED_ALL, err))) break;
-            if ((rc = gzip_layer(l, plan->opts, &gzfd[i], dg, &size, err))) break;
+            /* a plain (or otherwise compressed) tar goes up as gzip, unless its gzip is there */
+            int there = 0;
+            if (gz_known(plan->opts->cache_dir, l->diff_id, dg, &size) &&
+                (rc = blob_there(&p, dg, size, &there)))
+                break;
+            if (!there) {
+                if (l->fd < 0 && (rc = img_land(plan->base, IMG_LANDED_ALL, err))) break;
+                if ((rc = gzip_layer(l, plan->opts, &gzfd[i], dg, &size, err))) break;
+                rc = push_blob(&p, dg, size, NULL, gzfd[i], 0, NULL, NULL);
+                if (rc == 0) gz_remember(plan->opts->cache_dir, l->diff_id, dg, size);
+            }
             comp = IMG_COMP_GZIP;
-            rc = push_blob(&p, dg, size, NULL, gzfd[i], 0, NULL, NULL);
         } else {
             rc = push_blob(&p, dg, size, l, l->fd, l->offset, NULL,
                            mount_source(plan, l, NULL, h, repo));

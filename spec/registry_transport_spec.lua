@@ -459,6 +459,22 @@ describe("the docker:// transport", function()
       assert.are.equal("", listing(cache .. "/registry-blobs/sha256"))
     end)
 
+    it("a plain-http registry unless told --tls-verify=false, and a CA it was not given", function()
+      local svc = service("plain")
+      local repo = support.unique_name("plainhttp") .. "/train"
+      local ref = "docker://" .. svc.addr .. "/" .. repo .. ":v1"
+      assert.is_true(push(base_oci(), ref, { ["/opt/x"] = "y" }, { tls_verify = false }))
+      local img, msg = open(ref)
+      assert.is_nil(img)
+      mentions(msg, { svc.addr })
+      img = assert(open(ref, { tls_verify = false }))
+      img:close()
+      local tls = service("tls")
+      img, msg = open("docker://" .. tls.addr .. "/" .. repo .. ":v1")
+      assert.is_nil(img)
+      mentions(msg, { tls.addr, "certificate" })
+    end)
+
     it("an unknown tag or repository: ENOTFOUND naming it", function()
       local svc = service("tls")
       local repo = support.unique_name("nothing") .. "/train"

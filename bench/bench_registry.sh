@@ -44,7 +44,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT; [ -n "${BENCH_KEEP:-}" ] && trap - EXIT
-export XDG_CACHE_HOME=$work/cache # the station's cache dir, fresh
+export PHT_CACHE_DIR=$work/cache # the station's cache dir, fresh
 repo=pht-bench-$$
 reg_opts=(--tls-verify=false)
 

@@ -88,7 +88,7 @@ describe("a three-station route linked only by a token-auth registry", function(
     t.reg = function(i) return " --cert-dir " .. q(svc.cert_dir) .. " --creds " .. q(t.creds[i]) end
     run("build -q --files " .. q(t.dir .. "/files") .. route .. " --creator-id 7 --creator-key "
       .. q(t.dir .. "/creator.pem") .. " --base " .. q("oci:" .. assert(support.base_image_oci()) .. ":latest")
-      .. " --output " .. q(t.ref(1)) .. t.reg(0), { XDG_CACHE_HOME = t.dir .. "/cache-creator" })
+      .. " --output " .. q(t.ref(1)) .. t.reg(0), { PHT_CACHE_DIR = t.dir .. "/cache-creator" })
     local m = pht.json_decode(helpers.read(support.base_image_oci() .. "/index.json")).manifests[1]
     local base = pht.json_decode(helpers.read(support.base_image_oci() .. "/blobs/sha256/" .. m.digest:sub(8)))
     t.base_layers = {}
@@ -104,7 +104,7 @@ describe("a three-station route linked only by a token-auth registry", function(
   for i = 1, 3 do
     it("station " .. i .. " pulls from its project, runs, and pushes into the next, mounting the base layers", function()
       local t = prepare()
-      local env = { XDG_CACHE_HOME = t.dir .. "/cache-s" .. i }
+      local env = { PHT_CACHE_DIR = t.dir .. "/cache-s" .. i }
       local station = " --station s" .. i .. " --key " .. q(t.dir .. "/s" .. i .. ".pem")
       local work = "oci:" .. t.dir .. "/work" .. i .. ":train"
       run("pre-run -q " .. q(t.ref(i)) .. " --output " .. q(work) .. station .. t.reg(i), env)
@@ -151,7 +151,7 @@ describe("a three-station route linked only by a token-auth registry", function(
     local t = prepare()
     local out = t.dir .. "/results"
     run("decrypt-results -q " .. q(t.ref(4)) .. " --key " .. q(t.dir .. "/creator.pem") .. " --out "
-      .. q(out) .. t.reg(0), { XDG_CACHE_HOME = t.dir .. "/cache-creator" })
+      .. q(out) .. t.reg(0), { PHT_CACHE_DIR = t.dir .. "/cache-creator" })
     assert.are.equal("3\n", helpers.read(out .. "/count.txt"))
     assert.are.equal("visit 1: " .. SECRET .. "\nvisit 2: " .. SECRET .. "\nvisit 3: " .. SECRET .. "\n",
       helpers.read(out .. "/visits.txt"))

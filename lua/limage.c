@@ -76,6 +76,14 @@ static int l_open_image(lua_State *L)
         lua_getfield(L, 2, "verify_layers");
         o.verify_layers = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        /* docker:// (the same names as pht.open_registry's) */
+        o.registry_creds = limage_opt_str(L, 2, "creds");
+        o.registry_auth_file = limage_opt_str(L, 2, "auth_file");
+        o.registry_cert_dir = limage_opt_str(L, 2, "cert_dir");
+        o.platform = limage_opt_str(L, 2, "platform");
+        lua_getfield(L, 2, "tls_verify");
+        o.registry_tls_insecure = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
     lpht_box *b = lpht_newbox(L, IMAGE_T, sizeof *b);
     pht_error err;

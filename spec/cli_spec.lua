@@ -518,10 +518,10 @@ end)
 describe("pht IMAGE arguments", function()
   it("refuses an unknown transport with exit 2, naming it and the transports libpht knows", function()
     local dir = helpers.tmpdir()
-    local code, _, err = S.pht("pre-run -q oci-archive:/nonexistent/train.tar --tmpdir " .. q(dir) .. " "
+    local code, _, err = S.pht("pre-run -q containers-storage:/nonexistent/train --tmpdir " .. q(dir) .. " "
       .. S.station_args(1))
     assert.equal(2, code, err)
-    assert.matches('unknown transport "oci-archive"', err, 1, true)
+    assert.matches('unknown transport "containers-storage"', err, 1, true)
     for _, t in ipairs(pht.transports()) do assert.matches(t.syntax, err, 1, true) end
     assert.not_matches("failed at step", err, 1, true)
   end)

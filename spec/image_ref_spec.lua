@@ -5,7 +5,8 @@ local h = require "helpers"
 
 local HEX64 = string.rep("0123456789abcdef", 4)
 local KNOWN = "libpht knows docker-archive:PATH[:NAME[:TAG]|:@N], oci:DIR[:TAG], "
-  .. "docker-daemon:NAME[:TAG|@sha256:HEX], docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]"
+  .. "docker-daemon:NAME[:TAG|@sha256:HEX], docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX], "
+  .. "oci-archive:PATH[:TAG]"
 
 -- f(...) fails with EINVAL and a message holding each of whys.
 local function einval(whys, f, ...)
@@ -81,7 +82,7 @@ describe("pht.parse_ref", function()
   it("refuses an unknown transport and lists those libpht knows", function()
     bad("dir:/tmp/x", 'unknown transport "dir"')
     bad("dir:/tmp/x", KNOWN)
-    bad("oci-archive:t.tar", 'unknown transport "oci-archive"')
+    bad("oci-dir:t", 'unknown transport "oci-dir"')
   end)
 
   it("refuses a bare path or name without bare = true", function()
@@ -161,7 +162,7 @@ describe("pht.transports", function()
     for i, t in ipairs(pht.transports()) do
       names[i], syntaxes[i] = t.name, t.syntax
     end
-    assert.are.same({ "docker-archive", "oci", "docker-daemon", "docker" }, names)
+    assert.are.same({ "docker-archive", "oci", "docker-daemon", "docker", "oci-archive" }, names)
     assert.are.equal(KNOWN, "libpht knows " .. table.concat(syntaxes, ", "))
   end)
 end)
@@ -182,7 +183,9 @@ describe("images opened by reference", function()
     img:close()
   end)
 
-  it("parses docker:// but does not open it yet", function()
-    einval({ "transport not supported yet" }, pht.open_image, "docker://registry.example/pht/train:v1")
+  it("opens docker:// through its registry, whose failure the message names", function()
+    local img, err = pht.open_image("docker://127.0.0.1:1/pht/train:v1")
+    assert.is_nil(img)
+    assert.is_truthy(err:find("registry 127.0.0.1:1", 1, true), err)
   end)
 end)

@@ -477,6 +477,9 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     CURLcode cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     resp->broken = cc != CURLE_OK && !x.cb_failed && !x.too_big;
+    resp->tls_refused = resp->broken && (cc == CURLE_PEER_FAILED_VERIFICATION ||
+                                         cc == CURLE_SSL_CONNECT_ERROR ||
+                                         cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CACERT_BADFILE);
     if (x.cb_failed) {
         rc = x.cb_err.code ? x.cb_err.code : PHT_EIO;
         if (err) *err = x.cb_err;

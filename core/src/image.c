@@ -14,6 +14,7 @@
 #include <archive_entry.h>
 
 #include "fs_private.h"
+#include "pht/util.h"
 #include "transport_private.h"
 
 void pht_image_opts_init(pht_image_opts *o)
@@ -26,6 +27,18 @@ void pht_image_opts_init(pht_image_opts *o)
     o->max_path_bytes = 32u << 20;
     o->verify_layers = 0;
     o->cache_dir = NULL;
+    o->registry_creds = o->registry_auth_file = o->registry_cert_dir = o->platform = NULL;
+    o->registry_tls_insecure = 0;
+}
+
+/* The registry options' strings, copied into the handle (a commit reads them later). */
+static int dup_registry_opts(pht_image *img)
+{
+    const char **f[] = {&img->opts.registry_creds, &img->opts.registry_auth_file,
+                        &img->opts.registry_cert_dir, &img->opts.platform};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (*f[i] && (*f[i] = img->registry_strs[i] = strdup(*f[i])) == NULL) return -1;
+    return 0;
 }
 
 void img_retain(pht_image *img)
@@ -109,7 +122,8 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
     img->tmpdir = strdup(fs_tmpdir(img->opts.tmpdir));
     img->opts.tmpdir = img->tmpdir;
     if (img->opts.cache_dir) img->opts.cache_dir = img->cache_dir = strdup(img->opts.cache_dir);
-    if (img->tmpdir == NULL || (opts && opts->cache_dir && img->cache_dir == NULL))
+    if (img->tmpdir == NULL || (opts && opts->cache_dir && img->cache_dir == NULL) ||
+        dup_registry_opts(img) != 0)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0 &&
              img->landed == IMG_LANDED_ALL && (rc = index_build(img, err)) == 0)
@@ -137,6 +151,10 @@ void pht_image_free(pht_image *img)
     pht_image_ref_free(img->ref);
     free(img->tmpdir);
     free(img->cache_dir);
+    for (size_t i = 0; i < sizeof img->registry_strs / sizeof *img->registry_strs; i++) {
+        if (img->registry_strs[i])
+            pht_secret_free(img->registry_strs[i], strlen(img->registry_strs[i]));
+    }
     free(img);
 }
 

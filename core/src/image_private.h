@@ -38,6 +38,7 @@ struct pht_image {
     pht_image_opts opts;
     char *tmpdir;
     char *cache_dir; /* opts.cache_dir's copy, or NULL */
+    char *registry_strs[4]; /* copies of opts' registry strings (creds wiped at free) */
     char *manifest;
     char *config;
     size_t config_len;

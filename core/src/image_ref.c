@@ -42,7 +42,9 @@ static const ref_transport transports[] = {
     {"oci", "oci:", "oci:DIR[:TAG]", parse_oci, &img_oci},
     {"docker-daemon", "docker-daemon:", "docker-daemon:NAME[:TAG|@sha256:HEX]", parse_daemon,
      &img_docker_daemon},
-    {"docker", "docker://", "docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]", parse_registry, NULL},
+    {"docker", "docker://", "docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]", parse_registry,
+     &img_registry},
+    {"oci-archive", "oci-archive:", "oci-archive:PATH[:TAG]", parse_oci, &img_oci_archive},
 };
 #define NTRANSPORTS (sizeof transports / sizeof *transports)
 #define DAEMON (&transports[2])

@@ -424,7 +424,8 @@ int reg_origin_http(pht_registry *r, const char *origin, pht_http **out, pht_err
 int reg_transient(const pht_http_response *resp)
 {
     long s = resp->status;
-    return resp->broken || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+    return (resp->broken && !resp->tls_refused) || s == 429 || s == 500 || s == 502 || s == 503 ||
+           s == 504;
 }
 
 void reg_backoff(const pht_registry *r, int t, const pht_http_response *resp)

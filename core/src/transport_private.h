@@ -1,6 +1,7 @@
 /*
  * Transports of libpht's image layer: one file each (image_archive.c,
- * image_oci.c, image_daemon.c) behind one vtable, found through the table in
+ * image_oci.c, image_daemon.c, image_registry.c,
+ * image_oci_archive.c) behind one vtable, found through the table in
  * image_ref.c. A transport opens an image by landing its layers in files (so
  * every layer is a byte range of an open file), or lands them later through
  * land (image_private.h: IMG_LANDED_*), and commits a plan atomically. Not
@@ -37,6 +38,8 @@ struct img_transport {
 extern const img_transport img_docker_archive; /* image_archive.c */
 extern const img_transport img_oci;            /* image_oci.c */
 extern const img_transport img_docker_daemon;  /* image_daemon.c */
+extern const img_transport img_registry;       /* image_registry.c */
+extern const img_transport img_oci_archive;    /* image_oci_archive.c */
 
 /* ---- references (image_ref.c) ------------------------------------------------ */
 /* The transport of ref; NULL and PHT_EINVAL when libpht cannot open it yet. */

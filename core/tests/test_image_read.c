@@ -122,7 +122,7 @@ static void test_lookup_errors(void)
 
     CHECK_CODE(pht_image_open(&img, "docker-archive:/nonexistent.tar", NULL, &err), PHT_ENOTFOUND,
                &err);
-    CHECK_CODE(pht_image_open(&img, "docker://x:latest", NULL, &err), PHT_EINVAL, &err);
+    CHECK_CODE(pht_image_open(&img, "containers-storage:x", NULL, &err), PHT_EINVAL, &err);
     snprintf(ref, sizeof ref, "docker-archive:%s/reference-v2/stage1-station_1-post.tar:other:tag",
              test_fixtures());
     CHECK_CODE(pht_image_open(&img, ref, NULL, &err), PHT_ENOTFOUND, &err);

@@ -57,8 +57,8 @@ local function verify_sigs(report, cfg, stops)
   return last
 end
 
-function M.image(ref, tmpdir, verify_layers)
-  local img, err = train.open_image(ref, tmpdir, verify_layers)
+function M.image(ref, tmpdir, verify_layers, registry)
+  local img, err = train.open_image(ref, tmpdir, verify_layers, registry)
   if not img then return nil, err end
   local cfg, cerr = train.read_config(img)
   if not cfg then img:close() return nil, cerr end

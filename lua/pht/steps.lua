@@ -15,7 +15,8 @@ local M = {}
 -- The train and the station ---------------------------------------------------------
 
 function M.open_image(ctx)
-  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers)
+  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers,
+    ctx.options.registry)
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)

@@ -43,9 +43,12 @@ function M.cache_dir()
 end
 
 -- verify_layers: hash every layer at open (default: the layers /opt reads).
-function M.open_image(reference, tmpdir, verify_layers)
-  local img, err = pht.open_image(reference,
-    { tmpdir = tmpdir, verify_layers = verify_layers, cache_dir = M.cache_dir() })
+-- registry (optional): how a docker:// image's registry is reached, as
+-- pht.open_image takes it (creds, auth_file, cert_dir, tls_verify, platform).
+function M.open_image(reference, tmpdir, verify_layers, registry)
+  local o = { tmpdir = tmpdir, verify_layers = verify_layers, cache_dir = M.cache_dir() }
+  for k, v in pairs(registry or {}) do o[k] = v end
+  local img, err = pht.open_image(reference, o)
   if not img then return nil, fmt("cannot open %s: %s", reference, tostring(err)) end
   return img
 end

@@ -1,7 +1,8 @@
 -- Start and stop spec/support/netfault.py, the network faults the registry
 -- specs put in front of a real registry: a TCP proxy that resets connections
 -- after N bytes ("cut"), and an HTTP proxy that redirects blob downloads to a
--- second listener on another host name ("redirect").
+-- second listener on another host name ("redirect"), and an HTTP proxy that
+-- answers matching requests with an error status ("status").
 --
 --   local netfault = require "support.netfault"
 --   local p = assert(netfault.start("cut", { upstream = addr, after = 8192, cuts = 1 }))
@@ -40,6 +41,8 @@ end
 -- (connections to cut; default all), opts.direction ("down" or "up").
 -- mode "redirect": opts.upstream ("https://HOST:PORT"), opts.ca, opts.creds
 -- (for fetching the blobs it serves), opts.redirect_host (default "localhost").
+-- mode "status": opts.upstream ("http://HOST:PORT"), opts.status (503, 429, ...),
+-- opts.match (a Python regex on the path), opts.times (default: every time).
 -- Returns the proxy (addr, and for redirect storage_addr) or nil, reason.
 function M.start(mode, opts)
   if not helpers.sh("command -v python3") then return nil, "python3 is not installed" end
@@ -51,6 +54,9 @@ function M.start(mode, opts)
     args[#args + 1] = "--after " .. tonumber(opts.after)
     if opts.cuts then args[#args + 1] = "--cuts " .. tonumber(opts.cuts) end
     if opts.direction then args[#args + 1] = "--direction " .. q(opts.direction) end
+  elseif mode == "status" then
+    args[#args + 1] = "--status " .. tonumber(opts.status) .. " --match " .. q(opts.match)
+    if opts.times then args[#args + 1] = "--times " .. tonumber(opts.times) end
   else
     if opts.ca then args[#args + 1] = "--ca " .. q(opts.ca) end
     if opts.redirect_host then args[#args + 1] = "--redirect-host " .. q(opts.redirect_host) end

@@ -3,6 +3,7 @@
 
     netfault.py cut --upstream HOST:PORT --after N [--cuts K] [--direction down|up]
     netfault.py redirect --upstream https://HOST:PORT --ca CA [--redirect-host localhost]
+    netfault.py status --upstream http://HOST:PORT --status 503 --match REGEX [--times K]
 
 Both listen on 127.0.0.1 (a free port), write "PORT" (redirect: "PORT
 PORT2") to --port-file once listening, and append one JSON line per event
@@ -18,6 +19,10 @@ for the same machine), as registries that keep blobs in object storage do.
 The second listener records whether an Authorization header came (it must
 not) and serves the blob, fetched from the registry with the credentials in
 $NETFAULT_CREDS (USER:PASS). Neither listener logs header values.
+
+status: an HTTP proxy to the registry that answers the first K requests
+(default: all) whose path matches REGEX with the given status (429 adds
+Retry-After: 0) and a registry-style JSON error body, and relays the rest.
 """
 import argparse
 import base64
@@ -164,6 +169,9 @@ def make_front(args, storage_port):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            self.forward()
+
+        def forward(self):
             n = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(n) if n else None
             conn = upstream_conn(args)
@@ -233,6 +241,48 @@ def make_storage(args):
     return Storage
 
 
+def make_status(args):
+    left = [args.times]
+    base = make_front(args, 0)
+
+    class Status(base):
+        def relay(self):
+            path = self.path.split("?", 1)[0]
+            hit = re.search(args.match, path) is not None
+            with LOCK:
+                fail = hit and left[0] != 0
+                if fail and left[0] > 0:
+                    left[0] -= 1
+            log({"listener": "registry", "method": self.command, "path": path,
+                 "status": args.status if fail else None})
+            if not fail:
+                return self.forward()
+            n = int(self.headers.get("Content-Length") or 0)
+            if n:
+                self.rfile.read(n)
+            body = json.dumps({"errors": [{"code": "UNAVAILABLE" if args.status != 429
+                                           else "TOOMANYREQUESTS",
+                                           "message": "netfault says %d" % args.status}]}).encode()
+            self.send_response(args.status)
+            if args.status == 429:
+                self.send_header("Retry-After", "0")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = relay
+
+    return Status
+
+
+def serve_status(args):
+    front = Server(("127.0.0.1", 0), make_status(args))
+    write_port_file(args.port_file, str(front.server_address[1]))
+    front.serve_forever()
+
+
 def serve_redirect(args):
     storage = Server(("127.0.0.1", 0), make_storage(args))
     front = Server(("127.0.0.1", 0), make_front(args, storage.server_address[1]))
@@ -267,14 +317,20 @@ def main():
     r.add_argument("--upstream", required=True)
     r.add_argument("--ca")
     r.add_argument("--redirect-host", default="localhost")
-    for p in (c, r):
+    t = sub.add_parser("status")
+    t.add_argument("--upstream", required=True)
+    t.add_argument("--ca")
+    t.add_argument("--status", type=int, required=True)
+    t.add_argument("--match", required=True)
+    t.add_argument("--times", type=int, default=-1)
+    for p in (c, r, t):
         p.add_argument("--port-file", required=True)
         p.add_argument("--log", required=True)
     args = ap.parse_args()
     LOG = args.log
     open(LOG, "a").close()
     try:
-        (serve_cut if args.mode == "cut" else serve_redirect)(args)
+        {"cut": serve_cut, "redirect": serve_redirect, "status": serve_status}[args.mode](args)
     except KeyboardInterrupt:
         pass
 

@@ -66,6 +66,8 @@ typedef struct pht_http_response {
     char *headers;
     size_t headers_len;
     int broken; /* 1: no answer came, or the connection ended before the answer did */
+    int tls_refused; /* 1 (with broken): the peer's certificate or the TLS handshake was
+                        refused, which another try would not change */
 } pht_http_response;
 
 /*

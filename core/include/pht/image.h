@@ -62,6 +62,12 @@ typedef struct pht_image_opts {
     uint64_t max_path_bytes;  /* paths and link targets the index holds at once; 0: no cap */
     int verify_layers;        /* 1: check every layer's digest and diff_id at open */
     const char *cache_dir;    /* index cache of verified compressed layers; NULL: none */
+    /* docker:// (doc/registry.md): how the registry is reached; NULL/0 are the defaults */
+    const char *registry_creds;     /* "USER:PASS" for every repository (--creds); wiped */
+    const char *registry_auth_file; /* an auth.json read alone (--authfile) */
+    const char *registry_cert_dir;  /* extra CAs and client pairs (--cert-dir) */
+    int registry_tls_insecure;      /* 1: --tls-verify=false (also allows plain http) */
+    const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
 } pht_image_opts;
 
 /*

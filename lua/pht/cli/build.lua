@@ -72,6 +72,7 @@ e.g. --output docker-archive:train.tar:pht/train:latest.]],
       .. "(default: entrypoint.sh when the train has one; `none` keeps the base image's command)" },
     { name = "train-id", arg = "ID", help = "the config's @id (default: random)" },
     { name = "proposal-id", arg = "ID", help = "the config's proposal_id (default: 1)" },
+    options.group "registry",
     options.group "workflow",
   },
   exit_status = "0 built, 1 refused, 2 usage error, 3 I/O error.",
@@ -87,6 +88,8 @@ e.g. --output docker-archive:train.tar:pht/train:latest.]],
     end
     local refs, rerr = runner.image_refs({ base = opts.base, output = opts.output })
     if not refs then say(prog, "%s", rerr) return EXIT.usage end
+    local registry, gerr = runner.registry_options(opts)
+    if not registry then say(prog, "%s", gerr) return EXIT.usage end
     local o = {
       files_dir = opts.files, files = files, query = opts.query, stops = stops,
       creator_id = opts["creator-id"], creator_key = opts["creator-key"],
@@ -95,6 +98,7 @@ e.g. --output docker-archive:train.tar:pht/train:latest.]],
       builder_password = runner.env(opts["builder-password-env"]),
       base = refs.base, output = refs.output, train_id = opts["train-id"],
       proposal_id = opts["proposal-id"], tmpdir = opts.tmpdir, run = opts.run,
+      registry = registry,
     }
     local code, ctx = runner.run_workflow(prog, "build", opts, o)
     if code == EXIT.ok and not opts.quiet then

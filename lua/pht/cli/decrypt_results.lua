@@ -18,6 +18,7 @@ mode 0700; it must not exist yet).]],
     options.shared("key", { help = "the creator's private key", env = false }),
     options.shared "password-env",
     { name = "out", arg = "DIR", help = "where the results go" },
+    options.group "registry",
     options.group "workflow",
   },
   exit_status = "0 written, 1 the results do not verify, 2 usage error, 3 I/O error.",
@@ -26,8 +27,10 @@ mode 0700; it must not exist yet).]],
     if not opts.out then runner.say(prog, "give the output directory with --out") return runner.EXIT.usage end
     local image, err = runner.image_ref(pos[1])
     if not image then runner.say(prog, "%s", err) return runner.EXIT.usage end
+    local registry, rerr = runner.registry_options(opts)
+    if not registry then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
     local o = { image = image, key_path = opts.key, out = opts.out, tmpdir = opts.tmpdir,
-      password = runner.env(opts["password-env"]) }
+      password = runner.env(opts["password-env"]), registry = registry }
     local code, ctx = runner.run_workflow(prog, "decrypt_results", opts, o)
     if code == runner.EXIT.ok and not opts.quiet then
       runner.say(prog, "wrote %d result file(s) to %s", #ctx.results, opts.out)

@@ -19,6 +19,7 @@ image holds plaintext from a pre-run.]],
     { name = "json", flag = true, help = "print one JSON object instead of text" },
     { name = "verify-layers", flag = true,
       help = "check every layer's digest, not only those of the layers /opt reads" },
+    options.group "registry",
     options.shared("tmpdir", { help = "where temporary files go (default: $TMPDIR or /tmp)" }),
   },
   exit_status = "0 everything that can be checked without keys verifies, 1 something does not, "
@@ -27,7 +28,9 @@ image holds plaintext from a pre-run.]],
     local inspect = require "pht.inspect"
     local image, rerr = runner.image_ref(pos[1])
     if not image then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
-    local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"])
+    local registry, gerr = runner.registry_options(opts)
+    if not registry then runner.say(prog, "%s", gerr) return runner.EXIT.usage end
+    local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"], registry)
     if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
     if opts.json then
       io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")

@@ -38,6 +38,16 @@ local SHARED = {
     help = "where the private temporary directory goes (default: $TMPDIR or /tmp)" },
   { name = "quiet", short = "q", flag = true, group = "workflow", help = "no progress on stderr" },
   { name = "verbose", short = "v", flag = true, group = "workflow", help = "also report each step that passed" },
+  { name = "creds", arg = "USER:PASS", group = "registry",
+    help = "docker:// credentials for every repository (default: the auth files, doc/registry.md)" },
+  { name = "authfile", arg = "PATH", group = "registry", env = "REGISTRY_AUTH_FILE",
+    help = "docker:// credentials from this auth.json alone" },
+  { name = "cert-dir", arg = "DIR", group = "registry",
+    help = "docker:// CAs (*.crt) and client pairs (X.cert, X.key) besides the system's" },
+  { name = "tls-verify", arg = "BOOL", group = "registry", default = "true",
+    help = "docker://: verify the registry's certificate; false also allows plain http" },
+  { name = "platform", arg = "OS/ARCH", group = "registry", default = "linux/amd64",
+    help = "docker://: the image an index resolves to" },
 }
 M.SHARED = SHARED
 

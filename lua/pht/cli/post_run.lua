@@ -20,6 +20,7 @@ one pre-run wrote, or with --rebase on REPO:base.]],
     { name = "output", arg = "IMAGE", help = "write the result there instead of over IMAGE" },
     { name = "rebase", flag = true, help = "build on REPO:base (the image the train was built from)" },
     { name = "base", arg = "IMAGE", help = "with --rebase: the base image, if not REPO:base beside IMAGE" },
+    options.group "registry",
     options.group "workflow",
   },
   exit_status = "0 sealed, 1 refused (the message names the step), 2 usage error, "

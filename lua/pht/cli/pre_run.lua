@@ -17,6 +17,7 @@ After pre-run the image holds plaintext: it must not leave the station.]],
   options = {
     options.group "station",
     { name = "output", arg = "IMAGE", help = "write the result there instead of over IMAGE" },
+    options.group "registry",
     options.group "workflow",
   },
   exit_status = "0 verified and decrypted, 1 rejected (the message names the step), 2 usage error, "

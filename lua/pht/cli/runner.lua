@@ -86,6 +86,17 @@ function M.run_workflow(prog, name, opts, ctx_options)
   return EXIT.ok, ctx
 end
 
+-- The registry options of the registry group (pht.open_image's names), or
+-- nil and the usage message.
+function M.registry_options(opts)
+  local tv = opts["tls-verify"]
+  if tv ~= nil and tv ~= "true" and tv ~= "false" then
+    return nil, "--tls-verify takes true or false, not " .. tostring(tv)
+  end
+  return { creds = opts.creds, auth_file = opts.authfile, cert_dir = opts["cert-dir"],
+    tls_verify = tv ~= "false", platform = opts.platform }
+end
+
 -- The station's workflow options (pre-run, post-run) from the station
 -- group's options and IMAGE, or nil and the usage message.
 function M.station_options(opts, image)
@@ -93,8 +104,11 @@ function M.station_options(opts, image)
   if not opts.key then return nil, "no private key: give --key or set PRIVATE_KEY_PATH" end
   local refs, err = M.image_refs({ image = image, output = opts.output, base = opts.base })
   if not refs then return nil, err end
+  local registry, rerr = M.registry_options(opts)
+  if not registry then return nil, rerr end
   return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
-    image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir }
+    image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir,
+    registry = registry }
 end
 
 -- Run a station's workflow and report where it wrote.

@@ -73,6 +73,18 @@ static int l_open_image(lua_State *L)
         o.max_name = opt_u64(L, 2, "max_name", o.max_name);
         o.max_path_bytes = opt_u64(L, 2, "max_path_bytes", o.max_path_bytes);
         o.cache_dir = limage_opt_str(L, 2, "cache_dir");
+        /* "SPEC" or seconds (the idle limit); the string stays on the stack until the open ends */
+        lua_getfield(L, 2, "docker_timeout");
+        if (lua_type(L, -1) == LUA_TNUMBER) {
+            double n = lua_tonumber(L, -1);
+            if (n < 0 || n > 1e7 || n != (double)(long)n)
+                luaL_error(L, "option docker_timeout must be whole seconds or a string");
+            o.docker_timeout = lua_pushfstring(L, "%d", (int)n);
+        } else if (lua_type(L, -1) == LUA_TSTRING) {
+            o.docker_timeout = lua_tostring(L, -1);
+        } else if (!lua_isnil(L, -1)) {
+            luaL_error(L, "option docker_timeout must be whole seconds or a string");
+        }
         lua_getfield(L, 2, "verify_layers");
         o.verify_layers = lua_toboolean(L, -1);
         lua_pop(L, 1);

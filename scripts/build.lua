@@ -181,7 +181,7 @@ wf:add("make_config", function(ctx)
 end, { kind = "verify", protocol = "§2" })
 
 wf:add("open_base", function(ctx)
-  local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir, nil, ctx.options.registry)
+  local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir, nil, train.open_extra(ctx.options))
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)

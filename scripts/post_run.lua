@@ -44,7 +44,7 @@ wf:add("find_base", function(ctx)
   if not base_ref then base_ref, err = ref.base(ctx.options.image, ctx.image) end
   if not base_ref then return nil, err end
   local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers,
-    ctx.options.registry)
+    train.open_extra(ctx.options))
   if not base then return nil, "cannot open the base image for --rebase: " .. tostring(berr) end
   ctx:defer(function() base:close() end)
   ctx.base_image, ctx.base_ref = base, base_ref

@@ -46,16 +46,18 @@ describe("image cost on hostile layers", function()
     local t0 = os.time()
     local outcome, secs, hwm = open_in_child(ref)
     assert.truthy(outcome:find("exceed the cap of 33554432 bytes (max_path_bytes)", 1, true), outcome)
-    assert.is_true(secs < 10, "open took " .. secs .. " s of CPU")
+    -- The target is 2 s and 64 MB (bench/bench_hostile.sh measures ~1.3 s, 48 MB):
+    -- memory is asserted as it is, time with room for a loaded machine.
+    assert.is_true(secs < 3, "open took " .. secs .. " s of CPU")
     assert.is_true(os.time() - t0 < 20, "the child ran " .. (os.time() - t0) .. " s")
-    assert.is_true(hwm < 128 * 1024, "peak RSS " .. hwm .. " KiB")
+    assert.is_true(hwm < 64 * 1024, "peak RSS " .. hwm .. " KiB")
   end)
 
   it("stops 100 000 files in one 4000-byte-deep directory the same way", function()
     local outcome, secs, hwm = open_in_child(hostile(dir, "deep-dir", 100000))
     assert.truthy(outcome:find("(max_path_bytes)", 1, true), outcome)
-    assert.is_true(secs < 10, "open took " .. secs .. " s of CPU")
-    assert.is_true(hwm < 128 * 1024, "peak RSS " .. hwm .. " KiB")
+    assert.is_true(secs < 3, "open took " .. secs .. " s of CPU")
+    assert.is_true(hwm < 64 * 1024, "peak RSS " .. hwm .. " KiB")
   end)
 
   it("opens 2000 files in one 4000-byte-deep directory and walks, stats and extracts them", function()

@@ -27,4 +27,13 @@ int wrap_diff_id(const void *blob, size_t n, size_t cap, char out[80]);
 int wrap_write_archive(const char *out, const void *blob, size_t n, const char *diff_id,
                        const char *tag, const char *config_json, const char *manifest_json);
 
+/*
+ * Write an OCI image layout at dir (created) holding one image named
+ * ref_name: the blob as its one layer (media type from its magic: gzip,
+ * zstd, else plain tar), a config with diff_ids = [diff_id], its manifest
+ * and index.json. 0 or -1.
+ */
+int wrap_write_oci(const char *dir, const void *blob, size_t n, const char *diff_id,
+                   const char *ref_name);
+
 #endif

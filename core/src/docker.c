@@ -22,6 +22,7 @@
 struct pht_docker {
     pht_http *http;
     char *host;
+    pht_docker_timeouts limits;
 };
 
 static int starts(const char *s, const char *prefix)
@@ -52,8 +53,14 @@ int pht_docker_open(pht_docker **out, const char *host, pht_error *err)
                              "Docker endpoint %.200s: DOCKER_TLS_VERIFY is set, but libpht speaks "
                              "plain HTTP to tcp:// endpoints",
                              host);
+    pht_docker_timeouts limits;
+    pht_docker_timeouts_init(&limits);
+    const char *spec = getenv(PHT_DOCKER_TIMEOUT_ENV);
+    if (spec && spec[0] && pht_docker_timeouts_parse(&limits, spec, err) != 0)
+        return pht_error_prefix(err, "$" PHT_DOCKER_TIMEOUT_ENV);
     pht_docker *d = calloc(1, sizeof *d);
     if (d == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    d->limits = limits;
     int rc = pht_http_new(&d->http, host, err);
     if (rc == 0 && (d->host = strdup(host)) == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     if (rc) {
@@ -80,6 +87,78 @@ const char *pht_docker_host(const pht_docker *d)
 pht_http *pht_docker_http(pht_docker *d)
 {
     return d->http;
+}
+
+/* ---- timeouts ------------------------------------------------------------------ */
+
+void pht_docker_timeouts_init(pht_docker_timeouts *t)
+{
+    t->call = (pht_http_timeouts){PHT_HTTP_CONNECT_TIMEOUT, 60, 300};
+    t->stream = (pht_http_timeouts){PHT_HTTP_CONNECT_TIMEOUT, 600, 0};
+}
+
+void pht_docker_set_timeouts(pht_docker *d, const pht_docker_timeouts *t)
+{
+    if (t) d->limits = *t;
+    else pht_docker_timeouts_init(&d->limits);
+}
+
+void pht_docker_get_timeouts(const pht_docker *d, pht_docker_timeouts *out)
+{
+    *out = d->limits;
+}
+
+/* Seconds, 0 to 10^7, whole (no sign, no unit). -1 when not. */
+static long seconds(const char *s, size_t n)
+{
+    if (n == 0 || n > 8) return -1;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v <= 10000000 ? v : -1;
+}
+
+int pht_docker_timeouts_parse(pht_docker_timeouts *t, const char *spec, pht_error *err)
+{
+    const char *usage = "expected SECONDS or KEY=SECONDS,... with KEY connect, idle, total, "
+                        "stream-idle or stream-total";
+    if (spec == NULL || spec[0] == '\0')
+        return pht_error_set(err, PHT_EINVAL, "Docker timeouts \"\": %s", usage);
+    pht_docker_timeouts n = *t;
+    long v = seconds(spec, strlen(spec));
+    if (v >= 0) {
+        n.call.idle = n.stream.idle = v;
+        *t = n;
+        return 0;
+    }
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        v = eq ? seconds(eq + 1, len - klen - 1) : -1;
+        struct { const char *key; long *a, *b; } keys[] = {
+            {"connect", &n.call.connect, &n.stream.connect},
+            {"idle", &n.call.idle, NULL},
+            {"total", &n.call.total, NULL},
+            {"stream-idle", &n.stream.idle, NULL},
+            {"stream-total", &n.stream.total, NULL},
+        };
+        size_t k = 0;
+        while (k < sizeof keys / sizeof keys[0] &&
+               !(strlen(keys[k].key) == klen && strncmp(keys[k].key, p, klen) == 0))
+            k++;
+        if (v < 0 || k == sizeof keys / sizeof keys[0])
+            return pht_error_set(err, PHT_EINVAL, "Docker timeouts \"%.200s\": \"%.*s\": %s", spec,
+                                 (int)(len > 100 ? 100 : len), p, usage);
+        *keys[k].a = v;
+        if (keys[k].b) *keys[k].b = v;
+        p += len;
+        if (*p == ',') p++;
+    }
+    *t = n;
+    return 0;
 }
 
 int pht_docker_name_valid(const char *name, pht_error *err)
@@ -125,6 +204,13 @@ static char *api_path(const char *fmt, ...)
 static int dk_fail(pht_docker *d, int rc, const pht_http_response *r, pht_error *err,
                    const char *what)
 {
+    if (r->timed_out && err && err->code) {
+        pht_error_prefix(err, "%s", what);
+        size_t n = strlen(err->message);
+        snprintf(err->message + n, sizeof err->message - n,
+                 " (the Docker limits: $" PHT_DOCKER_TIMEOUT_ENV ")");
+        return err->code;
+    }
     if (r->status >= 300) {
         char msg[600];
         pht_http_error_message(r->body, r->body_len, msg, sizeof msg);
@@ -145,6 +231,7 @@ static int dk_call(pht_docker *d, pht_http_request *req, char *path, pht_http_re
         return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
     }
     req->path = path;
+    if (req->timeouts == NULL) req->timeouts = &d->limits.call; /* streams set &d->limits.stream */
     int rc = pht_http_do(d->http, req, resp, err);
     free(path);
     req->path = NULL;
@@ -176,7 +263,6 @@ int pht_docker_ping(pht_docker *d, pht_error *err)
     pht_http_request req;
     pht_http_response resp;
     pht_http_request_init(&req);
-    req.timeout = 60;
     int rc = dk_call(d, &req, api_path("/_ping"), &resp, "Docker daemon ping", err);
     pht_http_response_clear(&resp);
     return rc;
@@ -273,6 +359,7 @@ int pht_docker_image_save(pht_docker *d, const char *name, pht_http_sink sink, v
     pht_http_request_init(&req);
     req.sink = sink;
     req.sink_ud = ud;
+    req.timeouts = &d->limits.stream;
     int rc = dk_call(d, &req, api_path("/images/%s/get", name), &resp, what, err);
     pht_http_response_clear(&resp);
     return rc;
@@ -354,6 +441,7 @@ int pht_docker_image_load(pht_docker *d, pht_http_source source, void *ud, char 
     req.content_type = "application/x-tar";
     req.source = source;
     req.source_ud = ud;
+    req.timeouts = &d->limits.stream;
     int rc = dk_call(d, &req, api_path("/images/load?quiet=1"), &resp, "load image", err);
     if (rc == 0) rc = load_report(d, resp.body ? resp.body : "", resp.body_len, report, err);
     pht_http_response_clear(&resp);
@@ -612,6 +700,7 @@ int pht_docker_container_archive(pht_docker *d, const char *id, const char *path
     pht_http_request_init(&req);
     req.sink = sink;
     req.sink_ud = ud;
+    req.timeouts = &d->limits.stream;
     int rc = dk_send(d, &req, api_path("/containers/%s/archive?path=%s", id, ep), what, err);
     free(ep);
     return rc;

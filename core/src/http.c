@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -28,7 +29,10 @@ struct pht_http {
     char *ca_blob; /* the system bundle and the extra CAs, PEM */
     size_t ca_blob_len;
     char *client_cert, *client_key;
+    pht_http_timeouts limits; /* pht_http_set_timeouts */
 };
+
+static const pht_http_timeouts default_limits = {PHT_HTTP_CONNECT_TIMEOUT, PHT_HTTP_IDLE_TIMEOUT, 0};
 
 static void tls_clear(pht_http *h);
 
@@ -77,6 +81,7 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
         return pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
     h->endpoint = strdup(endpoint);
+    h->limits = default_limits;
     if (sock) {
         h->socket = strdup(sock);
         h->base = strdup("http://localhost");
@@ -106,6 +111,19 @@ void pht_http_free(pht_http *h)
     tls_clear(h);
     free(h);
     curl_global_cleanup();
+}
+
+void pht_http_set_timeouts(pht_http *h, const pht_http_timeouts *t)
+{
+    h->limits = t ? *t : default_limits;
+    if (h->limits.connect < 0) h->limits.connect = 0;
+    if (h->limits.idle < 0) h->limits.idle = 0;
+    if (h->limits.total < 0) h->limits.total = 0;
+}
+
+void pht_http_get_timeouts(const pht_http *h, pht_http_timeouts *out)
+{
+    *out = h->limits;
 }
 
 const char *pht_http_endpoint(const pht_http *h)
@@ -184,7 +202,41 @@ typedef struct xfer {
     int cb_failed; /* a source or sink failed: its error is in cb_err */
     int too_big;
     pht_error cb_err;
+    long idle;        /* seconds without a byte moving that end the exchange; 0: none */
+    double last_move; /* when a byte last moved (monotonic seconds) */
+    curl_off_t seen_dl, seen_ul;
+    int idle_out;     /* the idle limit ended it */
 } xfer;
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * The idle limit, checked by libcurl's progress callback (called at least
+ * once a second): exact "no byte for N s", where libcurl's low-speed check
+ * averages over a window of several seconds.
+ */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    xfer *x = ud;
+    double t = mono_now();
+    if (dlnow != x->seen_dl || ulnow != x->seen_ul) {
+        x->seen_dl = dlnow;
+        x->seen_ul = ulnow;
+        x->last_move = t;
+    } else if (x->idle > 0 && t - x->last_move >= (double)x->idle) {
+        x->idle_out = 1;
+        return 1;
+    }
+    return 0;
+}
 
 static int collect(xfer *x, const char *p, size_t n, size_t cap, int strict)
 {
@@ -207,6 +259,7 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
     size_t n = size * nmemb;
+    x->last_move = mono_now();
     if (x->status == 0) curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &x->status);
     int ok = x->status >= 200 && x->status < 300;
     if (ok && x->req->sink) {
@@ -229,6 +282,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 {
     xfer *x = ud;
     size_t got = 0;
+    x->last_move = mono_now();
     if (x->req->source(x->req->source_ud, buf, size * nitems, &got, &x->cb_err) != 0) {
         x->cb_failed = 1;
         return CURL_READFUNC_ABORT;
@@ -277,6 +331,7 @@ static size_t on_header(char *p, size_t size, size_t nitems, void *ud)
     xfer *x = ud;
     pht_http_response *r = x->resp;
     size_t n = size * nitems;
+    x->last_move = mono_now();
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new answer (after 1xx): start over */
         free(r->headers);
         r->headers = NULL;
@@ -419,6 +474,31 @@ static int set_extras(pht_http *h, const pht_http_request *req, xfer *x, struct 
     return bad;
 }
 
+/* Which limit ended an exchange that libcurl ended with CURLE_OPERATION_TIMEDOUT. */
+static int which_limit(pht_http *h, const pht_http_timeouts *lim, const char *errbuf)
+{
+    if (strncmp(errbuf, "Connection timed out", 20) == 0 ||
+        strncmp(errbuf, "Resolving timed out", 19) == 0)
+        return PHT_HTTP_TIMED_OUT_CONNECT;
+    curl_off_t connected = 0;
+    curl_easy_getinfo(h->curl, CURLINFO_CONNECT_TIME_T, &connected);
+    if (connected == 0 && lim->connect > 0 && !h->socket) return PHT_HTTP_TIMED_OUT_CONNECT;
+    return PHT_HTTP_TIMED_OUT_TOTAL;
+}
+
+static int fail_timeout(pht_http *h, const char *m, const char *path, int which,
+                        const pht_http_timeouts *lim, pht_error *err)
+{
+    if (which == PHT_HTTP_TIMED_OUT_CONNECT)
+        return pht_error_set(err, PHT_EHTTP, "%s %.300s at %.200s: not connected within %ld s", m,
+                             path, h->endpoint, lim->connect);
+    if (which == PHT_HTTP_TIMED_OUT_IDLE)
+        return pht_error_set(err, PHT_EHTTP, "%s %.300s at %.200s: no bytes for %ld s", m, path,
+                             h->endpoint, lim->idle);
+    return pht_error_set(err, PHT_EHTTP, "%s %.300s at %.200s: not done within %ld s", m, path,
+                         h->endpoint, lim->total);
+}
+
 static int fail_transport(pht_http *h, const char *m, const char *path, CURLcode c,
                           const char *errbuf, pht_error *err)
 {
@@ -452,8 +532,18 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     bad |= curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK;
     if (h->socket) bad |= curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, h->socket) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L) != CURLE_OK;
-    bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, req->timeout > 0 ? req->timeout : 0L) != CURLE_OK;
+    pht_http_timeouts lim = req->timeouts ? *req->timeouts : h->limits;
+    if (req->timeout > 0) lim.total = req->timeout;
+    /* A connect limit of 0 is libcurl's own, 300 s. */
+    bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, lim.connect > 0 ? lim.connect : 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, lim.total > 0 ? lim.total : 0L) != CURLE_OK;
+    x.idle = lim.idle;
+    x.last_move = mono_now();
+    if (lim.idle > 0) {
+        bad |= curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
+        bad |= curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x) != CURLE_OK;
+    }
     bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, &x) != CURLE_OK;
@@ -480,12 +570,18 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     resp->tls_refused = resp->broken && (cc == CURLE_PEER_FAILED_VERIFICATION ||
                                          cc == CURLE_SSL_CONNECT_ERROR ||
                                          cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CACERT_BADFILE);
-    if (x.cb_failed) {
+    if (x.idle_out) {
+        resp->timed_out = PHT_HTTP_TIMED_OUT_IDLE;
+        rc = fail_timeout(h, m, req->path, resp->timed_out, &lim, err);
+    } else if (x.cb_failed) {
         rc = x.cb_err.code ? x.cb_err.code : PHT_EIO;
         if (err) *err = x.cb_err;
     } else if (x.too_big) {
         rc = pht_error_set(err, PHT_ELIMIT, "%s %.300s: the answer is larger than %zu bytes", m,
                            req->path, x.cap);
+    } else if (cc == CURLE_OPERATION_TIMEDOUT) {
+        resp->timed_out = which_limit(h, &lim, errbuf);
+        rc = fail_timeout(h, m, req->path, resp->timed_out, &lim, err);
     } else if (cc != CURLE_OK && (resp->status < 300 || resp->body_len == 0)) {
         rc = fail_transport(h, m, req->path, cc, errbuf, err);
     } else if (resp->status < 200 || resp->status >= 300) {

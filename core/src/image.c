@@ -14,6 +14,7 @@
 #include <archive_entry.h>
 
 #include "fs_private.h"
+#include "pht/docker.h"
 #include "pht/util.h"
 #include "transport_private.h"
 
@@ -29,6 +30,7 @@ void pht_image_opts_init(pht_image_opts *o)
     o->cache_dir = NULL;
     o->registry_creds = o->registry_auth_file = o->registry_cert_dir = o->platform = NULL;
     o->registry_tls_insecure = 0;
+    o->docker_timeout = NULL;
 }
 
 /* The registry options' strings, copied into the handle (a commit reads them later). */
@@ -122,9 +124,16 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
     img->tmpdir = strdup(fs_tmpdir(img->opts.tmpdir));
     img->opts.tmpdir = img->tmpdir;
     if (img->opts.cache_dir) img->opts.cache_dir = img->cache_dir = strdup(img->opts.cache_dir);
+    if (img->opts.docker_timeout)
+        img->opts.docker_timeout = img->docker_timeout = strdup(img->opts.docker_timeout);
+    pht_docker_timeouts dt;
+    pht_docker_timeouts_init(&dt);
     if (img->tmpdir == NULL || (opts && opts->cache_dir && img->cache_dir == NULL) ||
-        dup_registry_opts(img) != 0)
+        (opts && opts->docker_timeout && img->docker_timeout == NULL) || dup_registry_opts(img) != 0)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    else if (img->docker_timeout &&
+             (rc = pht_docker_timeouts_parse(&dt, img->docker_timeout, err)) != 0)
+        pht_error_prefix(err, "docker_timeout");
     else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0 &&
              img->landed == IMG_LANDED_ALL && (rc = index_build(img, err)) == 0)
         rc = verify_used_layers(img, err);
@@ -155,6 +164,7 @@ void pht_image_free(pht_image *img)
         if (img->registry_strs[i])
             pht_secret_free(img->registry_strs[i], strlen(img->registry_strs[i]));
     }
+    free(img->docker_timeout);
     free(img);
 }
 

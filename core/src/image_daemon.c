@@ -309,6 +309,23 @@ static int layers_of(pht_image *img, const cJSON *diffs, pht_error *err)
     return 0;
 }
 
+/* A client for $DOCKER_HOST with the limits of opts->docker_timeout (checked at open). */
+static int dmn_docker(const pht_image_opts *o, pht_docker **d, pht_error *err)
+{
+    int rc = pht_docker_open(d, NULL, err);
+    if (rc == 0 && o && o->docker_timeout) {
+        pht_docker_timeouts t;
+        pht_docker_get_timeouts(*d, &t);
+        if ((rc = pht_docker_timeouts_parse(&t, o->docker_timeout, err)) == 0)
+            pht_docker_set_timeouts(*d, &t);
+        else {
+            pht_docker_free(*d);
+            *d = NULL;
+        }
+    }
+    return rc;
+}
+
 /* ---- reading --------------------------------------------------------------------- */
 
 static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
@@ -319,7 +336,7 @@ static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     dmn *st = calloc(1, sizeof *st);
     img->tpdata = st;
     int rc = st ? 0 : oom(err);
-    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = pht_docker_open(&d, NULL, err)) ||
+    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = dmn_docker(&img->opts, &d, err)) ||
         (rc = pht_docker_image_inspect_json(d, name, &text, err)))
         goto done;
     const char *id;
@@ -490,7 +507,7 @@ static int land_view(pht_image *img, const dmn *st, pht_error *err)
     char cid[PHT_DOCKER_ID_MAX] = "";
     int fd = -1;
     this_machine(&r.m);
-    int rc = pht_docker_open(&r.d, NULL, err);
+    int rc = dmn_docker(&img->opts, &r.d, err);
     if (rc == 0) {
         pht_error e;
         pht_docker_containers_labelled(r.d, SCRATCH_LABEL, reap_one, &r, &e);
@@ -531,7 +548,7 @@ static int land_all(pht_image *img, const dmn *st, pht_error *err)
     pht_image *full = NULL;
     int fd = -1;
     char path[64];
-    int rc = pht_docker_open(&d, NULL, err);
+    int rc = dmn_docker(&img->opts, &d, err);
     if (rc == 0) rc = save_tmp(d, img->tmpdir, st->id, &fd, err);
     if (rc == 0) {
         fd_ref(fd, path, sizeof path);
@@ -975,7 +992,7 @@ static int dmn_commit(const char *where, const img_plan *p, pht_error *err)
     pht_docker_image_info *old = calloc(p->ntags + 1, sizeof *old);
     gen g = {.src_fd = -1, .spool_fd = -1};
     int rc = old ? 0 : pht_error_set(err, PHT_ENOMEM, "out of memory");
-    if (rc || (rc = norm_tags(p, &tags, err)) || (rc = pht_docker_open(&d, NULL, err))) goto done;
+    if (rc || (rc = norm_tags(p, &tags, err)) || (rc = dmn_docker(p->opts, &d, err))) goto done;
     for (size_t i = 0; i < p->ntags; i++) {
         rc = pht_docker_image_inspect(d, tags[i], &old[i], err);
         if (rc == PHT_ENOTFOUND) rc = 0;

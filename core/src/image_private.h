@@ -39,6 +39,7 @@ struct pht_image {
     char *tmpdir;
     char *cache_dir; /* opts.cache_dir's copy, or NULL */
     char *registry_strs[4]; /* copies of opts' registry strings (creds wiped at free) */
+    char *docker_timeout; /* opts.docker_timeout's copy, or NULL */
     char *manifest;
     char *config;
     size_t config_len;

@@ -57,8 +57,9 @@ local function verify_sigs(report, cfg, stops)
   return last
 end
 
-function M.image(ref, tmpdir, verify_layers, registry)
-  local img, err = train.open_image(ref, tmpdir, verify_layers, registry)
+-- extra: more pht.open_image options (train.open_image), or nil.
+function M.image(ref, tmpdir, verify_layers, extra)
+  local img, err = train.open_image(ref, tmpdir, verify_layers, extra)
   if not img then return nil, err end
   local cfg, cerr = train.read_config(img)
   if not cfg then img:close() return nil, cerr end

@@ -16,7 +16,7 @@ local M = {}
 
 function M.open_image(ctx)
   local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers,
-    ctx.options.registry)
+    train.open_extra(ctx.options))
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)

@@ -42,12 +42,24 @@ function M.cache_dir()
   return nil
 end
 
+-- The pht.open_image options beyond tmpdir and verify_layers that a
+-- workflow's options carry: options.registry (a table) and
+-- options.docker_timeout.
+function M.open_extra(options)
+  local o = {}
+  for k, v in pairs(options.registry or {}) do o[k] = v end
+  o.docker_timeout = options.docker_timeout
+  return o
+end
+
 -- verify_layers: hash every layer at open (default: the layers /opt reads).
--- registry (optional): how a docker:// image's registry is reached, as
--- pht.open_image takes it (creds, auth_file, cert_dir, tls_verify, platform).
-function M.open_image(reference, tmpdir, verify_layers, registry)
+-- extra (optional): more pht.open_image options, as M.open_extra makes them
+-- from a workflow's options: how a docker:// image's registry is reached
+-- (creds, auth_file, cert_dir, tls_verify, platform) and a docker-daemon
+-- image's docker_timeout.
+function M.open_image(reference, tmpdir, verify_layers, extra)
   local o = { tmpdir = tmpdir, verify_layers = verify_layers, cache_dir = M.cache_dir() }
-  for k, v in pairs(registry or {}) do o[k] = v end
+  for k, v in pairs(extra or {}) do o[k] = v end
   local img, err = pht.open_image(reference, o)
   if not img then return nil, fmt("cannot open %s: %s", reference, tostring(err)) end
   return img

@@ -1,8 +1,10 @@
 -- Start and stop spec/support/netfault.py, the network faults the registry
 -- specs put in front of a real registry: a TCP proxy that resets connections
 -- after N bytes ("cut"), and an HTTP proxy that redirects blob downloads to a
--- second listener on another host name ("redirect"), and an HTTP proxy that
--- answers matching requests with an error status ("status").
+-- second listener on another host name ("redirect"), an HTTP proxy that
+-- answers matching requests with an error status ("status"), and an HTTP
+-- server that sends a header and then holds the connection ("stall", a
+-- wedged dockerd).
 --
 --   local netfault = require "support.netfault"
 --   local p = assert(netfault.start("cut", { upstream = addr, after = 8192, cuts = 1 }))
@@ -43,13 +45,14 @@ end
 -- (for fetching the blobs it serves), opts.redirect_host (default "localhost").
 -- mode "status": opts.upstream ("http://HOST:PORT"), opts.status (503, 429, ...),
 -- opts.match (a Python regex on the path), opts.times (default: every time).
+-- mode "stall": no options (opts = {}).
 -- Returns the proxy (addr, and for redirect storage_addr) or nil, reason.
 function M.start(mode, opts)
   if not helpers.sh("command -v python3") then return nil, "python3 is not installed" end
   local dir = helpers.tmpdir()
   local self = setmetatable({ log = dir .. "/events.log", dir = dir }, Proxy)
-  local args = { q(M.script), mode, "--upstream", q(opts.upstream), "--port-file",
-    q(dir .. "/port"), "--log", q(self.log) }
+  local args = { q(M.script), mode, "--port-file", q(dir .. "/port"), "--log", q(self.log) }
+  if opts.upstream then args[#args + 1] = "--upstream " .. q(opts.upstream) end
   if mode == "cut" then
     args[#args + 1] = "--after " .. tonumber(opts.after)
     if opts.cuts then args[#args + 1] = "--cuts " .. tonumber(opts.cuts) end
@@ -57,7 +60,7 @@ function M.start(mode, opts)
   elseif mode == "status" then
     args[#args + 1] = "--status " .. tonumber(opts.status) .. " --match " .. q(opts.match)
     if opts.times then args[#args + 1] = "--times " .. tonumber(opts.times) end
-  else
+  elseif mode == "redirect" then
     if opts.ca then args[#args + 1] = "--ca " .. q(opts.ca) end
     if opts.redirect_host then args[#args + 1] = "--redirect-host " .. q(opts.redirect_host) end
   end

@@ -4,8 +4,9 @@
     netfault.py cut --upstream HOST:PORT --after N [--cuts K] [--direction down|up]
     netfault.py redirect --upstream https://HOST:PORT --ca CA [--redirect-host localhost]
     netfault.py status --upstream http://HOST:PORT --status 503 --match REGEX [--times K]
+    netfault.py stall
 
-Both listen on 127.0.0.1 (a free port), write "PORT" (redirect: "PORT
+Each listens on 127.0.0.1 (a free port), write "PORT" (redirect: "PORT
 PORT2") to --port-file once listening, and append one JSON line per event
 to --log. They run until killed.
 
@@ -23,6 +24,10 @@ $NETFAULT_CREDS (USER:PASS). Neither listener logs header values.
 status: an HTTP proxy to the registry that answers the first K requests
 (default: all) whose path matches REGEX with the given status (429 adds
 Retry-After: 0) and a registry-style JSON error body, and relays the rest.
+
+stall: an HTTP server (a wedged Docker daemon) that reads each request's
+head, answers "200 OK" with headers announcing a JSON body of 1000 bytes and
+one byte of it, then holds the connection open without another byte.
 """
 import argparse
 import base64
@@ -291,6 +296,37 @@ def serve_redirect(args):
     front.serve_forever()
 
 
+# ---- stall ------------------------------------------------------------------
+
+def serve_stall(args):
+    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(16)
+    write_port_file(args.port_file, str(lst.getsockname()[1]))
+    held = []
+    while True:
+        conn, _ = lst.accept()
+        head = b""
+        conn.settimeout(5)
+        try:
+            while b"\r\n\r\n" not in head:
+                got = conn.recv(65536)
+                if not got:
+                    break
+                head += got
+        except OSError:
+            pass
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        log({"event": "stall", "request": line})
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{")
+        except OSError:
+            pass
+        held.append(conn)  # open and silent until the server goes
+
+
 def close_inherited_sockets():
     """Sockets the spec's process had open (its own registry connections)
     must not stay open in here."""
@@ -323,14 +359,17 @@ def main():
     t.add_argument("--status", type=int, required=True)
     t.add_argument("--match", required=True)
     t.add_argument("--times", type=int, default=-1)
-    for p in (c, r, t):
+    s = sub.add_parser("stall")
+    s.add_argument("--upstream")
+    for p in (c, r, t, s):
         p.add_argument("--port-file", required=True)
         p.add_argument("--log", required=True)
     args = ap.parse_args()
     LOG = args.log
     open(LOG, "a").close()
     try:
-        {"cut": serve_cut, "redirect": serve_redirect, "status": serve_status}[args.mode](args)
+        {"cut": serve_cut, "redirect": serve_redirect, "status": serve_status,
+         "stall": serve_stall}[args.mode](args)
     except KeyboardInterrupt:
         pass
 

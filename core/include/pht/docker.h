@@ -29,12 +29,43 @@ typedef struct pht_docker pht_docker;
 /*
  * A client for host (NULL or "": $DOCKER_HOST, else the default socket).
  * Nothing is connected yet. Free with pht_docker_free. PHT_EINVAL for an
- * endpoint libpht cannot speak to (ssh://, fd://).
+ * endpoint libpht cannot speak to (ssh://, fd://), or a $PHT_DOCKER_TIMEOUT
+ * that pht_docker_timeouts_parse refuses.
  */
 PHT_API int pht_docker_open(pht_docker **out, const char *host, pht_error *err);
 
 /* NULL is fine. */
 PHT_API void pht_docker_free(pht_docker *d);
+
+/*
+ * The limits of the client's calls, in seconds (see pht_http_timeouts; 0: no
+ * limit). call: ping, version, inspect, history, lists, tag, remove, create
+ * (default connect 30, idle 60, total 300); stream: image save and load, the
+ * archive of a container path, whose length has no bound (connect 30, idle
+ * 600, no total). A client starts with the defaults, then $PHT_DOCKER_TIMEOUT
+ * applied as by pht_docker_timeouts_parse.
+ */
+typedef struct pht_docker_timeouts {
+    pht_http_timeouts call;
+    pht_http_timeouts stream;
+} pht_docker_timeouts;
+
+#define PHT_DOCKER_TIMEOUT_ENV "PHT_DOCKER_TIMEOUT"
+
+/* The defaults above. */
+PHT_API void pht_docker_timeouts_init(pht_docker_timeouts *t);
+
+/*
+ * Change *t by spec: "SECONDS" (the idle limit of every call), or a comma
+ * list of KEY=SECONDS with KEY connect (both kinds), idle, total (calls),
+ * stream-idle, stream-total; e.g. "idle=30,total=120,stream-idle=300".
+ * PHT_EINVAL (t unchanged) names the item that is not one of these.
+ */
+PHT_API int pht_docker_timeouts_parse(pht_docker_timeouts *t, const char *spec, pht_error *err);
+
+/* The limits of every later call of d; NULL restores the defaults. _get copies them. */
+PHT_API void pht_docker_set_timeouts(pht_docker *d, const pht_docker_timeouts *t);
+PHT_API void pht_docker_get_timeouts(const pht_docker *d, pht_docker_timeouts *out);
 
 /* The endpoint in use, e.g. "unix:///var/run/docker.sock". */
 PHT_API const char *pht_docker_host(const pht_docker *d);

@@ -26,6 +26,22 @@ extern "C" {
 typedef struct pht_http pht_http;
 
 /*
+ * Limits of one exchange, in seconds; 0: no limit (connect: libcurl's 300 s). connect: to open the
+ * connection (TCP, TLS; a unix socket connects at once); idle: with no byte
+ * moving either way (checked about once a second), the limit for
+ * long streams; total: for the whole exchange. A handle starts with
+ * PHT_HTTP_CONNECT_TIMEOUT, PHT_HTTP_IDLE_TIMEOUT and no total limit.
+ */
+typedef struct pht_http_timeouts {
+    long connect;
+    long idle;
+    long total;
+} pht_http_timeouts;
+
+#define PHT_HTTP_CONNECT_TIMEOUT 30
+#define PHT_HTTP_IDLE_TIMEOUT 300
+
+/*
  * Produce the next bytes of a streamed request body: up to cap bytes into buf,
  * *got = 0 at the end. A non-zero return (a PHT_E* code with err set) aborts
  * the request, and pht_http_do returns that code and message.
@@ -54,6 +70,8 @@ typedef struct pht_http_request {
     const char *const *headers; /* more header lines ("Name: value"), NULL-terminated, or NULL */
     int64_t source_len;         /* > 0: the streamed body's length, sent as Content-Length
                                    instead of chunked */
+    const pht_http_timeouts *timeouts; /* this request's limits; NULL: the handle's
+                                          (pht_http_set_timeouts). timeout > 0 overrides total. */
 } pht_http_request;
 
 /* What came back. body is collected when the request has no sink, and for errors. */
@@ -68,7 +86,10 @@ typedef struct pht_http_response {
     int broken; /* 1: no answer came, or the connection ended before the answer did */
     int tls_refused; /* 1 (with broken): the peer's certificate or the TLS handshake was
                         refused, which another try would not change */
+    int timed_out; /* a limit ended the exchange: PHT_HTTP_TIMED_OUT_CONNECT, _IDLE, _TOTAL; else 0 */
 } pht_http_response;
+
+enum { PHT_HTTP_TIMED_OUT_CONNECT = 1, PHT_HTTP_TIMED_OUT_IDLE = 2, PHT_HTTP_TIMED_OUT_TOTAL = 3 };
 
 /*
  * A handle for endpoint (see above). Nothing is connected yet. *out is freed
@@ -78,6 +99,13 @@ PHT_API int pht_http_new(pht_http **out, const char *endpoint, pht_error *err);
 
 /* Close the connection and free the handle. NULL is fine. */
 PHT_API void pht_http_free(pht_http *h);
+
+/*
+ * The limits of every later request of h that sets none of its own (see
+ * pht_http_timeouts); NULL restores the defaults. _get copies them to *out.
+ */
+PHT_API void pht_http_set_timeouts(pht_http *h, const pht_http_timeouts *t);
+PHT_API void pht_http_get_timeouts(const pht_http *h, pht_http_timeouts *out);
 
 /* The endpoint the handle was made for. */
 PHT_API const char *pht_http_endpoint(const pht_http *h);
@@ -91,7 +119,9 @@ PHT_API void pht_http_request_init(pht_http_request *req);
  * for a 2xx answer. A 404 answer fails with PHT_ENOTFOUND, other 3xx-5xx ones
  * with PHT_EHTTP, both naming method, path, status and the server's message;
  * an unreachable endpoint fails with PHT_EHTTP naming the endpoint and why;
- * PHT_ELIMIT when a collected body exceeds its cap. A source or sink failure
+ * a limit of pht_http_timeouts that ran out fails with PHT_EHTTP naming the
+ * call, the endpoint and the limit ("GET /x at unix:///s: no bytes for 30 s"),
+ * and sets resp->timed_out; PHT_ELIMIT when a collected body exceeds its cap. A source or sink failure
  * is returned as that callback set it.
  */
 PHT_API int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *resp,

@@ -7,11 +7,17 @@
  *       image, or the train beside its own REPO:base; @N: the Nth image)
  *   oci:DIR[:TAG]
  *       an OCI image layout directory
+ *   oci-archive:PATH[:TAG]
+ *       an OCI image layout in a tar (skopeo's oci-archive:): unpacked into
+ *       a private temporary directory to be read; a commit repacks it and
+ *       renames it over PATH
  *   docker-daemon:NAME[:TAG|@sha256:HEX]
  *       an image in the Docker engine at $DOCKER_HOST (Engine API over its socket)
  *   docker://HOST[:PORT]/REPO[:TAG|@sha256:HEX]
- *       an image in a registry: the reference parses; opening one is not
- *       supported yet (PHT_EINVAL)
+ *       an image in a registry (OCI distribution API): an open fetches the
+ *       manifest and config, a layer blob lands (digest-checked) when a read
+ *       first needs it; a commit sends only the blobs the registry lacks
+ *       (HEAD checks, cross-repository mounts)
  *
  * An image handle holds the manifest, the config and an index of the merged
  * filesystem of all layers (whiteouts and opaque directories applied), built
@@ -68,6 +74,8 @@ typedef struct pht_image_opts {
     const char *registry_cert_dir;  /* extra CAs and client pairs (--cert-dir) */
     int registry_tls_insecure;      /* 1: --tls-verify=false (also allows plain http) */
     const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
+    const char *docker_timeout; /* docker-daemon: limits of the Engine calls, as
+                                   $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
 } pht_image_opts;
 
 /*
@@ -132,7 +140,7 @@ PHT_API void pht_image_free(pht_image *img);
 /* The reference the image was opened with. */
 PHT_API const char *pht_image_reference(const pht_image *img);
 
-/* The transport name: "docker-archive", "oci", "docker-daemon" (or "docker", once it opens). */
+/* The transport name: "docker-archive", "oci", "oci-archive", "docker-daemon" or "docker". */
 PHT_API const char *pht_image_transport(const pht_image *img);
 
 /*

@@ -98,7 +98,7 @@ e.g. --output docker-archive:train.tar:pht/train:latest.]],
       builder_password = runner.env(opts["builder-password-env"]),
       base = refs.base, output = refs.output, train_id = opts["train-id"],
       proposal_id = opts["proposal-id"], tmpdir = opts.tmpdir, run = opts.run,
-      registry = registry,
+      registry = registry, docker_timeout = opts.timeout,
     }
     local code, ctx = runner.run_workflow(prog, "build", opts, o)
     if code == EXIT.ok and not opts.quiet then

@@ -30,7 +30,8 @@ mode 0700; it must not exist yet).]],
     local registry, rerr = runner.registry_options(opts)
     if not registry then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
     local o = { image = image, key_path = opts.key, out = opts.out, tmpdir = opts.tmpdir,
-      password = runner.env(opts["password-env"]), registry = registry }
+      password = runner.env(opts["password-env"]), registry = registry,
+      docker_timeout = opts.timeout }
     local code, ctx = runner.run_workflow(prog, "decrypt_results", opts, o)
     if code == runner.EXIT.ok and not opts.quiet then
       runner.say(prog, "wrote %d result file(s) to %s", #ctx.results, opts.out)

@@ -21,6 +21,7 @@ image holds plaintext from a pre-run.]],
       help = "check every layer's digest, not only those of the layers /opt reads" },
     options.group "registry",
     options.shared("tmpdir", { help = "where temporary files go (default: $TMPDIR or /tmp)" }),
+    options.shared("timeout"),
   },
   exit_status = "0 everything that can be checked without keys verifies, 1 something does not, "
     .. "2 usage error, 3 the image cannot be read.",
@@ -30,7 +31,8 @@ image holds plaintext from a pre-run.]],
     if not image then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
     local registry, gerr = runner.registry_options(opts)
     if not registry then runner.say(prog, "%s", gerr) return runner.EXIT.usage end
-    local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"], registry)
+    local extra = require("pht.train").open_extra({ registry = registry, docker_timeout = opts.timeout })
+    local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"], extra)
     if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
     if opts.json then
       io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")

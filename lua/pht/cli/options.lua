@@ -36,6 +36,9 @@ local SHARED = {
     help = "a script that changes the workflow by step name (repeatable)" },
   { name = "tmpdir", arg = "DIR", group = "workflow",
     help = "where the private temporary directory goes (default: $TMPDIR or /tmp)" },
+  { name = "timeout", arg = "SPEC", group = "workflow",
+    help = "limits of the Docker Engine calls: SECONDS without a byte, or "
+      .. "connect=S,idle=S,total=S,stream-idle=S,stream-total=S (after $PHT_DOCKER_TIMEOUT)" },
   { name = "quiet", short = "q", flag = true, group = "workflow", help = "no progress on stderr" },
   { name = "verbose", short = "v", flag = true, group = "workflow", help = "also report each step that passed" },
   { name = "creds", arg = "USER:PASS", group = "registry",

@@ -108,7 +108,7 @@ function M.station_options(opts, image)
   if not registry then return nil, rerr end
   return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
     image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir,
-    registry = registry }
+    registry = registry, docker_timeout = opts.timeout }
 end
 
 -- Run a station's workflow and report where it wrote.

@@ -287,6 +287,80 @@ describe("the docker:// transport", function()
     end)
   end)
 
+  describe("into a Docker engine", function()
+    -- Files under the cache dir's blob store.
+    local function blobs(cache)
+      local out = {}
+      for line in listing(cache .. "/registry-blobs/sha256"):gmatch("[^\n]+") do
+        out[#out + 1] = line:match("([%x]+)$")
+      end
+      return out
+    end
+
+    it("fetches none of the base's blobs when the engine holds REPO:base", function()
+      local svc = service("plain")
+      local ok, why = support.docker_available()
+      if not ok then
+        if support.required("docker") then error("docker is required but unavailable: " .. tostring(why)) end
+        return pending(why)
+      end
+      local base = assert(support.load_base_image())
+      local src = "docker://" .. svc.addr .. "/" .. support.unique_name("engine") .. "/train:v1"
+      assert.is_true(push(base_oci(), src, { ["/opt/pht_train/x.txt"] = "into the engine\n" },
+        { tls_verify = false }))
+      local repo = support.unique_name("engine-dest")
+      local dest = "docker-daemon:" .. repo .. ":v1"
+      assert.is_true((support.docker("tag " .. q(base) .. " " .. q(repo .. ":base"))))
+      finally(function()
+        support.docker("rmi " .. q(repo .. ":v1"))
+        support.docker("rmi " .. q(repo .. ":base"))
+      end)
+      local cache = helpers.tmpdir() .. "/cache"
+      local img = assert(open(src, { tls_verify = false, cache_dir = cache }))
+      local layers = img:layers()
+      assert.are.equal(2, #layers)
+      local w = assert(img:writer())
+      assert.is_true(keep(w:commit(dest)))
+      w:close()
+      img:close()
+      -- Only the train's own layer came from the registry.
+      local fetched = blobs(cache)
+      assert.are.same({ (layers[2].digest:gsub("^sha256:", "")) }, fetched)
+      local ran, text = support.docker("run --rm --network none " .. q(repo .. ":v1") .. " cat /opt/pht_train/x.txt")
+      assert.is_true(ran, text)
+      assert.are.equal("into the engine\n", text)
+    end)
+
+    it("fetches every blob when the engine holds no base", function()
+      local svc = service("plain")
+      local ok, why = support.docker_available()
+      if not ok then
+        if support.required("docker") then error("docker is required but unavailable: " .. tostring(why)) end
+        return pending(why)
+      end
+      local src = "docker://" .. svc.addr .. "/" .. support.unique_name("engine-nobase") .. "/train:v1"
+      assert.is_true(push(base_oci(), src, { ["/opt/pht_train/x.txt"] = "all of it\n" }, { tls_verify = false }))
+      local repo = support.unique_name("engine-nobase-dest")
+      finally(function() support.docker("rmi " .. q(repo .. ":v1")) end)
+      local cache = helpers.tmpdir() .. "/cache"
+      local img = assert(open(src, { tls_verify = false, cache_dir = cache }))
+      local layers = img:layers()
+      local w = assert(img:writer())
+      assert.is_true(keep(w:commit("docker-daemon:" .. repo .. ":v1")))
+      w:close()
+      img:close()
+      local want = {}
+      for i, l in ipairs(layers) do want[i] = (l.digest:gsub("^sha256:", "")) end
+      local fetched = blobs(cache)
+      table.sort(want)
+      table.sort(fetched)
+      assert.are.same(want, fetched)
+      local ran, text = support.docker("run --rm --network none " .. q(repo .. ":v1") .. " cat /opt/pht_train/x.txt")
+      assert.is_true(ran, text)
+      assert.are.equal("all of it\n", text)
+    end)
+  end)
+
   describe("refuses cleanly", function()
     it("a wrong password, naming registry, repository and credential source but not the password", function()
       local svc = service("basic")

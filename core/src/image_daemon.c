@@ -871,13 +871,16 @@ static size_t shared_prefix(const img_plan *p, const pht_docker_image_info *info
 
 /*
  * Leading layers of the plan the daemon already holds: the longest prefix of
- * diff_ids shared with an image a destination tag names now, or with the base
+ * diff_ids shared with an image a destination tag names now, with the base
  * image when the daemon has it (its id is its config's digest, wherever it
- * was read from). 0 when the daemon keeps images in containerd, whose import
- * needs every blob.
+ * was read from), or with a destination's REPO:base, the protocol's name for
+ * the image a train was built on. Those layers are neither sent nor landed,
+ * so a train pulled from a registry into an engine that holds its base
+ * fetches none of the base's blobs. 0 when the daemon keeps images in
+ * containerd, whose import needs every blob.
  */
 static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_image_info *old,
-                           size_t nold)
+                           char *const *tags, size_t nold)
 {
     size_t best = 0;
     for (size_t t = 0; t < nold; t++) {
@@ -889,6 +892,17 @@ static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_im
     pht_error e;
     if (best < p->nlayers && p->base && p->base->config && image_id(p->base, id, &e) == 0 &&
         pht_docker_image_inspect(d, id, &base, &e) == 0) {
+        size_t k = shared_prefix(p, &base);
+        if (k > best) best = k;
+        pht_docker_image_info_clear(&base);
+    }
+    for (size_t t = 0; t < nold && best < p->nlayers; t++) {
+        const char *colon = strrchr(tags[t], ':'), *slash = strrchr(tags[t], '/');
+        size_t repo = colon && (!slash || colon > slash) ? (size_t)(colon - tags[t]) : strlen(tags[t]);
+        char name[1024];
+        if (repo + sizeof ":base" > sizeof name) continue;
+        snprintf(name, sizeof name, "%.*s:base", (int)repo, tags[t]);
+        if (pht_docker_image_inspect(d, name, &base, &e) != 0) continue;
         size_t k = shared_prefix(p, &base);
         if (k > best) best = k;
         pht_docker_image_info_clear(&base);
@@ -967,7 +981,11 @@ static int land_unsent(const img_plan *p, size_t known, pht_error *err)
 {
     for (size_t i = known; i < p->nlayers; i++) {
         if (p->layers[i]->fd >= 0) continue;
-        int rc = p->base ? img_land(p->base, IMG_LANDED_ALL, err) : 0;
+        int rc = 0;
+        if (p->base && p->base->landed != IMG_LANDED_ALL && p->base->tp->fetch)
+            rc = p->base->tp->fetch(p->base, i, err); /* only what the load sends */
+        else if (p->base)
+            rc = img_land(p->base, IMG_LANDED_ALL, err);
         if (rc) return rc;
         if (p->layers[i]->fd < 0)
             return pht_error_set(err, PHT_ESTATE, "layer %s has no bytes to send",
@@ -1007,7 +1025,7 @@ static int dmn_commit(const char *where, const img_plan *p, pht_error *err)
     if (retag) {
         rc = tag_all(d, new_id, tags, p->ntags, err);
     } else {
-        size_t known = known_layers(d, p, old, p->ntags);
+        size_t known = known_layers(d, p, old, tags, p->ntags);
         if ((rc = land_unsent(p, known, err)) ||
             (rc = gen_init(&g, p, (const char *const *)tags, p->ntags, known, err)))
             goto done;
@@ -1053,4 +1071,5 @@ const img_transport img_docker_daemon = {
     .close = dmn_close,
     .dest_tag = dmn_dest_tag,
     .commit = dmn_commit,
+    .lands_base = 1, /* land_unsent */
 };

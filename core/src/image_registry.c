@@ -472,11 +472,16 @@ static char *blob_file(const rg_state *st, const char *digest)
     return p;
 }
 
-/* Every layer's blob in the blob directory (downloaded unless there), then the index. */
-static int land_all(pht_image *img, rg_state *st, pht_error *err)
+/*
+ * The blobs of layers first.. in the blob directory (downloaded unless there,
+ * digest-checked as they land); cached marks the layers found there already,
+ * which the caller must hash.
+ */
+static int fetch_blobs(pht_image *img, rg_state *st, size_t first, unsigned char *cached,
+                       pht_error *err)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < img->nlayers; i++) {
+    for (size_t i = first; rc == 0 && i < img->nlayers; i++) {
         img_layer *l = &img->layers[i];
         if (l->fd >= 0) continue;
         char *path = blob_file(st, l->digest);
@@ -488,6 +493,7 @@ static int land_all(pht_image *img, rg_state *st, pht_error *err)
             close(fd); /* not the blob: fetch it again over it */
             fd = -1;
         }
+        if (cached) cached[i] = fd >= 0;
         if (fd < 0 &&
             (rc = pht_registry_get_blob_file(st->reg, st->repo, l->digest, (int64_t)l->length,
                                              path, err)) == 0 &&
@@ -498,6 +504,14 @@ static int land_all(pht_image *img, rg_state *st, pht_error *err)
         l->fd = fd;
         l->offset = 0;
     }
+    return 0;
+}
+
+/* Every layer's blob in the blob directory (downloaded unless there), then the index. */
+static int land_all(pht_image *img, rg_state *st, pht_error *err)
+{
+    int rc = fetch_blobs(img, st, 0, NULL, err);
+    if (rc) return rc;
     index_free(&img->index);
     if ((rc = index_build(img, err))) return rc;
     /* what /opt reads is hashed (compressed layers were, as they were indexed) */
@@ -524,6 +538,28 @@ static int rg_land(pht_image *img, int want, pht_error *err)
     }
     if (err) *err = st->why;
     return st->why.code;
+}
+
+/*
+ * The bytes of layers first.. for a commit that sends them, not indexed:
+ * downloads are digest-checked as they land, blobs the cache held already
+ * are hashed here (headers checked as any scan does).
+ */
+static int rg_fetch(pht_image *img, size_t first, pht_error *err)
+{
+    rg_state *st = img->tpdata;
+    if (st->failed) {
+        if (err) *err = st->why;
+        return st->why.code;
+    }
+    unsigned char *cached = calloc(img->nlayers + 1, 1);
+    if (cached == NULL) return oom(err);
+    int rc = fetch_blobs(img, st, first, cached, err);
+    for (size_t i = first; rc == 0 && i < img->nlayers; i++)
+        if (cached[i]) rc = layer_verify(&img->layers[i], &img->opts, err);
+    free(cached);
+    if (rc) pht_error_prefix(err, "%.200s", pht_image_ref_string(img->ref));
+    return rc;
 }
 
 static void rg_close(pht_image *img)
@@ -946,6 +982,7 @@ out:
 const img_transport img_registry = {
     .open = rg_open,
     .land = rg_land,
+    .fetch = rg_fetch,
     .close = rg_close,
     .dest_tag = rg_dest_tag,
     .commit = rg_commit,

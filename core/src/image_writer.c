@@ -570,8 +570,10 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
                      .base = b,
                      .src = w->src};
     if ((rc = tp->dest_tag(dest, &where, &tag, err))) goto done;
-    /* another transport needs the base layers' bytes; a transport lands its own on demand */
-    if (tp != b->tp && keep > 0 && (rc = img_land(b, IMG_LANDED_ALL, err))) goto done;
+    /* another transport needs the base layers' bytes, unless it lands what it sends;
+       a transport lands its own on demand */
+    if (tp != b->tp && !tp->lands_base && keep > 0 && (rc = img_land(b, IMG_LANDED_ALL, err)))
+        goto done;
     /* untagged into the source's own archive/layout: take the source's place */
     if (tag == NULL && tp == w->src->tp && tp->own_names &&
         (rc = tp->own_names(w->src, where, &own, &nown, own_id, err)))

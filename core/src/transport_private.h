@@ -21,6 +21,11 @@ struct img_transport {
     int (*open)(pht_image *img, const pht_image_ref *ref, pht_error *err);
     /* Land the view (index it) or every layer (and index them all); NULL if open lands all. */
     int (*land)(pht_image *img, int want, pht_error *err);
+    /*
+     * The bytes of layers first.. (digest-checked, fd set) without indexing
+     * them, for a commit that only sends them; NULL: land every layer instead.
+     */
+    int (*fetch)(pht_image *img, size_t first, pht_error *err);
     void (*close)(pht_image *img);
     /* Where a commit to ref writes and the tag it names there (both malloc'ed; tag may be NULL). */
     int (*dest_tag)(const pht_image_ref *ref, char **where, char **tag, pht_error *err);
@@ -33,6 +38,12 @@ struct img_transport {
      */
     int (*own_names)(const pht_image *src, const char *where, char ***names, size_t *n, char *id,
                      pht_error *err);
+    /*
+     * 1: commit lands plan->base itself when it must send a base layer the
+     * destination lacks, so a writer from another transport need not land
+     * every base layer first.
+     */
+    int lands_base;
 };
 
 extern const img_transport img_docker_archive; /* image_archive.c */

@@ -208,6 +208,7 @@ describe("pht inspect", function()
     assert.matches("next stop: station_2 (index 1)", out, 1, true)
     assert.matches("0  station_1", out, 1, true)
     assert.is_nil(out:find("FAIL", 1, true))
+    assert.matches("master: changes outside /opt were not checked", out, 1, true)
   end)
 
   it("reports every check as JSON with --json", function()
@@ -217,6 +218,7 @@ describe("pht inspect", function()
     assert.is_true(r.ok)
     assert.is_true(r.complete)
     assert.equal(3, #r.route)
+    assert.is_false(r.master.checked)
     local names = {}
     for _, c in ipairs(r.checks) do names[c.name] = c.ok end
     assert.is_true(names.creator_signature)

@@ -11,6 +11,31 @@ describe("pht filesystem helpers", function()
     assert.are.equal("drwx------", h.run("stat -c %A " .. h.q(a)):match("%S+"))
   end)
 
+  it("mkdtemp names the directory after this process", function()
+    local a = assert(pht.mkdtemp(h.tmpdir()))
+    local f = assert(io.open("/proc/self/stat"))
+    local pid = f:read("*l"):match("^%d+")
+    f:close()
+    assert.matches("/pht%." .. pid .. "%.[^/.]+$", a)
+  end)
+
+  it("mkdtemp removes pht.PID.* left by a process that is gone, keeps a live one's", function()
+    local parent = h.tmpdir()
+    -- a PID that existed and is gone now: a finished shell's
+    local dead = h.run("sh -c 'echo $$'"):match("%d+")
+    local stale = parent .. "/pht." .. dead .. ".AbCdEf"
+    h.run("mkdir -p " .. h.q(stale .. "/sub") .. " && echo plain > " .. h.q(stale .. "/sub/train-00001.plain"))
+    local live = parent .. "/pht.1.XyZ123" -- init is alive
+    h.run("mkdir " .. h.q(live))
+    local other = parent .. "/pht.notapid"
+    h.run("mkdir " .. h.q(other))
+    local a = assert(pht.mkdtemp(parent))
+    assert.are.equal("1", h.run("test -e " .. h.q(stale) .. " && echo 0 || echo 1"):match("%d"))
+    assert.are.equal("0", h.run("test -d " .. h.q(live) .. " && echo 0 || echo 1"):match("%d"))
+    assert.are.equal("0", h.run("test -d " .. h.q(other) .. " && echo 0 || echo 1"):match("%d"))
+    assert.are.equal("0", h.run("test -d " .. h.q(a) .. " && echo 0 || echo 1"):match("%d"))
+  end)
+
   it("mkdtemp names the parent when it cannot create the directory", function()
     local ok, err, code = pht.mkdtemp("/nonexistent/parent")
     assert.is_nil(ok)

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "fs_private.h"
@@ -25,10 +27,40 @@ const char *fs_tmpdir(const char *dir)
     return dir;
 }
 
+/*
+ * Remove "pht.PID.XXXXXX" entries under parent left by a pht process that is
+ * gone (killed, crashed, power loss). Only entries owned by this user whose
+ * PID no longer exists are touched; failures are ignored (best effort).
+ */
+static void sweep_stale(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (d == NULL) return;
+    uid_t me = geteuid();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "pht.", 4) != 0) continue;
+        char *end = NULL;
+        long pid = strtol(e->d_name + 4, &end, 10);
+        if (end == e->d_name + 4 || *end != '.' || pid <= 0) continue;
+        if (pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[PATH_MAX];
+        int n = snprintf(path, sizeof path, "%s/%s", parent, e->d_name);
+        if (n < 0 || (size_t)n >= sizeof path) continue;
+        struct stat st;
+        if (lstat(path, &st) != 0 || st.st_uid != me) continue;
+        pht_error ignored;
+        (void)pht_remove_tree(path, &ignored);
+    }
+    closedir(d);
+}
+
 int pht_mkdtemp(const char *parent, char *out, size_t size, pht_error *err)
 {
     parent = fs_tmpdir(parent);
-    int n = snprintf(out, size, "%s/pht.XXXXXX", parent);
+    sweep_stale(parent);
+    int n = snprintf(out, size, "%s/pht.%ld.XXXXXX", parent, (long)getpid());
     if (n < 0 || (size_t)n >= size)
         return pht_error_set(err, PHT_EINVAL, "temporary directory under %s: path too long",
                              parent);

@@ -12,8 +12,9 @@ extern "C" {
 #endif
 
 /*
- * Create a new directory "<parent>/pht.XXXXXX" with mode 0700 (parent NULL or
- * "" means $TMPDIR, else /tmp). The path goes to out (size bytes). PHT_EIO
+ * Create a new directory "<parent>/pht.PID.XXXXXX" with mode 0700 (parent NULL
+ * or "" means $TMPDIR, else /tmp), first removing this user's pht.PID.* left
+ * by processes that are gone. The path goes to out (size bytes). PHT_EIO
  * names the parent and the reason.
  */
 PHT_API int pht_mkdtemp(const char *parent, char *out, size_t size, pht_error *err);

@@ -107,6 +107,16 @@ local function docker_reaches(addr)
   assert(ready and ready:find("ok", 1, true), "nsforward.py did not start: " .. helpers.read(dir .. "/log"))
 end
 
+-- Whether the suite's dockerd answers; marks the spec pending (or fails it
+-- when docker is required) otherwise.
+local function docker_up()
+  local ok, why = support.docker_available()
+  if ok then return true end
+  if support.required("docker") then error("docker is required but unavailable: " .. tostring(why), 2) end
+  pending(why)
+  return false
+end
+
 local function mentions(msg, parts)
   for _, part in ipairs(parts) do
     assert.is_truthy(tostring(msg):find(part, 1, true), part .. " missing from: " .. tostring(msg))
@@ -151,11 +161,7 @@ describe("the docker:// transport", function()
 
     it("pushes an image that docker pull accepts and docker run reads", function()
       local svc = service("plain")
-      local ok, why = support.docker_available()
-      if not ok then
-        if support.required("docker") then error("docker is required but unavailable: " .. tostring(why)) end
-        return pending(why)
-      end
+      if not docker_up() then return end
       docker_reaches(svc.addr)
       local name = svc.addr .. "/" .. support.unique_name("dockerpull") .. "/train:v1"
       assert.is_true(push(base_oci(), "docker://" .. name, { ["/opt/pht_train/x.txt"] = "for docker\n" },
@@ -170,11 +176,7 @@ describe("the docker:// transport", function()
 
     it("reads an image that docker push wrote", function()
       local svc = service("plain")
-      local ok, why = support.docker_available()
-      if not ok then
-        if support.required("docker") then error("docker is required but unavailable: " .. tostring(why)) end
-        return pending(why)
-      end
+      if not docker_up() then return end
       local base = assert(support.load_base_image())
       docker_reaches(svc.addr)
       local name = svc.addr .. "/" .. support.unique_name("dockerpush") .. "/base:v1"
@@ -299,11 +301,7 @@ describe("the docker:// transport", function()
 
     it("fetches none of the base's blobs when the engine holds REPO:base", function()
       local svc = service("plain")
-      local ok, why = support.docker_available()
-      if not ok then
-        if support.required("docker") then error("docker is required but unavailable: " .. tostring(why)) end
-        return pending(why)
-      end
+      if not docker_up() then return end
       local base = assert(support.load_base_image())
       local src = "docker://" .. svc.addr .. "/" .. support.unique_name("engine") .. "/train:v1"
       assert.is_true(push(base_oci(), src, { ["/opt/pht_train/x.txt"] = "into the engine\n" },
@@ -333,11 +331,7 @@ describe("the docker:// transport", function()
 
     it("fetches every blob when the engine holds no base", function()
       local svc = service("plain")
-      local ok, why = support.docker_available()
-      if not ok then
-        if support.required("docker") then error("docker is required but unavailable: " .. tostring(why)) end
-        return pending(why)
-      end
+      if not docker_up() then return end
       local src = "docker://" .. svc.addr .. "/" .. support.unique_name("engine-nobase") .. "/train:v1"
       assert.is_true(push(base_oci(), src, { ["/opt/pht_train/x.txt"] = "all of it\n" }, { tls_verify = false }))
       local repo = support.unique_name("engine-nobase-dest")

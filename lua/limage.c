@@ -268,7 +268,7 @@ static int m_read_file(lua_State *L)
     pht_error err;
     if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
     if ((lua_Number)st.size > max)
-        return lpht_failf(L, PHT_ELIMIT, "%s: %llu bytes exceed max_bytes %.0f (use open_file)",
+        return lpht_failf(L, PHT_ELIMIT, "%s is %llu bytes, over the %.0f-byte limit of this read",
                           path, (unsigned long long)st.size, (double)max);
     pht_image_reader *r;
     if (pht_image_open_file(img, path, &r, &err) != 0) return lpht_fail(L, &err);

@@ -45,7 +45,10 @@ wf:add("find_base", function(ctx)
   if not base_ref then return nil, err end
   local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers,
     train.open_extra(ctx.options))
-  if not base then return nil, "cannot open the base image for --rebase: " .. tostring(berr) end
+  if not base then
+    return nil, "cannot open the base image for --rebase: " .. tostring(berr)
+      .. (ctx.options.base and "" or "; name the base with --base IMAGE")
+  end
   ctx:defer(function() base:close() end)
   ctx.base_image, ctx.base_ref = base, base_ref
   return true

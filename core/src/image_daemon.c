@@ -336,9 +336,15 @@ static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     dmn *st = calloc(1, sizeof *st);
     img->tpdata = st;
     int rc = st ? 0 : oom(err);
-    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = dmn_docker(&img->opts, &d, err)) ||
-        (rc = pht_docker_image_inspect_json(d, name, &text, err)))
+    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = dmn_docker(&img->opts, &d, err)))
         goto done;
+    if ((rc = pht_docker_image_inspect_json(d, name, &text, err))) {
+        /* The reference already names the image (pht_image_open prefixes it). */
+        if (rc == PHT_ENOTFOUND)
+            pht_error_set(err, rc, "the Docker daemon at %s has no such image (HTTP 404)",
+                          pht_docker_host(d));
+        goto done;
+    }
     const char *id;
     if ((ij = json_parse(text, "the daemon's image inspect", err)) == NULL) {
         rc = PHT_EFORMAT;

@@ -17,6 +17,11 @@ local train = require "pht.train"
 local M = {}
 
 local fmt = string.format
+
+-- An entry type (image:stat's names) in words.
+local TYPE_WORDS = { symlink = "symbolic link", hardlink = "hard link",
+  other = "special file (a device, FIFO or socket)", dir = "directory", file = "regular file" }
+local function type_words(t) return TYPE_WORDS[t] or tostring(t) end
 local short = field.short
 
 -- Keys and the route ---------------------------------------------------------------
@@ -73,7 +78,7 @@ function M.immutable_files(cfg, entries)
     if e.type == "dir" then
       if not dirs[e.path] then return nil, fmt("unexpected directory %s/%s", train.TRAIN, e.path) end
     elseif e.type ~= "file" then
-      return nil, fmt("%s/%s is a %s, not a regular file", train.TRAIN, e.path, tostring(e.type))
+      return nil, fmt("%s/%s is a %s, not a regular file", train.TRAIN, e.path, type_words(e.type))
     elseif not want[e.path] then
       return nil, fmt("%s/%s is not in file_list: files were added after the creator signed", train.TRAIN, e.path)
     else
@@ -93,7 +98,7 @@ function M.results_entries(entries)
   for _, e in ipairs(entries) do
     if e.type ~= "file" and e.type ~= "dir" then
       return nil, fmt("%s/%s is a %s: results hold only files and directories",
-        train.RESULTS, e.path, tostring(e.type))
+        train.RESULTS, e.path, type_words(e.type))
     end
   end
   return true

@@ -37,8 +37,14 @@ end
 -- The private key from options.key_path, decrypted with options.password.
 function M.load_key(ctx)
   local path = ctx.options.key_path
-  local key, err = pht.load_private_key_file(path, ctx.options.password)
-  if not key then return nil, "cannot load the private key " .. tostring(path) .. ": " .. tostring(err) end
+  local key, err, code = pht.load_private_key_file(path, ctx.options.password)
+  if not key then
+    local hint = ""
+    if code == "EKEY" and ctx.options.password == nil and ctx.options.password_hint then
+      hint = "; " .. ctx.options.password_hint
+    end
+    return nil, "cannot load the private key " .. tostring(path) .. ": " .. tostring(err) .. hint
+  end
   ctx.key = key
   ctx:defer(function() key:close() end)
   return true

@@ -61,7 +61,12 @@ function M.open_image(reference, tmpdir, verify_layers, extra)
   local o = { tmpdir = tmpdir, verify_layers = verify_layers, cache_dir = M.cache_dir() }
   for k, v in pairs(extra or {}) do o[k] = v end
   local img, err = pht.open_image(reference, o)
-  if not img then return nil, fmt("cannot open %s: %s", reference, tostring(err)) end
+  if not img then
+    -- the library's message starts with the reference: name it once
+    err = tostring(err)
+    if err:sub(1, #reference + 2) == reference .. ": " then err = err:sub(#reference + 3) end
+    return nil, fmt("cannot open %s: %s", reference, err)
+  end
   return img
 end
 

@@ -16,7 +16,8 @@ it is, and which of its signatures verify with the public keys it carries
 result_signature, the last chain digest against result_hash), and whether the
 image holds plaintext from a pre-run.]],
   options = {
-    { name = "json", flag = true, help = "print one JSON object instead of text" },
+    { name = "json", flag = true,
+      help = "print one JSON object instead of text (on failure: ok false, exit_code, error)" },
     { name = "verify-layers", flag = true,
       help = "check every layer's digest, not only those of the layers /opt reads" },
     options.group "registry",
@@ -35,6 +36,7 @@ image holds plaintext from a pre-run.]],
     local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"], extra)
     if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
     if opts.json then
+      if runner.report then runner.report.printed = true end
       io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")
     else
       io.stdout:write(inspect.text(report))

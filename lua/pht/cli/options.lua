@@ -41,6 +41,8 @@ local SHARED = {
       .. "connect=S,idle=S,total=S,stream-idle=S,stream-total=S (after $PHT_DOCKER_TIMEOUT)" },
   { name = "quiet", short = "q", flag = true, group = "workflow", help = "no progress on stderr" },
   { name = "verbose", short = "v", flag = true, group = "workflow", help = "also report each step that passed" },
+  { name = "json", flag = true, group = "workflow",
+    help = "print one JSON object on stdout: the steps and their outcomes, the image written, the exit code" },
   { name = "creds", arg = "USER:PASS", group = "registry",
     help = "docker:// credentials for every repository (default: the auth files, doc/registry.md)" },
   { name = "authfile", arg = "PATH", group = "registry", env = "REGISTRY_AUTH_FILE",

@@ -18,9 +18,23 @@ local EXIT = M.EXIT
 
 M.env = options.env
 
--- "prog: message" on stderr.
+-- The report of this command for --json (pht.cli.main prints it): the
+-- steps a workflow ran with their outcomes, what was written, the messages.
+-- nil when --json was not given.
+M.report = nil
+
+-- Start a report for verb (--json).
+function M.start_report(verb)
+  local array = { __jsontype = "array" } -- [] in the JSON even when empty
+  M.report = { verb = verb, steps = setmetatable({}, array), messages = setmetatable({}, array) }
+  return M.report
+end
+
+-- "prog: message" on stderr (and into the --json report).
 function M.say(prog, fmt, ...)
-  io.stderr:write(prog, ": ", select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
+  local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  if M.report then table.insert(M.report.messages, msg) end
+  io.stderr:write(prog, ": ", msg, "\n")
 end
 local say = M.say
 
@@ -70,6 +84,13 @@ function M.run_workflow(prog, name, opts, ctx_options)
   ctx.progress = function(c, i, n, step)
     c:log("info", string.format("[%d/%d] %s", i, n, step.name))
   end
+  local report = M.report
+  if report then
+    wf:after(function(_, step, outcome)
+      table.insert(report.steps, { name = step.name, status = outcome.status, message = outcome.message,
+        seconds = outcome.seconds })
+    end)
+  end
   for _, script in ipairs(opts.script or {}) do
     local ok, serr = workflow.customise(wf, script, ctx)
     if not ok then
@@ -79,6 +100,11 @@ function M.run_workflow(prog, name, opts, ctx_options)
     end
   end
   local ok, failure = wf:run(ctx)
+  if report then
+    report.workflow = name
+    report.image = ctx.written
+    if failure then report.failed_step = failure.step; report.error = tostring(failure) end
+  end
   if not ok then
     say(prog, "%s", tostring(failure))
     return exit_for(failure), ctx
@@ -97,6 +123,12 @@ function M.registry_options(opts)
     tls_verify = tv ~= "false", platform = opts.platform }
 end
 
+-- What to tell an operator whose encrypted key came without a password:
+-- the variable the password is read from, and the option that names it.
+function M.password_hint(var)
+  return ("put its password in $%s, or name the variable holding it with --password-env"):format(var)
+end
+
 -- The station's workflow options (pre-run, post-run) from the station
 -- group's options and IMAGE, or nil and the usage message.
 function M.station_options(opts, image)
@@ -107,6 +139,7 @@ function M.station_options(opts, image)
   local registry, rerr = M.registry_options(opts)
   if not registry then return nil, rerr end
   return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
+    password_hint = M.password_hint(opts["password-env"]),
     image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir,
     registry = registry, docker_timeout = opts.timeout }
 end

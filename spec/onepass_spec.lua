@@ -171,6 +171,37 @@ describe("writer:add_decrypted", function()
   end)
 end)
 
+describe("an OCI commit of the new layer", function()
+  it("names the writer's layer file as its blob instead of copying it: about 1x written", function()
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local oci = "oci:" .. dir .. "/layout:latest"
+    h.run("skopeo copy -q " .. q(ref) .. " " .. q(oci))
+    local src = random_file(dir .. "/p", 32 * MiB)
+    local lua = jit and "luajit" or "lua5.4"
+    local script = ([[
+      package.cpath = %q
+      local pht = require "pht"
+      local function written()
+        return tonumber(io.open("/proc/self/io"):read("*a"):match("write_bytes: (%%d+)"))
+      end
+      local img = assert(pht.open_image(%q, { tmpdir = %q }))
+      local w0 = written()
+      local w = assert(img:writer())
+      assert(w:add_encrypted("/opt/big", %q, pht.new_symkey()))
+      assert(w:commit(%q))
+      print("written " .. (written() - w0))
+    ]]):format(package.cpath, oci, dir, src, oci)
+    local out = h.run(lua .. " -e " .. q(script))
+    local written = tonumber(out:match("written (%d+)"))
+    assert.is_true(written < 1.5 * 32 * MiB, "wrote " .. written .. " bytes for a 32 MiB layer")
+    local img = assert(pht.open_image(oci))
+    assert.equal(16 + 32 * MiB + 16, img:stat("/opt/big").size)
+    img:close()
+    h.run("skopeo inspect " .. q(oci) .. " >/dev/null")
+  end)
+end)
+
 -- Every regular file below dir: { path = sha256 }.
 local function file_hashes(dir)
   local out = {}

@@ -50,15 +50,17 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? b / 1e6 / s : 0) }'; }
 
-# Run a command under GNU time; prints "seconds peak_rss_MB written_MB".
+# Run a command under GNU time; prints "seconds peak_rss_MB written_MB
+# cpu_seconds" (user + system, both threads).
 timed() {
-    if ! /usr/bin/time -f "%e %M %O" -o "$work/time" "$@" >"$work/out" 2>&1; then
+    if ! /usr/bin/time -f "%e %M %O %U %S" -o "$work/time" "$@" >"$work/out" 2>&1; then
         cat "$work/out" >&2
         return 1
     fi
-    read -r s k o <"$work/time"
-    echo "$s $((k / 1024)) $((o * 512 / 1000000))"
+    read -r s k o u y <"$work/time"
+    echo "$s $((k / 1024)) $((o * 512 / 1000000)) $(awk -v u="$u" -v y="$y" 'BEGIN { printf "%.2f", u + y }')"
 }
+ratio() { awk -v o="$1" -v b="$2" 'BEGIN { printf "%.2f", o * 1e6 / b }'; }
 
 # "The run": add every file under $2 as /opt/pht_results/... of the image
 # $1 (a new layer, as docker commit would), with the image writer.
@@ -96,7 +98,7 @@ for c in $cases; do
     esac
 done
 
-row() { printf '| %-7s | %-14s | %-8s | %7s | %6s | %8s | %6s | %8s |\n' "$@"; }
+row() { printf '| %-7s | %-14s | %-8s | %7s | %6s | %7s | %8s | %6s | %8s |\n' "$@"; }
 rows=()
 # Each row goes to stderr as soon as it is measured, the table to stdout at the end.
 add_row() { rows+=("$1"); echo "$1" >&2; }
@@ -118,30 +120,29 @@ for c in $cases; do
         *) echo "bench_onepass: unknown transport $t" >&2; exit 2 ;;
         esac
         sync
-        read -r s m o < <(timed "$pht" post-run -q "$ref" --station station_1 \
+        read -r s m o u < <(timed "$pht" post-run -q "$ref" --station station_1 \
             --key "$vectors/keys/station_1.pem" --tmpdir "$work")
-        add_row "$(row "$c" "$t" post-run "$s" "$(mbps "$bytes" "$s")" "$o" \
-            "$(awk -v o="$o" -v b="$bytes" 'BEGIN { printf "%.2f", o * 1e6 / b }')" "$m")"
+        add_row "$(row "$c" "$t" post-run "$s" "$(mbps "$bytes" "$s")" "$u" "$o" "$(ratio "$o" "$bytes")" "$m")"
         sync
-        read -r s m o < <(timed "$pht" pre-run -q "$ref" --station station_2 \
+        read -r s m o u < <(timed "$pht" pre-run -q "$ref" --station station_2 \
             --key "$vectors/keys/station_2.pem" --tmpdir "$work")
-        add_row "$(row "$c" "$t" pre-run "$s" "$(mbps "$bytes" "$s")" "$o" \
-            "$(awk -v o="$o" -v b="$bytes" 'BEGIN { printf "%.2f", o * 1e6 / b }')" "$m")"
+        add_row "$(row "$c" "$t" pre-run "$s" "$(mbps "$bytes" "$s")" "$u" "$o" "$(ratio "$o" "$bytes")" "$m")"
         rm -rf "$work/in.tar" "$work/in-oci"
     done
     # The primitive: cp of the same results.
     sync
-    read -r s m o < <(timed cp -r "$work/res-$c" "$work/cp-$c")
-    add_row "$(row "$c" "(cp -r)" "" "$s" "$(mbps "$bytes" "$s")" "$o" \
-        "$(awk -v o="$o" -v b="$bytes" 'BEGIN { printf "%.2f", o * 1e6 / b }')" "$m")"
+    read -r s m o u < <(timed cp -r "$work/res-$c" "$work/cp-$c")
+    add_row "$(row "$c" "(cp -r)" "" "$s" "$(mbps "$bytes" "$s")" "$u" "$o" "$(ratio "$o" "$bytes")" "$m")"
     rm -rf "$work/cp-$c" "$work/ran.tar"
 done
 
 echo
-row case transport step seconds "MB/s" "written" "x res" "peak RSS"
-row --- --- --- ---: ---: ---: ---: ---:
+row case transport step seconds "MB/s" "CPU s" "written" "x res" "peak RSS"
+row --- --- --- ---: ---: ---: ---: ---: ---:
 printf '%s\n' "${rows[@]}"
-echo "(MB = 10^6 bytes; MB/s of results; written: MB the process wrote, x res: that over the results)"
+echo "(MB = 10^6 bytes; MB/s of results over wall time; CPU s: user + system of all threads;"
+echo " written: MB the process wrote, x res: that over the results; peak RSS in MB)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 # OpenSSL's own speed on 1 MiB blocks, one core.
 for alg in aes-256-cbc sha512; do

@@ -202,21 +202,39 @@ static int add_crypted(lua_State *L, int encrypt)
     pht_symkey *key = lpht_check(L, 4, LPHT_SYMKEY_T);
     pht_image_attrs a = check_attrs(L, 5);
     pht_hash *h = NULL;
+    int hidx = 0;
     lprogress pg = {.L = L};
     if (!lua_isnoneornil(L, 5)) {
         lua_getfield(L, 5, "hash");
-        if (!lua_isnil(L, -1)) h = lpht_check(L, lua_gettop(L), LPHT_HASH_T);
+        if (!lua_isnil(L, -1)) h = lpht_check(L, hidx = lua_gettop(L), LPHT_HASH_T);
         lua_getfield(L, 5, "progress");
         if (!lua_isnil(L, -1)) {
             luaL_argcheck(L, lua_isfunction(L, -1), 5, "progress must be a function");
             pg.fn = lua_gettop(L);
         }
     }
+    /*
+     * While the progress function runs, the writer, key and hash look closed
+     * to it: closing one there (whose memory this call and the hashing
+     * thread still use) is a no-op, using one raises.
+     */
+    lpht_box *boxes[3] = {lpht_checkbox(L, 1, WRITER_T), lpht_checkbox(L, 4, LPHT_SYMKEY_T),
+                          h ? lpht_checkbox(L, hidx, LPHT_HASH_T) : NULL};
+    if (pg.fn) {
+        luaL_checkstack(L, 4, "progress");
+        for (int i = 0; i < 3; i++)
+            if (boxes[i]) boxes[i]->p = NULL;
+    }
     pht_error err;
     int rc =
         encrypt
             ? pht_encrypt_into(key, src, h, w, path, &a, pg.fn ? call_progress : NULL, &pg, &err)
             : pht_decrypt_into(key, src, h, w, path, &a, pg.fn ? call_progress : NULL, &pg, &err);
+    if (pg.fn) {
+        boxes[0]->p = w;
+        boxes[1]->p = key;
+        if (boxes[2]) boxes[2]->p = h;
+    }
     if (rc != 0 && pg.failed) {
         const char *why = lua_tostring(L, pg.failed);
         return lpht_failf(L, rc, "%s: progress callback failed: %s", path,

@@ -26,6 +26,9 @@ typedef struct lpht_box {
     void *p;
 } lpht_box;
 
+/* Type names other binding files check (lcrypt.c, lhash.c own them). */
+#define LPHT_SYMKEY_T "pht.symkey"
+#define LPHT_HASH_T "pht.hash"
 typedef void (*lpht_closer)(void *p);
 
 /* Push a new empty box of `size` bytes (>= sizeof(lpht_box)) with tname's metatable. */

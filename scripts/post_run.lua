@@ -71,8 +71,34 @@ wf:add("read_results", function(ctx)
   return steps.read_tree(ctx, train.RESULTS, ctx.results, "results")
 end, { kind = "io", protocol = "§8.1" })
 
+-- A fresh key; every file encrypted on its own with a fresh IV straight into
+-- the new layer (on the base chosen above), each read once: the results are
+-- fed to e_d in the same pass, which hash_results then finishes. No
+-- ciphertext file is written; the entries of /opt follow in write_image.
+wf:add("encrypt_files", function(ctx)
+  local symkey = pht.new_symkey()
+  ctx.symkey = symkey
+  ctx:defer(function() symkey:close() end)
+  local w, err = steps.writer(ctx, { base = ctx.base_image, keep_layers = ctx.keep_layers,
+    tmpdir = ctx.options.tmpdir })
+  if not w then return nil, err end
+  local ok, werr = w:add_dir(train.OPT, { mode = fs.MODE_DIR })
+  if ok then ok, werr = train.write_dirs(w, train.TRAIN, ctx.train_entries) end
+  if ok then ok, werr = files.encrypt_into(w, symkey, train.TRAIN, ctx.train, { progress = ctx.progress_bytes }) end
+  if ok then ok, werr = train.write_dirs(w, train.RESULTS, ctx.results_entries) end
+  local h = pht.results_hasher(ctx.config:session_id())
+  if ok then
+    ok, werr = files.encrypt_into(w, symkey, train.RESULTS, ctx.results, { hash = h, progress = ctx.progress_bytes })
+  end
+  if not ok then return nil, werr end
+  ctx.results_digest = h:digest()
+  return true
+end, { kind = "crypto", protocol = "§8.5" })
+
+-- e_d over the plaintext results, taken while encrypt_files read them.
 wf:add("hash_results", function(ctx)
-  local e_d, err = files.results_hash(ctx.config, ctx.results)
+  local e_d, err = ctx.results_digest, nil
+  if not e_d then e_d, err = files.results_hash(ctx.config, ctx.results) end
   if not e_d then return nil, err end
   ctx.e_d = e_d
   return ctx.config:set("result_hash", hex(e_d))
@@ -95,17 +121,6 @@ wf:add("sign_chain_digest", function(ctx)
   return ctx.config:set_stop_signature(ctx.stop.index, hex(digest), hex(sig))
 end, { kind = "crypto", protocol = "§8.4" })
 
--- A fresh key; every file encrypted on its own with a fresh IV.
-wf:add("encrypt_files", function(ctx)
-  local symkey = pht.new_symkey()
-  ctx.symkey = symkey
-  ctx:defer(function() symkey:close() end)
-  local tmp = ctx:tempdir()
-  local ok, err = files.encrypt_all(symkey, ctx.train, tmp, "train")
-  if ok then ok, err = files.encrypt_all(symkey, ctx.results, tmp, "results") end
-  return ok, err
-end, { kind = "crypto", protocol = "§8.5" })
-
 -- The key for every stop and for the creator.
 wf:add("wrap_keys", function(ctx)
   local wrapped, err = route.wrap_keys(ctx.config, ctx.stops, ctx.symkey)
@@ -119,16 +134,12 @@ wf:add("validate_config", function(ctx)
   return ctx.config:validate()
 end, { kind = "verify", protocol = "§2" })
 
--- One new layer with the whole /opt on the base chosen above.
+-- One new layer with the whole /opt on the base chosen above: encrypt_files
+-- put the trees into it, the config and the wrapped key follow.
 wf:add("write_image", function(ctx)
-  local w, err = ctx.image:writer({ base = ctx.base_image, keep_layers = ctx.keep_layers,
-    tmpdir = ctx.options.tmpdir })
-  if not w then return nil, "cannot start writing the image: " .. tostring(err) end
-  local ok, werr = train.write_opt(w, ctx.config:to_json())
-  if ok then ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, files.write_from(ctx.train, "cipher")) end
-  if ok then
-    ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, files.write_from(ctx.results, "cipher"))
-  end
+  local w = ctx.writer
+  if not w then return nil, "no image writer: encrypt_files did not run" end
+  local ok, werr = w:add_bytes(train.CONFIG, ctx.config:to_json(), { mode = fs.MODE_FILE })
   if ok then ok, werr = w:add_bytes(train.USER_KEY, ctx.user_key, { mode = fs.MODE_FILE }) end
   -- A commit into an OCI layout also removes the blobs nothing references
   -- any more, among them the plaintext layer pre-run wrote.

@@ -405,6 +405,12 @@ int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err)
 
 int fs_tmp_anon(const char *dir, int *fd, pht_error *err)
 {
+    /* O_TMPFILE: nameless from the start, and fs_link_anon can give it a name. */
+    int f = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (f >= 0) {
+        *fd = f;
+        return 0;
+    }
     size_t n = strlen(dir) + 24;
     char *t = malloc(n);
     if (t == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -413,6 +419,13 @@ int fs_tmp_anon(const char *dir, int *fd, pht_error *err)
     if (rc == 0) unlink(t);
     free(t);
     return rc;
+}
+
+int fs_link_anon(int fd, const char *path)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
 }
 
 static int fsync_dir(const char *dir, pht_error *err)

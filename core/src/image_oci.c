@@ -268,6 +268,44 @@ static int fd_sink(void *ud, const void *p, size_t n, pht_error *err)
 }
 
 /*
+ * Name the layer's file tmp instead of copying it, when it is all of an
+ * O_TMPFILE file on tmp's file system (the image writer's new layer): tmp,
+ * just made empty by fs_tmp_beside and open in fd, is replaced. 0 when it
+ * cannot be done; tmp then still exists and the caller copies into fd.
+ */
+static int link_whole(const img_layer *l, const char *tmp, int fd)
+{
+    struct stat st;
+    /* nlink 0: a nameless file, never a blob or archive of another image */
+    if (l->offset != 0 || fstat(l->fd, &st) != 0 || st.st_nlink != 0 ||
+        (uint64_t)st.st_size != l->length)
+        return 0;
+    if (unlink(tmp) != 0) return 0;
+    if (fs_link_anon(l->fd, tmp) == 0) {
+        chmod(tmp, 0644);
+        return 1;
+    }
+    /* Put back an empty file for the copy. */
+    int again = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (again < 0) return 0;
+    dup2(again, fd);
+    close(again);
+    return 0;
+}
+
+/* Record path as created once rc says it was committed. */
+static int add_created(ocw *w, char **path, int rc)
+{
+    if (rc) return rc;
+    char **v = realloc(w->created, (w->nc + 1) * sizeof *v);
+    if (v == NULL) return pht_error_set(w->err, PHT_ENOMEM, "out of memory");
+    w->created = v;
+    v[w->nc++] = *path;
+    *path = NULL;
+    return 0;
+}
+
+/*
  * Write blob digest unless the layout has it. Content comes from layer l
  * (raw or decompressed) or from buf.
  */
@@ -280,6 +318,13 @@ static int put_blob(ocw *w, const char *digest, uint64_t size, const img_layer *
     if (path == NULL) return pht_error_set(w->err, PHT_ENOMEM, "out of memory");
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size) goto done;
     if ((rc = fs_tmp_beside(path, &tmp, &fd, w->err))) goto done;
+    if (l != NULL && !diff && link_whole(l, tmp, fd)) {
+        /* The writer's new layer is the blob: named in place, not copied. */
+        close(fd);
+        fd = -1;
+        rc = add_created(w, &path, fs_commit_file(l->fd, tmp, path, w->err));
+        goto done;
+    }
     fdsink s = {fd, tmp};
     if (l == NULL)
         rc = fs_write_all(fd, buf, (size_t)size, tmp, w->err);

@@ -145,6 +145,37 @@ function M.decrypt_tree(ctx, dir, list, label)
   return root
 end
 
+-- The image writer of this run, ctx.writer: made on first use with opts
+-- (ctx.image:writer's options) and closed at cleanup. The steps that move
+-- files in one pass put them straight into it; write_image commits it.
+function M.writer(ctx, opts)
+  if ctx.writer then return ctx.writer end
+  local w, err = ctx.image:writer(opts)
+  if not w then return nil, "cannot start writing the image: " .. tostring(err) end
+  ctx.writer = w
+  ctx:defer(function() w:close() end)
+  return w
+end
+
+-- Decrypt the tree dir straight into the new layer of ctx.writer (made with
+-- writer_opts) in one pass, every file fed to `hasher` in the order of
+-- `list` on the way: its digest, or nil and a message. Only the ciphertext
+-- is extracted to the private temporary directory; no plaintext file is
+-- written. The entries carry mtime 0 (see pre-run's write_image).
+function M.decrypt_into_layer(ctx, dir, entries, list, label, hasher, writer_opts)
+  local w, err = M.writer(ctx, writer_opts)
+  if not w then return nil, err end
+  local root, xerr = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".enc")
+  if not root then return nil, xerr end
+  local ok, derr = train.write_dirs(w, dir, entries, 0)
+  if ok then
+    ok, derr = files.decrypt_into(w, ctx.symkey, dir, list, root, { hash = hasher, mtime = 0,
+      progress = ctx.progress_bytes })
+  end
+  if not ok then return nil, derr end
+  return hasher:digest()
+end
+
 -- Extract the plaintext tree dir of the image: every record of `list`
 -- points .plain at its extracted file.
 function M.read_tree(ctx, dir, list, label)
@@ -166,9 +197,10 @@ local function establish(key, check)
   end
 end
 
--- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h.
+-- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h. The
+-- digest of a one-pass step (ctx.train_digest) stands for the plaintext.
 M.verify_immutable_hash = establish("e_h", function(ctx)
-  return checks.immutable_hash(ctx.config, ctx.train)
+  return checks.immutable_hash(ctx.config, ctx.train, ctx.train_digest)
 end)
 
 function M.verify_creator_signature(ctx)
@@ -179,9 +211,10 @@ function M.verify_build_signature(ctx)
   return checks.build_signature(ctx.config, ctx.e_h)
 end
 
--- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d.
+-- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d
+-- (ctx.results_digest, when a one-pass step computed it).
 M.verify_result_hash = establish("e_d", function(ctx)
-  return checks.results_hash(ctx.config, ctx.results)
+  return checks.results_hash(ctx.config, ctx.results, ctx.results_digest)
 end)
 
 return M

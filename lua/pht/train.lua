@@ -128,11 +128,9 @@ function M.commit(ctx, w, ok, werr, opts)
   return true
 end
 
--- Add directories of a listing and files (pht.files records, each with
--- .src) under `root` of the writer; root itself is added as an opaque
--- directory so nothing of the lower layers shows through. `mtime`
--- (optional) for every entry, else the writer's time.
-function M.write_tree(w, root, entries, files, mtime)
+-- Add root as an opaque directory and the directories of a listing below
+-- it (the files follow from the caller). `mtime` as for M.write_tree.
+function M.write_dirs(w, root, entries, mtime)
   local ok, err = w:add_dir(root, { mode = fs.MODE_DIR, opaque = true, mtime = mtime })
   if not ok then return nil, fmt("cannot add %s: %s", root, tostring(err)) end
   for _, e in ipairs(entries or {}) do
@@ -141,6 +139,16 @@ function M.write_tree(w, root, entries, files, mtime)
       if not ok then return nil, fmt("cannot add %s/%s: %s", root, e.path, tostring(err)) end
     end
   end
+  return true
+end
+
+-- Add directories of a listing and files (pht.files records, each with
+-- .src) under `root` of the writer; root itself is added as an opaque
+-- directory so nothing of the lower layers shows through. `mtime`
+-- (optional) for every entry, else the writer's time.
+function M.write_tree(w, root, entries, files, mtime)
+  local ok, err = M.write_dirs(w, root, entries, mtime)
+  if not ok then return nil, err end
   for _, f in ipairs(files) do
     ok, err = w:add_file(root .. "/" .. f.path, f.src, { mode = f.mode or fs.MODE_FILE, mtime = mtime })
     if not ok then return nil, fmt("cannot add %s/%s: %s", root, f.path, tostring(err)) end

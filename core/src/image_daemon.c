@@ -336,7 +336,8 @@ static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     dmn *st = calloc(1, sizeof *st);
     img->tpdata = st;
     int rc = st ? 0 : oom(err);
-    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = dmn_docker(&img->opts, &d, err)) ||
+    if (rc || (rc = img_ref_image_name(ref, &name, err)) ||
+        (rc = dmn_docker(&img->opts, &d, err)) ||
         (rc = pht_docker_image_inspect_json(d, name, &text, err)))
         goto done;
     const char *id;
@@ -580,6 +581,10 @@ static int land_all(pht_image *img, const dmn *st, pht_error *err)
         to->digest_known = from->digest_known;
         to->verified = from->verified;
         to->holds_opt = from->holds_opt;
+        free(to->outside);
+        to->outside = from->outside; /* what its scan found above a master */
+        to->outside_why = from->outside_why;
+        from->outside = NULL;
         memcpy(to->digest, from->digest, sizeof to->digest);
         memcpy(to->media_type, from->media_type, sizeof to->media_type);
     }
@@ -898,7 +903,8 @@ static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_im
     }
     for (size_t t = 0; t < nold && best < p->nlayers; t++) {
         const char *colon = strrchr(tags[t], ':'), *slash = strrchr(tags[t], '/');
-        size_t repo = colon && (!slash || colon > slash) ? (size_t)(colon - tags[t]) : strlen(tags[t]);
+        size_t repo =
+            colon && (!slash || colon > slash) ? (size_t)(colon - tags[t]) : strlen(tags[t]);
         char name[1024];
         if (repo + sizeof ":base" > sizeof name) continue;
         snprintf(name, sizeof name, "%.*s:base", (int)repo, tags[t]);

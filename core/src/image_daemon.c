@@ -584,6 +584,7 @@ static int land_all(pht_image *img, const dmn *st, pht_error *err)
         free(to->outside);
         to->outside = from->outside; /* what its scan found above a master */
         to->outside_why = from->outside_why;
+        to->outside_dir = from->outside_dir;
         from->outside = NULL;
         memcpy(to->digest, from->digest, sizeof to->digest);
         memcpy(to->media_type, from->media_type, sizeof to->media_type);

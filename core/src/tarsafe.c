@@ -228,10 +228,13 @@ int tarsafe_master(struct archive_entry *e, char **path, const char **why)
         if (ft == AE_IFDIR && hl == NULL) goto ok;
         return master_refuse(p, path, why, "replaces /opt with something other than a directory");
     }
-    if (!protocol_path(p))
-        return master_refuse(p, path, why,
-                             in_opt(p) ? "adds or changes a path under /opt outside the train's"
-                                       : "adds, changes or re-modes a path outside /opt");
+    if (!protocol_path(p)) {
+        master_refuse(p, path, why,
+                      in_opt(p) ? "adds or changes a path under /opt outside the train's"
+                                : "adds, changes or re-modes a path outside /opt");
+        /* a directory restated: a tool writes its parents so; what changed below says more */
+        return ft == AE_IFDIR && hl == NULL ? 2 : 1;
+    }
     if (hl) {
         char *t;
         if (tarsafe_path(hl, 0, &t, &w) != 0 || !in_opt(t)) {

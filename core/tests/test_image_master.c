@@ -59,7 +59,7 @@ static void make_train(const char *ref, change c)
         CHECK_OK(pht_image_writer_add_bytes(w, "/etc/ld.so.preload", "/x.so\n", 6, NULL, &err),
                  &err);
         break;
-    case ADD_USR:
+    case ADD_USR: /* the directory first, as tools write parents: the file is named */
         CHECK_OK(pht_image_writer_add_dir(w, "/usr/lib", NULL, &err), &err);
         CHECK_OK(pht_image_writer_add_bytes(w, "/usr/lib/evil.py", "x\n", 2, NULL, &err), &err);
         break;
@@ -148,9 +148,9 @@ static void test_refused(void)
 {
     expect(REPLACE_SH, "sh", "\"/bin/sh\"", "outside /opt");
     expect(ADD_ETC, "etc", "\"/etc/ld.so.preload\"", "outside /opt");
-    expect(ADD_USR, "usr", "\"/usr/lib", "outside /opt");
+    expect(ADD_USR, "usr", "\"/usr/lib/evil.py\"", "outside /opt");
     expect(DELETE_FILE, "wh", "\"/etc/passwd\"", "whiteout");
-    expect(OPAQUE_ETC, "opq", "\"/etc\"", "outside /opt");
+    expect(OPAQUE_ETC, "opq", "\"/etc\"", "opaque");
     expect(OPAQUE_OPT, "opqopt", "\"/opt\"", "opaque");
     expect(SETUID, "suid", "\"/opt/pht_train/run\"", "setuid");
     expect(LINK_OUT, "link", "\"/opt/pht_train/sh\"", "symlink whose target leaves /opt");

@@ -17,6 +17,7 @@ back with no plaintext in any layer: the new /opt goes on the layers below the
 one pre-run wrote, or with --rebase on REPO:base.]],
   options = {
     options.group "station",
+    options.group "master",
     { name = "output", arg = "IMAGE", help = "write the result there instead of over IMAGE" },
     { name = "rebase", flag = true, help = "build on REPO:base (the image the train was built from)" },
     { name = "base", arg = "IMAGE", help = "with --rebase: the base image, if not REPO:base beside IMAGE" },

@@ -97,6 +97,19 @@ function M.registry_options(opts)
     tls_verify = tv ~= "false", platform = opts.platform }
 end
 
+-- The references of the --master options (as IMAGE arguments: a bare
+-- sha256:HEX is an image id in the Docker engine), or nil and the usage
+-- message.
+function M.master_refs(opts)
+  local out = {}
+  for _, s in ipairs(opts.master or {}) do
+    local r, err = M.image_ref(s)
+    if not r then return nil, "--master: " .. tostring(err) end
+    out[#out + 1] = r
+  end
+  return out
+end
+
 -- The station's workflow options (pre-run, post-run) from the station
 -- group's options and IMAGE, or nil and the usage message.
 function M.station_options(opts, image)
@@ -106,7 +119,9 @@ function M.station_options(opts, image)
   if not refs then return nil, err end
   local registry, rerr = M.registry_options(opts)
   if not registry then return nil, rerr end
-  return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
+  local masters, merr = M.master_refs(opts)
+  if not masters then return nil, merr end
+  return { masters = masters, station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
     image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir,
     registry = registry, docker_timeout = opts.timeout }
 end

@@ -1,0 +1,240 @@
+-- Trusted master images (doc/station-guide.md, "Trusted master images"): a
+-- station names the images its trains must be built on (--master), and
+-- pre-run refuses at check_master, before any key is used and writing
+-- nothing, a train whose layers above the master replace a binary, add a
+-- file under /etc or /usr, delete a file of the master, add a setuid file,
+-- or that was built on another base. Trains `pht build` made on the master
+-- pass a two-station route, with and without post-run --rebase (onto the
+-- master). Each transport changes its trains with the tools a station's
+-- neighbour would use: libpht's own image writer for docker-archive, umoci
+-- (unpack, change the rootfs, repack) for an OCI layout, and `docker run`
+-- plus `docker commit` in the real Docker engine.
+local helpers = require "helpers"
+local support = require "support"
+local S = require "wf_support"
+local D = require "daemon_support"
+local pht = require "pht"
+
+local q = helpers.q
+
+local ENTRYPOINT = "#!/bin/sh\necho ran > /opt/pht_results/out.txt\n"
+
+-- Keys of the creator and two stations, and the train's files, made once.
+local keys
+local function keydir()
+  if keys then return keys end
+  keys = helpers.tmpdir()
+  for _, who in ipairs({ "creator", "s1", "s2" }) do
+    assert.equal(0, (S.pht("keygen --out " .. q(keys .. "/" .. who))))
+  end
+  helpers.run("mkdir -p " .. q(keys .. "/files"))
+  helpers.write(keys .. "/files/entrypoint.sh", ENTRYPOINT)
+  return keys
+end
+
+local function station(n)
+  return " --station s" .. n .. " --key " .. q(keydir() .. "/s" .. n .. ".pem")
+end
+
+-- `pht build` of the train on base into out.
+local function build(base, out, env)
+  local k = keydir()
+  local code, _, err = S.pht("build -q --files " .. q(k .. "/files")
+    .. " --station " .. q("s1=" .. k .. "/s1.pub.pem") .. " --station " .. q("s2=" .. k .. "/s2.pub.pem")
+    .. " --creator-id 7 --creator-key " .. q(k .. "/creator.pem")
+    .. " --base " .. q(base) .. " --output " .. q(out), env)
+  assert.equal(0, code, err)
+end
+
+-- What a station's neighbour does to a train, per attack: the shell run in
+-- the train's root file system (umoci's rootfs, a container), and the path
+-- the refusal must name. The docker-archive variant writes the same change
+-- with libpht's image writer.
+local ATTACKS = {
+  { name = "replaces /bin/sh", path = "/bin/sh",
+    sh = "rm -f bin/sh && printf '#!/bin/busybox sh\\necho owned\\n' > bin/sh && chmod 755 bin/sh",
+    write = function(w) assert(w:add_bytes("/bin/sh", "#!/bin/busybox sh\necho owned\n", { mode = 493 })) end },
+  { name = "adds a file under /etc", path = "/etc/ld.so.preload",
+    sh = "echo /tmp/x.so > etc/ld.so.preload",
+    write = function(w) assert(w:add_bytes("/etc/ld.so.preload", "/tmp/x.so\n")) end },
+  { name = "adds a file under /usr", path = "/usr/lib/sitecustomize.py",
+    sh = "mkdir -p usr/lib && echo 'import os' > usr/lib/sitecustomize.py",
+    write = function(w)
+      assert(w:add_dir("/usr/lib"))
+      assert(w:add_bytes("/usr/lib/sitecustomize.py", "import os\n"))
+    end },
+  { name = "deletes a file of the master (a whiteout)", path = "/etc/passwd", why = "whiteout",
+    sh = "rm etc/passwd",
+    write = function(w) assert(w:whiteout("/etc/passwd")) end },
+  { name = "adds a setuid file", path = "/opt/pht_train/helper", why = "setuid",
+    sh = "cp bin/busybox opt/pht_train/helper && chmod 4755 opt/pht_train/helper",
+    write = function(w) assert(w:add_bytes("/opt/pht_train/helper", "\127ELF", { mode = 2541 })) end },
+}
+
+-- The refusal: exit 1 at check_master, naming the path and the layer, the
+-- input unchanged (snapshot() before and after), nothing decrypted.
+local function refused(args, snapshot, path, why, env)
+  local before = snapshot()
+  local code, out, err = S.pht("pre-run " .. args, env)
+  assert.equal(1, code, err)
+  assert.matches("pre-run failed at step check_master: ", err, 1, true)
+  assert.matches('"' .. path .. '"', err, 1, true)
+  assert.matches("layer %d+ of %d+ %(sha256:%x+%)", err)
+  if why then assert.matches(why, err, 1, true) end
+  assert.not_matches("decrypt_train", err, 1, true)
+  assert.equal("", out)
+  assert.equal(before, snapshot(), "the input changed")
+  return err
+end
+
+local function sha_file(path) return function() return helpers.sha256_file(path) end end
+
+-- An OCI layout as a string: index.json and the blobs it holds.
+local function layout_state(dir)
+  return function()
+    return helpers.read(dir .. "/index.json") .. helpers.run("ls " .. q(dir .. "/blobs/sha256"))
+  end
+end
+
+-- The layers an image has, by skopeo (any transport skopeo reads).
+local function skopeo_layers(ref)
+  local out = helpers.stdout("skopeo inspect --config " .. q(ref))
+  return assert(pht.json_decode(out)).rootfs.diff_ids
+end
+
+-- The route passes: s1 pre-run and post-run (rebase: onto the master), then
+-- s2 pre-run, each with --master.
+local function route(ref, master, rebase, env, after_post)
+  local m = " --master " .. q(master)
+  local code, _, err = S.pht("pre-run -q " .. q(ref) .. station(1) .. m, env)
+  assert.equal(0, code, err)
+  code, _, err = S.pht("post-run -q " .. q(ref) .. station(1) .. m .. (rebase and " --rebase" or ""), env)
+  assert.equal(0, code, err)
+  if after_post then after_post() end
+  code, _, err = S.pht("pre-run -q " .. q(ref) .. station(2) .. m, env)
+  assert.equal(0, code, err)
+end
+
+-- Remove one name from a docker-archive's manifest.json, with tar.
+local function drop_tag(path, tag)
+  local d = helpers.tmpdir()
+  helpers.run("tar -xf " .. q(path) .. " -C " .. q(d))
+  local manifest = S.decode(helpers.read(d .. "/manifest.json"))
+  for _, m in ipairs(manifest) do
+    local keep = {}
+    for _, t in ipairs(m.RepoTags or {}) do if t ~= tag then keep[#keep + 1] = t end end
+    m.RepoTags = keep
+  end
+  helpers.write(d .. "/manifest.json", S.encode(manifest))
+  helpers.run("tar -cf " .. q(path) .. " -C " .. q(d) .. " .")
+end
+
+describe("check_master on docker-archive trains", function()
+  local base_path, master, dir
+
+  setup(function()
+    base_path = assert(support.base_image())
+    master = "docker-archive:" .. base_path
+    dir = helpers.tmpdir()
+  end)
+
+  local n = 0
+  local function train()
+    n = n + 1
+    local path = dir .. "/train" .. n .. ".tar"
+    build(master, "docker-archive:" .. path .. ":pht/master:latest")
+    return path, "docker-archive:" .. path .. ":pht/master:latest"
+  end
+
+  local function tamper(ref, write)
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer({}))
+    write(w)
+    assert(w:commit(ref, { history = "tampered" }))
+    img:close()
+  end
+
+  for _, a in ipairs(ATTACKS) do
+    it("refuses a train whose layer above the master " .. a.name, function()
+      local path, ref = train()
+      tamper(ref, a.write)
+      local err = refused(q(ref) .. station(1) .. " --master " .. q(master), sha_file(path), a.path, a.why)
+      local layers = skopeo_layers(ref)
+      assert.matches("layer " .. #layers .. " of " .. #layers, err, 1, true)
+    end)
+  end
+
+  it("refuses a train built on another base, naming the first layer that differs", function()
+    local other = dir .. "/other.tar"
+    local img = assert(pht.open_image(master))
+    local w = assert(img:writer({ keep_layers = 0 }))
+    assert(w:add_bytes("/bin/busybox", "another base\n", { mode = 493 }))
+    assert(w:commit("docker-archive:" .. other .. ":other/base:latest", {}))
+    img:close()
+    local path = dir .. "/on-other.tar"
+    local ref = "docker-archive:" .. path .. ":pht/other:latest"
+    build("docker-archive:" .. other .. ":other/base:latest", ref)
+    local before = helpers.sha256_file(path)
+    local code, _, err = S.pht("pre-run " .. q(ref) .. station(1) .. " --master " .. q(master))
+    assert.equal(1, code, err)
+    assert.matches("pre-run failed at step check_master: ", err, 1, true)
+    assert.matches("layer 1 of 2 (sha256:", err, 1, true)
+    assert.matches("is not layer 1 of master " .. master, err, 1, true)
+    assert.matches("not built on it", err, 1, true)
+    assert.equal(before, helpers.sha256_file(path))
+  end)
+
+  it("passes a train pht build made on the master over the route, post-run keeping its layers", function()
+    local _, ref = train()
+    route(ref, master, false)
+  end)
+
+  it("passes the route with post-run --rebase onto the master, not REPO:base", function()
+    local path, ref = train()
+    drop_tag(path, "pht/master:base") -- only the master can be the base now
+    assert.equal(0, (S.pht("pre-run -q " .. q(ref) .. station(1))))
+    local code, _, err = S.pht("post-run -q " .. q(ref) .. station(1) .. " --rebase")
+    assert.equal(1, code)
+    assert.matches("pht/master:base", err, 1, true)
+    path, ref = train()
+    drop_tag(path, "pht/master:base")
+    route(ref, master, true, nil, function()
+      local layers = skopeo_layers(ref)
+      local ml = skopeo_layers(master)
+      assert.equal(#ml + 1, #layers)
+      for i = 1, #ml do assert.equal(ml[i], layers[i]) end
+    end)
+  end)
+
+  it("without --master pre-run skips the check and accepts the hostile train, as before", function()
+    local _, ref = train()
+    tamper(ref, ATTACKS[1].write)
+    local code, _, err = S.pht("pre-run -v " .. q(ref) .. station(1))
+    assert.equal(0, code, err)
+    assert.matches("check_master: skipped %(no master image given", err)
+  end)
+
+  it("accepts the train when one of several masters matches, and names every one when none does", function()
+    local _, ref = train()
+    local other = dir .. "/other2.tar"
+    local img = assert(pht.open_image(master))
+    local w = assert(img:writer({}))
+    assert(w:add_bytes("/etc/issue", "x\n"))
+    assert(w:commit("docker-archive:" .. other .. ":other/two:latest", {}))
+    img:close()
+    local code, json, err = S.pht("inspect --json " .. q(ref) .. " --master " .. q("docker-archive:" .. other)
+      .. " --master " .. q(master))
+    assert.equal(0, code, err)
+    local report = assert(pht.json_decode(json))
+    assert.is_true(report.master.checked)
+    assert.equal(master, report.master.matched)
+    tamper(ref, ATTACKS[2].write)
+    local out
+    code, out = S.pht("inspect " .. q(ref) .. " --master " .. q("docker-archive:" .. other)
+      .. " --master " .. q(master))
+    assert.equal(1, code)
+    assert.matches("master: the train keeps to none of the station's 2 master images", out, 1, true)
+    assert.matches("\"/etc/ld.so.preload\"", out, 1, true)
+    assert.matches("FAIL", out, 1, true)
+  end)
+end)

@@ -238,3 +238,175 @@ describe("check_master on docker-archive trains", function()
     assert.matches("FAIL", out, 1, true)
   end)
 end)
+
+describe("check_master on OCI layouts changed with umoci", function()
+  local master, dir
+
+  setup(function()
+    master = "oci:" .. assert(support.base_image_oci()) .. ":latest"
+    dir = helpers.tmpdir()
+  end)
+
+  local n = 0
+  local function train()
+    n = n + 1
+    local layout = dir .. "/train" .. n
+    build(master, "oci:" .. layout .. ":latest")
+    return layout, "oci:" .. layout .. ":latest"
+  end
+
+  -- umoci unpack, a shell in the rootfs, umoci repack: one new layer.
+  local function umoci_change(layout, tag, sh)
+    local bundle = helpers.tmpdir() .. "/bundle"
+    helpers.run("umoci unpack --image " .. q(layout .. ":" .. tag) .. " " .. q(bundle))
+    helpers.run("cd " .. q(bundle .. "/rootfs") .. " && " .. sh)
+    helpers.run("umoci repack --image " .. q(layout .. ":" .. tag) .. " " .. q(bundle))
+    helpers.run("rm -rf " .. q(bundle))
+  end
+
+  for _, a in ipairs(ATTACKS) do
+    it("refuses a train whose layer above the master " .. a.name, function()
+      local layout, ref = train()
+      umoci_change(layout, "latest", a.sh)
+      local err = refused(q(ref) .. station(1) .. " --master " .. q(master), layout_state(layout), a.path, a.why)
+      local layers = skopeo_layers(ref)
+      assert.matches("layer " .. #layers .. " of " .. #layers, err, 1, true)
+    end)
+  end
+
+  it("refuses a train built on another base umoci made from scratch", function()
+    local other = dir .. "/other"
+    helpers.run("umoci init --layout " .. q(other) .. " && umoci new --image " .. q(other .. ":base"))
+    local bundle = helpers.tmpdir() .. "/bundle"
+    helpers.run("umoci unpack --image " .. q(other .. ":base") .. " " .. q(bundle))
+    helpers.run("cd " .. q(bundle .. "/rootfs") .. " && mkdir -p bin opt etc && printf 'x\\n' > bin/busybox"
+      .. " && chmod 755 bin/busybox && ln -s busybox bin/sh && echo 'root:x:0:0::/:/bin/sh' > etc/passwd")
+    helpers.run("umoci repack --image " .. q(other .. ":base") .. " " .. q(bundle))
+    local layout = dir .. "/on-other"
+    local ref = "oci:" .. layout .. ":latest"
+    build("oci:" .. other .. ":base", ref)
+    local before = layout_state(layout)()
+    local code, _, err = S.pht("pre-run " .. q(ref) .. station(1) .. " --master " .. q(master))
+    assert.equal(1, code, err)
+    assert.matches("pre-run failed at step check_master: ", err, 1, true)
+    assert.matches("layer 1 of 2 (sha256:", err, 1, true)
+    assert.matches("is not layer 1 of master " .. master, err, 1, true)
+    assert.equal(before, layout_state(layout)())
+  end)
+
+  it("passes a train pht build made on the master over the route", function()
+    local _, ref = train()
+    route(ref, master, false)
+  end)
+
+  it("passes the route with post-run --rebase onto the master", function()
+    local _, ref = train()
+    route(ref, master, true, nil, function()
+      local layers, ml = skopeo_layers(ref), skopeo_layers(master)
+      assert.equal(#ml + 1, #layers)
+      for i = 1, #ml do assert.equal(ml[i], layers[i]) end
+    end)
+  end)
+end)
+
+describe("check_master in the Docker engine, trains changed with docker run and docker commit", function()
+  local master, master_id, repo, made = nil, nil, nil, {}
+
+  local function ready()
+    local ok, why = D.ready(true)
+    if not ok then return false, why end
+    if not master then
+      master = assert(support.load_base_image())
+      master_id = assert(D.id(master))
+      repo = support.unique_name("tb")
+    end
+    return true
+  end
+
+  teardown(function()
+    if not repo then return end
+    for _, name in ipairs(made) do support.docker("rm -f " .. q(name)) end
+    for i = 1, 20 do D.rmi(repo .. "-" .. i .. ":latest", repo .. "-" .. i .. ":base") end
+    support.docker("rmi " .. q(repo .. "-other:latest"))
+  end)
+
+  local n = 0
+  local function train()
+    n = n + 1
+    local name = repo .. "-" .. n .. ":latest"
+    build("docker-daemon:" .. master, name, D.env())
+    return name
+  end
+
+  -- A container of image runs sh in /, then docker commit makes its change the top layer.
+  local function docker_change(image, sh)
+    local c = support.unique_name("tb-run")
+    made[#made + 1] = c
+    D.docker("run --name " .. q(c) .. " --network none --entrypoint /bin/busybox " .. q(image)
+      .. " sh -c " .. q("cd / && " .. sh))
+    D.docker("commit " .. q(c) .. " " .. q(image))
+    D.docker("rm " .. q(c))
+  end
+
+  for _, a in ipairs(ATTACKS) do
+    it("refuses a train whose layer above the master " .. a.name, function()
+      local ok, why = ready()
+      if not ok then return pending(why) end
+      local name = train()
+      docker_change(name, a.sh)
+      -- the master by its image id: a digest pins it
+      refused(q(name) .. station(1) .. " --master " .. q(master_id), function() return D.id(name) end,
+        a.path, a.why, D.env())
+    end)
+  end
+
+  it("refuses a train built on another base (docker export | docker import of the master)", function()
+    local ok, why = ready()
+    if not ok then return pending(why) end
+    local c = support.unique_name("tb-export")
+    made[#made + 1] = c
+    D.docker("create --name " .. q(c) .. " " .. q(master) .. " /bin/busybox true")
+    local tarball = helpers.tmpdir() .. "/rootfs.tar"
+    D.docker("export -o " .. q(tarball) .. " " .. q(c))
+    D.docker("rm " .. q(c))
+    local other = repo .. "-other:latest"
+    D.docker("import " .. q(tarball) .. " " .. q(other))
+    n = n + 1
+    local name = repo .. "-" .. n .. ":latest"
+    build("docker-daemon:" .. other, name, D.env())
+    local before = D.id(name)
+    local code, _, err = S.pht("pre-run " .. q(name) .. station(1) .. " --master " .. q(master), D.env())
+    assert.equal(1, code, err)
+    assert.matches("pre-run failed at step check_master: ", err, 1, true)
+    assert.matches("layer 1 of 2 (sha256:", err, 1, true)
+    assert.matches("not built on it", err, 1, true)
+    assert.equal(before, D.id(name))
+  end)
+
+  for _, rebase in ipairs({ false, true }) do
+    it("passes a train pht build made on the master, run with docker run and committed, over the route"
+      .. (rebase and " with post-run --rebase onto the master" or ""), function()
+      local ok, why = ready()
+      if not ok then return pending(why) end
+      local name = train()
+      local m = " --master " .. q("docker-daemon:" .. master)
+      local code, _, err = S.pht("pre-run -q " .. q(name) .. station(1) .. m, D.env())
+      assert.equal(0, code, err)
+      local c = support.unique_name("tb-run")
+      made[#made + 1] = c
+      D.docker("run --name " .. q(c) .. " --network none " .. q(name) .. " /bin/sh /opt/pht_train/entrypoint.sh")
+      D.docker("commit " .. q(c) .. " " .. q(name))
+      D.docker("rm " .. q(c))
+      code, _, err = S.pht("post-run -q " .. q(name) .. station(1) .. m .. (rebase and " --rebase" or ""), D.env())
+      assert.equal(0, code, err)
+      local function engine_layers(image)
+        return assert(pht.json_decode(D.docker("image inspect --format '{{json .RootFS.Layers}}' " .. q(image))))
+      end
+      local layers, ml = engine_layers(name), engine_layers(master)
+      assert.equal(#ml + (rebase and 1 or 2), #layers)
+      for i = 1, #ml do assert.equal(ml[i], layers[i]) end
+      code, _, err = S.pht("pre-run -q " .. q(name) .. station(2) .. m, D.env())
+      assert.equal(0, code, err)
+    end)
+  end
+end)

@@ -206,6 +206,25 @@ describe("check_master on docker-archive trains", function()
     end)
   end)
 
+  it("takes the masters from a station script's options.masters, as policy", function()
+    local path, ref = train()
+    tamper(ref, ATTACKS[1].write)
+    local script = dir .. "/masters.lua"
+    helpers.write(script, "return function(wf, ctx)\n  ctx.options.masters = ctx.options.masters or {}\n"
+      .. "  table.insert(ctx.options.masters, " .. string.format("%q", master) .. ")\nend\n")
+    refused(q(ref) .. station(1) .. " --script " .. q(script), sha_file(path), "/bin/sh")
+  end)
+
+  it("refuses through pht.verify with opts.masters, naming check_master", function()
+    local _, ref = train()
+    tamper(ref, ATTACKS[4].write)
+    local report = assert(require("pht.verify").train(ref, { station = "s1", key_path = keydir() .. "/s1.pem",
+      masters = { master } }))
+    assert.is_false(report.ok)
+    assert.equal("check_master", report.failed_step)
+    assert.matches('"/etc/passwd"', report.message, 1, true)
+  end)
+
   it("without --master pre-run skips the check and accepts the hostile train, as before", function()
     local _, ref = train()
     tamper(ref, ATTACKS[1].write)

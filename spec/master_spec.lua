@@ -8,7 +8,8 @@
 -- master). Each transport changes its trains with the tools a station's
 -- neighbour would use: libpht's own image writer for docker-archive, umoci
 -- (unpack, change the rootfs, repack) for an OCI layout, and `docker run`
--- plus `docker commit` in the real Docker engine.
+-- plus `docker commit` in the real Docker engine; a docker:// train is
+-- changed through libpht's registry transport, its master pulled by digest.
 local helpers = require "helpers"
 local support = require "support"
 local S = require "wf_support"
@@ -428,4 +429,75 @@ describe("check_master in the Docker engine, trains changed with docker run and 
       assert.equal(0, code, err)
     end)
   end
+end)
+
+describe("check_master with masters and trains in a registry and an oci-archive", function()
+  local addr, master_ref, base_path, dir
+  local TLS = " --tls-verify false"
+
+  local function ready()
+    local a, why = support.registry()
+    if not a then return false, why end
+    if not addr then
+      addr, dir = a, helpers.tmpdir()
+      base_path = assert(support.base_image())
+      local repo = addr .. "/" .. support.unique_name("master")
+      helpers.run("skopeo copy -q --dest-tls-verify=false " .. q("docker-archive:" .. base_path) .. " "
+        .. q("docker://" .. repo .. ":latest"))
+      local digest = assert(pht.json_decode(helpers.stdout("skopeo inspect --tls-verify=false "
+        .. q("docker://" .. repo .. ":latest")))).Digest
+      master_ref = "docker://" .. repo .. "@" .. digest -- pinned by its manifest digest
+    end
+    return true
+  end
+
+  local n = 0
+  local function registry_train()
+    n = n + 1
+    local path = dir .. "/t" .. n .. ".tar"
+    build("docker-archive:" .. base_path, "docker-archive:" .. path .. ":pht/reg:latest")
+    local ref = "docker://" .. addr .. "/" .. support.unique_name("train") .. ":latest"
+    helpers.run("skopeo copy -q --dest-tls-verify=false " .. q("docker-archive:" .. path .. ":pht/reg:latest")
+      .. " " .. q(ref))
+    return ref
+  end
+
+  local function manifest_digest(ref)
+    return assert(pht.json_decode(helpers.stdout("skopeo inspect --tls-verify=false " .. q(ref)))).Digest
+  end
+
+  it("passes a docker:// train against a master pulled by digest", function()
+    local ok, why = ready()
+    if not ok then return pending(why) end
+    local ref = registry_train()
+    local code, json, err = S.pht("inspect --json " .. q(ref) .. " --master " .. q(master_ref) .. TLS)
+    assert.equal(0, code, err)
+    local report = assert(pht.json_decode(json))
+    assert.equal(master_ref, report.master.matched)
+  end)
+
+  it("refuses a docker:// train whose layer above the master adds /etc/ld.so.preload, the tag unmoved", function()
+    local ok, why = ready()
+    if not ok then return pending(why) end
+    local ref = registry_train()
+    local img = assert(pht.open_image(ref, { tls_verify = false }))
+    local w = assert(img:writer({}))
+    assert(w:add_bytes("/etc/ld.so.preload", "/tmp/x.so\n"))
+    assert(w:commit(ref, { history = "tampered" }))
+    img:close()
+    refused(q(ref) .. station(1) .. " --master " .. q(master_ref) .. TLS, function() return manifest_digest(ref) end,
+      "/etc/ld.so.preload", nil)
+  end)
+
+  it("takes an oci-archive master skopeo wrote", function()
+    local ok, why = ready()
+    if not ok then return pending(why) end
+    local file = dir .. "/master-oci.tar"
+    helpers.run("skopeo copy -q " .. q("docker-archive:" .. base_path) .. " " .. q("oci-archive:" .. file .. ":latest"))
+    local path = dir .. "/for-ocia.tar"
+    local ref = "docker-archive:" .. path .. ":pht/ocia:latest"
+    build("docker-archive:" .. base_path, ref)
+    local code, _, err = S.pht("pre-run -q " .. q(ref) .. station(1) .. " --master " .. q("oci-archive:" .. file .. ":latest"))
+    assert.equal(0, code, err)
+  end)
 end)

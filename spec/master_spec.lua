@@ -70,6 +70,13 @@ local ATTACKS = {
   { name = "adds a setuid file", path = "/opt/pht_train/helper", why = "setuid",
     sh = "cp bin/busybox opt/pht_train/helper && chmod 4755 opt/pht_train/helper",
     write = function(w) assert(w:add_bytes("/opt/pht_train/helper", "\127ELF", { mode = 2541 })) end },
+  -- what libpht's writer cannot write: the changes of a rootfs only
+  { name = "adds a FIFO under /opt", path = "/opt/pht_results/pipe", why = "FIFO",
+    sh = "mkfifo opt/pht_results/pipe" },
+  -- umoci and docker commit write the linked binary again (its link count
+  -- changed) before the link: that rewrite outside /opt is what is named
+  { name = "hard-links a binary of the master into /opt", path = "/bin/busybox", why = "outside /opt",
+    sh = "ln bin/busybox opt/pht_train/bb" },
 }
 
 -- The refusal: exit 1 at check_master, naming the path and the layer, the
@@ -156,13 +163,13 @@ describe("check_master on docker-archive trains", function()
   end
 
   for _, a in ipairs(ATTACKS) do
-    it("refuses a train whose layer above the master " .. a.name, function()
+    if a.write then it("refuses a train whose layer above the master " .. a.name, function()
       local path, ref = train()
       tamper(ref, a.write)
       local err = refused(q(ref) .. station(1) .. " --master " .. q(master), sha_file(path), a.path, a.why)
       local layers = skopeo_layers(ref)
       assert.matches("layer " .. #layers .. " of " .. #layers, err, 1, true)
-    end)
+    end) end
   end
 
   it("refuses a train built on another base, naming the first layer that differs", function()

@@ -3,8 +3,8 @@
 -- extends the route's signature chain, re-encrypts everything under a fresh
 -- key for the route and the creator, and writes a train that holds no
 -- plaintext in any layer: the output is built on the layers below the one
--- pre-run marked (or on REPO:base with --rebase) plus one new layer holding
--- the whole /opt. `protocol` on each step is the section it carries out.
+-- pre-run marked (or with --rebase on the master the train keeps to, else
+-- REPO:base) plus one new layer holding the whole /opt. `protocol` on each step is the section it carries out.
 --
 -- Context in:  ctx.options.image, .output, .station, .key_path, .password,
 --              .tmpdir, .rebase (bool), .base (ref, optional), .masters (refs)

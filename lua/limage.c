@@ -88,6 +88,9 @@ static int l_open_image(lua_State *L)
         lua_getfield(L, 2, "verify_layers");
         o.verify_layers = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        lua_getfield(L, 2, "no_index");
+        o.no_index = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         /* docker:// (the same names as pht.open_registry's) */
         o.registry_creds = limage_opt_str(L, 2, "creds");
         o.registry_auth_file = limage_opt_str(L, 2, "auth_file");
@@ -305,6 +308,19 @@ static int r_read(lua_State *L)
     return 1;
 }
 
+/* img:check_master(master[, top]): true, or nil, message, code (pht_image_check_master). */
+static int m_check_master(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    pht_image *master = limage_check(L, 2);
+    lua_Integer top = luaL_optinteger(L, 3, 0);
+    if (top < 0) return luaL_argerror(L, 3, "must not be negative");
+    pht_error err;
+    if (pht_image_check_master(img, master, (size_t)top, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int m_extract(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
@@ -317,13 +333,21 @@ static int m_extract(lua_State *L)
 }
 
 static const luaL_Reg image_methods[] = {
-    {"reference", m_reference}, {"transport", m_transport},
-    {"manifest", m_manifest},   {"image_config", m_image_config},
-    {"layers", m_layers},       {"stat", m_stat},
-    {"list", m_list},           {"walk", m_walk},
-    {"read_file", m_read_file}, {"open_file", m_open_file},
-    {"extract", m_extract},     {"writer", limage_writer},
-    {"retag", limage_retag},    {NULL, NULL},
+    {"reference", m_reference},
+    {"transport", m_transport},
+    {"manifest", m_manifest},
+    {"image_config", m_image_config},
+    {"layers", m_layers},
+    {"stat", m_stat},
+    {"list", m_list},
+    {"walk", m_walk},
+    {"read_file", m_read_file},
+    {"open_file", m_open_file},
+    {"extract", m_extract},
+    {"writer", limage_writer},
+    {"retag", limage_retag},
+    {"check_master", m_check_master},
+    {NULL, NULL},
 };
 
 static const luaL_Reg reader_methods[] = {

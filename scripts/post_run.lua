@@ -3,11 +3,11 @@
 -- extends the route's signature chain, re-encrypts everything under a fresh
 -- key for the route and the creator, and writes a train that holds no
 -- plaintext in any layer: the output is built on the layers below the one
--- pre-run marked (or on REPO:base with --rebase) plus one new layer holding
--- the whole /opt. `protocol` on each step is the section it carries out.
+-- pre-run marked (or with --rebase on the master the train keeps to, else
+-- REPO:base) plus one new layer holding the whole /opt. `protocol` on each step is the section it carries out.
 --
 -- Context in:  ctx.options.image, .output, .station, .key_path, .password,
---              .tmpdir, .rebase (bool), .base (ref, optional)
+--              .tmpdir, .rebase (bool), .base (ref, optional), .masters (refs)
 -- Context out: ctx.config (updated), ctx.e_d, ctx.digest, ctx.symkey
 local pht = require "pht"
 local workflow = require "pht.workflow"
@@ -28,8 +28,18 @@ wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
 -- check_turn (§9): the station's place on the route.
 steps.add_station_steps(wf)
 
--- What the output is built on, so no plaintext layer survives: REPO:base
--- (or --base) with --rebase, else the layers below the one pre-run marked.
+-- The layers the output keeps (those below the one pre-run wrote) are the
+-- station's master image and the train's /opt above it; the run's own
+-- layers go anyway.
+wf:add("check_master", function(ctx)
+  if #(ctx.options.masters or {}) == 0 then return workflow.skip(steps.NO_MASTER) end
+  local mark = train.pre_run_layer(ctx.image)
+  return steps.check_master(ctx, mark and mark - 1 or false)
+end, { kind = "verify", protocol = "§9" })
+
+-- What the output is built on, so no plaintext layer survives: with
+-- --rebase --base, or the master the train keeps to, or REPO:base; else the
+-- layers below the one pre-run marked.
 wf:add("find_base", function(ctx)
   if not ctx.options.rebase then
     local mark = train.pre_run_layer(ctx.image)
@@ -41,6 +51,7 @@ wf:add("find_base", function(ctx)
     return true
   end
   local base_ref, err = ctx.options.base, nil
+  if not base_ref and ctx.master then base_ref = ctx.master.ref end
   if not base_ref then base_ref, err = ref.base(ctx.options.image, ctx.image) end
   if not base_ref then return nil, err end
   local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers,

@@ -7,8 +7,8 @@
 -- lua/pht/checks.lua.
 --
 -- Context in:  ctx.options.image (ref), .output (ref, default: in place),
---              .station, .key_path, .password, .tmpdir
--- Context out: ctx.config, ctx.stop, ctx.symkey, ctx.e_h, ctx.e_d,
+--              .station, .key_path, .password, .tmpdir, .masters (refs)
+-- Context out: ctx.master (the master matched), ctx.config, ctx.stop, ctx.symkey, ctx.e_h, ctx.e_d,
 --              ctx.train and ctx.results (pht.files records in hashing order)
 local pht = require "pht"
 local workflow = require "pht.workflow"
@@ -32,6 +32,13 @@ local NO_RESULTS = "first stop: no results yet"
 
 wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
 wf:add("check_not_decrypted", steps.check_not_decrypted, { kind = "verify", protocol = "§9" })
+-- The runtime the train will run on is the station's trusted master image:
+-- nothing outside the train's /opt paths changed above it. Before any key
+-- is used, so a refused train is never decrypted.
+wf:add("check_master", function(ctx)
+  if #(ctx.options.masters or {}) == 0 then return workflow.skip(steps.NO_MASTER) end
+  return steps.check_master(ctx)
+end, { kind = "verify", protocol = "§9" })
 -- read_config (§2), load_key (§6), find_station (§7.1), check_station_key and
 -- check_turn (§9): the station's place on the route.
 steps.add_station_steps(wf)

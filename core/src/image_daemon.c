@@ -586,6 +586,11 @@ static int land_all(pht_image *img, const dmn *st, pht_error *err)
         to->digest_known = from->digest_known;
         to->verified = from->verified;
         to->holds_opt = from->holds_opt;
+        free(to->outside);
+        to->outside = from->outside; /* what its scan found above a master */
+        to->outside_why = from->outside_why;
+        to->outside_dir = from->outside_dir;
+        from->outside = NULL;
         memcpy(to->digest, from->digest, sizeof to->digest);
         memcpy(to->media_type, from->media_type, sizeof to->media_type);
     }
@@ -904,7 +909,8 @@ static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_im
     }
     for (size_t t = 0; t < nold && best < p->nlayers; t++) {
         const char *colon = strrchr(tags[t], ':'), *slash = strrchr(tags[t], '/');
-        size_t repo = colon && (!slash || colon > slash) ? (size_t)(colon - tags[t]) : strlen(tags[t]);
+        size_t repo =
+            colon && (!slash || colon > slash) ? (size_t)(colon - tags[t]) : strlen(tags[t]);
         char name[1024];
         if (repo + sizeof ":base" > sizeof name) continue;
         snprintf(name, sizeof name, "%.*s:base", (int)repo, tags[t]);

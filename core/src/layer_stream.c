@@ -179,7 +179,31 @@ static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
     if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
     /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
     if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
+    if (l->outside == NULL || l->outside_dir) {
+        char *p;
+        const char *why;
+        int r = tarsafe_master(e, &p, &why);
+        if (r == PHT_ENOMEM) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+        if (r > 0 && (l->outside == NULL || r == 1)) {
+            free(l->outside);
+            l->outside = p;
+            l->outside_why = why;
+            l->outside_dir = r == 2;
+        } else {
+            free(p);
+        }
+    }
     return 0;
+}
+
+/* A scan starts afresh: what an earlier one learned goes. */
+static void scan_begin(img_layer *l)
+{
+    l->holds_opt = 0;
+    free(l->outside);
+    l->outside = NULL;
+    l->outside_why = NULL;
+    l->outside_dir = 0;
 }
 
 /* Every header of tar (c: the chain, or NULL), each recorded for the cache when rec is set. */
@@ -188,7 +212,7 @@ static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const
 {
     uint64_t ordinal = 0;
     int rc;
-    l->holds_opt = 0;
+    scan_begin(l);
     for (;;) {
         struct archive_entry *e;
         int r = archive_read_next_header(tar, &e);
@@ -216,7 +240,7 @@ static int scan_cached(img_layer *l, const pht_image_opts *o, layer_entry_cb cb,
         if (r == NULL) break;
         uint64_t ordinal = 0;
         int got;
-        l->holds_opt = 0;
+        scan_begin(l);
         rc = 0;
         while (rc == 0 && (got = layer_cache_next(r, e)) == 1)
             rc = scan_entry(e, ++ordinal, l, o, pass ? cb : NULL, ud, err);
@@ -510,7 +534,8 @@ void layer_clear(img_layer *l)
     l->fd = -1;
     free(l->created_by);
     free(l->comment);
-    l->created_by = l->comment = NULL;
+    free(l->outside);
+    l->created_by = l->comment = l->outside = NULL;
 }
 
 const char *layer_media_type(int c)

@@ -233,4 +233,26 @@ function M.stop_chain_digest(cfg, stops, pos, e_d)
   return true
 end
 
+-- The runtime outside /opt (§9) ----------------------------------------------------
+
+-- The train img was built on one of the station's master images (masters: a
+-- list of {ref=, image=}, opened by pht.train.open_master) and its layers
+-- above it change nothing but the train's paths under /opt. top: only the
+-- first top layers count (post-run: those below the one pre-run wrote);
+-- false: only that the layers begin with the master's. Returns the master it
+-- matched, or nil and why each one did not.
+function M.master(img, masters, top)
+  local why = {}
+  for _, m in ipairs(masters) do
+    local t = top
+    if t == false then t = #m.image:layers() end
+    local ok, err = img:check_master(m.image, t or 0)
+    if ok then return m end
+    why[#why + 1] = tostring(err)
+  end
+  if #why == 1 then return nil, "the train does not keep to the station's master image: " .. why[1] end
+  return nil, fmt("the train keeps to none of the station's %d master images: %s", #why,
+    table.concat(why, "; "))
+end
+
 return M

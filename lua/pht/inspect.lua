@@ -57,8 +57,39 @@ local function verify_sigs(report, cfg, stops)
   return last
 end
 
--- extra: more pht.open_image options (train.open_image), or nil.
-function M.image(ref, tmpdir, verify_layers, extra)
+-- The master check of the report: {checked = true, ok, matched (the
+-- reference), message}. A master that cannot be opened fails the check.
+-- With a pre-run layer, only the layers below it count, as for post-run.
+local function master_report(img, refs, tmpdir, extra)
+  local list, r = {}, { checked = true, ok = false }
+  for _, m in ipairs(refs) do
+    local mi, err = train.open_master(m, tmpdir, extra)
+    if not mi then
+      r.message = err
+      break
+    end
+    list[#list + 1] = { ref = m, image = mi }
+  end
+  if not r.message then
+    local mark = train.pre_run_layer(img)
+    local m, err = checks.master(img, list, mark and mark - 1 or nil)
+    if m then
+      r.ok, r.matched = true, m.ref
+      r.message = string.format("built on master %s; nothing outside the train's /opt paths changed above it",
+        m.ref)
+    else
+      r.message = err
+    end
+  end
+  for _, m in ipairs(list) do m.image:close() end
+  return r
+end
+
+-- extra: more pht.open_image options (train.open_image), or nil. masters
+-- (optional): the references of the master images the station trusts
+-- (pht.checks.master); the report's master says which one the train keeps
+-- to, or why none.
+function M.image(ref, tmpdir, verify_layers, extra, masters)
   local img, err = train.open_image(ref, tmpdir, verify_layers, extra)
   if not img then return nil, err end
   local cfg, cerr = train.read_config(img)
@@ -100,8 +131,13 @@ function M.image(ref, tmpdir, verify_layers, extra)
   end
   -- The protocol's hashes cover /opt only; with no trusted master to compare
   -- against, say so rather than let "ok" suggest the runtime was checked.
-  report.master = { checked = false,
-    message = "changes outside /opt were not checked (no master image given)" }
+  if masters and #masters > 0 then
+    report.master = master_report(img, masters, tmpdir, extra)
+    check(report, "master", report.master.ok, report.master.message)
+  else
+    report.master = { checked = false,
+      message = "changes outside /opt were not checked (no master image given)" }
+  end
   if report.plaintext then
     check(report, "no_plaintext", false, "the image holds a layer decrypted by pre-run: it must not leave the station")
   end
@@ -128,7 +164,7 @@ function M.text(r)
   elseif r.next then
     add("next stop: %s (index %d)", r.next.station, r.next.index)
   end
-  if r.master and not r.master.checked then add("master: %s", r.master.message) end
+  if r.master then add("master: %s", r.master.message) end
   add("checks:")
   for _, c in ipairs(r.checks) do add("  %-4s %s", c.ok and "ok" or "FAIL", c.message) end
   return table.concat(out, "\n") .. "\n"

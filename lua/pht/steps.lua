@@ -23,6 +23,36 @@ function M.open_image(ctx)
   return true
 end
 
+-- Why check_master is skipped without masters.
+M.NO_MASTER = "no master image given: changes outside /opt are not checked"
+
+-- The station's master images (doc/station-guide.md, "Trusted master
+-- images"): options.masters, references or image ids, opened once per
+-- context into ctx.masters ({ref=, image=}); {} when none is given.
+function M.open_masters(ctx)
+  if ctx.masters then return ctx.masters end
+  local list = {}
+  for _, r in ipairs(ctx.options.masters or {}) do
+    local img, err = train.open_master(r, ctx.options.tmpdir, train.open_extra(ctx.options))
+    if not img then return nil, err end
+    ctx:defer(function() img:close() end)
+    list[#list + 1] = { ref = r, image = img }
+  end
+  ctx.masters = list
+  return list
+end
+
+-- The train keeps to one of the masters (pht.checks.master; top as there):
+-- ctx.master is the one it was built on.
+function M.check_master(ctx, top)
+  local masters, err = M.open_masters(ctx)
+  if not masters then return nil, err end
+  local m, merr = checks.master(ctx.image, masters, top)
+  if not m then return nil, merr end
+  ctx.master = m
+  return true
+end
+
 function M.check_not_decrypted(ctx)
   return checks.not_decrypted(ctx.image)
 end

@@ -70,6 +70,22 @@ function M.open_image(reference, tmpdir, verify_layers, extra)
   return img
 end
 
+-- A master image the station trusts (doc/station-guide.md, "Trusted master
+-- images"), opened without its index: the check compares its layers'
+-- diff_ids only, so no layer of it is read. reference as a command-line
+-- IMAGE (pht.ref.from_argument: a bare name or sha256:HEX is the Docker
+-- engine's); extra as for M.open_image.
+function M.open_master(reference, tmpdir, extra)
+  local r, rerr = ref.from_argument(reference)
+  if not r then return nil, fmt("master image %s: %s", tostring(reference), tostring(rerr)) end
+  reference = r
+  local o = { tmpdir = tmpdir, no_index = true }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  local img, err = pht.open_image(reference, o)
+  if not img then return nil, fmt("cannot open the master image %s: %s", reference, tostring(err)) end
+  return img
+end
+
 function M.read_config(img)
   local text, err = img:read_file(M.CONFIG, M.MAX_CONFIG)
   if not text then return nil, fmt("cannot read %s: %s", M.CONFIG, tostring(err)) end

@@ -74,8 +74,12 @@ typedef struct pht_image_opts {
     const char *registry_cert_dir;  /* extra CAs and client pairs (--cert-dir) */
     int registry_tls_insecure;      /* 1: --tls-verify=false (also allows plain http) */
     const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
-    const char *docker_timeout; /* docker-daemon: limits of the Engine calls, as
-                                   $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    const char
+        *docker_timeout; /* docker-daemon: limits of the Engine calls, as
+                            $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    int no_index;        /* 1: read the manifest, config and layer list only, no layer's headers (a
+                            master for pht_image_check_master, a writer's base); stat, walk, reads and
+                            extracts then fail with PHT_ESTATE */
 } pht_image_opts;
 
 /*
@@ -200,6 +204,26 @@ PHT_API void pht_image_reader_free(pht_image_reader *r);
  */
 PHT_API int pht_image_extract(pht_image *img, const char *dir, const char *dest_dir,
                               pht_error *err);
+
+/* ---- the master image ---------------------------------------------------------- */
+
+/*
+ * Check that img was built on the master image a station trusts
+ * (doc/station-guide.md, "Trusted master images"): its layers must begin with
+ * exactly master's (diff_ids, as the config declares them: every runtime that
+ * loads the image checks its layers against them), and the layers above, up
+ * to the first top ones of img (0: all), may only change the train's paths
+ * under /opt (PROTOCOL.md §1: /opt as their directory, train_config.json,
+ * user_sym_key.key, pht_train/, pht_results/), and nowhere create a device,
+ * FIFO, socket, setuid or setgid file, or a link leaving /opt. Only tar
+ * headers are read, each layer above the master's once (the open's scan, or
+ * a digest check that lands its bytes first: docker:// fetches those layers,
+ * docker-daemon saves the image); master may be opened with no_index.
+ * PHT_EVERIFY naming the first offending layer (number and digest) and
+ * path, or the first layer that differs from the master's.
+ */
+PHT_API int pht_image_check_master(pht_image *img, const pht_image *master, size_t top,
+                                   pht_error *err);
 
 /* ---- writing ---------------------------------------------------------------- */
 

@@ -32,6 +32,10 @@ local SHARED = {
     help = "this station's private key" },
   { name = "password-env", arg = "VAR", group = "station", default = "PRIVATE_KEY_PASSWORD",
     help = "read the key's password from $VAR" },
+  { name = "master", arg = "IMAGE", many = true, group = "master",
+    help = "a master image this station trusts (repeatable; NAME@sha256:HEX or an image id sha256:HEX "
+      .. "pins it): the train must be built on one, with nothing outside its /opt paths changed above "
+      .. "it (doc/station-guide.md)" },
   { name = "script", arg = "FILE", many = true, group = "workflow",
     help = "a script that changes the workflow by step name (repeatable)" },
   { name = "tmpdir", arg = "DIR", group = "workflow",

@@ -129,6 +129,19 @@ function M.password_hint(var)
   return ("put its password in $%s, or name the variable holding it with --password-env"):format(var)
 end
 
+-- The references of the --master options (as IMAGE arguments: a bare
+-- sha256:HEX is an image id in the Docker engine), or nil and the usage
+-- message.
+function M.master_refs(opts)
+  local out = {}
+  for _, s in ipairs(opts.master or {}) do
+    local r, err = M.image_ref(s)
+    if not r then return nil, "--master: " .. tostring(err) end
+    out[#out + 1] = r
+  end
+  return out
+end
+
 -- The station's workflow options (pre-run, post-run) from the station
 -- group's options and IMAGE, or nil and the usage message.
 function M.station_options(opts, image)
@@ -138,7 +151,9 @@ function M.station_options(opts, image)
   if not refs then return nil, err end
   local registry, rerr = M.registry_options(opts)
   if not registry then return nil, rerr end
-  return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
+  local masters, merr = M.master_refs(opts)
+  if not masters then return nil, merr end
+  return { masters = masters, station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
     password_hint = M.password_hint(opts["password-env"]),
     image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir,
     registry = registry, docker_timeout = opts.timeout }

@@ -88,7 +88,16 @@ function M.main(args, host)
     io.stdout:write(M.help(verb))
     return EXIT.ok
   end
+  runner.interrupted_step = nil
   local ok, code = xpcall(function() return v.run(host, prog, opts, pos) end, debug.traceback)
+  local signal = require("pht").interrupted()
+  if signal then
+    -- the verb has unwound: its temporary files and partial outputs are gone
+    local where = runner.interrupted_step and (" during " .. runner.interrupted_step) or ""
+    if ok and code == EXIT.ok then where = " after its output was written" end
+    runner.say(prog, "interrupted%s (%s); temporary files removed", where, signal)
+    return runner.interrupt_exit()
+  end
   if not ok then
     runner.say(prog, "internal error: %s", tostring(code))
     return EXIT.internal

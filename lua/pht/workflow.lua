@@ -44,6 +44,10 @@ end
 local Failure = {}
 Failure.__index = Failure
 Failure.__tostring = function(f)
+  if f.signal then
+    return string.format("%s interrupted %s (%s)", f.workflow,
+      f.step and ("during " .. f.step) or "before its first step", f.signal)
+  end
   if f.step then
     return string.format("%s failed at step %s: %s", f.workflow, f.step, f.message)
   end
@@ -58,6 +62,23 @@ local function new_failure(wf, step, message, code)
     message = message,
     code = code,
   }, Failure)
+end
+
+-- The signal that interrupted the process (pht.catch_signals), or nil. The
+-- C module is optional here: a workflow runs without it in plain Lua tests.
+local function interrupted()
+  local ok, pht = pcall(require, "pht")
+  if not ok or type(pht) ~= "table" or not pht.interrupted then return nil end
+  return pht.interrupted()
+end
+M.interrupted = interrupted
+
+-- An interruption: a failure whose code is "EINTR" and whose `signal` names
+-- the signal; `step` is the step that was running or about to run.
+local function interruption(wf, step, signal)
+  local f = new_failure(wf, step, "interrupted (" .. signal .. ")", "EINTR")
+  f.signal = signal
+  return f
 end
 
 -- Building -------------------------------------------------------------------
@@ -261,7 +282,9 @@ end
 
 -- Run every step over ctx (a context from M.context). Returns true, or nil
 -- and a failure object (fields workflow, step, kind, message, code;
--- tostring gives the operator's message). Cleanups always run.
+-- tostring gives the operator's message). Cleanups always run. After a
+-- signal (pht.catch_signals) the run stops at the next step boundary or
+-- when the running step fails, with code "EINTR" and `signal` set.
 function Workflow:run(ctx)
   ctx = ctx or M.context()
   ctx.workflow = self.name
@@ -276,6 +299,12 @@ function Workflow:run(ctx)
   local total = #self.steps
   for i, step in ipairs(self.steps) do
     ctx.step = step.name
+    -- step boundary: stop before the next step once a signal came
+    local sig = interrupted()
+    if sig then
+      failure = interruption(self, step, sig)
+      break
+    end
     local t0 = clock()
     local status, message, code
     local hok, hmsg = run_hooks(self.hooks.before, ctx, step)
@@ -296,7 +325,10 @@ function Workflow:run(ctx)
     end
     local aok, amsg = run_hooks(self.hooks.after, ctx, step, outcome)
     if status == "failed" then
-      failure = new_failure(self, step, message, code)
+      -- whatever a step reports once a signal came (a C loop's EINTR, a
+      -- read cut short) is the interruption
+      sig = interrupted()
+      failure = sig and interruption(self, step, sig) or new_failure(self, step, message, code)
       break
     end
     if not aok then

@@ -54,7 +54,14 @@ local function make_logger(prog, opts)
   end
 end
 
+-- The exit status for an interrupted run: 128 + the signal's number.
+function M.interrupt_exit()
+  local _, signo = require("pht").interrupted()
+  return 128 + (signo or 2)
+end
+
 local function exit_for(failure)
+  if failure.signal then return M.interrupt_exit() end
   if failure.code == "EINTERNAL" then return EXIT.internal end
   if failure.kind == "io" or failure.kind == "write" then return EXIT.io end
   return EXIT.rejected
@@ -80,7 +87,9 @@ function M.run_workflow(prog, name, opts, ctx_options)
   end
   local ok, failure = wf:run(ctx)
   if not ok then
-    say(prog, "%s", tostring(failure))
+    -- an interruption is reported once, by pht.cli, after every cleanup
+    if failure.signal then M.interrupted_step = failure.step
+    else say(prog, "%s", tostring(failure)) end
     return exit_for(failure), ctx
   end
   return EXIT.ok, ctx

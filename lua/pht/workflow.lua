@@ -280,21 +280,8 @@ local function quiet_hooks(ctx, list, ...)
   end
 end
 
--- Run every step over ctx (a context from M.context). Returns true, or nil
--- and a failure object (fields workflow, step, kind, message, code;
--- tostring gives the operator's message). Cleanups always run. After a
--- signal (pht.catch_signals) the run stops at the next step boundary or
--- when the running step fails, with code "EINTR" and `signal` set.
-function Workflow:run(ctx)
-  ctx = ctx or M.context()
-  ctx.workflow = self.name
-  local ok, why = self:validate()
-  if not ok then
-    local f = new_failure(self, nil, why, "ECONFIG")
-    if ctx.cleanup then ctx:cleanup() end
-    return nil, f
-  end
-
+-- The step loop of Workflow:run: the failure, or nil when every step passed.
+local function run_steps(self, ctx)
   local failure
   local total = #self.steps
   for i, step in ipairs(self.steps) do
@@ -336,6 +323,33 @@ function Workflow:run(ctx)
       break
     end
   end
+  return failure
+end
+
+-- Run every step over ctx (a context from M.context). Returns true, or nil
+-- and a failure object (fields workflow, step, kind, message, code;
+-- tostring gives the operator's message). Cleanups always run. After a
+-- signal (pht.catch_signals) the run stops at the next step boundary or
+-- when the running step fails, with code "EINTR" and `signal` set.
+function Workflow:run(ctx)
+  ctx = ctx or M.context()
+  ctx.workflow = self.name
+  local ok, why = self:validate()
+  if not ok then
+    local f = new_failure(self, nil, why, "ECONFIG")
+    if ctx.cleanup then ctx:cleanup() end
+    return nil, f
+  end
+
+  -- The steps run protected, and so does everything around them (progress,
+  -- logging, hooks): whatever raises, the cleanups below run before the
+  -- error goes on.
+  local pok, failure = pcall(run_steps, self, ctx)
+  if not pok then
+    ctx.step = nil
+    if ctx.cleanup then ctx:cleanup() end
+    error(failure, 0)
+  end
   ctx.step = nil
 
   if failure then quiet_hooks(ctx, self.hooks.failure, ctx, failure) end
@@ -349,6 +363,9 @@ end
 
 local Context = {}
 Context.__index = Context
+-- `local ctx <close> = workflow.context()` (Lua 5.4): a script that made a
+-- temporary directory and then fails outside wf:run still removes it.
+Context.__close = function(self) self:cleanup() end
 
 -- A context: the table every step reads and fills (config, image, keys,
 -- station, options, ...). `fields` are copied in. Methods: ctx:defer(fn),

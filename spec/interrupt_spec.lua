@@ -132,8 +132,10 @@ describe("the pht command, interrupted", function()
       local steps = {}
       local n = 0
       local stamp = stat_of(input)
-      for _, frac in ipairs({ 0.15, 0.5, 0.85 }) do
-        for _, sig in ipairs({ "INT", "TERM" }) do
+      -- four points through the run, the two signals taking turns
+      for _, point in ipairs({ { 0.1, "INT" }, { 0.35, "TERM" }, { 0.6, "INT" }, { 0.85, "TERM" } }) do
+        local frac, sig = point[1], point[2]
+        do
           n = n + 1
           local code, err = run_and_signal(args, baseline[verb] * frac, sig)
           local line = last_line(err)
@@ -167,10 +169,39 @@ describe("the pht command, interrupted", function()
     end)
   end
 
+  it("inspect --verify-layers stopped by SIGINT or SIGTERM prints one line naming the signal and exits 128+N", function()
+    local args = "inspect --verify-layers " .. q("docker-archive:" .. train) .. " --tmpdir " .. q(tmpd)
+    local t0 = now()
+    local code0 = S.pht(args)
+    local took = now() - t0
+    assert.equal(0, code0)
+    for _, frac in ipairs({ 0.3, 0.7 }) do
+      for _, sig in ipairs({ "INT", "TERM" }) do
+        local code, err = run_and_signal(args, took * frac, sig)
+        assert.same({}, names_in(tmpd))
+        if code ~= 0 then
+          assert.equal(EXIT[sig], code, err)
+          -- the report may be out before the signal comes
+          assert.matches("^pht inspect: interrupted [%w ]*%(SIG" .. sig .. "%); temporary files removed\n$", err)
+        end
+      end
+    end
+  end)
+
   it("a pre-run killed with SIGKILL while decrypting leaves only pht.PID.* under --tmpdir, "
     .. "which the next run removes; the output is never visible", function()
     local _, args = verb_args("pre-run")
-    local code = run_and_signal(args, baseline["pre-run"] * 0.4, "KILL")
+    -- kill it once decrypted results are in its private directory
+    local script = table.concat({
+      q(S.bin) .. " " .. args .. " >/dev/null 2>&1 &",
+      "pid=$!",
+      "for i in $(seq 1 3000); do",
+      "  if ls " .. q(tmpd) .. "/pht.*/results-*.plain >/dev/null 2>&1; then kill -KILL $pid; break; fi",
+      "  sleep 0.01",
+      "done",
+      "wait $pid; echo \"rc=$?\"",
+    }, "\n")
+    local code = tonumber(helpers.run("bash -c " .. q(script)):match("rc=(%d+)"))
     assert.equal(137, code)
     local left = names_in(tmpd)
     assert.equal(1, #left, "one private directory left by the killed run")
@@ -184,13 +215,27 @@ describe("the pht command, interrupted", function()
     helpers.run("rm -rf " .. q(outd) .. " && mkdir " .. q(outd))
   end)
 
-  it("a pre-run killed with SIGKILL while writing leaves no file beside the output", function()
+  it("a pre-run killed with SIGKILL while writing its output leaves no file beside it", function()
     local _, args = verb_args("pre-run")
-    local code = run_and_signal(args, baseline["pre-run"] * 0.9, "KILL")
-    assert.equal(137, code)
-    local left = names_in(outd)
-    -- the output is written unnamed (O_TMPFILE) and linked in at the end
-    assert.is_true(#left == 0 or (#left == 1 and left[1] == "train.tar"), table.concat(left, " "))
+    -- kill it once it holds a file open in the output's directory: the
+    -- output being written, unnamed (O_TMPFILE) until it is complete
+    local script = table.concat({
+      q(S.bin) .. " " .. args .. " >/dev/null 2>&1 &",
+      "pid=$!",
+      "for i in $(seq 1 3000); do",
+      "  if ls -l /proc/$pid/fd 2>/dev/null | grep -q -F " .. q(outd .. "/") .. "; then",
+      "    ls -l /proc/$pid/fd | grep -F " .. q(outd .. "/") .. " | sed 's/.*-> //' > " .. q(work .. "/open"),
+      "    kill -KILL $pid; break",
+      "  fi",
+      "  sleep 0.01",
+      "done",
+      "wait $pid; echo \"rc=$?\"",
+    }, "\n")
+    local out = helpers.run("bash -c " .. q(script))
+    assert.equal("137", out:match("rc=(%d+)"), "killed while writing")
+    -- what it had open: a file with no name in outd
+    assert.matches("%(deleted%)", helpers.read(work .. "/open"))
+    assert.same({}, names_in(outd))
     helpers.run("rm -rf " .. q(outd) .. " " .. q(tmpd) .. " && mkdir " .. q(outd) .. " " .. q(tmpd))
   end)
 end)

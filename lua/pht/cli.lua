@@ -95,7 +95,7 @@ function M.main(args, host)
     -- the verb has unwound: its temporary files and partial outputs are gone
     local where = runner.interrupted_step and (" during " .. runner.interrupted_step) or ""
     if ok and code == EXIT.ok then where = " after its output was written" end
-    runner.say(prog, "interrupted%s (%s); temporary files removed", where, signal)
+    io.stderr:write(string.format("%s: interrupted%s (%s); temporary files removed\n", prog, where, signal))
     return runner.interrupt_exit()
   end
   if not ok then

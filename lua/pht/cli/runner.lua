@@ -18,8 +18,10 @@ local EXIT = M.EXIT
 
 M.env = options.env
 
--- "prog: message" on stderr.
+-- "prog: message" on stderr. Once a signal came, what failed because of it
+-- is not reported: pht.cli says once that the verb was interrupted.
 function M.say(prog, fmt, ...)
+  if require("pht").interrupted() then return end
   io.stderr:write(prog, ": ", select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
 end
 local say = M.say

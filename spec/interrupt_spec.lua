@@ -254,7 +254,7 @@ describe("pht.interrupted", function()
   it("makes the core's loops stop with EINTR, and a workflow stop at its next step", function()
     local workflow = require "pht.workflow"
     local dir = helpers.tmpdir()
-    helpers.write(dir .. "/plain", string.rep("x", 1 << 20))
+    helpers.write(dir .. "/plain", string.rep("x", 1024 * 1024))
     local key = pht.new_symkey()
     pht.interrupt(2)
     local ok, err, code = key:encrypt_file(dir .. "/plain", dir .. "/enc")

@@ -148,6 +148,6 @@ wf:add("remove_plaintext_images", function(ctx)
   end
   if #removed > 0 then ctx:log("warn", "removed %d blob(s) only those images used", blobs) end
   return true
-end, { kind = "write", writes = true, protocol = "§8.7" })
+end, { kind = "write", writes = true, finishes = true, protocol = "§8.7" })
 
 return wf

@@ -268,6 +268,24 @@ describe("workflow runner", function()
     assert.is_false(helpers.sh("test -e " .. helpers.q(seen)))
   end)
 
+  it("still runs a step flagged finishes after a signal, with the signal held back, then stops", function()
+    local pht = require "pht"
+    local wf = workflow.new("t")
+    local seen_in_finish, ran_after
+    wf:add("write", function() pht.interrupt(2) return true end, { writes = true })
+    wf:add("finish", function() seen_in_finish = pht.interrupted() or "none" return true end,
+      { writes = true, finishes = true })
+    wf:add("after", function() ran_after = true return true end, { writes = true })
+    local ok, f = wf:run(workflow.context())
+    local still = pht.interrupted()
+    pht.clear_interrupt()
+    assert.is_nil(ok)
+    assert.equal("none", seen_in_finish)
+    assert.is_nil(ran_after)
+    assert.equal("after", f.step)
+    assert.equal("SIGINT", still)
+  end)
+
   it("removes a context's temporary directory when the context is closed (<close>, Lua 5.4)", function()
     if not _VERSION:match("5%.4") then return pending("to-be-closed variables are Lua 5.4") end
     local base = helpers.tmpdir()

@@ -12,8 +12,10 @@
 -- A step may also raise: workflow.fail(message[, code]) for an expected
 -- failure, or any Lua error (reported with its position, as a bug).
 --
--- Steps flagged `writes = true` change the outside world (the image). They
--- must come last: the runner refuses a workflow in which a non-writing step
+-- A step flagged `finishes = true` completes what the write before it began
+-- (removing what the new image replaces): after a signal it still runs, with
+-- the signal held back until it is done. Steps flagged `writes = true`
+-- change the outside world (the image). They must come last: the runner refuses a workflow in which a non-writing step
 -- follows a writing one, so nothing is written unless every check passed.
 local M = {}
 
@@ -284,13 +286,19 @@ end
 local function run_steps(self, ctx)
   local failure
   local total = #self.steps
+  local held -- the signal number held back while a `finishes` step runs
   for i, step in ipairs(self.steps) do
     ctx.step = step.name
-    -- step boundary: stop before the next step once a signal came
-    local sig = interrupted()
-    if sig then
+    -- step boundary: stop before the next step once a signal came, unless
+    -- the step finishes what a write began (it runs with the signal held)
+    local sig, signo = interrupted()
+    if sig and not step.finishes then
       failure = interruption(self, step, sig)
       break
+    end
+    if sig then
+      held = signo
+      require("pht").clear_interrupt()
     end
     local t0 = clock()
     local status, message, code
@@ -311,6 +319,10 @@ local function run_steps(self, ctx)
       end
     end
     local aok, amsg = run_hooks(self.hooks.after, ctx, step, outcome)
+    if held then
+      require("pht").interrupt(held)
+      held = nil
+    end
     if status == "failed" then
       -- whatever a step reports once a signal came (a C loop's EINTR, a
       -- read cut short) is the interruption

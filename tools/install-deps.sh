@@ -34,9 +34,12 @@ if [ "$test" = 1 ]; then
     # time: GNU time, the peak-memory figure of the benchmarks;
     # apache2-utils: htpasswd's bcrypt for the basic-auth registry;
     # python3-cryptography: the JWT signatures of tools/token-service.py.
+    # clang, libclang-rt-14-dev (ASan, UBSan and libFuzzer runtimes, which
+    # --no-install-recommends would skip) and llvm (llvm-symbolizer for the
+    # reports): the sanitizer C tests and tools/fuzz.sh.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
            luarocks curl python3 python3-cryptography apache2-utils file xxd util-linux
-           procps coreutils time)
+           procps coreutils time clang libclang-rt-14-dev llvm)
 fi
 if [ "$list" = 1 ]; then
     printf '%s\n' "${pkgs[@]}"

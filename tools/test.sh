@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Build libpht and run every test: the C unit tests under ctest (each also
-# under valgrind memcheck, as memcheck_*), then the busted specs on Lua 5.4 and on LuaJIT.
+# under valgrind memcheck, as memcheck_*), then the busted specs on Lua 5.4 and on LuaJIT,
+# then the C tests again built with clang's ASan and UBSan (build-asan/), and
+# every libFuzzer target for a short time on its committed corpus (tools/fuzz.sh).
+# PHT_TEST_SANITIZE=0 skips the sanitizer build; PHT_TEST_FUZZ_SECONDS (default
+# 60 a target; 0 skips) sets the fuzzing time.
 # Before the tests it starts the services they drive (tools/services.sh: a
 # Docker engine, four registries; tools/make-base-image.sh: the base image) and
 # exports their addresses; it stops them on exit, whatever the tests did.
@@ -139,6 +143,40 @@ run_busted() { # $1 = interpreter
 rm -rf "$build/spec-tmp"  # scratch of earlier runs
 run_busted lua5.4
 run_busted luajit
+
+# The C tests built with ASan and UBSan (no recovery: a report fails its
+# test), against the same dockerd and registries.
+if [ "${PHT_TEST_SANITIZE:-1}" != 0 ]; then
+    echo "== ctest under ASan and UBSan (clang)"
+    asan=${PHT_ASAN_BUILD_DIR:-$root/build-asan}
+    if CC=clang cmake -S "$root" -B "$asan" -DPHT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+            -DPHT_WERROR=ON -DPHT_WITH_LUA54=OFF -DPHT_WITH_LUAJIT=OFF -DPHT_BUILD_CLI=OFF \
+            >"$build/asan-cmake.log" 2>&1 &&
+        cmake --build "$asan" -j"$(nproc)" >"$build/asan-build.log" 2>&1; then
+        (cd "$asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2) |
+            tee "$build/ctest-asan.log"
+        line=$(grep -E 'tests failed out of' "$build/ctest-asan.log" | tail -1)
+        [ -n "$line" ] && count_ctest "$line" || failed=$((failed + 1))
+    else
+        tail -n 30 "$build/asan-cmake.log" "$build/asan-build.log"
+        echo "the ASan/UBSan build failed"; failed=$((failed + 1))
+    fi
+fi
+
+# Each fuzz target on its corpus (regression inputs included); a finding
+# fails the run. One passed test per target that ran clean.
+fuzz_secs=${PHT_TEST_FUZZ_SECONDS:-60}
+if [ "$fuzz_secs" != 0 ]; then
+    echo "== fuzz targets, ${fuzz_secs} s each"
+    PHT_FUZZ_JOBS=${PHT_FUZZ_JOBS:-2} tools/fuzz.sh "$fuzz_secs" | tee "$build/fuzz.log"
+    ok=$(grep -cE '^fuzz_[a-z_]+ .* ok$' "$build/fuzz.log")
+    bad=$(grep -cE '^fuzz_[a-z_]+ .*FINDING' "$build/fuzz.log")
+    if ! grep -qE '^fuzz: [0-9]+ targets, 0 findings' "$build/fuzz.log"; then
+        bad=$((bad > 0 ? bad : 1))
+    fi
+    passed=$((passed + ok)); failed=$((failed + bad))
+fi
 
 # The suite must leave nothing in the daemon: no container, no dangling image
 # beyond what was there before it ran (none, on the daemon a run starts).

@@ -21,7 +21,13 @@
 #define HTTP_ERROR_MAX (64u << 10)  /* error bodies keep this much */
 
 struct pht_http {
+    /* A fresh easy handle per exchange (the last one is kept for its info),
+     * its connections in the share: libcurl 7.88 keeps a pointer to the
+     * previous exchange's freed header store across curl_easy_reset, and a
+     * folded first header line of the next answer reads and reallocs it
+     * (curl/curl#11101, fixed in 8.1.0; fuzz/README.md). */
     CURL *curl;
+    CURLSH *share;
     char *endpoint;
     char *base;   /* "http://localhost" for a unix socket, else the endpoint as a URL */
     char *socket; /* unix socket path, or NULL */
@@ -93,8 +99,15 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
         size_t n = h->base ? strlen(h->base) : 0;
         while (n > 0 && h->base[n - 1] == '/') h->base[--n] = '\0';
     }
+    h->share = curl_share_init();
+    if (h->share &&
+        curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
+        curl_share_cleanup(h->share);
+        h->share = NULL;
+    }
     h->curl = curl_easy_init();
-    if (h->endpoint == NULL || h->base == NULL || (sock && h->socket == NULL) || h->curl == NULL) {
+    if (h->endpoint == NULL || h->base == NULL || (sock && h->socket == NULL) || h->curl == NULL ||
+        h->share == NULL) {
         pht_http_free(h);
         return pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
@@ -105,7 +118,8 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
 void pht_http_free(pht_http *h)
 {
     if (h == NULL) return;
-    if (h->curl) curl_easy_cleanup(h->curl);
+    if (h->curl) curl_easy_cleanup(h->curl); /* before the share it uses */
+    if (h->share) curl_share_cleanup(h->share);
     free(h->endpoint);
     free(h->base);
     free(h->socket);
@@ -528,13 +542,19 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     char *url = join(h->base, req->path);
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *hdr = NULL;
-    xfer x = {.req = req, .resp = resp, .curl = h->curl,
+    if (url == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    /* Not curl_easy_reset: see struct pht_http. The share keeps the connection. */
+    CURL *c = curl_easy_init();
+    if (c == NULL) {
+        free(url);
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    }
+    curl_easy_cleanup(h->curl);
+    h->curl = c;
+    xfer x = {.req = req, .resp = resp, .curl = c,
               .cap = req->max_body ? req->max_body : HTTP_COLLECT_MAX};
     pht_error_clear(&x.cb_err);
-    if (url == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    CURL *c = h->curl;
-    curl_easy_reset(c); /* keeps the connection */
-    int bad = 0;
+    int bad = curl_easy_setopt(c, CURLOPT_SHARE, h->share) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK;
     if (h->socket) bad |= curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, h->socket) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;

@@ -1,10 +1,14 @@
 /*
- * The HTTP client: endpoint forms, error messages, unreachable endpoints
+ * The HTTP client: endpoint forms, error messages, unreachable endpoints,
+ * a kept-alive connection whose next answer starts with a folded header line
  * (without a daemon), then streamed request and response bodies, caps,
  * aborting callbacks and HTTP errors against the real Docker daemon.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -274,12 +278,105 @@ static void test_response_header(void)
     CHECK(pht_http_response_header(&none, "Location", out, sizeof out) == 0);
 }
 
+/*
+ * The folded-first-header server: each connection gets a number, and every
+ * answer on it says which in X-Conn; GET /folded answers with its first
+ * header line folded (starting with a tab), as a broken or hostile peer may.
+ */
+static void folded_serve(int lst)
+{
+    signal(SIGPIPE, SIG_IGN);
+    for (int conn = 1;; conn++) {
+        int c = accept(lst, NULL, NULL);
+        if (c < 0) _exit(1);
+        char buf[8192];
+        size_t n = 0;
+        buf[0] = '\0';
+        for (;;) {
+            char *end = strstr(buf, "\r\n\r\n");
+            if (end == NULL) {
+                if (n + 1 >= sizeof buf) break;
+                ssize_t r = read(c, buf + n, sizeof buf - 1 - n);
+                if (r <= 0) break;
+                n += (size_t)r;
+                buf[n] = '\0';
+                continue;
+            }
+            size_t used = (size_t)(end + 4 - buf);
+            char ans[256];
+            int len;
+            if (strncmp(buf, "GET /folded ", 12) == 0)
+                len = snprintf(ans, sizeof ans,
+                               "HTTP/1.1 200 OK\r\n\tX-Folded: yes\r\nX-Conn: %d\r\n"
+                               "Content-Length: 2\r\n\r\nok", conn);
+            else
+                len = snprintf(ans, sizeof ans,
+                               "HTTP/1.1 200 OK\r\nX-Conn: %d\r\nContent-Length: 5\r\n\r\nhello", conn);
+            if (write(c, ans, (size_t)len) != len) break;
+            memmove(buf, buf + used, n - used + 1);
+            n -= used;
+        }
+        close(c);
+    }
+}
+
+/*
+ * libcurl 7.88 (Debian 12) reads freed memory when a reused easy handle gets
+ * an answer whose first header line is folded (curl/curl#11101): pht_http_do
+ * takes a fresh easy handle per exchange and keeps connections in a share.
+ * The exchanges after it must work, and connections must still be reused.
+ */
+static void test_folded_first_header(void)
+{
+    char path[700], ep[800];
+    snprintf(path, sizeof path, "%s/http-folded-%ld.sock", test_tmpdir(), (long)getpid());
+    unlink(path);
+    int lst = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    CHECK(strlen(path) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, path, strlen(path) < sizeof sa.sun_path ? strlen(path) : 0);
+    CHECK(lst >= 0 && bind(lst, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(lst, 8) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with a crashed test */
+        folded_serve(lst);
+    }
+    close(lst);
+    snprintf(ep, sizeof ep, "unix://%s", path);
+    pht_http *h = NULL;
+    pht_error err;
+    CHECK_OK(pht_http_new(&h, ep, &err), &err);
+    const char *paths[] = {"/a", "/b", "/folded", "/c"};
+    char conn[4][16] = {"", "", "", ""};
+    for (int i = 0; i < 4; i++) {
+        pht_http_request req;
+        pht_http_response resp;
+        pht_http_request_init(&req);
+        req.path = paths[i];
+        int rc = pht_http_do(h, &req, &resp, &err);
+        if (i != 2) {
+            CHECK_OK(rc, &err);
+            CHECK(resp.status == 200 && resp.body_len == 5 && memcmp(resp.body, "hello", 5) == 0);
+        }
+        if (rc == 0 && pht_http_response_header(&resp, "X-Conn", conn[i], sizeof conn[i]) != 1)
+            conn[i][0] = '\0';
+        pht_http_response_clear(&resp);
+    }
+    CHECK(conn[0][0] != '\0' && strcmp(conn[0], conn[1]) == 0); /* kept alive across handles */
+    CHECK(conn[3][0] != '\0');
+    pht_http_free(h);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(path);
+}
+
 int main(void)
 {
     test_endpoints();
     test_error_message();
     test_response_header();
     test_unreachable();
+    test_folded_first_header();
     int up = dt_daemon_up("test_http");
     if (up > 0) test_daemon();
     TEST_DONE();

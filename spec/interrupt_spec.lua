@@ -5,6 +5,7 @@
 local helpers = require "helpers"
 local pht = require "pht"
 local S = require "wf_support"
+local support = require "support"
 
 local q = helpers.q
 local RESULTS_MB = 200
@@ -185,6 +186,50 @@ describe("the pht command, interrupted", function()
           assert.matches("^pht inspect: interrupted [%w ]*%(SIG" .. sig .. "%); temporary files removed\n$", err)
         end
       end
+    end
+  end)
+
+  it("pre-run from and into the Docker engine stopped by SIGINT or SIGTERM leaves no container and "
+    .. "no new image", function()
+    local ok, why = support.docker_available()
+    if not ok then return pending(why) end
+    local host = support.docker_host()
+    local name = support.unique_name("sigd")
+    local input, output = name .. ":latest", name .. "-out:latest"
+    finally(function()
+      support.docker("rmi -f " .. q(input) .. " " .. q(output))
+    end)
+    helpers.run("skopeo copy -q --dest-daemon-host " .. q(host) .. " " .. q("docker-archive:" .. train)
+      .. " " .. q("docker-daemon:" .. input))
+    local function engine_state()
+      local _, tags = support.docker("images --format '{{.Repository}}:{{.Tag}} {{.ID}}'")
+      local mine = {}
+      for line in tags:gmatch("[^\n]+") do
+        if line:find(name, 1, true) then mine[#mine + 1] = line end
+      end
+      table.sort(mine)
+      local _, scratch = support.docker("ps -aq --filter label=org.pht.libpht.scratch")
+      return table.concat(mine, "\n"), scratch
+    end
+    local before_images = engine_state()
+    local args = "pre-run -q " .. q("docker-daemon:" .. input) .. " " .. S.station_args(2) .. " --tmpdir "
+      .. q(tmpd) .. " --output " .. q("docker-daemon:" .. output)
+    local t0 = now()
+    local code0, _, err0 = S.pht(args)
+    local took = now() - t0
+    assert.equal(0, code0, err0)
+    support.docker("rmi -f " .. q(output))
+    for _, point in ipairs({ { 0.3, "INT" }, { 0.7, "TERM" } }) do
+      local code, err = run_and_signal(args, took * point[1], point[2])
+      local images, scratch = engine_state()
+      assert.same({}, names_in(tmpd))
+      if code ~= 0 and not err:find("after its output was written", 1, true) then
+        assert.equal(EXIT[point[2]], code, err)
+        assert.equal(before_images, images, "images after SIG" .. point[2] .. ": " .. err)
+      end
+      -- a scratch container of this run would be labelled; others' are removed when theirs end
+      assert.is_falsy(scratch:find("%x"), "scratch containers: " .. scratch)
+      support.docker("rmi -f " .. q(output))
     end
   end)
 

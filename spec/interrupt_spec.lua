@@ -118,7 +118,7 @@ describe("the pht command, interrupted", function()
   end
 
   for _, verb in ipairs({ "pre-run", "post-run", "decrypt-results" }) do
-    it(verb .. " stopped by SIGINT or SIGTERM at several points leaves no temporary file, no "
+    it(verb .. " stopped by SIGINT, SIGTERM or SIGHUP at several points leaves no temporary file, no "
       .. "partial output, the input unchanged, and exits 128+N naming the step", function()
       local _, args = verb_args(verb)
       local input = input_path(verb)
@@ -133,8 +133,8 @@ describe("the pht command, interrupted", function()
       local steps = {}
       local n = 0
       local stamp = stat_of(input)
-      -- four points through the run, the two signals taking turns
-      for _, point in ipairs({ { 0.1, "INT" }, { 0.35, "TERM" }, { 0.6, "INT" }, { 0.85, "TERM" } }) do
+      -- points through the run, SIGINT and SIGTERM taking turns, and one SIGHUP
+      for _, point in ipairs({ { 0.1, "INT" }, { 0.35, "TERM" }, { 0.5, "HUP" }, { 0.6, "INT" }, { 0.85, "TERM" } }) do
         local frac, sig = point[1], point[2]
         do
           n = n + 1

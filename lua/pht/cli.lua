@@ -44,7 +44,8 @@ local function usage_text()
   lines[#lines + 1] = "  --version    print libpht's version"
   lines[#lines + 1] = ""
   lines[#lines + 1] = options.paragraphs("Exit status: 0 ok, 1 the train was rejected (the message names the "
-    .. "step), 2 usage error, 3 an image, key or file could not be read or written, 70 internal error.")
+    .. "step), 2 usage error, 3 an image, key or file could not be read or written, 70 internal error, "
+    .. "130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary files and partial output removed).")
   return table.concat(lines, "\n") .. "\n"
 end
 

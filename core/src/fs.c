@@ -432,7 +432,9 @@ int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err)
     }
     snprintf(t, n, "%s/.pht.%ld.%s.XXXXXX", dir, (long)getpid(), base);
 #ifdef O_TMPFILE
-    int f = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+    /* linked in at commit through /proc/self/fd: without /proc, a named file */
+    int f = access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644)
+                                               : -1;
     if (f >= 0) {
         free(dir);
         fchmod(f, 0644);

@@ -355,6 +355,51 @@ static const luaL_Reg reader_methods[] = {
     {NULL, NULL},
 };
 
+/* pht.oci_plaintext(dir, keep): the manifests of an OCI layout holding a pre-run's plaintext. */
+static int l_oci_plaintext(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1), *keep = luaL_optstring(L, 2, NULL);
+    pht_oci_plaintext *v;
+    size_t n;
+    pht_error err;
+    if (pht_oci_find_plaintext(dir, keep, &v, &n, &err) != 0) return lpht_fail(L, &err);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, v[i].digest);
+        lua_setfield(L, -2, "digest");
+        if (v[i].name) {
+            lua_pushstring(L, v[i].name);
+            lua_setfield(L, -2, "name");
+        }
+        lua_pushstring(L, v[i].why);
+        lua_setfield(L, -2, "why");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    pht_oci_plaintext_free(v, n);
+    return 1;
+}
+
+/* pht.oci_remove_manifests(dir, {digest, ...}): drop them from index.json, collect blobs. */
+static int l_oci_remove_manifests(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = (size_t)lpht_rawlen(L, 2);
+    const char **dgs = lua_newuserdata(L, (n ? n : 1) * sizeof *dgs);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (int)i + 1);
+        dgs[i] = lua_tostring(L, -1);
+        if (dgs[i] == NULL) return luaL_argerror(L, 2, "digests must be strings");
+        lua_pop(L, 1); /* the table keeps the string alive */
+    }
+    size_t blobs = 0;
+    pht_error err;
+    if (pht_oci_remove_manifests(dir, dgs, n, &blobs, &err) != 0) return lpht_fail(L, &err);
+    lua_pushinteger(L, (lua_Integer)blobs);
+    return 1;
+}
+
 void lpht_open_image(lua_State *L)
 {
     lpht_newclass(L, IMAGE_T, image_methods, image_closer);
@@ -362,4 +407,10 @@ void lpht_open_image(lua_State *L)
     limage_open_writer(L);
     lua_pushcfunction(L, l_open_image);
     lua_setfield(L, -2, "open_image");
+    lua_pushcfunction(L, l_oci_plaintext);
+    lua_setfield(L, -2, "oci_plaintext");
+    lua_pushcfunction(L, l_oci_remove_manifests);
+    lua_setfield(L, -2, "oci_remove_manifests");
+    lua_pushstring(L, PHT_PRE_RUN_MARK);
+    lua_setfield(L, -2, "PRE_RUN_MARK");
 }

@@ -88,6 +88,7 @@ void lpht_open_config(lua_State *L);
 void lpht_open_image(lua_State *L);
 void lpht_open_image_ref(lua_State *L);
 void lpht_open_util(lua_State *L);
+void lpht_open_interrupt(lua_State *L);
 void lpht_open_fs(lua_State *L);
 void lpht_open_json(lua_State *L);
 void lpht_open_registry(lua_State *L);

@@ -158,4 +158,21 @@ wf:add("write_image", function(ctx)
     comment = "signed and encrypted by station " .. ctx.stop.station })
 end, { kind = "write", writes = true, protocol = "§8.7" })
 
+-- No plaintext stays reachable in an OCI layout: every manifest of it,
+-- tagged or not, that holds a pre-run's plaintext (an image copied back
+-- from the engine leaves the pre-run image untagged beside it) is removed
+-- with the blobs only it used. Other transports: nothing to do.
+wf:add("remove_plaintext_images", function(ctx)
+  local dir, tag = train.oci_layout(ctx.written or "", ctx.options.image)
+  if not dir then return workflow.skip("not an OCI layout") end
+  local removed, blobs = train.remove_plaintext_images(dir, tag)
+  if not removed then return nil, blobs end
+  ctx.removed_images = removed
+  for _, f in ipairs(removed) do
+    ctx:log("warn", "removed image %s from %s: %s", train.describe_image(f), dir, f.why)
+  end
+  if #removed > 0 then ctx:log("warn", "removed %d blob(s) only those images used", blobs) end
+  return true
+end, { kind = "write", writes = true, finishes = true, protocol = "§8.7" })
+
 return wf

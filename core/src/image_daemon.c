@@ -48,6 +48,7 @@
 #include "hash_private.h"
 #include "transport_private.h"
 #include "pht/docker.h"
+#include "pht/interrupt.h"
 
 /* The label of a scratch container: "PID.START@HOST/BOOT" of the process that made it. */
 #define SCRATCH_LABEL "org.pht.libpht.scratch"
@@ -777,6 +778,8 @@ static int gen_layer_more(gen *g, pht_error *err)
     }
     uint64_t left = g->src_len - g->sent;
     size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
+    int irc = pht_interrupt_check(err);
+    if (irc) return irc;
     ssize_t r = pread(g->src_fd, g->chunk, want, (off_t)(g->src_off + g->sent));
     if (r < 0 && errno == EINTR) return 0;
     if (r <= 0)

@@ -24,6 +24,7 @@
 
 #include "hash_private.h"
 #include "layer_private.h"
+#include "pht/interrupt.h"
 
 typedef struct blob_src {
     int fd;
@@ -39,6 +40,10 @@ static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
     *out = b->buf;
     if (left == 0) return 0;
     size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
+    if (pht_interrupted()) {
+        archive_set_error(a, EINTR, "interrupted (%s)", pht_signal_name(pht_interrupted()));
+        return -1;
+    }
     ssize_t r;
     do {
         r = pread(b->fd, b->buf, want, (off_t)(b->off + b->pos));
@@ -218,6 +223,7 @@ static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const
         int r = archive_read_next_header(tar, &e);
         if (r == ARCHIVE_EOF) return 0;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return scan_fail(tar, c, l, o, err);
+        if ((rc = pht_interrupt_check(err))) return rc;
         if ((rc = scan_entry(e, ++ordinal, l, o, cb, ud, err))) return rc;
         layer_cache_add(rec, e);
         if (archive_read_data_skip(tar) != ARCHIVE_OK) return scan_fail(tar, c, l, o, err);
@@ -470,6 +476,7 @@ int layer_copy_raw(const img_layer *l, img_sink sink, void *ud, pht_error *err)
     while (pos < l->length && rc == 0) {
         uint64_t left = l->length - pos;
         size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
+        if ((rc = pht_interrupt_check(err))) break;
         ssize_t r = pread(l->fd, buf, want, (off_t)(l->offset + pos));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
@@ -505,6 +512,7 @@ int layer_copy_diff(const img_layer *l, const pht_image_opts *o, img_sink sink, 
     }
     uint64_t total = 0;
     while (!empty) {
+        if ((rc = pht_interrupt_check(err))) goto done;
         la_ssize_t n = archive_read_data(raw, buf, PHT_CHUNK_SIZE);
         if (n == 0) break;
         if (n < 0) {

@@ -44,7 +44,8 @@ local function usage_text()
   lines[#lines + 1] = "  --version    print libpht's version"
   lines[#lines + 1] = ""
   lines[#lines + 1] = options.paragraphs("Exit status: 0 ok, 1 the train was rejected (the message names the "
-    .. "step), 2 usage error, 3 an image, key or file could not be read or written, 70 internal error.")
+    .. "step), 2 usage error, 3 an image, key or file could not be read or written, 70 internal error, "
+    .. "130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary files and partial output removed).")
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -111,7 +112,16 @@ function M.run_verb(v, prog, rest, host)
     io.stdout:write(M.help(v.name))
     return EXIT.ok
   end
+  runner.interrupted_step = nil
   local ok, code = xpcall(function() return v.run(host, prog, opts, pos) end, debug.traceback)
+  local signal = require("pht").interrupted()
+  if signal then
+    -- the verb has unwound: its temporary files and partial outputs are gone
+    local where = runner.interrupted_step and (" during " .. runner.interrupted_step) or ""
+    if ok and code == EXIT.ok then where = " after its output was written" end
+    io.stderr:write(string.format("%s: interrupted%s (%s); temporary files removed\n", prog, where, signal))
+    return runner.interrupt_exit()
+  end
   if not ok then
     runner.say(prog, "internal error: %s", tostring(code))
     return EXIT.internal

@@ -85,6 +85,41 @@ local function master_report(img, refs, tmpdir, extra)
   return r
 end
 
+-- The other images where the train is stored that hold a pre-run's
+-- plaintext: in an OCI layout every manifest of index.json, tagged or not
+-- (pht.oci_plaintext); in a docker-archive every image of the archive (a
+-- layer marked by pre-run). A list of { digest or image =, name =, why = }
+-- without the inspected image itself, or nil and a message.
+local function plaintext_elsewhere(ref, tmpdir)
+  local dir, tag = train.oci_layout(ref)
+  if dir then
+    local found, err = train.plaintext_images(dir, tag)
+    if not found then return nil, err end
+    local others = {}
+    for _, f in ipairs(found) do
+      if not (tag and f.name == tag) then others[#others + 1] = f end
+    end
+    return others
+  end
+  local r = pht.parse_ref(ref)
+  if not r or r.transport ~= "docker-archive" then return {} end
+  local others = {}
+  local self_img = train.open_image(ref, tmpdir, false)
+  local self_id = self_img and self_img:manifest()
+  if self_img then self_img:close() end
+  for n = 0, 255 do
+    local img = pht.open_image("docker-archive:" .. r.path .. ":@" .. n, { tmpdir = tmpdir, verify_layers = false })
+    if not img then break end
+    if img:manifest() ~= self_id and train.pre_run_layer(img) then
+      local tags = require("pht.ref").repo_tags(img)
+      others[#others + 1] = { image = "@" .. n, name = tags[1],
+        why = "it holds the layer pre-run decrypted (history \"" .. train.PRE_RUN_MARK .. "\")" }
+    end
+    img:close()
+  end
+  return others
+end
+
 -- extra: more pht.open_image options (train.open_image), or nil. masters
 -- (optional): the references of the master images the station trusts
 -- (pht.checks.master); the report's master says which one the train keeps
@@ -140,6 +175,20 @@ function M.image(ref, tmpdir, verify_layers, extra, masters)
   end
   if report.plaintext then
     check(report, "no_plaintext", false, "the image holds a layer decrypted by pre-run: it must not leave the station")
+  end
+  local others, perr = plaintext_elsewhere(ref, tmpdir)
+  if not others then
+    check(report, "no_plaintext_beside", false, perr)
+  else
+    report.plaintext_beside = others
+    local names = {}
+    for _, f in ipairs(others) do
+      names[#names + 1] = (f.digest and train.describe_image(f) or (f.image .. (f.name and (" " .. f.name) or "")))
+        .. ": " .. f.why
+    end
+    check(report, "no_plaintext_beside", #others == 0, #others == 0
+      and "no other image beside this one holds plaintext"
+      or (#others .. " other image(s) beside this one hold plaintext: " .. table.concat(names, "; ")))
   end
   img:close()
   return report

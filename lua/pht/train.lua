@@ -24,7 +24,7 @@ M.MAX_USER_KEY = 64 * 1024 -- a wrapped key for any RSA size fits
 -- The history line pre-run writes on its layer. Post-run builds its output
 -- on the layers below the last layer carrying it, so the plaintext layer and
 -- everything the run added above it are dropped.
-M.PRE_RUN_MARK = "libpht pre-run"
+M.PRE_RUN_MARK = pht.PRE_RUN_MARK -- "libpht pre-run", from the core
 
 local fmt = string.format
 
@@ -170,6 +170,50 @@ function M.write_tree(w, root, entries, files, mtime)
     if not ok then return nil, fmt("cannot add %s/%s: %s", root, f.path, tostring(err)) end
   end
   return true
+end
+
+-- OCI layouts ---------------------------------------------------------------------
+
+-- The layout directory and tag of an oci: reference, or nil for any other
+-- transport. fallback (a reference) gives the tag when this one has none:
+-- an untagged commit into the source's own layout keeps the source's tag.
+function M.oci_layout(reference, fallback)
+  local r = pht.parse_ref(reference)
+  if not r or r.transport ~= "oci" then return nil end
+  local tag = r.tag
+  if not tag and fallback then
+    local f = pht.parse_ref(fallback)
+    if f and f.transport == "oci" and f.path == r.path then tag = f.tag end
+  end
+  return r.path, tag
+end
+
+-- The manifests of an OCI layout that hold a pre-run's plaintext
+-- (pht.oci_plaintext; keep: the tag of the current train, or nil), as
+-- { {digest=, name=, why=} ... }, or nil and a message.
+function M.plaintext_images(dir, keep)
+  local found, err = pht.oci_plaintext(dir, keep)
+  if not found then return nil, fmt("cannot check %s for plaintext: %s", dir, tostring(err)) end
+  return found
+end
+
+-- "sha256:0123456789ab (tag latest)" or "(untagged)": a manifest in messages.
+function M.describe_image(f)
+  return fmt("%s (%s)", f.digest:sub(1, 19), f.name and ("tag " .. f.name) or "untagged")
+end
+
+-- Remove the manifests of dir that hold plaintext (M.plaintext_images) and
+-- collect their blobs. Returns the list removed and the number of blobs
+-- removed, or nil and a message.
+function M.remove_plaintext_images(dir, keep)
+  local found, err = M.plaintext_images(dir, keep)
+  if not found then return nil, err end
+  if #found == 0 then return found, 0 end
+  local digests = {}
+  for i, f in ipairs(found) do digests[i] = f.digest end
+  local blobs, rerr = pht.oci_remove_manifests(dir, digests)
+  if not blobs then return nil, fmt("cannot remove the plaintext images of %s: %s", dir, tostring(rerr)) end
+  return found, blobs
 end
 
 -- The files post-run and build put beside the trees: /opt itself and the

@@ -356,6 +356,44 @@ PHT_API int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
 /* NULL is fine; abandons an uncommitted writer (its temporary files go). */
 PHT_API void pht_image_writer_free(pht_image_writer *w);
 
+/* ---- plaintext left in an OCI layout ---------------------------------------- */
+
+/* The history line pre-run writes on the layer of decrypted files: its mark. */
+#define PHT_PRE_RUN_MARK "libpht pre-run"
+
+/* A manifest of an OCI layout's index.json that holds a pre-run's plaintext. */
+typedef struct pht_oci_plaintext {
+    char digest[80]; /* "sha256:..." of the manifest */
+    char *name;      /* its org.opencontainers.image.ref.name, NULL when untagged */
+    char *why;       /* which layer and why, for messages */
+} pht_oci_plaintext;
+
+/*
+ * Every manifest listed in dir/index.json (tagged or not) that holds a
+ * pre-run's plaintext: one whose config history has a layer marked
+ * PHT_PRE_RUN_MARK, or, when keep names a tag of the layout (the current
+ * train), any other with a layer keep lacks holding a regular file under
+ * /opt/pht_results whose content is not that of a file under
+ * /opt/pht_results in keep (the current train's ciphertext). keep NULL:
+ * the history rule alone. A new array
+ * in *out (*n entries; free with pht_oci_plaintext_free). Layers are read
+ * only when the history does not decide. PHT_ENOTFOUND without index.json.
+ */
+PHT_API int pht_oci_find_plaintext(const char *dir, const char *keep, pht_oci_plaintext **out,
+                                   size_t *n, pht_error *err);
+
+/* Free what pht_oci_find_plaintext returned; NULL is fine. */
+PHT_API void pht_oci_plaintext_free(pht_oci_plaintext *v, size_t n);
+
+/*
+ * Remove the manifests with the n given digests from dir/index.json (every
+ * entry, tagged or not), then every blob no remaining manifest references;
+ * *blobs (may be NULL) gets the number of blobs removed. Under the layout's
+ * lock, index.json replaced atomically.
+ */
+PHT_API int pht_oci_remove_manifests(const char *dir, const char *const *digests, size_t n,
+                                     size_t *blobs, pht_error *err);
+
 #ifdef __cplusplus
 }
 #endif

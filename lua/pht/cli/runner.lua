@@ -30,8 +30,11 @@ function M.start_report(verb)
   return M.report
 end
 
--- "prog: message" on stderr (and into the --json report).
+-- "prog: message" on stderr (and into the --json report). Once a signal
+-- came, what failed because of it is not reported: pht.cli says once that
+-- the verb was interrupted.
 function M.say(prog, fmt, ...)
+  if require("pht").interrupted() then return end
   local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
   if M.report then table.insert(M.report.messages, msg) end
   io.stderr:write(prog, ": ", msg, "\n")
@@ -68,7 +71,14 @@ local function make_logger(prog, opts)
   end
 end
 
+-- The exit status for an interrupted run: 128 + the signal's number.
+function M.interrupt_exit()
+  local _, signo = require("pht").interrupted()
+  return 128 + (signo or 2)
+end
+
 local function exit_for(failure)
+  if failure.signal then return M.interrupt_exit() end
   if failure.code == "EINTERNAL" then return EXIT.internal end
   if failure.kind == "io" or failure.kind == "write" then return EXIT.io end
   return EXIT.rejected
@@ -106,7 +116,9 @@ function M.run_workflow(prog, name, opts, ctx_options)
     if failure then report.failed_step = failure.step; report.error = tostring(failure) end
   end
   if not ok then
-    say(prog, "%s", tostring(failure))
+    -- an interruption is reported once, by pht.cli, after every cleanup
+    if failure.signal then M.interrupted_step = failure.step
+    else say(prog, "%s", tostring(failure)) end
     return exit_for(failure), ctx
   end
   return EXIT.ok, ctx

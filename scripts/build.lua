@@ -113,7 +113,8 @@ end, { kind = "crypto", protocol = "§2" })
 
 -- §4: e_h = SHA-512(creator id || files in list order || session id || query).
 wf:add("compute_immutable_hash", function(ctx)
-  local e_h, err = files.immutable_hash(ctx.options.creator_id, ctx.session_id, ctx.train)
+  local e_h, err = files.immutable_hash(ctx.options.creator_id, ctx.session_id, ctx.train,
+    ctx:count_bytes(function() return files.plain_bytes(ctx.train) end))
   if not e_h then return nil, err end
   ctx.e_h = e_h
   return true
@@ -139,7 +140,8 @@ wf:add("encrypt_files", function(ctx)
   local symkey = pht.new_symkey()
   ctx.symkey = symkey
   ctx:defer(function() symkey:close() end)
-  return files.encrypt_all(symkey, ctx.train, ctx:tempdir(), "train")
+  return files.encrypt_all(symkey, ctx.train, ctx:tempdir(), "train",
+    ctx:count_bytes(function() return files.plain_bytes(ctx.train) end))
 end, { kind = "crypto", protocol = "§6" })
 
 -- The central service wraps the first key for the stop with index 0 only.

@@ -55,7 +55,7 @@ end, { kind = "verify", protocol = "§9" })
 wf:add("check_immutable_files", steps.check_immutable_files, { kind = "verify", protocol = "§9" })
 
 wf:add("read_train", function(ctx)
-  return steps.read_tree(ctx, train.TRAIN, ctx.train, "train")
+  return steps.read_tree(ctx, train.TRAIN, ctx.train, "train", ctx.train_entries)
 end, { kind = "io", protocol = "§8.5" })
 
 wf:add("verify_immutable_hash", steps.verify_immutable_hash, { kind = "verify", protocol = "§9" })
@@ -65,11 +65,12 @@ wf:add("check_results_files", steps.list_results, { kind = "verify", protocol = 
 
 wf:add("read_results", function(ctx)
   if #ctx.results_entries == 0 then return true end
-  return steps.read_tree(ctx, train.RESULTS, ctx.results, "results")
+  return steps.read_tree(ctx, train.RESULTS, ctx.results, "results", ctx.results_entries)
 end, { kind = "io", protocol = "§8.1" })
 
 wf:add("hash_results", function(ctx)
-  local e_d, err = files.results_hash(ctx.config, ctx.results)
+  local e_d, err = files.results_hash(ctx.config, ctx.results,
+    ctx:count_bytes(function() return files.plain_bytes(ctx.results) end))
   if not e_d then return nil, err end
   ctx.e_d = e_d
   return ctx.config:set("result_hash", hex(e_d))
@@ -98,8 +99,9 @@ wf:add("encrypt_files", function(ctx)
   ctx.symkey = symkey
   ctx:defer(function() symkey:close() end)
   local tmp = ctx:tempdir()
-  local ok, err = files.encrypt_all(symkey, ctx.train, tmp, "train")
-  if ok then ok, err = files.encrypt_all(symkey, ctx.results, tmp, "results") end
+  local add = ctx:count_bytes(function() return files.plain_bytes(ctx.train) + files.plain_bytes(ctx.results) end)
+  local ok, err = files.encrypt_all(symkey, ctx.train, tmp, "train", add)
+  if ok then ok, err = files.encrypt_all(symkey, ctx.results, tmp, "results", add) end
   return ok, err
 end, { kind = "crypto", protocol = "§8.5" })
 

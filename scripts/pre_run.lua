@@ -47,7 +47,7 @@ end, { kind = "verify", protocol = "§7.2" })
 wf:add("check_immutable_files", steps.check_immutable_files, { kind = "verify", protocol = "§9" })
 
 wf:add("decrypt_train", function(ctx)
-  return steps.decrypt_tree(ctx, train.TRAIN, ctx.train, "train")
+  return steps.decrypt_tree(ctx, train.TRAIN, ctx.train, "train", ctx.train_entries)
 end, { kind = "verify", protocol = "§7.3" })
 
 wf:add("verify_immutable_hash", steps.verify_immutable_hash, { kind = "verify", protocol = "§7.4" })
@@ -67,7 +67,7 @@ wf:add("check_results_files", function(ctx)
 end, { kind = "verify", protocol = "§9" })
 
 wf:add("decrypt_results", after_first_stop(NO_RESULTS, function(ctx)
-  return steps.decrypt_tree(ctx, train.RESULTS, ctx.results, "results")
+  return steps.decrypt_tree(ctx, train.RESULTS, ctx.results, "results", ctx.results_entries)
 end), { kind = "verify", protocol = "§7.5b" })
 
 wf:add("verify_result_hash", after_first_stop(NO_RESULTS, steps.verify_result_hash),

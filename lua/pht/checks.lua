@@ -120,8 +120,9 @@ end
 -- Hashes and signatures -------------------------------------------------------------
 
 -- §7.4: e_h over the plaintext train files equals the config's hash; e_h.
-function M.immutable_hash(cfg, train_files)
-  local e_h, err = files.immutable_hash(cfg:creator_id(), cfg:session_id(), train_files)
+-- add (optional): a progress counter's function, given each file's bytes.
+function M.immutable_hash(cfg, train_files, add)
+  local e_h, err = files.immutable_hash(cfg:creator_id(), cfg:session_id(), train_files, add)
   if not e_h then return nil, err end
   local want = field.unhex(cfg:get("hash"), "hash")
   if e_h ~= want then
@@ -190,8 +191,9 @@ function M.previous_signatures(stops, pos)
 end
 
 -- §7.5c: e_d over the decrypted results equals the config's result_hash; e_d.
-function M.results_hash(cfg, results)
-  local e_d, err = files.results_hash(cfg, results)
+-- add (optional): as for M.immutable_hash.
+function M.results_hash(cfg, results, add)
+  local e_d, err = files.results_hash(cfg, results, add)
   if not e_d then return nil, err end
   local want, werr = field.unhex(cfg:get("result_hash"), "result_hash")
   if not want then return nil, werr end

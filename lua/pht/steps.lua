@@ -127,22 +127,35 @@ function M.list_results(ctx)
   return true
 end
 
+-- The bytes of the regular files of a listing (train.list).
+local function entries_bytes(entries)
+  local n = 0
+  for _, e in ipairs(entries or {}) do
+    if e.type == "file" then n = n + (e.size or 0) end
+  end
+  return n
+end
+M.entries_bytes = entries_bytes
+
 -- Decrypt the tree dir of the image into the private temporary directory:
 -- every record of `list` gets .plain. Returns the root of the extracted
--- ciphertext, or nil, message.
-function M.decrypt_tree(ctx, dir, list, label)
+-- ciphertext, or nil, message. `entries` (optional, the tree's listing)
+-- gives the step's progress its total: the tree extracted, then decrypted.
+function M.decrypt_tree(ctx, dir, list, label, entries)
   local tmp = ctx:tempdir()
-  local root, err = files.extract(ctx.image, dir, tmp, label .. ".enc")
+  local add = ctx:count_bytes(entries and 2 * entries_bytes(entries) or nil)
+  local root, err = files.extract(ctx.image, dir, tmp, label .. ".enc", add)
   if not root then return nil, err end
-  local ok, derr = files.decrypt_all(ctx.symkey, list, root, tmp, label)
+  local ok, derr = files.decrypt_all(ctx.symkey, list, root, tmp, label, add)
   if not ok then return nil, derr end
   return root
 end
 
 -- Extract the plaintext tree dir of the image: every record of `list`
--- points .plain at its extracted file.
-function M.read_tree(ctx, dir, list, label)
-  local root, err = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".plain")
+-- points .plain at its extracted file. `entries` as for M.decrypt_tree.
+function M.read_tree(ctx, dir, list, label, entries)
+  local add = ctx:count_bytes(entries and entries_bytes(entries) or nil)
+  local root, err = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".plain", add)
   if not root then return nil, err end
   files.plain_under(list, root)
   return true
@@ -162,7 +175,7 @@ end
 
 -- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h.
 M.verify_immutable_hash = establish("e_h", function(ctx)
-  return checks.immutable_hash(ctx.config, ctx.train)
+  return checks.immutable_hash(ctx.config, ctx.train, ctx:count_bytes(function() return files.plain_bytes(ctx.train) end))
 end)
 
 function M.verify_creator_signature(ctx)
@@ -175,7 +188,7 @@ end
 
 -- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d.
 M.verify_result_hash = establish("e_d", function(ctx)
-  return checks.results_hash(ctx.config, ctx.results)
+  return checks.results_hash(ctx.config, ctx.results, ctx:count_bytes(function() return files.plain_bytes(ctx.results) end))
 end)
 
 return M

@@ -1,0 +1,295 @@
+-- Progress of the long steps (doc/cli.md "Progress", doc/workflow.md
+-- "Progress"): pht.progress's counter and renderers, the events a workflow
+-- sends to options.progress, and what `pht --progress` writes on stderr
+-- under a pseudo-terminal (script(1)) and without one, on a train whose
+-- results are tens of MB.
+local helpers = require "helpers"
+local S = require "wf_support"
+local pht = require "pht"
+local progress = require "pht.progress"
+local workflow = require "pht.workflow"
+local dkjson = require "dkjson"
+
+local q = helpers.q
+
+-- A clock the test moves by hand.
+local function fake_clock()
+  local t = { now = 100 }
+  t.fn = function() return t.now end
+  return t
+end
+
+-- A stream that keeps what is written to it.
+local function sink()
+  local s = { text = "" }
+  function s:write(...)
+    for _, v in ipairs({ ... }) do self.text = self.text .. v end
+    return self
+  end
+  function s:flush() end
+  return s
+end
+
+describe("pht.progress.counter", function()
+  it("sends an event at the start, at most one per interval, and a final one", function()
+    local clock, events = fake_clock(), {}
+    local c = progress.counter(function(ev) events[#events + 1] = ev end, "copy", 1000,
+      { clock = clock.fn, workflow = "post-run" })
+    assert.equal(1, #events)
+    assert.same({ 0, 1000, "copy", "post-run" }, { events[1].done, events[1].total, events[1].step, events[1].workflow })
+    c.add(100)                        -- at once: no new event
+    assert.equal(1, #events)
+    clock.now = clock.now + 2 * progress.INTERVAL
+    c.add(100)
+    assert.equal(2, #events)
+    assert.equal(200, events[2].done)
+    assert.near(200 / (2 * progress.INTERVAL), events[2].rate, 1e-6)
+    assert.near(800 / events[2].rate, events[2].eta, 1e-6)
+    clock.now = clock.now + 0.01
+    c.add(800)
+    c.finish("ok")
+    c.finish("ok")                    -- only once
+    assert.equal(3, #events)
+    assert.is_true(events[3].final)
+    assert.equal("ok", events[3].status)
+    assert.equal(1000, events[3].done)
+  end)
+
+  it("adds a later expectation to the total and has no eta without a total", function()
+    local clock, events = fake_clock(), {}
+    local c = progress.counter(function(ev) events[#events + 1] = ev end, "open", nil, { clock = clock.fn })
+    clock.now = clock.now + 1
+    c.add(10)
+    assert.is_nil(events[2].total)
+    assert.is_nil(events[2].eta)
+    c.expect(50)
+    c.expect(50)
+    c.finish("failed")
+    assert.equal(100, events[3].total)
+  end)
+end)
+
+describe("pht.progress.renderer", function()
+  local function ev(t) return { step = "write_image", done = t.done, total = t.total, elapsed = t.elapsed,
+    rate = t.rate or 1048576, eta = t.eta, final = t.final, status = t.final and "ok" or nil } end
+
+  it("auto on a terminal redraws one line with \\r and clears it at the step's end", function()
+    local out = sink()
+    local render, clear = progress.renderer("auto", { stream = out, terminal = true })
+    render(ev({ done = 1048576, total = 3145728, elapsed = 1, eta = 2 }))
+    render(ev({ done = 2097152, total = 3145728, elapsed = 2, eta = 1 }))
+    assert.equal("\rwrite_image  1.0 MiB / 3.0 MiB  33%  1.0 MiB/s  0:02 left\27[K"
+      .. "\rwrite_image  2.0 MiB / 3.0 MiB  66%  1.0 MiB/s  0:01 left\27[K", out.text)
+    clear()
+    assert.equal("\r\27[K", out.text:sub(-4))
+    local n = #out.text
+    clear()                           -- nothing shown: nothing to clear
+    assert.equal(n, #out.text)
+    render(ev({ done = 3145728, total = 3145728, elapsed = 3 }))
+    render(ev({ done = 3145728, total = 3145728, elapsed = 3, final = true }))
+    assert.equal("\r\27[K", out.text:sub(-4))
+    assert.is_nil(out.text:find("\n", 1, true))
+  end)
+
+  it("auto writes nothing when stderr is not a terminal, none never", function()
+    assert.is_nil(progress.renderer("auto", { stream = sink(), terminal = false }))
+    assert.is_nil(progress.renderer("none", { stream = sink(), terminal = true }))
+  end)
+
+  it("plain writes a line every interval and one at the end", function()
+    local out = sink()
+    local render = progress.renderer("plain", { stream = out, prefix = "pht post-run", interval = 5 })
+    for t = 0, 12 do render(ev({ done = t * 1048576, total = 12 * 1048576, elapsed = t })) end
+    render(ev({ done = 12 * 1048576, total = 12 * 1048576, elapsed = 12.5, final = true }))
+    local lines = {}
+    for l in out.text:gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
+    assert.same({
+      "pht post-run: write_image  5.0 MiB / 12.0 MiB  41%  1.0 MiB/s",
+      "pht post-run: write_image  10.0 MiB / 12.0 MiB  83%  1.0 MiB/s",
+      "pht post-run: write_image  12.0 MiB / 12.0 MiB  100%  1.0 MiB/s  in 0:13",
+    }, lines)
+  end)
+
+  it("json writes each event as one object a line", function()
+    local out = sink()
+    local render = progress.renderer("json", { stream = out })
+    render(ev({ done = 5, total = 10, elapsed = 0.12345, rate = 40.4, eta = 0.1237 }))
+    render(ev({ done = 10, total = 10, elapsed = 0.25, rate = 40, final = true }))
+    local lines = {}
+    for l in out.text:gmatch("([^\n]*)\n") do lines[#lines + 1] = assert(dkjson.decode(l)) end
+    assert.equal(2, #lines)
+    assert.same({ step = "write_image", done = 5, total = 10, elapsed = 0.123, rate = 40, eta = 0.124 }, lines[1])
+    assert.is_true(lines[2].final)
+    assert.equal("ok", lines[2].status)
+  end)
+
+  it("refuses a mode it does not know, naming the modes", function()
+    local render, err = progress.renderer("fancy")
+    assert.is_nil(render)
+    assert.matches("--progress takes auto, plain, json, none, not fancy", err, 1, true)
+  end)
+end)
+
+describe("ctx:count_bytes", function()
+  it("is nil when nobody listens, so a step pays nothing", function()
+    local wf = workflow.new("t")
+    local got = "unset"
+    wf:add("copy", function(ctx) got = ctx:count_bytes(function() error("not called") end) return true end)
+    assert.is_true(wf:run(workflow.context()))
+    assert.is_nil(got)
+  end)
+
+  it("sends the step's events to options.progress, the last one when the step ends", function()
+    local events = {}
+    local wf = workflow.new("t")
+    wf:add("copy", function(ctx)
+      local add = ctx:count_bytes(10)
+      assert.equal(add, ctx:count_bytes(5))
+      add(7)
+      add(8)
+      return true
+    end)
+    wf:add("fail", function(ctx)
+      ctx:count_bytes()(3)
+      return nil, "no"
+    end)
+    local ok = wf:run(workflow.context({ options = { progress = function(e) events[#events + 1] = e end } }))
+    assert.is_nil(ok)
+    local last = {}
+    for _, e in ipairs(events) do last[e.step] = e end
+    assert.same({ 15, 15, true, "ok", "t" }, { last.copy.done, last.copy.total, last.copy.final, last.copy.status,
+      last.copy.workflow })
+    assert.same({ 3, "failed" }, { last.fail.done, last.fail.status })
+    assert.is_true(events[#events].final)
+  end)
+
+  it("logs a callback that raises once and never fails the step", function()
+    local warnings = {}
+    local wf = workflow.new("t")
+    wf:add("copy", function(ctx) ctx:count_bytes(1)(1) return true end)
+    local ctx = workflow.context({ options = { progress = function() error("boom") end },
+      logger = function(level, msg) if level == "warn" then warnings[#warnings + 1] = msg end end })
+    assert.is_true(wf:run(ctx))
+    assert.equal(1, #warnings)
+    assert.matches("progress callback failed: .*boom", warnings[1])
+  end)
+end)
+
+-- A train at station_2's turn whose results (from station_1's run) are
+-- tens of MB: pre-run and post-run at station_1 with a stand-in run in
+-- between. Made once.
+local BIG = 24 * 1024 * 1024
+local train
+local function big_train()
+  if train then return train end
+  local dir = helpers.tmpdir()
+  local path, ref = S.copy_stage(0)
+  local code, _, err = S.pht("pre-run -q " .. q(ref) .. " " .. S.station_args(1))
+  assert.equal(0, code, err)
+  helpers.run("head -c " .. BIG .. " /dev/urandom > " .. q(dir .. "/big.bin"))
+  helpers.write(dir .. "/small.txt", "small\n")
+  S.tamper(ref, function(w)
+    assert(w:add_dir("/opt/pht_results", { opaque = true }))
+    assert(w:add_file("/opt/pht_results/big.bin", dir .. "/big.bin"))
+    assert(w:add_file("/opt/pht_results/small.txt", dir .. "/small.txt"))
+  end, "stand-in run")
+  train = { path = path, ref = ref, dir = dir }
+  return train
+end
+
+-- post-run at station_1 of the big train into a new archive with `args`,
+-- stderr not a terminal. Returns the exit code and stderr.
+local function post_run(args)
+  local t = big_train()
+  local out = helpers.tmpdir() .. "/out.tar"
+  local code, stdout, err = S.pht("post-run " .. q(t.ref) .. " --output " .. q("docker-archive:" .. out) .. " "
+    .. S.station_args(1) .. " " .. args)
+  assert.equal("", stdout)
+  return code, err
+end
+
+describe("pht --progress", function()
+  it("auto on a terminal shows an updating line with \\r, cleared at each step's end", function()
+    local t = big_train()
+    local dir = helpers.tmpdir()
+    local out = dir .. "/out.tar"
+    local cmd = q(S.bin) .. " post-run " .. q(t.ref) .. " --output " .. q("docker-archive:" .. out) .. " "
+      .. S.station_args(1)
+    assert.is_true(helpers.sh("script -qfec " .. q(cmd) .. " /dev/null >" .. q(dir .. "/screen") .. " 2>&1"))
+    local screen = helpers.read(dir .. "/screen")
+    -- A redraw: "\r" that does not end a line (the terminal turns "\n" into "\r\n").
+    local redraw = screen:match("\r(hash_results[^\r\n]*)")
+    assert.truthy(redraw, screen)
+    assert.matches("^hash_results  [%d.]+ [KMG]?i?B / 24%.0 MiB  %d+%%  [%d.]+ [KMG]?i?B/s", redraw)
+    assert.matches("\r%[K", screen:gsub("\27", ""), 1)
+    assert.matches("\rencrypt_files  ", screen, 1, true)
+    assert.matches("station station_1 signed and encrypted the results", screen, 1, true)
+    assert.truthy(pht.open_image("docker-archive:" .. out))
+  end)
+
+  it("without a terminal and without --progress writes nothing but the step lines", function()
+    local code, err = post_run("")
+    assert.equal(0, code, err)
+    assert.is_nil(err:find("\r", 1, true))
+    assert.is_nil(err:find("MiB", 1, true))
+    for line in err:gmatch("[^\n]+") do
+      assert.truthy(line:match("^pht post%-run: %[%d+/%d+%] [%w_]+$") or line:match("^pht post%-run: station "), line)
+    end
+  end)
+
+  it("none writes nothing extra on a terminal either", function()
+    local t = big_train()
+    local dir = helpers.tmpdir()
+    local cmd = q(S.bin) .. " post-run -q " .. q(t.ref) .. " --output " .. q("docker-archive:" .. dir .. "/o.tar")
+      .. " " .. S.station_args(1) .. " --progress=none"
+    assert.is_true(helpers.sh("script -qfec " .. q(cmd) .. " /dev/null >" .. q(dir .. "/screen") .. " 2>&1"))
+    assert.equal("", helpers.read(dir .. "/screen"))
+  end)
+
+  it("plain writes lines a log can keep, ending with each long step's total", function()
+    local code, err = post_run("-q --progress plain")
+    assert.equal(0, code, err)
+    assert.is_nil(err:find("\r", 1, true))
+    local seen = {}
+    for line in err:gmatch("[^\n]+") do
+      local step, done, total = line:match("^pht post%-run: ([%w_]+)  ([%d.]+ %a+) / ([%d.]+ %a+)  %d+%%  [%d.]+ %a+/s")
+      assert.truthy(step, line)
+      seen[step] = { done = done, total = total }
+    end
+    for _, step in ipairs({ "read_results", "hash_results", "encrypt_files" }) do
+      assert.truthy(seen[step], step .. " missing in:\n" .. err)
+    end
+    assert.same({ done = "24.0 MiB", total = "24.0 MiB" }, seen.hash_results)
+  end)
+
+  it("json writes one object a line whose done never decreases and ends at the total", function()
+    local code, err = post_run("-q --progress=json")
+    assert.equal(0, code, err)
+    local by_step, order = {}, {}
+    for line in err:gmatch("[^\n]+") do
+      local ev = assert(dkjson.decode(line), line)
+      assert.equal("post-run", ev.workflow)
+      if not by_step[ev.step] then
+        by_step[ev.step] = {}
+        order[#order + 1] = ev.step
+      end
+      table.insert(by_step[ev.step], ev)
+    end
+    for _, step in ipairs({ "hash_results", "encrypt_files" }) do
+      local list = assert(by_step[step], step .. " missing in:\n" .. err)
+      assert.equal(0, list[1].done)
+      for i = 2, #list do assert.is_true(list[i].done >= list[i - 1].done, step) end
+      local last = list[#list]
+      assert.is_true(last.final)
+      assert.equal("ok", last.status)
+      assert.equal(last.total, last.done)
+      assert.is_true(last.done >= BIG)
+    end
+  end)
+
+  it("refuses an unknown mode as a usage error", function()
+    local code, err = post_run("--progress=fancy")
+    assert.equal(2, code)
+    assert.matches("--progress takes auto, plain, json, none, not fancy", err, 1, true)
+  end)
+end)

@@ -62,6 +62,7 @@ const char *limage_opt_str(lua_State *L, int t, const char *k)
 static int l_open_image(lua_State *L)
 {
     const char *ref = luaL_checkstring(L, 1);
+    lpht_progress progress;
     pht_image_opts o;
     pht_image_opts_init(&o);
     if (!lua_isnoneornil(L, 2)) {
@@ -96,6 +97,11 @@ static int l_open_image(lua_State *L)
         lua_getfield(L, 2, "tls_verify");
         o.registry_tls_insecure = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
         lua_pop(L, 1);
+        /* stays on the stack until the open ends */
+        lua_getfield(L, 2, "progress");
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) luaL_error(L, "option progress must be a function");
+        o.progress = lpht_progress_arg(L, -1, &progress);
+        o.progress_ud = &progress;
     }
     lpht_box *b = lpht_newbox(L, IMAGE_T, sizeof *b);
     pht_error err;
@@ -310,10 +316,23 @@ static int m_extract(lua_State *L)
     pht_image *img = limage_check(L, 1);
     const char *dir = luaL_checkstring(L, 2);
     const char *dest = luaL_checkstring(L, 3);
+    lpht_progress p;
+    pht_image_set_progress(img, lpht_progress_arg(L, lpht_progress_kept(L, 1), &p), &p);
     pht_error err;
-    if (pht_image_extract(img, dir, dest, &err) != 0) return lpht_fail(L, &err);
+    int rc = pht_image_extract(img, dir, dest, &err);
+    pht_image_set_progress(img, NULL, NULL);
+    if (rc != 0) return lpht_fail(L, &err);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* img:set_progress(fn): later extracts report to fn(bytes); nil stops it. */
+static int m_set_progress(lua_State *L)
+{
+    limage_check(L, 1);
+    lua_settop(L, 2);
+    lpht_progress_keep(L, 1, 2);
+    return 0;
 }
 
 static const luaL_Reg image_methods[] = {
@@ -323,6 +342,7 @@ static const luaL_Reg image_methods[] = {
     {"list", m_list},           {"walk", m_walk},
     {"read_file", m_read_file}, {"open_file", m_open_file},
     {"extract", m_extract},     {"writer", limage_writer},
+    {"set_progress", m_set_progress},
     {"retag", limage_retag},    {NULL, NULL},
 };
 

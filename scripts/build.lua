@@ -183,7 +183,9 @@ wf:add("make_config", function(ctx)
 end, { kind = "verify", protocol = "§2" })
 
 wf:add("open_base", function(ctx)
-  local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir, nil, train.open_extra(ctx.options))
+  local extra = train.open_extra(ctx.options)
+  extra.progress = ctx:count_bytes()
+  local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir, nil, extra)
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)
@@ -200,6 +202,7 @@ wf:add("write_image", function(ctx)
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end
   local paths = {}
   for i, f in ipairs(files.write_from(ctx.train, "cipher")) do paths[i] = f.path end
+  train.write_progress(ctx, w, { ctx.train }, ctx.image)
   local entries = {}
   for d in pairs(files.parent_dirs(paths)) do entries[#entries + 1] = { path = d, type = "dir" } end
   table.sort(entries, function(a, b) return a.path < b.path end)

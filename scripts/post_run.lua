@@ -43,8 +43,9 @@ wf:add("find_base", function(ctx)
   local base_ref, err = ctx.options.base, nil
   if not base_ref then base_ref, err = ref.base(ctx.options.image, ctx.image) end
   if not base_ref then return nil, err end
-  local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers,
-    train.open_extra(ctx.options))
+  local extra = train.open_extra(ctx.options)
+  extra.progress = ctx:count_bytes()
+  local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers, extra)
   if not base then return nil, "cannot open the base image for --rebase: " .. tostring(berr) end
   ctx:defer(function() base:close() end)
   ctx.base_image, ctx.base_ref = base, base_ref
@@ -123,11 +124,12 @@ wf:add("write_image", function(ctx)
   local w, err = ctx.image:writer({ base = ctx.base_image, keep_layers = ctx.keep_layers,
     tmpdir = ctx.options.tmpdir })
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end
+  files.write_from(ctx.train, "cipher")
+  files.write_from(ctx.results, "cipher")
+  train.write_progress(ctx, w, { ctx.train, ctx.results }, ctx.base_image or ctx.image, ctx.keep_layers)
   local ok, werr = train.write_opt(w, ctx.config:to_json())
-  if ok then ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, files.write_from(ctx.train, "cipher")) end
-  if ok then
-    ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, files.write_from(ctx.results, "cipher"))
-  end
+  if ok then ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, ctx.train) end
+  if ok then ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, ctx.results) end
   if ok then ok, werr = w:add_bytes(train.USER_KEY, ctx.user_key, { mode = fs.MODE_FILE }) end
   -- A commit into an OCI layout also removes the blobs nothing references
   -- any more, among them the plaintext layer pre-run wrote.

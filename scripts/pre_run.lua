@@ -91,9 +91,13 @@ wf:add("write_image", function(ctx)
   -- rewrites a result then always changes its mtime, so a daemon whose
   -- layer diff compares size and mtime in seconds (the vfs driver) cannot
   -- miss a rewrite of the same size within the same second.
-  local ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, files.write_from(ctx.train, "plain"), 0)
+  files.write_from(ctx.train, "plain")
+  local lists = { ctx.train }
+  if ctx.pos > 1 then lists[2] = files.write_from(ctx.results, "plain") end
+  train.write_progress(ctx, w, lists, ctx.image)
+  local ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, ctx.train, 0)
   if ok and ctx.pos > 1 then
-    ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, files.write_from(ctx.results, "plain"), 0)
+    ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, ctx.results, 0)
   end
   return train.commit(ctx, w, ok, werr, { history = train.PRE_RUN_MARK,
     comment = "decrypted for station " .. ctx.stop.station .. ": plaintext, never push this image" })

@@ -130,6 +130,91 @@ describe("pht.progress.renderer", function()
   end)
 end)
 
+describe("the progress functions of images and writers", function()
+  -- The bytes each call reported, and how many calls.
+  local function tally()
+    local t = { bytes = 0, calls = 0 }
+    t.fn = function(n)
+      assert.equal("number", type(n))
+      t.bytes, t.calls = t.bytes + n, t.calls + 1
+    end
+    return t
+  end
+
+  local function archive_with(size)
+    local dir = helpers.tmpdir()
+    helpers.run("head -c " .. size .. " /dev/urandom > " .. q(dir .. "/data.bin"))
+    local _, ref = S.copy_stage(0)
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer({}))
+    assert(w:add_file("/opt/pht_results/data.bin", dir .. "/data.bin"))
+    assert(w:commit(ref, { history = "data" }))
+    img:close()
+    return ref, dir
+  end
+
+  it("an open reports the layer bytes it reads, and only the open", function()
+    local ref = archive_with(3 * 1024 * 1024)
+    local t = tally()
+    local img = assert(pht.open_image(ref, { progress = t.fn, verify_layers = true }))
+    local blobs = 0
+    for _, l in ipairs(img:layers()) do blobs = blobs + l.size end
+    assert.is_true(t.bytes > 3 * 1024 * 1024, t.bytes)
+    assert.is_true(t.bytes <= blobs, t.bytes .. " > " .. blobs)
+    local before = t.calls
+    assert(img:extract("/opt/pht_results", helpers.tmpdir() .. "/x"))
+    assert.equal(before, t.calls)
+    img:close()
+  end)
+
+  it("an extract reports the bytes of the files it writes", function()
+    local ref = archive_with(3 * 1024 * 1024 + 5)
+    local img = assert(pht.open_image(ref))
+    local t = tally()
+    img:set_progress(t.fn)
+    assert(img:extract("/opt/pht_results", helpers.tmpdir() .. "/x"))
+    assert.equal(3 * 1024 * 1024 + 5, t.bytes)
+    assert.is_true(t.calls >= 3 * 1024 * 1024 / (64 * 1024))
+    img:set_progress(nil)
+    assert(img:extract("/opt/pht_results", helpers.tmpdir() .. "/y"))
+    assert.equal(3 * 1024 * 1024 + 5, t.bytes)
+    img:close()
+  end)
+
+  it("a writer reports the bytes of its new layer, then those its commit writes", function()
+    local dir = helpers.tmpdir()
+    helpers.run("head -c 2000000 /dev/urandom > " .. q(dir .. "/f"))
+    local _, ref = S.copy_stage(0)
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer({}))
+    local t = tally()
+    w:set_progress(t.fn)
+    assert(w:add_file("/opt/f", dir .. "/f"))
+    -- libarchive hands the layer on in blocks: the last one comes at the commit.
+    local added = t.bytes
+    assert.is_true(added > 2000000 - 64 * 1024 and added < 2000000 + 64 * 1024, added)
+    local out = dir .. "/out.tar"
+    assert(w:commit("docker-archive:" .. out, { history = "f" }))
+    -- The commit wrote the whole archive (every layer, the config, the manifest).
+    local size = assert(io.open(out, "rb")):seek("end")
+    assert.is_true(t.bytes - added >= size - 64 * 1024 and t.bytes - added <= size + 64 * 1024,
+      (t.bytes - added) .. " vs " .. size)
+    img:close()
+  end)
+
+  it("a progress function that raises stops being called and the call still succeeds", function()
+    local ref = archive_with(1024 * 1024)
+    local img = assert(pht.open_image(ref))
+    local calls = 0
+    img:set_progress(function() calls = calls + 1 error("boom") end)
+    assert.is_true(img:extract("/opt/pht_results", helpers.tmpdir() .. "/x"))
+    assert.equal(1, calls)
+    assert.has_error(function() img:set_progress(42) end)
+    assert.has_error(function() pht.open_image(ref, { progress = 42 }) end, "option progress must be a function")
+    img:close()
+  end)
+end)
+
 describe("ctx:count_bytes", function()
   it("is nil when nobody listens, so a step pays nothing", function()
     local wf = workflow.new("t")
@@ -253,10 +338,13 @@ describe("pht --progress", function()
     local seen = {}
     for line in err:gmatch("[^\n]+") do
       local step, done, total = line:match("^pht post%-run: ([%w_]+)  ([%d.]+ %a+) / ([%d.]+ %a+)  %d+%%  [%d.]+ %a+/s")
+      if not step then -- no total: open_image
+        step, done = line:match("^pht post%-run: ([%w_]+)  ([%d.]+ %a+)  [%d.]+ %a+/s")
+      end
       assert.truthy(step, line)
       seen[step] = { done = done, total = total }
     end
-    for _, step in ipairs({ "read_results", "hash_results", "encrypt_files" }) do
+    for _, step in ipairs({ "open_image", "read_results", "hash_results", "encrypt_files", "write_image" }) do
       assert.truthy(seen[step], step .. " missing in:\n" .. err)
     end
     assert.same({ done = "24.0 MiB", total = "24.0 MiB" }, seen.hash_results)

@@ -672,6 +672,7 @@ static la_ssize_t gen_write(struct archive *a, void *ud, const void *p, size_t n
     }
     memcpy(g->out + g->olen, p, n);
     g->olen += n;
+    img_progress(g->p->opts, n);
     return (la_ssize_t)n;
 }
 

@@ -287,6 +287,7 @@ static int put_blob(ocw *w, const char *digest, uint64_t size, const img_layer *
         rc = layer_copy_diff(l, o, fd_sink, &s, w->err);
     else /* as stored, in the kernel (sharing blocks where the file system can) */
         rc = fs_copy_range(l->fd, l->offset, l->length, fd, tmp, w->err);
+    if (rc == 0) img_progress(o, size);
     char **v = rc ? NULL : realloc(w->created, (w->nc + 1) * sizeof *v);
     if (rc == 0 && v == NULL) rc = pht_error_set(w->err, PHT_ENOMEM, "out of memory");
     if (rc == 0 && (rc = fs_commit_file(fd, tmp, path, w->err)) == 0) {

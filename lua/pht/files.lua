@@ -88,7 +88,9 @@ end
 -- counter's function) gets the bytes as they are written.
 function M.extract(img, dir, tmp, label, add)
   local dest = tmp .. "/" .. label
-  local ok, err = img:extract(dir, dest, add)
+  if add then img:set_progress(add) end
+  local ok, err = img:extract(dir, dest)
+  if add then img:set_progress(nil) end
   if not ok then return nil, fmt("cannot extract %s: %s", dir, tostring(err)) end
   return dest
 end

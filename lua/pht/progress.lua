@@ -9,7 +9,8 @@
 --   workflow  the workflow's name ("post-run"), when the counter knows it
 --   step      the step's name ("write_image")
 --   done      bytes done so far (never decreases within a step)
---   total     bytes the step expects, or nil when it cannot know
+--   total     bytes the step expects, or nil when it cannot know (an
+--             estimate grows to done when done passes it)
 --   elapsed   seconds since the step's counter started (monotonic clock)
 --   rate      bytes per second so far (0 at the start)
 --   eta       seconds left at that rate, or nil without total or rate
@@ -47,6 +48,8 @@ function M.counter(emit, step, total, opts)
   local c = { step = step, done = 0, total = total, workflow = opts.workflow }
 
   local function event(now, final, status)
+    -- A total that was an estimate grows to what was done.
+    if c.total and c.done > c.total then c.total = c.done end
     local elapsed = now - t0
     local rate = elapsed > 0 and c.done / elapsed or 0
     local eta

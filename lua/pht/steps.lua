@@ -15,8 +15,9 @@ local M = {}
 -- The train and the station ---------------------------------------------------------
 
 function M.open_image(ctx)
-  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers,
-    train.open_extra(ctx.options))
+  local extra = train.open_extra(ctx.options)
+  extra.progress = ctx:count_bytes()
+  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers, extra)
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)

@@ -52,6 +52,16 @@ typedef struct pht_image_writer pht_image_writer;
 typedef struct pht_image_stream pht_image_stream;
 
 /*
+ * Progress of the long calls: fn(ud, bytes) is called on the calling thread,
+ * during the call, with each number of bytes moved: read from a layer by an
+ * open, written to files by an extract, put into a writer's new layer, or
+ * written to the destination by a commit (a copy the kernel makes counts
+ * when it ends). At most once per chunk, so it must be cheap; it must not
+ * call into the image or writer that reports.
+ */
+typedef void (*pht_progress_fn)(void *ud, uint64_t bytes);
+
+/*
  * Caps against hostile layers, the directory for temporary files, and how
  * many layers an open digest-checks. Every header of every layer is checked
  * whatever verify_layers says; by default the open hashes only the layers
@@ -76,11 +86,13 @@ typedef struct pht_image_opts {
     const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
     const char *docker_timeout; /* docker-daemon: limits of the Engine calls, as
                                    $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    pht_progress_fn progress; /* the open's progress (pht_progress_fn), not kept after it; NULL: none */
+    void *progress_ud;
 } pht_image_opts;
 
 /*
  * Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer,
- * 4096-byte names, 32 MiB of paths, verify_layers 0, no cache_dir. cache_dir (created 0700 if
+ * 4096-byte names, 32 MiB of paths, verify_layers 0, no cache_dir, no progress. cache_dir (created 0700 if
  * missing; used only when it is the user's own and writable by no one else)
  * keeps the headers of each compressed layer that names nothing under /opt,
  * by blob digest, once its digest was verified, so that a later open of the
@@ -136,6 +148,13 @@ PHT_API int pht_image_open(pht_image **out, const char *ref, const pht_image_opt
 
 /* Release the handle; readers and writers made from it keep it alive. NULL is fine. */
 PHT_API void pht_image_free(pht_image *img);
+
+/*
+ * Report the progress of img's later extracts through fn (NULL: stop);
+ * replaces what opts.progress of the open gave. A writer reports through
+ * pht_image_writer_set_progress, not this.
+ */
+PHT_API void pht_image_set_progress(pht_image *img, pht_progress_fn fn, void *ud);
 
 /* The reference the image was opened with. */
 PHT_API const char *pht_image_reference(const pht_image *img);
@@ -229,6 +248,12 @@ PHT_API void pht_image_attrs_init(pht_image_attrs *a);
  */
 PHT_API int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts,
                                  pht_image_writer **out, pht_error *err);
+
+/*
+ * Report the progress of w's later adds and its commit through fn (NULL:
+ * stop): the bytes of the new layer, then those the commit writes.
+ */
+PHT_API void pht_image_writer_set_progress(pht_image_writer *w, pht_progress_fn fn, void *ud);
 
 /* Add a directory (opaque: hides lower content under it). attrs may be NULL. */
 PHT_API int pht_image_writer_add_dir(pht_image_writer *w, const char *path,

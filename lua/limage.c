@@ -194,13 +194,31 @@ static void push_stat(lua_State *L, const pht_image_stat *st, const char *path)
     lpht_setfield_str(L, "link", st->link);
 }
 
+/*
+ * Until progress_off: img reports to the function the image at 1 keeps
+ * (img:set_progress), pushed on the stack. Any call that may land layers
+ * (a docker-daemon image lands /opt on first use) reports.
+ */
+static void progress_on(lua_State *L, pht_image *img, lpht_progress *p)
+{
+    pht_image_set_progress(img, lpht_progress_arg(L, lpht_progress_kept(L, 1), p), p);
+}
+
+static int progress_off(pht_image *img, int rc)
+{
+    pht_image_set_progress(img, NULL, NULL);
+    return rc;
+}
+
 static int m_stat(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
     pht_image_stat st;
     pht_error err;
-    if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
+    lpht_progress p;
+    progress_on(L, img, &p);
+    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0) return lpht_fail(L, &err);
     push_stat(L, &st, NULL);
     return 1;
 }
@@ -225,10 +243,13 @@ static int do_walk(lua_State *L, int full)
 {
     pht_image *img = limage_check(L, 1);
     const char *dir = luaL_optstring(L, 2, "/");
+    lpht_progress p;
+    progress_on(L, img, &p);
     lua_newtable(L);
     walk_ud w = {L, 0, full};
     pht_error err;
-    if (pht_image_walk(img, dir, full, walk_cb, &w, &err) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_walk(img, dir, full, walk_cb, &w, &err)) != 0)
+        return lpht_fail(L, &err);
     return 1;
 }
 
@@ -272,7 +293,9 @@ static int m_read_file(lua_State *L)
     lua_Number max = luaL_optnumber(L, 3, 16 * 1024 * 1024);
     pht_image_stat st;
     pht_error err;
-    if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
+    lpht_progress p;
+    progress_on(L, img, &p);
+    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0) return lpht_fail(L, &err);
     if ((lua_Number)st.size > max)
         return lpht_failf(L, PHT_ELIMIT, "%s: %llu bytes exceed max_bytes %.0f (use open_file)",
                           path, (unsigned long long)st.size, (double)max);
@@ -288,10 +311,12 @@ static int m_open_file(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
+    lpht_progress p;
+    progress_on(L, img, &p);
     lpht_box *b = lpht_newbox(L, READER_T, sizeof *b);
     pht_error err;
     pht_image_reader *r;
-    if (pht_image_open_file(img, path, &r, &err) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_open_file(img, path, &r, &err)) != 0) return lpht_fail(L, &err);
     b->p = r;
     return 1;
 }
@@ -317,16 +342,14 @@ static int m_extract(lua_State *L)
     const char *dir = luaL_checkstring(L, 2);
     const char *dest = luaL_checkstring(L, 3);
     lpht_progress p;
-    pht_image_set_progress(img, lpht_progress_arg(L, lpht_progress_kept(L, 1), &p), &p);
+    progress_on(L, img, &p);
     pht_error err;
-    int rc = pht_image_extract(img, dir, dest, &err);
-    pht_image_set_progress(img, NULL, NULL);
-    if (rc != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_extract(img, dir, dest, &err)) != 0) return lpht_fail(L, &err);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* img:set_progress(fn): later extracts report to fn(bytes); nil stops it. */
+/* img:set_progress(fn): later extracts (and landings) report to fn(bytes); nil stops it. */
 static int m_set_progress(lua_State *L)
 {
     limage_check(L, 1);

@@ -375,6 +375,40 @@ describe("pht --progress", function()
     end
   end)
 
+  it("json on a docker-daemon image counts the landing of /opt and the docker load", function()
+    local D = require "daemon_support"
+    local support = require "support"
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    local t = big_train()
+    local name = support.unique_name("progress") .. ":latest"
+    finally(function() D.rmi(name) end)
+    local img = assert(pht.open_image(t.ref))
+    assert(img:retag("docker-daemon:" .. name))
+    img:close()
+    local code, out, err = S.pht("post-run -q " .. q("docker-daemon:" .. name) .. " " .. S.station_args(1)
+      .. " --progress json", D.env())
+    assert.equal(0, code, err)
+    assert.equal("", out)
+    local finals = {}
+    for line in err:gmatch("[^\n]+") do
+      local ev = assert(dkjson.decode(line), line)
+      if ev.final then finals[#finals + 1] = ev end
+    end
+    -- The daemon sends /opt when a step first reads it; that step counts it.
+    local landed = 0
+    for _, ev in ipairs(finals) do
+      if ev.step == "write_image" then break end
+      if ev.step ~= "read_results" and ev.step ~= "hash_results" and ev.step ~= "encrypt_files" then
+        landed = landed + ev.done
+      end
+    end
+    assert.is_true(landed >= BIG, err)
+    local write = finals[#finals]
+    assert.equal("write_image", write.step)
+    assert.is_true(write.done >= BIG, err)
+  end)
+
   it("refuses an unknown mode as a usage error", function()
     local code, err = post_run("--progress=fancy")
     assert.equal(2, code)

@@ -84,13 +84,11 @@ function M.in_walk_order(entries)
 end
 
 -- Extract dir of the image under tmp (ciphertext or plaintext as stored) and
--- return the root the entries are relative to. add (optional, a progress
--- counter's function) gets the bytes as they are written.
-function M.extract(img, dir, tmp, label, add)
+-- return the root the entries are relative to. The bytes written go to the
+-- image's progress function (img:set_progress), if it has one.
+function M.extract(img, dir, tmp, label)
   local dest = tmp .. "/" .. label
-  if add then img:set_progress(add) end
   local ok, err = img:extract(dir, dest)
-  if add then img:set_progress(nil) end
   if not ok then return nil, fmt("cannot extract %s: %s", dir, tostring(err)) end
   return dest
 end

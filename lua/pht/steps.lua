@@ -21,6 +21,12 @@ function M.open_image(ctx)
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)
+  if extra.progress then
+    -- What the image moves later (extracts; a docker-daemon image lands /opt
+    -- on first use) counts for the step running then.
+    img:set_progress(function(n) ctx:count_bytes()(n) end)
+    ctx:defer(function() img:set_progress(nil) end)
+  end
   return true
 end
 
@@ -144,8 +150,9 @@ M.entries_bytes = entries_bytes
 -- gives the step's progress its total: the tree extracted, then decrypted.
 function M.decrypt_tree(ctx, dir, list, label, entries)
   local tmp = ctx:tempdir()
+  -- The image's progress function (M.open_image) counts the extract here.
   local add = ctx:count_bytes(entries and 2 * entries_bytes(entries) or nil)
-  local root, err = files.extract(ctx.image, dir, tmp, label .. ".enc", add)
+  local root, err = files.extract(ctx.image, dir, tmp, label .. ".enc")
   if not root then return nil, err end
   local ok, derr = files.decrypt_all(ctx.symkey, list, root, tmp, label, add)
   if not ok then return nil, derr end
@@ -155,8 +162,8 @@ end
 -- Extract the plaintext tree dir of the image: every record of `list`
 -- points .plain at its extracted file. `entries` as for M.decrypt_tree.
 function M.read_tree(ctx, dir, list, label, entries)
-  local add = ctx:count_bytes(entries and entries_bytes(entries) or nil)
-  local root, err = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".plain", add)
+  ctx:count_bytes(entries and entries_bytes(entries) or nil)
+  local root, err = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".plain")
   if not root then return nil, err end
   files.plain_under(list, root)
   return true

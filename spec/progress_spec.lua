@@ -409,6 +409,20 @@ describe("pht --progress", function()
     assert.is_true(write.done >= BIG, err)
   end)
 
+  it("json on pht inspect reports its open on stderr and leaves stdout to the report", function()
+    local t = big_train()
+    local code, out, err = S.pht("inspect --json --verify-layers " .. q(t.ref) .. " --progress=json")
+    assert.is_true(code == 0 or code == 1, err)
+    assert.equal("table", type(dkjson.decode(out)))
+    local last
+    for line in err:gmatch("[^\n]+") do
+      last = assert(dkjson.decode(line), line)
+      assert.same({ "inspect", "open_image" }, { last.workflow, last.step })
+    end
+    assert.is_true(last.final)
+    assert.is_true(last.done >= BIG, err)
+  end)
+
   it("refuses an unknown mode as a usage error", function()
     local code, err = post_run("--progress=fancy")
     assert.equal(2, code)

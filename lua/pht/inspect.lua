@@ -57,10 +57,13 @@ local function verify_sigs(report, cfg, stops)
   return last
 end
 
--- extra: more pht.open_image options (train.open_image), or nil.
+-- extra: more pht.open_image options (train.open_image), or nil; its
+-- progress function also counts the reads of /opt after the open.
 function M.image(ref, tmpdir, verify_layers, extra)
   local img, err = train.open_image(ref, tmpdir, verify_layers, extra)
   if not img then return nil, err end
+  -- a docker-daemon image lands /opt on the first read below
+  if extra and extra.progress then img:set_progress(extra.progress) end
   local cfg, cerr = train.read_config(img)
   if not cfg then img:close() return nil, cerr end
   local report = { image = ref, ok = true, checks = {}, route = {} }

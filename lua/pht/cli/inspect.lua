@@ -22,6 +22,7 @@ image holds plaintext from a pre-run.]],
     options.group "registry",
     options.shared("tmpdir", { help = "where temporary files go (default: $TMPDIR or /tmp)" }),
     options.shared("timeout"),
+    options.shared("progress"),
   },
   exit_status = "0 everything that can be checked without keys verifies, 1 something does not, "
     .. "2 usage error, 3 the image cannot be read.",
@@ -31,8 +32,14 @@ image holds plaintext from a pre-run.]],
     if not image then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
     local registry, gerr = runner.registry_options(opts)
     if not registry then runner.say(prog, "%s", gerr) return runner.EXIT.usage end
+    local render, _, perr = runner.progress_renderer(prog, opts)
+    if perr then runner.say(prog, "%s", perr) return runner.EXIT.usage end
     local extra = require("pht.train").open_extra({ registry = registry, docker_timeout = opts.timeout })
+    -- One step's progress: the bytes the open and the reads of /opt move.
+    local counter = render and require("pht.progress").counter(render, "open_image", nil, { workflow = "inspect" })
+    extra.progress = counter and counter.add
     local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"], extra)
+    if counter then counter.finish(report and "ok" or "failed") end
     if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
     if opts.json then
       io.stdout:write(assert(require("pht").json_encode(report, true)), "\n")

@@ -202,6 +202,25 @@ describe("the progress functions of images and writers", function()
     img:close()
   end)
 
+  it("a commit into a new OCI layout reports the bytes of every blob it writes", function()
+    local dir = helpers.tmpdir()
+    helpers.run("head -c 3000000 /dev/urandom > " .. q(dir .. "/f"))
+    local _, ref = S.copy_stage(0)
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer({}))
+    assert(w:add_file("/opt/f", dir .. "/f"))
+    local t = tally()
+    w:set_progress(t.fn)
+    assert(w:commit("oci:" .. dir .. "/layout:t", { history = "f" }))
+    img:close()
+    local blobs = 0
+    for f in helpers.run("find " .. q(dir .. "/layout/blobs") .. " -type f"):gmatch("[^\n]+") do
+      blobs = blobs + assert(io.open(f, "rb")):seek("end")
+    end
+    -- all blobs but the index, plus the tail of the new layer libarchive held back
+    assert.is_true(t.bytes >= blobs and t.bytes <= blobs + 64 * 1024, t.bytes .. " vs " .. blobs)
+  end)
+
   it("a progress function that raises stops being called and the call still succeeds", function()
     local ref = archive_with(1024 * 1024)
     local img = assert(pht.open_image(ref))

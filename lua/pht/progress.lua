@@ -27,6 +27,9 @@ M.MODES = { "auto", "plain", "json", "none" }
 -- a terminal line is redrawn at most ten times a second.
 M.INTERVAL = 0.1
 
+-- Columns of the terminal line at most.
+M.WIDTH = 79
+
 -- Seconds between two lines of the plain renderer.
 M.PLAIN_INTERVAL = 5
 
@@ -149,7 +152,8 @@ function M.renderer(mode, opts)
       if ev.final then
         clear()
       else
-        out:write("\r", M.line(ev), "\27[K")
+        -- Longer than a narrow terminal's line, it would wrap and "\r" would not redraw it.
+        out:write("\r", M.line(ev):sub(1, M.WIDTH), "\27[K")
         out:flush()
         shown = true
       end

@@ -99,7 +99,8 @@ static int l_open_image(lua_State *L)
         lua_pop(L, 1);
         /* stays on the stack until the open ends */
         lua_getfield(L, 2, "progress");
-        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1)) luaL_error(L, "option progress must be a function");
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+            luaL_error(L, "option progress must be a function");
         o.progress = lpht_progress_arg(L, -1, &progress);
         o.progress_ud = &progress;
     }
@@ -218,7 +219,8 @@ static int m_stat(lua_State *L)
     pht_error err;
     lpht_progress p;
     progress_on(L, img, &p);
-    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0)
+        return lpht_fail(L, &err);
     push_stat(L, &st, NULL);
     return 1;
 }
@@ -295,7 +297,8 @@ static int m_read_file(lua_State *L)
     pht_error err;
     lpht_progress p;
     progress_on(L, img, &p);
-    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0)
+        return lpht_fail(L, &err);
     if ((lua_Number)st.size > max)
         return lpht_failf(L, PHT_ELIMIT, "%s: %llu bytes exceed max_bytes %.0f (use open_file)",
                           path, (unsigned long long)st.size, (double)max);
@@ -365,8 +368,8 @@ static const luaL_Reg image_methods[] = {
     {"list", m_list},           {"walk", m_walk},
     {"read_file", m_read_file}, {"open_file", m_open_file},
     {"extract", m_extract},     {"writer", limage_writer},
-    {"set_progress", m_set_progress},
-    {"retag", limage_retag},    {NULL, NULL},
+    {"retag", limage_retag},    {"set_progress", m_set_progress},
+    {NULL, NULL},
 };
 
 static const luaL_Reg reader_methods[] = {

@@ -36,8 +36,8 @@ struct pht_image_writer {
     int failed, done;
     pht_error why;
     int64_t now;
-    cJSON *run; /* the runtime config set_config made, or NULL */
-    pht_progress_fn progress; /* pht_image_writer_set_progress */
+    cJSON *run;               /* the runtime config set_config made, or NULL */
+    pht_progress_fn progress; /* and progress_ud: pht_image_writer_set_progress */
     void *progress_ud;
 };
 

@@ -28,7 +28,7 @@
 typedef struct blob_src {
     int fd;
     uint64_t off, len, pos;
-    pht_hash *sha; /* when hashing, libarchive must not skip */
+    pht_hash *sha;           /* when hashing, libarchive must not skip */
     const pht_image_opts *o; /* an open's scan: its progress; else NULL */
     unsigned char buf[PHT_CHUNK_SIZE];
 } blob_src;

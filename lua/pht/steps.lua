@@ -24,7 +24,10 @@ function M.open_image(ctx)
   if extra.progress then
     -- What the image moves later (extracts; a docker-daemon image lands /opt
     -- on first use) counts for the step running then.
-    img:set_progress(function(n) ctx:count_bytes()(n) end)
+    img:set_progress(function(n)
+      local add = ctx.step and ctx:count_bytes()
+      if add then add(n) end
+    end)
     ctx:defer(function() img:set_progress(nil) end)
   end
   return true
@@ -142,7 +145,6 @@ local function entries_bytes(entries)
   end
   return n
 end
-M.entries_bytes = entries_bytes
 
 -- Decrypt the tree dir of the image into the private temporary directory:
 -- every record of `list` gets .plain. Returns the root of the extracted
@@ -183,7 +185,8 @@ end
 
 -- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h.
 M.verify_immutable_hash = establish("e_h", function(ctx)
-  return checks.immutable_hash(ctx.config, ctx.train, ctx:count_bytes(function() return files.plain_bytes(ctx.train) end))
+  local add = ctx:count_bytes(function() return files.plain_bytes(ctx.train) end)
+  return checks.immutable_hash(ctx.config, ctx.train, add)
 end)
 
 function M.verify_creator_signature(ctx)
@@ -196,7 +199,8 @@ end
 
 -- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d.
 M.verify_result_hash = establish("e_d", function(ctx)
-  return checks.results_hash(ctx.config, ctx.results, ctx:count_bytes(function() return files.plain_bytes(ctx.results) end))
+  local add = ctx:count_bytes(function() return files.plain_bytes(ctx.results) end)
+  return checks.results_hash(ctx.config, ctx.results, add)
 end)
 
 return M

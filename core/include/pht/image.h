@@ -54,10 +54,11 @@ typedef struct pht_image_stream pht_image_stream;
 /*
  * Progress of the long calls: fn(ud, bytes) is called on the calling thread,
  * during the call, with each number of bytes moved: read from a layer by an
- * open, written to files by an extract, put into a writer's new layer, or
- * written to the destination by a commit (a copy the kernel makes counts
- * when it ends). At most once per chunk, so it must be cheap; it must not
- * call into the image or writer that reports.
+ * open (or sent by the daemon as a docker-daemon image lands), written to
+ * files by an extract, put into a writer's new layer, or written to the
+ * destination by a commit (a copy the kernel makes counts per piece of up
+ * to 32 MiB). At most once per chunk, so it must be cheap; it must not call
+ * into the image or writer that reports.
  */
 typedef void (*pht_progress_fn)(void *ud, uint64_t bytes);
 
@@ -86,17 +87,18 @@ typedef struct pht_image_opts {
     const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
     const char *docker_timeout; /* docker-daemon: limits of the Engine calls, as
                                    $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
-    pht_progress_fn progress; /* the open's progress (pht_progress_fn), not kept after it; NULL: none */
-    void *progress_ud;
+    pht_progress_fn progress; /* the open's progress, not kept after it; NULL: none */
+    void *progress_ud;        /* progress's first argument */
 } pht_image_opts;
 
 /*
  * Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer,
- * 4096-byte names, 32 MiB of paths, verify_layers 0, no cache_dir, no progress. cache_dir (created 0700 if
- * missing; used only when it is the user's own and writable by no one else)
- * keeps the headers of each compressed layer that names nothing under /opt,
- * by blob digest, once its digest was verified, so that a later open of the
- * same blob need not decompress it (doc/images.md).
+ * 4096-byte names, 32 MiB of paths, verify_layers 0, no cache_dir, no
+ * progress. cache_dir (created 0700 if missing; used only when it is the
+ * user's own and writable by no one else) keeps the headers of each
+ * compressed layer that names nothing under /opt, by blob digest, once its
+ * digest was verified, so that a later open of the same blob need not
+ * decompress it (doc/images.md).
  */
 PHT_API void pht_image_opts_init(pht_image_opts *opts);
 
@@ -150,9 +152,10 @@ PHT_API int pht_image_open(pht_image **out, const char *ref, const pht_image_opt
 PHT_API void pht_image_free(pht_image *img);
 
 /*
- * Report the progress of img's later extracts through fn (NULL: stop);
- * replaces what opts.progress of the open gave. A writer reports through
- * pht_image_writer_set_progress, not this.
+ * Report the progress of img's later extracts, and of the calls that land
+ * a docker-daemon image's /opt or layers (stat, walk, open_file, extract),
+ * through fn (NULL: stop). The open's opts.progress is not kept. A writer
+ * reports through pht_image_writer_set_progress, not this.
  */
 PHT_API void pht_image_set_progress(pht_image *img, pht_progress_fn fn, void *ud);
 

@@ -80,6 +80,9 @@ function M.run_workflow(prog, name, opts, ctx_options)
   local workflow = require "pht.workflow"
   local render, clear, perr = M.progress_renderer(prog, opts)
   if perr then say(prog, "%s", perr) return EXIT.usage end
+  -- JSON lines are for software: the step lines and the closing message
+  -- stay out of them (as with -q); warnings and errors do not.
+  if opts.progress == "json" then opts.quiet = true end
   local wf, err = require("pht.stock").load(name)
   if not wf then say(prog, "%s", err) return EXIT.internal end
   ctx_options.progress = render

@@ -54,11 +54,12 @@ typedef struct pht_image_stream pht_image_stream;
 /*
  * Progress of the long calls: fn(ud, bytes) is called on the calling thread,
  * during the call, with each number of bytes moved: read from a layer by an
- * open (or sent by the daemon as a docker-daemon image lands), written to
- * files by an extract, put into a writer's new layer, or written to the
- * destination by a commit (a copy the kernel makes counts per piece of up
- * to 32 MiB). At most once per chunk, so it must be cheap; it must not call
- * into the image or writer that reports.
+ * open (or sent by the daemon as a docker-daemon image lands, a registry
+ * blob once downloaded), written to files by an extract, put into a
+ * writer's new layer, or written to the destination by a commit or uploaded
+ * by a push (a copy the kernel makes counts per piece of up to 32 MiB). At
+ * most once per chunk, so it must be cheap; it must not call into the image
+ * or writer that reports.
  */
 typedef void (*pht_progress_fn)(void *ud, uint64_t bytes);
 
@@ -153,9 +154,9 @@ PHT_API void pht_image_free(pht_image *img);
 
 /*
  * Report the progress of img's later extracts, and of the calls that land
- * a docker-daemon image's /opt or layers (stat, walk, open_file, extract),
- * through fn (NULL: stop). The open's opts.progress is not kept. A writer
- * reports through pht_image_writer_set_progress, not this.
+ * a docker-daemon or docker:// image's /opt or layers (stat, walk,
+ * open_file, extract), through fn (NULL: stop). The open's opts.progress is
+ * not kept. A writer reports through pht_image_writer_set_progress.
  */
 PHT_API void pht_image_set_progress(pht_image *img, pht_progress_fn fn, void *ud);
 

@@ -221,6 +221,30 @@ describe("the progress functions of images and writers", function()
     assert.is_true(t.bytes >= blobs and t.bytes <= blobs + 64 * 1024, t.bytes .. " vs " .. blobs)
   end)
 
+  it("a push to a registry reports what it uploads, a docker:// image what it downloads", function()
+    local support = require "support"
+    local addr, why = support.registry()
+    if not addr then return pending(why) end
+    local _, ref = S.copy_stage(0)
+    local img = assert(pht.open_image(ref, { tls_verify = false })) -- the commit reaches the registry so
+    local w = assert(img:writer({}))
+    local data = pht.random(1000000) .. pht.random(500000) -- a layer the registry cannot have yet
+    assert(w:add_bytes("/opt/pht_results/r.bin", data))
+    local up = tally()
+    w:set_progress(up.fn)
+    local dest = "docker://" .. addr .. "/" .. support.unique_name("progress") .. ":latest"
+    assert(w:commit(dest, { history = "r" }))
+    img:close()
+    assert.is_true(up.bytes >= #data, tostring(up.bytes))
+    local down = tally()
+    local pulled = assert(pht.open_image(dest, { tls_verify = false, cache_dir = helpers.tmpdir() .. "/cache",
+      progress = down.fn }))
+    pulled:set_progress(down.fn)
+    assert.equal(data, assert(pulled:read_file("/opt/pht_results/r.bin")))
+    assert.is_true(down.bytes >= #data, tostring(down.bytes))
+    pulled:close()
+  end)
+
   it("a progress function that raises stops being called and the call still succeeds", function()
     local ref = archive_with(1024 * 1024)
     local img = assert(pht.open_image(ref))

@@ -109,6 +109,10 @@ static void progress_call(void *ud, uint64_t bytes)
 {
     lpht_progress *p = ud;
     if (p->broken) return;
+    if (!lua_checkstack(p->L, 3)) { /* it would raise across the core: give up instead */
+        p->broken = 1;
+        return;
+    }
     lua_pushvalue(p->L, p->fn);
     lua_pushnumber(p->L, (lua_Number)bytes);
     if (lua_pcall(p->L, 1, 0, 0) != 0) {

@@ -466,6 +466,48 @@ describe("pht --progress", function()
     assert.is_true(last.done >= BIG, err)
   end)
 
+  it("json on pht build and on pht decrypt-results counts the train's and the results' bytes", function()
+    local support = require "support"
+    local dir = helpers.tmpdir()
+    helpers.run("mkdir -p " .. q(dir .. "/files") .. " && head -c 3000000 /dev/urandom > " .. q(dir .. "/files/model.bin"))
+    helpers.write(dir .. "/files/entrypoint.sh", "#!/bin/sh\n")
+    local out = "docker-archive:" .. dir .. "/train.tar:pht/p:latest"
+    local code, stdout, err = S.pht("build --files " .. q(dir .. "/files") .. " --station "
+      .. q("station_1=" .. helpers.key_path("station_1"):gsub("%.pem$", ".pub.pem")) .. " --creator-id 1 --creator-key "
+      .. q(S.key("user")) .. " --base " .. q("docker-archive:" .. assert(support.base_image())) .. " --output "
+      .. q(out) .. " --progress=json")
+    assert.equal(0, code, err)
+    assert.equal("", stdout)
+    local final = {}
+    for line in err:gmatch("[^\n]+") do
+      local ev = assert(dkjson.decode(line), line)
+      assert.equal("build", ev.workflow)
+      if ev.final then final[ev.step] = ev end
+    end
+    for _, step in ipairs({ "compute_immutable_hash", "encrypt_files" }) do
+      assert.truthy(final[step], step .. " in:\n" .. err)
+      assert.is_true(final[step].done >= 3000000 and final[step].done == final[step].total, step)
+    end
+    assert.is_true(final.write_image.done >= 3000000, err)
+
+    -- the results of the big train after station_1's post-run, for the creator
+    local t = big_train()
+    local sealed = helpers.tmpdir() .. "/sealed.tar"
+    code, _, err = S.pht("post-run -q " .. q(t.ref) .. " --output " .. q("docker-archive:" .. sealed) .. " "
+      .. S.station_args(1))
+    assert.equal(0, code, err)
+    code, stdout, err = S.pht("decrypt-results " .. q("docker-archive:" .. sealed) .. " --key " .. q(S.key("user"))
+      .. " --out " .. q(helpers.tmpdir() .. "/results") .. " --progress json")
+    assert.equal(0, code, err)
+    final = {}
+    for line in err:gmatch("[^\n]+") do
+      local ev = assert(dkjson.decode(line), line)
+      if ev.final then final[ev.step] = ev end
+    end
+    assert.is_true(final.decrypt_results.done >= 2 * BIG, err)
+    assert.is_true(final.verify_result_hash.done >= BIG, err)
+  end)
+
   it("refuses an unknown mode as a usage error", function()
     local code, err = post_run("--progress=fancy")
     assert.equal(2, code)

@@ -15,6 +15,16 @@
 #define lpht_rawlen(L, i) lua_rawlen((L), (i))
 #endif
 
+#if LUA_VERSION_NUM < 502
+/* The stack index idx as a positive index (pseudo-indices stay as they are). */
+static inline int lpht_absindex(lua_State *L, int idx)
+{
+    return idx > 0 || idx <= LUA_REGISTRYINDEX ? idx : lua_gettop(L) + idx + 1;
+}
+#else
+#define lpht_absindex(L, i) lua_absindex((L), (i))
+#endif
+
 #if LUA_VERSION_NUM >= 503
 #define lpht_isinteger(L, i) lua_isinteger((L), (i))
 #else

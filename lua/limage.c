@@ -62,6 +62,7 @@ const char *limage_opt_str(lua_State *L, int t, const char *k)
 static int l_open_image(lua_State *L)
 {
     const char *ref = luaL_checkstring(L, 1);
+    lpht_progress progress;
     pht_image_opts o;
     pht_image_opts_init(&o);
     if (!lua_isnoneornil(L, 2)) {
@@ -99,6 +100,12 @@ static int l_open_image(lua_State *L)
         lua_getfield(L, 2, "tls_verify");
         o.registry_tls_insecure = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
         lua_pop(L, 1);
+        /* stays on the stack until the open ends */
+        lua_getfield(L, 2, "progress");
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+            luaL_error(L, "option progress must be a function");
+        o.progress = lpht_progress_arg(L, -1, &progress);
+        o.progress_ud = &progress;
     }
     lpht_box *b = lpht_newbox(L, IMAGE_T, sizeof *b);
     pht_error err;
@@ -191,13 +198,32 @@ static void push_stat(lua_State *L, const pht_image_stat *st, const char *path)
     lpht_setfield_str(L, "link", st->link);
 }
 
+/*
+ * Until progress_off: img reports to the function the image at 1 keeps
+ * (img:set_progress), pushed on the stack. Any call that may land layers
+ * (a docker-daemon image lands /opt on first use) reports.
+ */
+static void progress_on(lua_State *L, pht_image *img, lpht_progress *p)
+{
+    pht_image_set_progress(img, lpht_progress_arg(L, lpht_progress_kept(L, 1), p), p);
+}
+
+static int progress_off(pht_image *img, int rc)
+{
+    pht_image_set_progress(img, NULL, NULL);
+    return rc;
+}
+
 static int m_stat(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
     pht_image_stat st;
     pht_error err;
-    if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
+    lpht_progress p;
+    progress_on(L, img, &p);
+    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0)
+        return lpht_fail(L, &err);
     push_stat(L, &st, NULL);
     return 1;
 }
@@ -222,10 +248,13 @@ static int do_walk(lua_State *L, int full)
 {
     pht_image *img = limage_check(L, 1);
     const char *dir = luaL_optstring(L, 2, "/");
+    lpht_progress p;
+    progress_on(L, img, &p);
     lua_newtable(L);
     walk_ud w = {L, 0, full};
     pht_error err;
-    if (pht_image_walk(img, dir, full, walk_cb, &w, &err) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_walk(img, dir, full, walk_cb, &w, &err)) != 0)
+        return lpht_fail(L, &err);
     return 1;
 }
 
@@ -269,7 +298,10 @@ static int m_read_file(lua_State *L)
     lua_Number max = luaL_optnumber(L, 3, 16 * 1024 * 1024);
     pht_image_stat st;
     pht_error err;
-    if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
+    lpht_progress p;
+    progress_on(L, img, &p);
+    if (progress_off(img, pht_image_stat_path(img, path, &st, &err)) != 0)
+        return lpht_fail(L, &err);
     if ((lua_Number)st.size > max)
         return lpht_failf(L, PHT_ELIMIT, "%s is %llu bytes, over the %.0f-byte limit of this read",
                           path, (unsigned long long)st.size, (double)max);
@@ -285,10 +317,12 @@ static int m_open_file(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
+    lpht_progress p;
+    progress_on(L, img, &p);
     lpht_box *b = lpht_newbox(L, READER_T, sizeof *b);
     pht_error err;
     pht_image_reader *r;
-    if (pht_image_open_file(img, path, &r, &err) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_open_file(img, path, &r, &err)) != 0) return lpht_fail(L, &err);
     b->p = r;
     return 1;
 }
@@ -326,26 +360,31 @@ static int m_extract(lua_State *L)
     pht_image *img = limage_check(L, 1);
     const char *dir = luaL_checkstring(L, 2);
     const char *dest = luaL_checkstring(L, 3);
+    lpht_progress p;
+    progress_on(L, img, &p);
     pht_error err;
-    if (pht_image_extract(img, dir, dest, &err) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_extract(img, dir, dest, &err)) != 0) return lpht_fail(L, &err);
     lua_pushboolean(L, 1);
     return 1;
 }
 
+/* img:set_progress(fn): later extracts (and landings) report to fn(bytes); nil stops it. */
+static int m_set_progress(lua_State *L)
+{
+    limage_check(L, 1);
+    lua_settop(L, 2);
+    lpht_progress_keep(L, 1, 2);
+    return 0;
+}
+
 static const luaL_Reg image_methods[] = {
-    {"reference", m_reference},
-    {"transport", m_transport},
-    {"manifest", m_manifest},
-    {"image_config", m_image_config},
-    {"layers", m_layers},
-    {"stat", m_stat},
-    {"list", m_list},
-    {"walk", m_walk},
-    {"read_file", m_read_file},
-    {"open_file", m_open_file},
-    {"extract", m_extract},
-    {"writer", limage_writer},
-    {"retag", limage_retag},
+    {"reference", m_reference}, {"transport", m_transport},
+    {"manifest", m_manifest},   {"image_config", m_image_config},
+    {"layers", m_layers},       {"stat", m_stat},
+    {"list", m_list},           {"walk", m_walk},
+    {"read_file", m_read_file}, {"open_file", m_open_file},
+    {"extract", m_extract},     {"writer", limage_writer},
+    {"retag", limage_retag},    {"set_progress", m_set_progress},
     {"check_master", m_check_master},
     {NULL, NULL},
 };

@@ -99,6 +99,18 @@ static int w_add_dir(lua_State *L)
     return ok_or_fail(L, pht_image_writer_add_dir(w, path, &a, &err), &err);
 }
 
+/* Until progress_off: w reports to the function the writer at 1 keeps (w:set_progress). */
+static void progress_on(lua_State *L, pht_image_writer *w, lpht_progress *p)
+{
+    pht_image_writer_set_progress(w, lpht_progress_arg(L, lpht_progress_kept(L, 1), p), p);
+}
+
+static int progress_off(pht_image_writer *w, int rc)
+{
+    pht_image_writer_set_progress(w, NULL, NULL);
+    return rc;
+}
+
 static int w_add_file(lua_State *L)
 {
     pht_image_writer *w = check_writer(L);
@@ -106,7 +118,9 @@ static int w_add_file(lua_State *L)
     const char *src = luaL_checkstring(L, 3);
     pht_image_attrs a = check_attrs(L, 4);
     pht_error err;
-    return ok_or_fail(L, pht_image_writer_add_file(w, path, src, &a, &err), &err);
+    lpht_progress p;
+    progress_on(L, w, &p);
+    return ok_or_fail(L, progress_off(w, pht_image_writer_add_file(w, path, src, &a, &err)), &err);
 }
 
 static int w_add_bytes(lua_State *L)
@@ -117,7 +131,19 @@ static int w_add_bytes(lua_State *L)
     const char *data = luaL_checklstring(L, 3, &len);
     pht_image_attrs a = check_attrs(L, 4);
     pht_error err;
-    return ok_or_fail(L, pht_image_writer_add_bytes(w, path, data, len, &a, &err), &err);
+    lpht_progress p;
+    progress_on(L, w, &p);
+    return ok_or_fail(L, progress_off(w, pht_image_writer_add_bytes(w, path, data, len, &a, &err)),
+                      &err);
+}
+
+/* w:set_progress(fn): later adds and the commit report to fn(bytes); nil stops it. */
+static int w_set_progress(lua_State *L)
+{
+    check_writer(L);
+    lua_settop(L, 2);
+    lpht_progress_keep(L, 1, 2);
+    return 0;
 }
 
 static int w_add_symlink(lua_State *L)
@@ -305,7 +331,9 @@ static int do_commit(lua_State *L, pht_image_writer *w, const char *dest, int op
     co.tags = tags;
     co.ntags = ntags;
     pht_error err;
-    return ok_or_fail(L, pht_image_writer_commit(w, dest, &co, &err), &err);
+    lpht_progress p;
+    progress_on(L, w, &p);
+    return ok_or_fail(L, progress_off(w, pht_image_writer_commit(w, dest, &co, &err)), &err);
 }
 
 static int w_commit(lua_State *L)
@@ -347,6 +375,7 @@ static const luaL_Reg writer_methods[] = {
     {"add_encrypted", w_add_encrypted},
     {"add_decrypted", w_add_decrypted},
     {"set_config", limage_set_config},
+    {"set_progress", w_set_progress},
     {"commit", w_commit},
     {NULL, NULL},
 };

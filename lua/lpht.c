@@ -105,6 +105,72 @@ int lpht_failf(lua_State *L, int code, const char *fmt, ...)
     return lpht_fail(L, &err);
 }
 
+static void progress_call(void *ud, uint64_t bytes)
+{
+    lpht_progress *p = ud;
+    if (p->broken) return;
+    if (!lua_checkstack(p->L, 3)) { /* it would raise across the core: give up instead */
+        p->broken = 1;
+        return;
+    }
+    lua_pushvalue(p->L, p->fn);
+    lua_pushnumber(p->L, (lua_Number)bytes);
+    if (lua_pcall(p->L, 1, 0, 0) != 0) {
+        lua_pop(p->L, 1);
+        p->broken = 1;
+    }
+}
+
+pht_progress_fn lpht_progress_arg(lua_State *L, int idx, lpht_progress *p)
+{
+    if (lua_isnoneornil(L, idx)) return NULL;
+    luaL_checktype(L, idx, LUA_TFUNCTION);
+    *p = (lpht_progress){.L = L, .fn = lpht_absindex(L, idx)};
+    return progress_call;
+}
+
+/* The registry's table handle -> progress function, with weak keys. */
+#define PROGRESS_KEY "pht.progress_functions"
+
+static void push_progress_table(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, PROGRESS_KEY);
+    if (lua_istable(L, -1)) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, PROGRESS_KEY);
+}
+
+void lpht_progress_keep(lua_State *L, int idx, int fn_idx)
+{
+    idx = lpht_absindex(L, idx);
+    fn_idx = lpht_absindex(L, fn_idx);
+    if (!lua_isnoneornil(L, fn_idx)) luaL_checktype(L, fn_idx, LUA_TFUNCTION);
+    push_progress_table(L);
+    lua_pushvalue(L, idx);
+    if (lua_isnoneornil(L, fn_idx))
+        lua_pushnil(L);
+    else
+        lua_pushvalue(L, fn_idx);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+int lpht_progress_kept(lua_State *L, int idx)
+{
+    idx = lpht_absindex(L, idx);
+    push_progress_table(L);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return lua_gettop(L);
+}
+
 int luaopen_pht(lua_State *L)
 {
     lua_newtable(L);

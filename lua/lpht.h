@@ -56,6 +56,31 @@ int lpht_fail(lua_State *L, const pht_error *err);
 /* Same with a message of the binding's own. */
 int lpht_failf(lua_State *L, int code, const char *fmt, ...);
 
+/* ---- progress (lpht.c) ---- */
+
+/* A Lua function a core call reports its progress to (pht_progress_fn). */
+typedef struct lpht_progress {
+    lua_State *L;
+    int fn;     /* its stack index */
+    int broken; /* it raised: its later calls are skipped */
+} lpht_progress;
+
+/*
+ * Ready p for a core call that reports to the Lua function at idx (nil or
+ * none: no function); returns the pht_progress_fn to hand to the core with
+ * p as its ud, or NULL. Raises an argument error for another type. The
+ * function stays at idx during the call and gets each byte count; an error
+ * it raises is dropped (Lua errors never cross the core) and it is not
+ * called again.
+ */
+pht_progress_fn lpht_progress_arg(lua_State *L, int idx, lpht_progress *p);
+
+/* The handle at idx keeps the function at fn_idx (nil: none) for its later calls. */
+void lpht_progress_keep(lua_State *L, int idx, int fn_idx);
+
+/* Push the function the handle at idx keeps, or nil; returns its stack index. */
+int lpht_progress_kept(lua_State *L, int idx);
+
 struct cJSON;
 
 /* ---- JSON (ljson.c) ---- */

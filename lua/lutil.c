@@ -1,4 +1,4 @@
-/* pht Lua binding: hex encoding (pht/util.h). */
+/* pht Lua binding: hex encoding, the monotonic clock, the terminal test (pht/util.h). */
 #include "lpht.h"
 
 static int l_hex(lua_State *L)
@@ -22,8 +22,22 @@ static int l_unhex(lua_State *L)
     return 1;
 }
 
+static int l_clock(lua_State *L)
+{
+    lua_pushnumber(L, pht_monotonic_seconds());
+    return 1;
+}
+
+static int l_isatty(lua_State *L)
+{
+    lua_Integer fd = luaL_checkinteger(L, 1);
+    lua_pushboolean(L, fd >= 0 && fd <= 1 << 30 && pht_is_terminal((int)fd));
+    return 1;
+}
+
 void lpht_open_util(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"hex", l_hex}, {"unhex", l_unhex}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {
+        {"hex", l_hex}, {"unhex", l_unhex}, {"clock", l_clock}, {"isatty", l_isatty}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

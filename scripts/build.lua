@@ -144,7 +144,8 @@ end, { kind = "crypto", protocol = "§2" })
 
 -- §4: e_h = SHA-512(creator id || files in list order || session id || query).
 wf:add("compute_immutable_hash", function(ctx)
-  local e_h, err = files.immutable_hash(ctx.options.creator_id, ctx.session_id, ctx.train)
+  local e_h, err = files.immutable_hash(ctx.options.creator_id, ctx.session_id, ctx.train,
+    ctx:count_bytes(function() return files.plain_bytes(ctx.train) end))
   if not e_h then return nil, err end
   ctx.e_h = e_h
   return true
@@ -170,7 +171,8 @@ wf:add("encrypt_files", function(ctx)
   local symkey = pht.new_symkey()
   ctx.symkey = symkey
   ctx:defer(function() symkey:close() end)
-  return files.encrypt_all(symkey, ctx.train, ctx:tempdir(), "train")
+  return files.encrypt_all(symkey, ctx.train, ctx:tempdir(), "train",
+    ctx:count_bytes(function() return files.plain_bytes(ctx.train) end))
 end, { kind = "crypto", protocol = "§6" })
 
 -- The central service wraps the first key for the stop with index 0 only.
@@ -212,7 +214,9 @@ wf:add("make_config", function(ctx)
 end, { kind = "verify", protocol = "§2" })
 
 wf:add("open_base", function(ctx)
-  local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir, nil, train.open_extra(ctx.options))
+  local extra = train.open_extra(ctx.options)
+  extra.progress = ctx:count_bytes()
+  local img, err = train.open_image(ctx.options.base, ctx.options.tmpdir, nil, extra)
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)
@@ -230,6 +234,7 @@ wf:add("write_image", function(ctx)
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end
   local paths = {}
   for i, f in ipairs(files.write_from(ctx.train, "cipher")) do paths[i] = f.path end
+  train.write_progress(ctx, w, { ctx.train }, ctx.image)
   local entries = {}
   for d in pairs(files.parent_dirs(paths)) do entries[#entries + 1] = { path = d, type = "dir" } end
   table.sort(entries, function(a, b) return a.path < b.path end)

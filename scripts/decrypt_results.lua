@@ -46,7 +46,7 @@ wf:add("check_results_files", steps.list_results, { kind = "verify", protocol = 
 
 wf:add("decrypt_results", function(ctx)
   if #ctx.results_entries == 0 then return true end
-  local root, err = steps.decrypt_tree(ctx, train.RESULTS, ctx.results, "results")
+  local root, err = steps.decrypt_tree(ctx, train.RESULTS, ctx.results, "results", ctx.results_entries)
   if not root then return nil, err end
   ctx.results_root = root
   return true

@@ -54,8 +54,9 @@ wf:add("find_base", function(ctx)
   if not base_ref and ctx.master then base_ref = ctx.master.ref end
   if not base_ref then base_ref, err = ref.base(ctx.options.image, ctx.image) end
   if not base_ref then return nil, err end
-  local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers,
-    train.open_extra(ctx.options))
+  local extra = train.open_extra(ctx.options)
+  extra.progress = ctx:count_bytes()
+  local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers, extra)
   if not base then
     return nil, "cannot open the base image for --rebase: " .. tostring(berr)
       .. (ctx.options.base and "" or "; name the base with --base IMAGE")
@@ -69,7 +70,7 @@ end, { kind = "verify", protocol = "§9" })
 wf:add("check_immutable_files", steps.check_immutable_files, { kind = "verify", protocol = "§9" })
 
 wf:add("read_train", function(ctx)
-  return steps.read_tree(ctx, train.TRAIN, ctx.train, "train")
+  return steps.read_tree(ctx, train.TRAIN, ctx.train, "train", ctx.train_entries)
 end, { kind = "io", protocol = "§8.5" })
 
 wf:add("verify_immutable_hash", steps.verify_immutable_hash, { kind = "verify", protocol = "§9" })
@@ -79,7 +80,7 @@ wf:add("check_results_files", steps.list_results, { kind = "verify", protocol = 
 
 wf:add("read_results", function(ctx)
   if #ctx.results_entries == 0 then return true end
-  return steps.read_tree(ctx, train.RESULTS, ctx.results, "results")
+  return steps.read_tree(ctx, train.RESULTS, ctx.results, "results", ctx.results_entries)
 end, { kind = "io", protocol = "§8.1" })
 
 -- A fresh key; every file encrypted on its own with a fresh IV straight into
@@ -93,13 +94,16 @@ wf:add("encrypt_files", function(ctx)
   local w, err = steps.writer(ctx, { base = ctx.base_image, keep_layers = ctx.keep_layers,
     tmpdir = ctx.options.tmpdir })
   if not w then return nil, err end
+  local progress = steps.bytes_progress(ctx, function()
+    return files.plain_bytes(ctx.train) + files.plain_bytes(ctx.results)
+  end)
   local ok, werr = w:add_dir(train.OPT, { mode = fs.MODE_DIR })
   if ok then ok, werr = train.write_dirs(w, train.TRAIN, ctx.train_entries) end
-  if ok then ok, werr = files.encrypt_into(w, symkey, train.TRAIN, ctx.train, { progress = ctx.progress_bytes }) end
+  if ok then ok, werr = files.encrypt_into(w, symkey, train.TRAIN, ctx.train, { progress = progress }) end
   if ok then ok, werr = train.write_dirs(w, train.RESULTS, ctx.results_entries) end
   local h = pht.results_hasher(ctx.config:session_id())
   if ok then
-    ok, werr = files.encrypt_into(w, symkey, train.RESULTS, ctx.results, { hash = h, progress = ctx.progress_bytes })
+    ok, werr = files.encrypt_into(w, symkey, train.RESULTS, ctx.results, { hash = h, progress = progress })
   end
   if not ok then return nil, werr end
   ctx.results_digest = h:digest()
@@ -109,7 +113,10 @@ end, { kind = "crypto", protocol = "§8.5" })
 -- e_d over the plaintext results, taken while encrypt_files read them.
 wf:add("hash_results", function(ctx)
   local e_d, err = ctx.results_digest, nil
-  if not e_d then e_d, err = files.results_hash(ctx.config, ctx.results) end
+  if not e_d then
+    e_d, err = files.results_hash(ctx.config, ctx.results,
+      ctx:count_bytes(function() return files.plain_bytes(ctx.results) end))
+  end
   if not e_d then return nil, err end
   ctx.e_d = e_d
   return ctx.config:set("result_hash", hex(e_d))
@@ -150,6 +157,9 @@ end, { kind = "verify", protocol = "§2" })
 wf:add("write_image", function(ctx)
   local w = ctx.writer
   if not w then return nil, "no image writer: encrypt_files did not run" end
+  -- the new layer (written by encrypt_files) goes to the destination now
+  train.write_progress(ctx, w, files.plain_bytes(ctx.train) + files.plain_bytes(ctx.results),
+    ctx.base_image or ctx.image, ctx.keep_layers)
   local ok, werr = w:add_bytes(train.CONFIG, ctx.config:to_json(), { mode = fs.MODE_FILE })
   if ok then ok, werr = w:add_bytes(train.USER_KEY, ctx.user_key, { mode = fs.MODE_FILE }) end
   -- A commit into an OCI layout also removes the blobs nothing references

@@ -111,6 +111,7 @@ end), { kind = "verify", protocol = "§9" })
 wf:add("write_image", function(ctx)
   local w, err = steps.writer(ctx, writer_opts(ctx))
   if not w then return nil, err end
+  train.write_progress(ctx, w, 0, ctx.image)
   return train.commit(ctx, w, true, nil, { history = train.PRE_RUN_MARK,
     comment = "decrypted for station " .. ctx.stop.station .. ": plaintext, never push this image" })
 end, { kind = "write", writes = true, protocol = "§7.6" })

@@ -135,6 +135,7 @@ describe("the OpenResty gateway", function()
       assert.is_true(s.ok, s.name)
     end
     assert.same({ "write_image" }, report.not_written)
+    assert.is_true(step(report, "open_image").bytes > 0, text)
   end
 
   -- A verification that fails at `name` with a message matching `reason`;

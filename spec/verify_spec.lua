@@ -49,6 +49,32 @@ describe("pht.verify.train", function()
     end)
   end
 
+  it("reports the bytes of the long steps and passes their progress events on", function()
+    local path, ref = S.copy_stage(1)
+    local events = {}
+    local report = assert(verify.train(ref, opts(2, { progress = function(ev) events[#events + 1] = ev end })))
+    assert.is_true(report.ok, report.message)
+    local by = {}
+    for _, s in ipairs(report.steps) do by[s.name] = s end
+    local size = assert(io.open(path, "rb")):seek("end")
+    -- The open reads the layers it indexes, and again those it hashes.
+    assert.is_true(by.open_image.bytes > 0 and by.open_image.bytes <= 2 * size, tostring(by.open_image.bytes))
+    assert.is_true(by.decrypt_results.bytes > 0)
+    assert.equal("number", type(by.decrypt_results.seconds))
+    assert.is_nil(by.check_turn.bytes)
+    local finals = 0
+    for _, ev in ipairs(events) do
+      assert.equal("pre-run", ev.workflow)
+      if ev.final then
+        finals = finals + 1
+        assert.equal(by[ev.step].bytes, ev.done)
+      end
+    end
+    -- open_image, decrypt_train and decrypt_results at least (each decrypt
+    -- reads its ciphertext and writes the plaintext layer in one pass)
+    assert.is_true(finals >= 3, tostring(finals))
+  end)
+
   it("names the failing step, gives its message and marks the later steps not_run", function()
     local _, ref = S.copy_stage(1)
     local report = assert(verify.train(ref, opts(3)))

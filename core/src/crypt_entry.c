@@ -147,7 +147,7 @@ static int ring_finish(ring *r, int rc, pht_error *err)
 /* ---- progress ------------------------------------------------------------------- */
 
 typedef struct progress {
-    pht_progress_fn fn;
+    pht_crypt_progress_fn fn;
     void *ud;
     uint64_t acc;
     long long last_ns;
@@ -251,7 +251,7 @@ static int encrypt_body(int fd, uint64_t n, const char *src, pht_cipher *c, ring
 }
 
 int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_image_writer *w,
-                     const char *path, const pht_image_attrs *attrs, pht_progress_fn fn, void *ud,
+                     const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn, void *ud,
                      pht_error *err)
 {
     if (key == NULL || src == NULL || w == NULL || path == NULL)
@@ -353,7 +353,7 @@ static int decrypt_body(int fd, uint64_t csize, uint64_t psize, const char *src,
 }
 
 int pht_decrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_image_writer *w,
-                     const char *path, const pht_image_attrs *attrs, pht_progress_fn fn, void *ud,
+                     const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn, void *ud,
                      pht_error *err)
 {
     if (key == NULL || src == NULL || w == NULL || path == NULL)

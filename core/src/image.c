@@ -32,6 +32,8 @@ void pht_image_opts_init(pht_image_opts *o)
     o->registry_tls_insecure = 0;
     o->docker_timeout = NULL;
     o->no_index = 0;
+    o->progress = NULL;
+    o->progress_ud = NULL;
 }
 
 /* The registry options' strings, copied into the handle (a commit reads them later). */
@@ -148,8 +150,15 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
         pht_image_free(img);
         return rc;
     }
+    pht_image_set_progress(img, NULL, NULL); /* opts.progress was the open's */
     *out = img;
     return 0;
+}
+
+void pht_image_set_progress(pht_image *img, pht_progress_fn fn, void *ud)
+{
+    img->opts.progress = fn;
+    img->opts.progress_ud = fn ? ud : NULL;
 }
 
 void pht_image_free(pht_image *img)

@@ -404,6 +404,7 @@ typedef struct outw {
     unsigned char *placeholder; /* COPY_CHUNK bytes */
     int src_fd;                 /* the member being copied by range */
     uint64_t src_off, src_left;
+    const pht_image_opts *opts; /* the plan's: its progress */
 } outw;
 
 static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n)
@@ -427,6 +428,7 @@ static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n
         archive_set_error(a, EIO, "%s", e.message);
         return -1;
     }
+    img_progress(o->opts, n);
     return (la_ssize_t)n;
 }
 
@@ -611,7 +613,7 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     if (stat(where, &st) == 0 && (rc = catalog_open(where, p->opts, &old, err))) {
         return pht_error_prefix(err, "cannot keep the images of the existing archive");
     }
-    outw o = {.fd = -1, .err = err};
+    outw o = {.fd = -1, .err = err, .opts = p->opts};
     char *tmp = NULL;
     cJSON *manifest = cJSON_CreateArray();
     if ((rc = fs_tmp_beside(where, &tmp, &o.fd, err))) goto done;

@@ -108,12 +108,27 @@ static int image_id(const pht_image *img, char *id, pht_error *err)
 
 /* ---- saving the whole image --------------------------------------------------------- */
 
-/* Save image id into an unlinked temporary file; *fd open on it. */
-static int save_tmp(pht_docker *d, const char *tmpdir, const char *id, int *fd, pht_error *err)
+/* What the daemon sends while an image lands: into the file fd, reported as o's progress. */
+typedef struct landing {
+    int fd;
+    const pht_image_opts *o;
+} landing;
+
+static int landing_sink(void *ud, const void *data, size_t n, pht_error *err)
 {
-    int rc = fs_tmp_anon(tmpdir, fd, err);
-    if (rc == 0 && (rc = pht_docker_image_save_fd(d, id, *fd, err)) == PHT_EIO)
-        pht_error_prefix(err, "temporary file in %s", tmpdir);
+    landing *l = ud;
+    int rc = fs_write_all(l->fd, data, n, "write", err);
+    if (rc == 0) img_progress(l->o, n);
+    return rc;
+}
+
+/* Save image id into an unlinked temporary file; *fd open on it. */
+static int save_tmp(pht_docker *d, const pht_image *img, const char *id, int *fd, pht_error *err)
+{
+    int rc = fs_tmp_anon(img->tmpdir, fd, err);
+    landing l = {*fd, &img->opts};
+    if (rc == 0 && (rc = pht_docker_image_save(d, id, landing_sink, &l, err)) == PHT_EIO)
+        pht_error_prefix(err, "temporary file in %s", img->tmpdir);
     return rc;
 }
 
@@ -139,7 +154,7 @@ static int open_saved(pht_image *img, pht_docker *d, const char *id, pht_error *
     int fd = -1;
     char path[64];
     pht_image_ref *saved = NULL;
-    int rc = save_tmp(d, img->tmpdir, id, &fd, err);
+    int rc = save_tmp(d, img, id, &fd, err);
     if (rc == 0) {
         fd_ref(fd, path, sizeof path);
         if ((rc = pht_image_ref_parse(path, 0, &saved, err)) ||
@@ -521,7 +536,8 @@ static int land_view(pht_image *img, const dmn *st, pht_error *err)
         rc = scratch_create(r.d, &r.m, st->id, cid, err);
     }
     if (rc == 0 && (rc = fs_tmp_anon(img->tmpdir, &fd, err)) == 0) {
-        rc = pht_docker_container_archive_fd(r.d, cid, "/" VIEW_ROOT, fd, err);
+        landing l = {fd, &img->opts};
+        rc = pht_docker_container_archive(r.d, cid, "/" VIEW_ROOT, landing_sink, &l, err);
         if (rc == PHT_ENOTFOUND) pht_error_prefix(err, "image %s has no /" VIEW_ROOT, st->id);
         if (rc == PHT_EIO) pht_error_prefix(err, "temporary file in %s", img->tmpdir);
     }
@@ -556,7 +572,7 @@ static int land_all(pht_image *img, const dmn *st, pht_error *err)
     int fd = -1;
     char path[64];
     int rc = dmn_docker(&img->opts, &d, err);
-    if (rc == 0) rc = save_tmp(d, img->tmpdir, st->id, &fd, err);
+    if (rc == 0) rc = save_tmp(d, img, st->id, &fd, err);
     if (rc == 0) {
         fd_ref(fd, path, sizeof path);
         if ((rc = pht_image_open(&full, path, &img->opts, err)))
@@ -684,6 +700,7 @@ static la_ssize_t gen_write(struct archive *a, void *ud, const void *p, size_t n
     }
     memcpy(g->out + g->olen, p, n);
     g->olen += n;
+    img_progress(g->p->opts, n);
     return (la_ssize_t)n;
 }
 

@@ -339,6 +339,7 @@ static int x_file(xctx *x, const xfile *f, x_source src, void *sud, int spool_fd
         if ((rc = fs_write_all(fd, x->buf, (size_t)n, rel, x->err)) == 0 && spool_fd >= 0)
             rc = fs_write_all(spool_fd, x->buf, (size_t)n, "spool", x->err);
         left -= (uint64_t)n;
+        img_progress(&x->img->opts, (uint64_t)n);
     }
     struct timespec ts[2] = {{e->mtime, 0}, {e->mtime, 0}};
     if (rc == 0 && ((x->as_root && fchown(fd, (uid_t)e->uid, (gid_t)e->gid) != 0) ||

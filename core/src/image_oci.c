@@ -263,12 +263,31 @@ typedef struct ocw {
 typedef struct fdsink {
     int fd;
     const char *what;
+    const pht_image_opts *o; /* its progress */
 } fdsink;
 
 static int fd_sink(void *ud, const void *p, size_t n, pht_error *err)
 {
     fdsink *s = ud;
-    return fs_write_all(s->fd, p, n, s->what, err);
+    int rc = fs_write_all(s->fd, p, n, s->what, err);
+    if (rc == 0) img_progress(s->o, n);
+    return rc;
+}
+
+/* Pieces of a kernel copy between two progress reports. */
+#define COPY_PIECE (32u << 20)
+
+/* The blob of l as stored into fd, in the kernel; in pieces when someone counts them. */
+static int copy_blob(const img_layer *l, int fd, const char *what, const pht_image_opts *o,
+                     pht_error *err)
+{
+    if (o->progress == NULL) return fs_copy_range(l->fd, l->offset, l->length, fd, what, err);
+    int rc = 0;
+    for (uint64_t at = 0; rc == 0 && at < l->length; at += COPY_PIECE) {
+        uint64_t n = l->length - at < COPY_PIECE ? l->length - at : COPY_PIECE;
+        if ((rc = fs_copy_range(l->fd, l->offset + at, n, fd, what, err)) == 0) img_progress(o, n);
+    }
+    return rc;
 }
 
 /*
@@ -334,15 +353,17 @@ static int put_blob(ocw *w, const char *digest, uint64_t size, const img_layer *
         close(fd);
         fd = -1;
         rc = add_created(w, &path, fs_commit_file(l->fd, tmp, path, w->err));
+        if (rc == 0) img_progress(o, size);
         goto done;
     }
-    fdsink s = {fd, tmp};
-    if (l == NULL)
-        rc = fs_write_all(fd, buf, (size_t)size, tmp, w->err);
-    else if (diff)
+    fdsink s = {fd, tmp, o};
+    if (l == NULL) {
+        if ((rc = fs_write_all(fd, buf, (size_t)size, tmp, w->err)) == 0) img_progress(o, size);
+    } else if (diff) {
         rc = layer_copy_diff(l, o, fd_sink, &s, w->err);
-    else /* as stored, in the kernel (sharing blocks where the file system can) */
-        rc = fs_copy_range(l->fd, l->offset, l->length, fd, tmp, w->err);
+    } else { /* as stored, in the kernel (sharing blocks where the file system can) */
+        rc = copy_blob(l, fd, tmp, o, w->err);
+    }
     char **v = rc ? NULL : realloc(w->created, (w->nc + 1) * sizeof *v);
     if (rc == 0 && v == NULL) rc = pht_error_set(w->err, PHT_ENOMEM, "out of memory");
     if (rc == 0 && (rc = fs_commit_file(fd, tmp, path, w->err)) == 0) {

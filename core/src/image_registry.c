@@ -495,11 +495,13 @@ static int fetch_blobs(pht_image *img, rg_state *st, size_t first, unsigned char
             fd = -1;
         }
         if (cached) cached[i] = fd >= 0;
+        int fetched = fd < 0;
         if (fd < 0 &&
             (rc = pht_registry_get_blob_file(st->reg, st->repo, l->digest, (int64_t)l->length,
                                              path, err)) == 0 &&
             (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
             rc = pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
+        if (rc == 0 && fetched) img_progress(&img->opts, l->length); /* counted once it is there */
         free(path);
         if (rc) return rc;
         l->fd = fd;
@@ -605,6 +607,7 @@ static int rg_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_e
 typedef struct range_src {
     int fd;
     uint64_t off, len, pos;
+    const pht_image_opts *o; /* the commit's: its progress (a retried upload counts again) */
 } range_src;
 
 static int range_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err)
@@ -622,6 +625,7 @@ static int range_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *e
         if (n == 0) return pht_error_set(err, PHT_EIO, "layer file ends early");
         s->pos += (uint64_t)n;
         *got = (size_t)n;
+        img_progress(s->o, (uint64_t)n);
         return 0;
     }
 }
@@ -852,7 +856,7 @@ static int push_blob(pusher *p, const char *digest, uint64_t size, const img_lay
     }
     pht_registry_upload up;
     pht_registry_upload_init(&up);
-    range_src rs = {.fd = fd, .off = off, .len = size};
+    range_src rs = {.fd = fd, .off = off, .len = size, .o = p->plan->opts};
     mem_src ms = {.p = mem, .len = (size_t)size};
     up.digest = digest;
     up.size = (int64_t)size;

@@ -37,7 +37,9 @@ struct pht_image_writer {
     int failed, done;
     pht_error why;
     int64_t now;
-    cJSON *run; /* the runtime config set_config made, or NULL */
+    cJSON *run;               /* the runtime config set_config made, or NULL */
+    pht_progress_fn progress; /* and progress_ud: pht_image_writer_set_progress */
+    void *progress_ud;
 };
 
 struct pht_image_stream {
@@ -108,6 +110,12 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts, pht_
     return 0;
 }
 
+void pht_image_writer_set_progress(pht_image_writer *w, pht_progress_fn fn, void *ud)
+{
+    w->progress = fn;
+    w->progress_ud = fn ? ud : NULL;
+}
+
 static la_ssize_t layer_write(struct archive *a, void *ud, const void *p, size_t n)
 {
     pht_image_writer *w = ud;
@@ -121,6 +129,7 @@ static la_ssize_t layer_write(struct archive *a, void *ud, const void *p, size_t
         return -1;
     }
     w->bytes += n;
+    if (w->progress) w->progress(w->progress_ud, n);
     return (la_ssize_t)n;
 }
 
@@ -566,9 +575,13 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     for (size_t i = 0; i < keep; i++)
         layers[i] = &b->layers[i];
     if (has_new) layers[keep] = &nl;
+    /* the source's options, reporting to the writer's progress function */
+    pht_image_opts popts = w->src->opts;
+    popts.progress = w->progress;
+    popts.progress_ud = w->progress_ud;
     img_plan plan = {.layers = layers,
                      .nlayers = keep + (has_new ? 1 : 0),
-                     .opts = &w->src->opts,
+                     .opts = &popts,
                      .base = b,
                      .src = w->src};
     if ((rc = tp->dest_tag(dest, &where, &tag, err))) goto done;

@@ -50,6 +50,12 @@ typedef struct img_layer {
 /* Close the layer's file and free its history strings. */
 void layer_clear(img_layer *l);
 
+/* Report n bytes moved to the progress function of o (pht_progress_fn), if any. */
+static inline void img_progress(const pht_image_opts *o, uint64_t n)
+{
+    if (o != NULL && o->progress != NULL && n > 0) o->progress(o->progress_ud, n);
+}
+
 /* Write callback for copies: returns 0 or a PHT_E* code with err set. */
 typedef int (*img_sink)(void *ud, const void *p, size_t n, pht_error *err);
 

@@ -29,7 +29,8 @@
 typedef struct blob_src {
     int fd;
     uint64_t off, len, pos;
-    pht_hash *sha; /* when hashing, libarchive must not skip */
+    pht_hash *sha;           /* when hashing, libarchive must not skip */
+    const pht_image_opts *o; /* an open's scan: its progress; else NULL */
     unsigned char buf[PHT_CHUNK_SIZE];
 } blob_src;
 
@@ -54,6 +55,7 @@ static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
         return -1;
     }
     b->pos += (uint64_t)r;
+    img_progress(b->o, (uint64_t)r);
     if (b->sha && pht_hash_update(b->sha, b->buf, (size_t)r, NULL) != 0) {
         archive_set_error(a, EINVAL, "sha256 of the blob failed");
         return -1;
@@ -294,7 +296,7 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
         goto done;
     }
-    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length, .o = o};
     b->sha = hash_new_sha256(err);
     c->diff_sha = hash_new_sha256(err);
     c->cap = o->max_layer_bytes;
@@ -372,7 +374,7 @@ static int scan_plain(img_layer *l, const pht_image_opts *o, int hash, layer_ent
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
         goto done;
     }
-    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length};
+    *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length, .o = o};
     if (hash && (b->sha = hash_new_sha256(err)) == NULL) {
         rc = err ? err->code : PHT_ECRYPTO;
         goto done;

@@ -1,6 +1,8 @@
-/* Hex and secret-buffer helpers shared by the core. */
+/* Hex and secret-buffer helpers shared by the core; a clock and a terminal test. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -60,4 +62,16 @@ void pht_secret_free(void *p, size_t n)
     if (p == NULL) return;
     OPENSSL_cleanse(p, n);
     free(p);
+}
+
+double pht_monotonic_seconds(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int pht_is_terminal(int fd)
+{
+    return isatty(fd) == 1;
 }

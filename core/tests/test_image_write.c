@@ -2,7 +2,8 @@
  * Writing images: a new layer (opaque directory, whiteout, streamed files of
  * known and unknown size), rebase onto the first N layers, several tags in
  * one docker-archive, OCI layout output, kept layers copied by range on one
- * file system and across two, and writer misuse.
+ * file system and across two, writer misuse, and the progress functions of
+ * opens, extracts, writers and commits.
  */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -282,6 +283,79 @@ static void test_misuse(void)
     pht_image_free(img);
 }
 
+static void count_bytes(void *ud, uint64_t n)
+{
+    *(uint64_t *)ud += n;
+}
+
+/* The size of a file, or 0. */
+static uint64_t size_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void test_progress(void)
+{
+    char src[1200], ref[1300], out[1300], dir[1300];
+    snprintf(src, sizeof src, "%s/reference-v2/stage2-station_2-post.tar", test_fixtures());
+    snprintf(ref, sizeof ref, "docker-archive:%s", src);
+    pht_error err;
+    pht_image_opts o;
+    pht_image_opts_init(&o);
+    CHECK(o.progress == NULL && o.progress_ud == NULL);
+    uint64_t opened = 0;
+    o.progress = count_bytes;
+    o.progress_ud = &opened;
+    o.verify_layers = 1;
+    pht_image *img;
+    CHECK_OK(pht_image_open(&img, ref, &o, &err), &err);
+    if (img == NULL) return;
+    uint64_t blobs = 0;
+    for (size_t i = 0; i < pht_image_layer_count(img); i++) {
+        pht_image_layer li;
+        CHECK_OK(pht_image_layer_info(img, i, &li, &err), &err);
+        blobs += li.size;
+    }
+    /* every layer hashed: each blob read at least once */
+    CHECK(opened >= blobs && blobs > 0);
+
+    /* the open's function is not kept: an extract reports only to its own */
+    uint64_t before = opened, extracted = 0;
+    snprintf(dir, sizeof dir, "%s/progress-x", work);
+    pht_image_set_progress(img, count_bytes, &extracted);
+    CHECK_OK(pht_image_extract(img, "/opt/pht_results", dir, &err), &err);
+    CHECK(opened == before);
+    uint64_t want = 0;
+    pht_image_stat st;
+    CHECK_OK(pht_image_stat_path(img, "/opt/pht_results/count.txt", &st, &err), &err);
+    want = st.size;
+    CHECK(extracted >= want && extracted > 0);
+    pht_image_set_progress(img, NULL, NULL);
+    uint64_t again = extracted;
+    snprintf(dir, sizeof dir, "%s/progress-y", work);
+    CHECK_OK(pht_image_extract(img, "/opt/pht_results", dir, &err), &err);
+    CHECK(extracted == again);
+
+    /* a writer: the new layer, then every byte of the archive the commit writes */
+    pht_image_writer *w;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    uint64_t written = 0;
+    pht_image_writer_set_progress(w, count_bytes, &written);
+    static char data[300000];
+    memset(data, 'p', sizeof data);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/p", data, sizeof data, NULL, &err), &err);
+    uint64_t layer = written;
+    CHECK(layer > 0 && layer <= sizeof data + 1024);
+    snprintf(out, sizeof out, "docker-archive:%s/progress.tar", work);
+    CHECK_OK(pht_image_writer_commit(w, out, NULL, &err), &err);
+    uint64_t archive = size_of(out + 15);
+    /* the rest of the layer (a tar's last blocks) and the archive */
+    CHECK(written - layer >= archive && written - layer <= archive + sizeof data + 20480);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+}
+
 int main(void)
 {
     test_workdir(work, sizeof work);
@@ -289,6 +363,7 @@ int main(void)
     test_rebase_and_tags();
     test_range_copies();
     test_misuse();
+    test_progress();
     test_workdir_done(work);
     TEST_DONE();
 }

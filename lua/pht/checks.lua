@@ -125,10 +125,12 @@ end
 -- Hashes and signatures -------------------------------------------------------------
 
 -- §7.4: e_h over the plaintext train files equals the config's hash; e_h.
--- e_h (optional): the digest already taken over them in one pass.
-function M.immutable_hash(cfg, train_files, e_h)
+-- e_h (optional): the digest already taken over them in one pass; else
+-- they are hashed now, add (optional, a progress counter's function) given
+-- each file's bytes.
+function M.immutable_hash(cfg, train_files, e_h, add)
   local err
-  if not e_h then e_h, err = files.immutable_hash(cfg:creator_id(), cfg:session_id(), train_files) end
+  if not e_h then e_h, err = files.immutable_hash(cfg:creator_id(), cfg:session_id(), train_files, add) end
   if not e_h then return nil, err end
   local want = field.unhex(cfg:get("hash"), "hash")
   if e_h ~= want then
@@ -197,10 +199,11 @@ function M.previous_signatures(stops, pos)
 end
 
 -- §7.5c: e_d over the decrypted results equals the config's result_hash; e_d.
--- e_d (optional): the digest already taken over them in one pass.
-function M.results_hash(cfg, results, e_d)
+-- e_d (optional): the digest already taken over them in one pass; add
+-- (optional): as for M.immutable_hash.
+function M.results_hash(cfg, results, e_d, add)
   local err
-  if not e_d then e_d, err = files.results_hash(cfg, results) end
+  if not e_d then e_d, err = files.results_hash(cfg, results, add) end
   if not e_d then return nil, err end
   local want, werr = field.unhex(cfg:get("result_hash"), "result_hash")
   if not want then return nil, werr end

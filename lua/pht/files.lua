@@ -89,7 +89,8 @@ function M.in_walk_order(entries)
 end
 
 -- Extract dir of the image under tmp (ciphertext or plaintext as stored) and
--- return the root the entries are relative to.
+-- return the root the entries are relative to. The bytes written go to the
+-- image's progress function (img:set_progress), if it has one.
 function M.extract(img, dir, tmp, label)
   local dest = tmp .. "/" .. label
   local ok, err = img:extract(dir, dest)
@@ -103,27 +104,46 @@ function M.plain_under(files, root)
   for _, f in ipairs(files) do f.plain = root .. "/" .. f.path end
 end
 
+-- The size in bytes of the file at path, or 0 (for progress counts).
+local function size_of(path)
+  local fh = io.open(path, "rb")
+  if not fh then return 0 end
+  local n = fh:seek("end") or 0
+  fh:close()
+  return n
+end
+
 -- Decrypt every record's root/path into its own temporary file; sets .plain.
-function M.decrypt_all(symkey, files, root, tmp, label)
+-- add (optional, a progress counter's function) gets each file's ciphertext bytes.
+function M.decrypt_all(symkey, files, root, tmp, label, add)
   for i, f in ipairs(files) do
     f.plain = fmt("%s/%s-%05d.plain", tmp, label, i)
     local ok, err = symkey:decrypt_file(root .. "/" .. f.path, f.plain)
     if not ok then
       return nil, fmt("cannot decrypt %s: %s", f.display or f.path, tostring(err))
     end
+    if add then add(size_of(root .. "/" .. f.path)) end
   end
   return true
 end
 
 -- Encrypt every record's .plain into its own temporary file (a fresh IV
--- each, §6); sets .cipher.
-function M.encrypt_all(symkey, files, tmp, label)
+-- each, §6); sets .cipher. add (optional) gets each file's plaintext bytes.
+function M.encrypt_all(symkey, files, tmp, label, add)
   for i, f in ipairs(files) do
     f.cipher = fmt("%s/%s-%05d.enc", tmp, label, i)
     local ok, err = symkey:encrypt_file(f.plain, f.cipher)
     if not ok then return nil, fmt("cannot encrypt %s: %s", f.path, tostring(err)) end
+    if add then add(size_of(f.plain)) end
   end
   return true
+end
+
+-- The bytes of every record's .plain: the total a step streaming them expects.
+function M.plain_bytes(files)
+  local n = 0
+  for _, f in ipairs(files) do n = n + (f.plain and size_of(f.plain) or 0) end
+  return n
 end
 
 -- Set every record's .src to its field `which` ("plain" or "cipher"): what
@@ -194,24 +214,26 @@ function M.decrypt_into(w, symkey, dir, list, root, opts)
 end
 
 -- Feed every record's plaintext to a hasher in order, marking the start of
--- query.json (.query); the digest, or nil and a message.
-function M.hash(h, files)
+-- query.json (.query); the digest, or nil and a message. add (optional)
+-- gets each file's bytes.
+function M.hash(h, files, add)
   for _, f in ipairs(files) do
     if f.query then h:begin_query() end
     local ok, err = h:update_file(f.plain)
     if not ok then return nil, fmt("cannot hash %s: %s", f.path, tostring(err)) end
+    if add then add(size_of(f.plain)) end
   end
   return h:digest()
 end
 
 -- e_h (§4) over the plaintext train files (M.train_files, with .plain).
-function M.immutable_hash(creator_id, session_id, files)
-  return M.hash(pht.immutable_hasher(creator_id, session_id), files)
+function M.immutable_hash(creator_id, session_id, files, add)
+  return M.hash(pht.immutable_hasher(creator_id, session_id), files, add)
 end
 
 -- e_d (§4) over the plaintext results (M.in_walk_order, with .plain).
-function M.results_hash(cfg, files)
-  return M.hash(pht.results_hasher(cfg:session_id()), files)
+function M.results_hash(cfg, files, add)
+  return M.hash(pht.results_hasher(cfg:session_id()), files, add)
 end
 
 return M

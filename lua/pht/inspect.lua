@@ -120,13 +120,16 @@ local function plaintext_elsewhere(ref, tmpdir)
   return others
 end
 
--- extra: more pht.open_image options (train.open_image), or nil. masters
+-- extra: more pht.open_image options (train.open_image), or nil; its
+-- progress function also counts the reads of /opt after the open. masters
 -- (optional): the references of the master images the station trusts
 -- (pht.checks.master); the report's master says which one the train keeps
 -- to, or why none.
 function M.image(ref, tmpdir, verify_layers, extra, masters)
   local img, err = train.open_image(ref, tmpdir, verify_layers, extra)
   if not img then return nil, err end
+  -- a docker-daemon image lands /opt on the first read below
+  if extra and extra.progress then img:set_progress(extra.progress) end
   local cfg, cerr = train.read_config(img)
   if not cfg then img:close() return nil, cerr end
   local report = { image = ref, ok = true, checks = {}, route = {} }

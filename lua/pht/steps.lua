@@ -15,11 +15,21 @@ local M = {}
 -- The train and the station ---------------------------------------------------------
 
 function M.open_image(ctx)
-  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers,
-    train.open_extra(ctx.options))
+  local extra = train.open_extra(ctx.options)
+  extra.progress = ctx:count_bytes()
+  local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers, extra)
   if not img then return nil, err end
   ctx.image = img
   ctx:defer(function() img:close() end)
+  if extra.progress then
+    -- What the image moves later (extracts; a docker-daemon image lands /opt
+    -- on first use) counts for the step running then.
+    img:set_progress(function(n)
+      local add = ctx.step and ctx:count_bytes()
+      if add then add(n) end
+    end)
+    ctx:defer(function() img:set_progress(nil) end)
+  end
   return true
 end
 
@@ -163,14 +173,35 @@ function M.list_results(ctx)
   return true
 end
 
+-- The bytes of the regular files of a listing (train.list).
+-- The function a one-pass call reports its bytes to: the step's progress
+-- counter (ctx:count_bytes, given total) and ctx.progress_bytes, either or
+-- both; nil when nobody listens.
+function M.bytes_progress(ctx, total)
+  local add, also = ctx:count_bytes(total), ctx.progress_bytes
+  if add and also then return function(n) add(n); also(n) end end
+  return add or also
+end
+
+local function entries_bytes(entries)
+  local n = 0
+  for _, e in ipairs(entries or {}) do
+    if e.type == "file" then n = n + (e.size or 0) end
+  end
+  return n
+end
+
 -- Decrypt the tree dir of the image into the private temporary directory:
 -- every record of `list` gets .plain. Returns the root of the extracted
--- ciphertext, or nil, message.
-function M.decrypt_tree(ctx, dir, list, label)
+-- ciphertext, or nil, message. `entries` (optional, the tree's listing)
+-- gives the step's progress its total: the tree extracted, then decrypted.
+function M.decrypt_tree(ctx, dir, list, label, entries)
   local tmp = ctx:tempdir()
+  -- The image's progress function (M.open_image) counts the extract here.
+  local add = ctx:count_bytes(entries and 2 * entries_bytes(entries) or nil)
   local root, err = files.extract(ctx.image, dir, tmp, label .. ".enc")
   if not root then return nil, err end
-  local ok, derr = files.decrypt_all(ctx.symkey, list, root, tmp, label)
+  local ok, derr = files.decrypt_all(ctx.symkey, list, root, tmp, label, add)
   if not ok then return nil, derr end
   return root
 end
@@ -193,6 +224,8 @@ end
 -- is extracted to the private temporary directory; no plaintext file is
 -- written. The entries carry mtime 0 (see pre-run's write_image).
 function M.decrypt_into_layer(ctx, dir, entries, list, label, hasher, writer_opts)
+  -- progress: the ciphertext's size, which the plaintext is within 32 bytes a file of
+  local progress = M.bytes_progress(ctx, entries_bytes(entries))
   local w, err = M.writer(ctx, writer_opts)
   if not w then return nil, err end
   local root, xerr = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".enc")
@@ -200,15 +233,16 @@ function M.decrypt_into_layer(ctx, dir, entries, list, label, hasher, writer_opt
   local ok, derr = train.write_dirs(w, dir, entries, 0)
   if ok then
     ok, derr = files.decrypt_into(w, ctx.symkey, dir, list, root, { hash = hasher, mtime = 0,
-      progress = ctx.progress_bytes })
+      progress = progress })
   end
   if not ok then return nil, derr end
   return hasher:digest()
 end
 
 -- Extract the plaintext tree dir of the image: every record of `list`
--- points .plain at its extracted file.
-function M.read_tree(ctx, dir, list, label)
+-- points .plain at its extracted file. `entries` as for M.decrypt_tree.
+function M.read_tree(ctx, dir, list, label, entries)
+  ctx:count_bytes(entries and entries_bytes(entries) or nil)
   local root, err = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".plain")
   if not root then return nil, err end
   files.plain_under(list, root)
@@ -230,7 +264,8 @@ end
 -- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h. The
 -- digest of a one-pass step (ctx.train_digest) stands for the plaintext.
 M.verify_immutable_hash = establish("e_h", function(ctx)
-  return checks.immutable_hash(ctx.config, ctx.train, ctx.train_digest)
+  local add = not ctx.train_digest and ctx:count_bytes(function() return files.plain_bytes(ctx.train) end) or nil
+  return checks.immutable_hash(ctx.config, ctx.train, ctx.train_digest, add)
 end)
 
 function M.verify_creator_signature(ctx)
@@ -244,7 +279,8 @@ end
 -- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d
 -- (ctx.results_digest, when a one-pass step computed it).
 M.verify_result_hash = establish("e_d", function(ctx)
-  return checks.results_hash(ctx.config, ctx.results, ctx.results_digest)
+  local add = not ctx.results_digest and ctx:count_bytes(function() return files.plain_bytes(ctx.results) end) or nil
+  return checks.results_hash(ctx.config, ctx.results, ctx.results_digest, add)
 end)
 
 return M

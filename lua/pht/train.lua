@@ -129,6 +129,43 @@ function M.commit_target(ctx)
   return dest, nil
 end
 
+-- Report the progress of writer w to ctx's step (ctx:count_bytes), when
+-- someone listens. The total is an estimate: the bytes of the files
+-- (records with .src) of every list in `lists` (or, for a number, that
+-- many bytes already in the new layer), once into the new layer and once to
+-- the destination, plus the base layers `base` (an image; its first `keep`
+-- layers, all when nil) when the destination is a docker-archive, which
+-- copies them.
+function M.write_progress(ctx, w, lists, base, keep)
+  local add = ctx:count_bytes(function()
+    local n = 0
+    if type(lists) == "number" then
+      n = lists
+    else
+      for _, list in ipairs(lists) do
+        for _, f in ipairs(list) do
+          local fh = f.src and io.open(f.src, "rb")
+          if fh then
+            n = n + (fh:seek("end") or 0)
+            fh:close()
+          end
+        end
+      end
+      n = 2 * n
+    end
+    local dest = M.commit_target(ctx)
+    local r = pht.parse_ref(dest)
+    if r and r.transport == "docker-archive" and base then
+      for i, l in ipairs(base:layers()) do
+        if keep and i > keep then break end
+        n = n + (l.diff_size > 0 and l.diff_size or l.size)
+      end
+    end
+    return n > 0 and n or nil
+  end)
+  if add then w:set_progress(add) end
+end
+
 -- Finish a writer: commit it to the commit target with opts (history,
 -- comment, ...) unless adding entries failed already (ok false, werr why),
 -- then close it. Sets ctx.written; true, or nil and a message naming the target.

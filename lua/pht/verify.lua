@@ -42,11 +42,14 @@ end
 -- opts.password), temporary plaintext under opts.tmpdir (removed before this
 -- returns); opts.masters: the station's master images (references), which
 -- check_master compares the train against. opts.time_limit (seconds) stops the run between steps once
--- exceeded. Returns a report (see doc/gateway.md), or nil, message when the
+-- exceeded. opts.progress (optional) gets the progress events of the long
+-- steps (pht.progress); each step that counted bytes reports them in the
+-- report. Returns a report (see doc/gateway.md), or nil, message when the
 -- workflow itself cannot be built.
 --
 -- report = { station, ok, failed_step, message, code, timed_out, not_written = {names},
---            steps = { {name, kind, status = "ok"|"skipped"|"failed"|"not_run", ok, message, code} } }
+--            steps = { {name, kind, status = "ok"|"skipped"|"failed"|"not_run", ok, message, code,
+--                       bytes, seconds} } }
 function M.train(ref, opts)
   opts = opts or {}
   local wf, removed = M.workflow(opts)
@@ -80,6 +83,16 @@ function M.train(ref, opts)
     return true
   end)
 
+  -- The bytes and seconds of each step that counted them, from its last event.
+  local listener = opts.progress
+  local function progress(ev)
+    if ev.final and by_name[ev.step] then
+      by_name[ev.step].bytes = ev.done
+      by_name[ev.step].seconds = ev.elapsed
+    end
+    if listener then listener(ev) end
+  end
+
   local ctx = workflow.context({
     options = {
       image = ref,
@@ -88,6 +101,7 @@ function M.train(ref, opts)
       password = opts.password,
       tmpdir = opts.tmpdir,
       masters = opts.masters,
+      progress = progress,
     },
   })
   local ok, failure = wf:run(ctx)

@@ -309,6 +309,12 @@ local function run_steps(self, ctx)
       if ctx.progress then ctx:progress(i, total, step) end
       status, message, code = outcome_of(pcall(step.run, ctx, step))
     end
+    -- The byte counter of the step (ctx:count_bytes) ends with it.
+    local counter = rawget(ctx, "_counter")
+    if counter then
+      ctx._counter = nil
+      counter.finish(status)
+    end
     local outcome = { status = status, message = message, code = code, seconds = clock() - t0,
       index = i, total = total }
     if ctx.log then
@@ -381,7 +387,7 @@ Context.__close = function(self) self:cleanup() end
 
 -- A context: the table every step reads and fills (config, image, keys,
 -- station, options, ...). `fields` are copied in. Methods: ctx:defer(fn),
--- ctx:tempdir(), ctx:log(level, fmt, ...), ctx:cleanup().
+-- ctx:tempdir(), ctx:log(level, fmt, ...), ctx:count_bytes(total), ctx:cleanup().
 function M.context(fields)
   local ctx = setmetatable({ options = {}, _defer = {} }, Context)
   for k, v in pairs(fields or {}) do ctx[k] = v end
@@ -404,6 +410,39 @@ function Context:tempdir()
     self:defer(function() fs.remove_tree(dir) end)
   end
   return self._tempdir
+end
+
+-- A byte counter for the running step, when the workflow's options carry
+-- a progress callback (options.progress = function(event), events as
+-- pht.progress describes them): returns add(n), the function to call with
+-- each number of bytes moved (give it to a C call that takes a progress
+-- function), or nil when nobody listens. `total` (optional) is the bytes the
+-- step expects, or a function returning them (called only when someone
+-- listens); a second call in the same step adds its total to the first and
+-- returns the same function. The runner sends the final event when the
+-- step ends. An error raised by the callback is logged once as a warning and
+-- the step's later events are dropped; it never fails the step.
+function Context:count_bytes(total)
+  local listener = self.options and self.options.progress
+  if type(listener) ~= "function" then return nil end
+  if type(total) == "function" then total = total() end
+  local c = self._counter
+  if c and c.step == self.step then
+    if total then c.expect(total) end
+    return c.add
+  end
+  local broken = false
+  local function emit(ev)
+    if broken then return end
+    local pok, err = pcall(listener, ev)
+    if not pok then
+      broken = true
+      self:log("warn", "progress callback failed: %s", tostring(err))
+    end
+  end
+  c = require("pht.progress").counter(emit, self.step or "?", total, { workflow = self.workflow })
+  self._counter = c
+  return c.add
 end
 
 -- Levels: "debug", "info", "warn". The default sink is set by the CLI; a

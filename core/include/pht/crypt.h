@@ -113,7 +113,7 @@ PHT_API int pht_decrypt_file(const pht_symkey *key, const char *src, const char 
  * most about every MiB or 100 ms and once at the end. Runs on the calling
  * thread; a non-zero return stops the call with PHT_ESTATE.
  */
-typedef int (*pht_progress_fn)(void *ud, uint64_t bytes);
+typedef int (*pht_crypt_progress_fn)(void *ud, uint64_t bytes);
 
 /*
  * One pass per byte: read the plaintext file src once, feed it to h (NULL:
@@ -125,7 +125,7 @@ typedef int (*pht_progress_fn)(void *ud, uint64_t bytes);
  */
 PHT_API int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h,
                              pht_image_writer *w, const char *path, const pht_image_attrs *attrs,
-                             pht_progress_fn progress, void *ud, pht_error *err);
+                             pht_crypt_progress_fn progress, void *ud, pht_error *err);
 /*
  * The mirror: decrypt the ciphertext file src straight into entry `path` of
  * w, feeding the plaintext to h. The plaintext size is read from the last two
@@ -134,7 +134,7 @@ PHT_API int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h
  */
 PHT_API int pht_decrypt_into(const pht_symkey *key, const char *src, pht_hash *h,
                              pht_image_writer *w, const char *path, const pht_image_attrs *attrs,
-                             pht_progress_fn progress, void *ud, pht_error *err);
+                             pht_crypt_progress_fn progress, void *ud, pht_error *err);
 
 /* n random bytes from OpenSSL's CSPRNG into out. */
 PHT_API int pht_random_bytes(unsigned char *out, size_t n, pht_error *err);

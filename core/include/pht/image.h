@@ -52,6 +52,18 @@ typedef struct pht_image_writer pht_image_writer;
 typedef struct pht_image_stream pht_image_stream;
 
 /*
+ * Progress of the long calls: fn(ud, bytes) is called on the calling thread,
+ * during the call, with each number of bytes moved: read from a layer by an
+ * open (or sent by the daemon as a docker-daemon image lands, a registry
+ * blob once downloaded), written to files by an extract, put into a
+ * writer's new layer, or written to the destination by a commit or uploaded
+ * by a push (a copy the kernel makes counts per piece of up to 32 MiB). At
+ * most once per chunk, so it must be cheap; it must not call into the image
+ * or writer that reports.
+ */
+typedef void (*pht_progress_fn)(void *ud, uint64_t bytes);
+
+/*
  * Caps against hostile layers, the directory for temporary files, and how
  * many layers an open digest-checks. Every header of every layer is checked
  * whatever verify_layers says; by default the open hashes only the layers
@@ -74,9 +86,10 @@ typedef struct pht_image_opts {
     const char *registry_cert_dir;  /* extra CAs and client pairs (--cert-dir) */
     int registry_tls_insecure;      /* 1: --tls-verify=false (also allows plain http) */
     const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
-    const char
-        *docker_timeout; /* docker-daemon: limits of the Engine calls, as
-                            $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    const char *docker_timeout; /* docker-daemon: limits of the Engine calls, as
+                                   $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    pht_progress_fn progress; /* the open's progress, not kept after it; NULL: none */
+    void *progress_ud;        /* progress's first argument */
     int no_index;        /* 1: read the manifest, config and layer list only, no layer's headers (a
                             master for pht_image_check_master, a writer's base); stat, walk, reads and
                             extracts then fail with PHT_ESTATE */
@@ -84,11 +97,12 @@ typedef struct pht_image_opts {
 
 /*
  * Fill opts with the defaults: 1e6 entries, 64 GiB per entry and per layer,
- * 4096-byte names, 32 MiB of paths, verify_layers 0, no cache_dir. cache_dir (created 0700 if
- * missing; used only when it is the user's own and writable by no one else)
- * keeps the headers of each compressed layer that names nothing under /opt,
- * by blob digest, once its digest was verified, so that a later open of the
- * same blob need not decompress it (doc/images.md).
+ * 4096-byte names, 32 MiB of paths, verify_layers 0, no cache_dir, no
+ * progress. cache_dir (created 0700 if missing; used only when it is the
+ * user's own and writable by no one else) keeps the headers of each
+ * compressed layer that names nothing under /opt, by blob digest, once its
+ * digest was verified, so that a later open of the same blob need not
+ * decompress it (doc/images.md).
  */
 PHT_API void pht_image_opts_init(pht_image_opts *opts);
 
@@ -140,6 +154,14 @@ PHT_API int pht_image_open(pht_image **out, const char *ref, const pht_image_opt
 
 /* Release the handle; readers and writers made from it keep it alive. NULL is fine. */
 PHT_API void pht_image_free(pht_image *img);
+
+/*
+ * Report the progress of img's later extracts, and of the calls that land
+ * a docker-daemon or docker:// image's /opt or layers (stat, walk,
+ * open_file, extract), through fn (NULL: stop). The open's opts.progress is
+ * not kept. A writer reports through pht_image_writer_set_progress.
+ */
+PHT_API void pht_image_set_progress(pht_image *img, pht_progress_fn fn, void *ud);
 
 /* The reference the image was opened with. */
 PHT_API const char *pht_image_reference(const pht_image *img);
@@ -253,6 +275,12 @@ PHT_API void pht_image_attrs_init(pht_image_attrs *a);
  */
 PHT_API int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts,
                                  pht_image_writer **out, pht_error *err);
+
+/*
+ * Report the progress of w's later adds and its commit through fn (NULL:
+ * stop): the bytes of the new layer, then those the commit writes.
+ */
+PHT_API void pht_image_writer_set_progress(pht_image_writer *w, pht_progress_fn fn, void *ud);
 
 /* Add a directory (opaque: hides lower content under it). attrs may be NULL. */
 PHT_API int pht_image_writer_add_dir(pht_image_writer *w, const char *path,

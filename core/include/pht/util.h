@@ -1,4 +1,4 @@
-/* Small shared helpers of libpht: hex, secret buffers. */
+/* Small shared helpers of libpht: hex, secret buffers, a clock and a terminal test for progress. */
 #ifndef PHT_UTIL_H
 #define PHT_UTIL_H
 
@@ -29,6 +29,16 @@ PHT_API int pht_hex_decode_alloc(const char *hex, size_t len, unsigned char **ou
 
 /* Wipe and free a secret buffer of n bytes; NULL is fine. */
 PHT_API void pht_secret_free(void *p, size_t n);
+
+/*
+ * Seconds on the monotonic clock (CLOCK_MONOTONIC), with sub-second
+ * resolution: for rates and intervals, never for dates. Cheap enough to call
+ * per 64 KiB chunk.
+ */
+PHT_API double pht_monotonic_seconds(void);
+
+/* 1 when the file descriptor fd is a terminal (isatty), else 0. */
+PHT_API int pht_is_terminal(int fd);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,7 @@ changed above it (without, that changes outside /opt were not checked).]],
     options.group "registry",
     options.shared("tmpdir", { help = "where temporary files go (default: $TMPDIR or /tmp)" }),
     options.shared("timeout"),
+    options.shared("progress"),
   },
   exit_status = "0 everything that can be checked without keys verifies, 1 something does not, "
     .. "2 usage error, 3 the image cannot be read.",
@@ -37,8 +38,14 @@ changed above it (without, that changes outside /opt were not checked).]],
     if not registry then runner.say(prog, "%s", gerr) return runner.EXIT.usage end
     local masters, merr = runner.master_refs(opts)
     if not masters then runner.say(prog, "%s", merr) return runner.EXIT.usage end
+    local render, _, perr = runner.progress_renderer(prog, opts)
+    if perr then runner.say(prog, "%s", perr) return runner.EXIT.usage end
     local extra = require("pht.train").open_extra({ registry = registry, docker_timeout = opts.timeout })
+    -- One step's progress: the bytes the open and the reads of /opt move.
+    local counter = render and require("pht.progress").counter(render, "open_image", nil, { workflow = "inspect" })
+    extra.progress = counter and counter.add
     local report, err = inspect.image(image, opts.tmpdir, opts["verify-layers"], extra, masters)
+    if counter then counter.finish(report and "ok" or "failed") end
     if not report then runner.say(prog, "%s", err) return runner.EXIT.io end
     if opts.json then
       if runner.report then runner.report.printed = true end

@@ -47,6 +47,10 @@ local SHARED = {
   { name = "verbose", short = "v", flag = true, group = "workflow", help = "also report each step that passed" },
   { name = "json", flag = true, group = "workflow",
     help = "print one JSON object on stdout: the steps and their outcomes, the image written, the exit code" },
+  { name = "progress", arg = "MODE", group = "workflow", default = "auto",
+    help = "bytes done, total, rate and time left of long steps on stderr: auto (an updating line "
+      .. "when stderr is a terminal, else nothing), plain (a line every few seconds, for logs), "
+      .. "json (one object a line, for station software) or none" },
   { name = "creds", arg = "USER:PASS", group = "registry",
     help = "docker:// credentials for every repository (default: the auth files, doc/registry.md)" },
   { name = "authfile", arg = "PATH", group = "registry", env = "REGISTRY_AUTH_FILE",

@@ -2,6 +2,7 @@
 -- codes, messages on stderr, and running a stock workflow (pht.stock) with
 -- the station's --script files applied.
 local options = require "pht.cli.options"
+local progress = require "pht.progress"
 local ref = require "pht.ref"
 
 local M = {}
@@ -62,10 +63,12 @@ function M.image_refs(t)
   return out
 end
 
-local function make_logger(prog, opts)
+-- clear (optional) removes a progress line before a message is written.
+local function make_logger(prog, opts, clear)
   local level = opts.quiet and 0 or (opts.verbose and 2 or 1)
   return function(lvl, msg)
     if lvl == "warn" or (lvl == "info" and level >= 1) or (lvl == "debug" and level >= 2) then
+      if clear then clear() end
       say(prog, "%s", msg)
     end
   end
@@ -75,6 +78,17 @@ end
 function M.interrupt_exit()
   local _, signo = require("pht").interrupted()
   return 128 + (signo or 2)
+end
+
+-- The progress renderer of --progress (pht.progress.renderer): the
+-- function and its clear(); nothing for none, and for auto with --quiet or
+-- without a terminal; nil, nil, message for a mode it does not know.
+function M.progress_renderer(prog, opts)
+  local mode = opts.progress or "auto"
+  if mode == "auto" and opts.quiet then return nil end
+  local render, clear = progress.renderer(mode, { prefix = prog })
+  if not render and type(clear) == "string" then return nil, nil, clear end
+  return render, clear
 end
 
 local function exit_for(failure)
@@ -88,9 +102,16 @@ end
 -- the --script files, run, report. Returns the exit code and the context.
 function M.run_workflow(prog, name, opts, ctx_options)
   local workflow = require "pht.workflow"
+  local render, clear, perr = M.progress_renderer(prog, opts)
+  if perr then say(prog, "%s", perr) return EXIT.usage end
+  -- JSON lines are for software: the step lines and the closing message
+  -- stay out of them (as with -q); warnings and errors do not.
+  if opts.progress == "json" then opts.quiet = true end
   local wf, err = require("pht.stock").load(name)
   if not wf then say(prog, "%s", err) return EXIT.internal end
-  local ctx = workflow.context({ options = ctx_options, logger = make_logger(prog, opts), program = prog })
+  ctx_options.progress = render
+  local ctx = workflow.context({ options = ctx_options, logger = make_logger(prog, opts, clear),
+    program = prog })
   ctx.progress = function(c, i, n, step)
     c:log("info", string.format("[%d/%d] %s", i, n, step.name))
   end

@@ -722,3 +722,82 @@ int pht_docker_container_remove(pht_docker *d, const char *id, pht_error *err)
     req.method = "DELETE";
     return dk_send(d, &req, api_path("/containers/%s?force=1&v=1", id), what, err);
 }
+
+int pht_docker_container_start(pht_docker *d, const char *id, pht_error *err)
+{
+    if (!container_valid(id, err)) return PHT_EINVAL;
+    char what[300];
+    snprintf(what, sizeof what, "start container %.200s", id);
+    pht_http_request req;
+    pht_http_request_init(&req);
+    req.method = "POST";
+    return dk_send(d, &req, api_path("/containers/%s/start", id), what, err);
+}
+
+int pht_docker_container_wait(pht_docker *d, const char *id, int *status, pht_error *err)
+{
+    *status = -1;
+    if (!container_valid(id, err)) return PHT_EINVAL;
+    char what[300];
+    snprintf(what, sizeof what, "wait for container %.200s", id);
+    pht_http_request req;
+    pht_http_response resp;
+    pht_http_request_init(&req);
+    req.method = "POST";
+    req.max_body = DK_JSON_MAX;
+    req.timeouts = &d->limits.stream; /* a train runs as long as it needs */
+    int rc = dk_call(d, &req, api_path("/containers/%s/wait", id), &resp, what, err);
+    if (rc == 0) {
+        cJSON *j = resp.body ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
+        cJSON *code = cJSON_GetObjectItemCaseSensitive(j, "StatusCode");
+        if (!cJSON_IsNumber(code))
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: the daemon's answer has no StatusCode", what);
+        else
+            *status = (int)code->valuedouble;
+        cJSON_Delete(j);
+    }
+    pht_http_response_clear(&resp);
+    return rc;
+}
+
+int pht_docker_container_commit(pht_docker *d, const char *id, const char *repo, const char *tag,
+                                char *image_id, pht_error *err)
+{
+    image_id[0] = '\0';
+    if (!container_valid(id, err)) return PHT_EINVAL;
+    char what[300];
+    snprintf(what, sizeof what, "commit container %.200s", id);
+    char *er = pht_http_escape(repo ? repo : "");
+    char *et = pht_http_escape(tag ? tag : "");
+    if (er == NULL || et == NULL) {
+        free(er);
+        free(et);
+        return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
+    }
+    pht_http_request req;
+    pht_http_response resp;
+    pht_http_request_init(&req);
+    req.method = "POST";
+    req.content_type = "application/json";
+    req.body = "{}";
+    req.body_len = 2;
+    req.max_body = DK_JSON_MAX;
+    req.timeouts = &d->limits.stream;
+    char *path = repo && repo[0]
+                     ? api_path("/commit?container=%s&pause=0&repo=%s&tag=%s", id, er, et)
+                     : api_path("/commit?container=%s&pause=0", id);
+    free(er);
+    free(et);
+    int rc = dk_call(d, &req, path, &resp, what, err);
+    if (rc == 0) {
+        cJSON *j = resp.body ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "Id"));
+        if (s == NULL || strlen(s) >= PHT_DOCKER_ID_MAX)
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: the daemon's answer has no image Id", what);
+        else
+            snprintf(image_id, PHT_DOCKER_ID_MAX, "%s", s);
+        cJSON_Delete(j);
+    }
+    pht_http_response_clear(&resp);
+    return rc;
+}

@@ -224,6 +224,36 @@ static void test_containers_and_prune(pht_docker *d)
     CHECK(dt_sh(NULL, 0, "docker rm %s >/dev/null", c1) == 0);
 }
 
+/* create, start, wait, commit and remove a container through the Engine API */
+static void test_container_run(pht_docker *d)
+{
+    pht_error err;
+    char name[200], id[PHT_DOCKER_ID_MAX], img[PHT_DOCKER_ID_MAX], out[4096], repo[200];
+    dt_name("run", name, sizeof name);
+    dt_name("commit", repo, sizeof repo);
+    const char *cfg = "{\"Image\":\"pht-test/busybox:latest\",\"Cmd\":[\"sh\",\"-c\","
+                      "\"echo made >/made.txt; exit 3\"],\"HostConfig\":{\"NetworkMode\":\"none\"}}";
+    CHECK_OK(pht_docker_container_create(d, name, cfg, id, &err), &err);
+    CHECK_OK(pht_docker_container_start(d, id, &err), &err);
+    int status = 0;
+    CHECK_OK(pht_docker_container_wait(d, id, &status, &err), &err);
+    CHECK(status == 3);
+    CHECK(dt_sh(out, sizeof out, "docker inspect -f '{{.State.ExitCode}}' %s", name) == 0);
+    CHECK_STR_CONTAINS(out, "3");
+    CHECK_OK(pht_docker_container_commit(d, id, repo, "t1", img, &err), &err);
+    CHECK_STR_CONTAINS(img, "sha256:");
+    CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s:t1 cat /made.txt", repo) == 0);
+    CHECK_STR_CONTAINS(out, "made");
+    CHECK_OK(pht_docker_container_remove(d, id, &err), &err);
+    CHECK(dt_sh(NULL, 0, "docker inspect %s >/dev/null 2>&1", name) != 0);
+    CHECK_CODE(pht_docker_container_start(d, id, &err), PHT_ENOTFOUND, &err);
+    CHECK_STR_CONTAINS(err.message, "start container ");
+    CHECK_CODE(pht_docker_container_wait(d, id, &status, &err), PHT_ENOTFOUND, &err);
+    CHECK(status == -1);
+    CHECK_CODE(pht_docker_container_commit(d, "-bad", "", "", img, &err), PHT_EINVAL, &err);
+    CHECK(dt_sh(NULL, 0, "docker rmi %s:t1 >/dev/null", repo) == 0);
+}
+
 int main(void)
 {
     test_open();
@@ -237,6 +267,7 @@ int main(void)
             test_version(d);
             test_images(d);
             test_containers_and_prune(d);
+            test_container_run(d);
         }
         pht_docker_free(d);
     }

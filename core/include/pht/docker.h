@@ -210,6 +210,27 @@ PHT_API int pht_docker_container_archive_fd(pht_docker *d, const char *id, const
 PHT_API int pht_docker_container_remove(pht_docker *d, const char *id, pht_error *err);
 
 /*
+ * POST /containers/{id}/start: start a created container. PHT_ENOTFOUND when
+ * it does not exist.
+ */
+PHT_API int pht_docker_container_start(pht_docker *d, const char *id, pht_error *err);
+
+/*
+ * POST /containers/{id}/wait: block until the container stops (stream
+ * limits, no total bound) and set *status to its exit status (-1 on error).
+ */
+PHT_API int pht_docker_container_wait(pht_docker *d, const char *id, int *status,
+                                      pht_error *err);
+
+/*
+ * POST /commit: an image of the container's filesystem, tagged repo:tag when
+ * repo is non-empty (untagged otherwise); image_id gets its id
+ * (PHT_DOCKER_ID_MAX). The container is not paused.
+ */
+PHT_API int pht_docker_container_commit(pht_docker *d, const char *id, const char *repo,
+                                        const char *tag, char *image_id, pht_error *err);
+
+/*
  * 1 if name is a Docker image reference libpht passes to the daemon
  * ("repo[:tag]", "repo@sha256:<hex>", "sha256:<hex>"), else 0 with err set.
  */

@@ -88,5 +88,6 @@ void lpht_open_util(lua_State *L);
 void lpht_open_fs(lua_State *L);
 void lpht_open_json(lua_State *L);
 void lpht_open_registry(lua_State *L);
+void lpht_open_docker(lua_State *L);
 
 #endif

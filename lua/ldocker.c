@@ -3,6 +3,8 @@
  * the pieces of a station's run of a train. Create objects travel as JSON
  * text; ids as strings.
  */
+#include <stdlib.h>
+
 #include "lpht.h"
 
 #define DOCKER_T "pht.docker"
@@ -81,9 +83,68 @@ static int m_remove(lua_State *L)
     return 1;
 }
 
+/* docker:logs(id, out_file, err_file, follow): either file may be nil (dropped). */
+static int m_logs(lua_State *L)
+{
+    pht_docker *d = check_docker(L);
+    const char *id = luaL_checkstring(L, 2);
+    FILE *out = lua_isnoneornil(L, 3) ? NULL : lpht_checkfile(L, 3);
+    FILE *errs = lua_isnoneornil(L, 4) ? NULL : lpht_checkfile(L, 4);
+    int follow = lua_toboolean(L, 5);
+    /* what Lua buffered goes first; the core writes to the descriptors */
+    if (out) fflush(out);
+    if (errs) fflush(errs);
+    pht_error err;
+    if (pht_docker_container_logs_fd(d, id, follow, out ? fileno(out) : -1, errs ? fileno(errs) : -1,
+                                     &err) != 0)
+        return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_inspect_image(lua_State *L)
+{
+    pht_docker *d = check_docker(L);
+    char *json = NULL;
+    pht_error err;
+    if (pht_docker_image_inspect_json(d, luaL_checkstring(L, 2), &json, &err) != 0)
+        return lpht_fail(L, &err);
+    lua_pushstring(L, json);
+    free(json);
+    return 1;
+}
+
+/* docker:remove_image(name, force) */
+static int m_remove_image(lua_State *L)
+{
+    pht_docker *d = check_docker(L);
+    int flags = lua_toboolean(L, 3) ? PHT_DOCKER_FORCE : 0;
+    pht_error err;
+    if (pht_docker_image_remove(d, luaL_checkstring(L, 2), flags, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int m_ping(lua_State *L)
+{
+    pht_docker *d = check_docker(L);
+    pht_error err;
+    if (pht_docker_ping(d, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg docker_methods[] = {
-    {"create", m_create}, {"start", m_start},   {"wait", m_wait},
-    {"commit", m_commit}, {"remove", m_remove}, {NULL, NULL},
+    {"ping", m_ping},
+    {"create", m_create},
+    {"start", m_start},
+    {"wait", m_wait},
+    {"logs", m_logs},
+    {"commit", m_commit},
+    {"remove", m_remove},
+    {"inspect_image", m_inspect_image},
+    {"remove_image", m_remove_image},
+    {NULL, NULL},
 };
 
 void lpht_open_docker(lua_State *L)

@@ -216,8 +216,9 @@ PHT_API int pht_docker_container_remove(pht_docker *d, const char *id, pht_error
 PHT_API int pht_docker_container_start(pht_docker *d, const char *id, pht_error *err);
 
 /*
- * POST /containers/{id}/wait: block until the container stops (stream
- * limits, no total bound) and set *status to its exit status (-1 on error).
+ * POST /containers/{id}/wait: block until the container stops (the stream's
+ * connect and total limits, no idle limit) and set *status to its exit
+ * status (-1 on error).
  */
 PHT_API int pht_docker_container_wait(pht_docker *d, const char *id, int *status,
                                       pht_error *err);
@@ -229,6 +230,20 @@ PHT_API int pht_docker_container_wait(pht_docker *d, const char *id, int *status
  */
 PHT_API int pht_docker_container_commit(pht_docker *d, const char *id, const char *repo,
                                         const char *tag, char *image_id, pht_error *err);
+
+/*
+ * GET /containers/{id}/logs: the container's stdout and stderr, split from
+ * the Engine's multiplexed stream as it arrives, to sinks out and errs (NULL:
+ * dropped). The container must have been created without a TTY. follow != 0
+ * streams until the container stops (no idle bound: a train may be silent
+ * for hours). _fd writes to out_fd and err_fd (< 0: dropped). PHT_EFORMAT
+ * for a stream that is not multiplexed or ends inside a frame.
+ */
+PHT_API int pht_docker_container_logs(pht_docker *d, const char *id, int follow, pht_http_sink out,
+                                      void *out_ud, pht_http_sink errs, void *errs_ud,
+                                      pht_error *err);
+PHT_API int pht_docker_container_logs_fd(pht_docker *d, const char *id, int follow, int out_fd,
+                                         int err_fd, pht_error *err);
 
 /*
  * 1 if name is a Docker image reference libpht passes to the daemon

@@ -12,6 +12,7 @@ M.EXIT = {
   rejected = 1,   -- a verification or policy step failed: the train is refused
   usage = 2,      -- the command line is wrong
   io = 3,         -- an image, key or file could not be read or written
+  train = 4,      -- pht run: the train ran and exited with a status other than 0
   internal = 70,  -- a bug (a Lua error in libpht or in a station script)
 }
 local EXIT = M.EXIT
@@ -54,8 +55,10 @@ local function make_logger(prog, opts)
   end
 end
 
-local function exit_for(failure)
+-- The exit code for a workflow's failure (pht.workflow's failure object).
+function M.exit_for(failure)
   if failure.code == "EINTERNAL" then return EXIT.internal end
+  if failure.code == "ETRAIN" then return EXIT.train end
   if failure.kind == "io" or failure.kind == "write" then return EXIT.io end
   return EXIT.rejected
 end
@@ -78,10 +81,22 @@ function M.run_workflow(prog, name, opts, ctx_options)
       return EXIT.usage
     end
   end
+  -- A workflow that runs others (scripts/run.lua) gets them customised by
+  -- the same scripts.
+  ctx.load_workflow = function(inner_name)
+    local inner, lerr = require("pht.stock").load(inner_name)
+    if not inner then return nil, lerr end
+    for _, script in ipairs(opts.script or {}) do
+      local ok, serr = workflow.customise(inner, script, ctx)
+      if not ok then return nil, serr end
+    end
+    return inner
+  end
   local ok, failure = wf:run(ctx)
   if not ok then
     say(prog, "%s", tostring(failure))
-    return exit_for(failure), ctx
+    -- a workflow run inside (scripts/run.lua) failed: its step decides
+    return M.exit_for(ctx.inner_failure or failure), ctx
   end
   return EXIT.ok, ctx
 end

@@ -29,16 +29,12 @@ local ref = require "pht.ref"
 local wf = workflow.new("run")
 local fmt = string.format
 
--- The stock workflow `name`: from the front end, else the script beside this one.
+-- The stock workflow `name`, from the front end: scripts do not load each other.
 local function load_workflow(ctx, name)
-  if ctx.load_workflow then return ctx.load_workflow(name) end
-  local source = debug.getinfo(1, "S").source
-  local dir = source:sub(1, 1) == "@" and source:sub(2):match("^(.*)/[^/]*$") or "."
-  local chunk, err = loadfile(dir .. "/" .. name .. ".lua")
-  if not chunk then return nil, err end
-  local ok, inner = pcall(chunk)
-  if not ok then return nil, tostring(inner) end
-  return inner
+  if not ctx.load_workflow then
+    return nil, "the run workflow needs ctx.load_workflow (e.g. pht.stock.load), as the pht command gives it"
+  end
+  return ctx.load_workflow(name)
 end
 
 -- Run stock workflow `name` over options o, its progress shown as part of this one.

@@ -26,6 +26,7 @@ that is rejected or exits with a status other than 0 leaves it unchanged.]],
   options = {
     options.group "station",
     { name = "output", arg = "IMAGE", help = "write the result there instead of over IMAGE" },
+    { name = "rebase", flag = true, help = "build on REPO:base (the default; as the reference's post-run takes it)" },
     { name = "no-rebase", flag = true,
       help = "build on the layers below pre-run's instead of on REPO:base" },
     { name = "base", arg = "IMAGE", help = "the base image, if not REPO:base beside IMAGE" },
@@ -49,6 +50,10 @@ that is rejected or exits with a status other than 0 leaves it unchanged.]],
   run = function(host, prog, opts, pos)
     local o, err = runner.station_options(opts, pos[1])
     if not o then runner.say(prog, "%s", err) return runner.EXIT.usage end
+    if opts.rebase and opts["no-rebase"] then
+      runner.say(prog, "--rebase and --no-rebase exclude each other")
+      return runner.EXIT.usage
+    end
     if opts.base and opts["no-rebase"] then
       runner.say(prog, "--base and --no-rebase exclude each other")
       return runner.EXIT.usage

@@ -25,6 +25,7 @@ local pht = require "pht"
 local workflow = require "pht.workflow"
 local container = require "pht.container"
 local ref = require "pht.ref"
+local train = require "pht.train"
 
 local wf = workflow.new("run")
 local fmt = string.format
@@ -83,12 +84,29 @@ wf:add("connect_engine", function(ctx)
   return true
 end, { kind = "io", protocol = "§1" })
 
--- The run's options are checked before anything is decrypted.
+-- The run's options are checked before anything is decrypted. An archive
+-- without NAME:TAG is named by the archive's own names: post-run writes
+-- from the engine, which knows nothing of them.
 wf:add("check_run_options", function(ctx)
-  local cfg, err = container.create_config("-", ctx.options)
+  local o = ctx.options
+  local cfg, err = container.create_config("-", o)
   if not cfg then return nil, err end
-  if ctx.options.rebase ~= false and not ctx.options.base then
-    local base, berr = ref.base(ctx.options.image)
+  local target = o.output or o.image
+  local img
+  if ref.unnamed_archive(target) or (o.rebase ~= false and not o.base and ref.unnamed_archive(o.image)) then
+    img, err = train.open_image(o.image, o.tmpdir, false, train.open_extra(o))
+    if not img then return nil, err end
+    ctx:defer(function() img:close() end)
+  end
+  if ref.unnamed_archive(target) then
+    local name = img and ref.repo_tags(img)[1]
+    if not name then return nil, "cannot tell the train's name in " .. target .. "; give --output ...:NAME:TAG" end
+    local named, nerr = pht.ref_with_tag(target, name, name:match(":([^:/]+)$") or "latest")
+    if not named then return nil, nerr end
+    ctx.output_ref = named
+  end
+  if o.rebase ~= false and not o.base then
+    local base, berr = ref.base(o.image, img)
     if not base then return nil, berr end
     ctx.base_ref = base
   end
@@ -115,6 +133,7 @@ wf:add("read_command", function(ctx)
   local argv, cerr = container.command(cfg)
   if not argv then return nil, cerr end
   ctx.image_id, ctx.command = cfg.Id, argv
+  ctx:log("debug", "the plaintext image %s is %s", ctx.pre_image, tostring(cfg.Id))
   ctx:log("debug", "the train runs %s", table.concat(argv, " "))
   return true
 end, { kind = "verify", protocol = "§1" })
@@ -155,6 +174,7 @@ wf:add("commit_container", function(ctx)
   if not id then return nil, err end
   ctx:defer(function(c) leftover(c, "the plaintext image " .. name, c.docker:remove_image(name, true)) end)
   ctx.ran_image = name
+  ctx:log("debug", "the plaintext image %s is %s", name, id)
   return true
 end, { kind = "io", protocol = "§1" })
 
@@ -173,7 +193,7 @@ end, { kind = "verify", protocol = "§1" })
 wf:add("post_run", function(ctx)
   local o = inner_options(ctx, {
     image = "docker-daemon:" .. ctx.ran_image,
-    output = ctx.options.output or ctx.options.image,
+    output = ctx.output_ref or ctx.options.output or ctx.options.image,
     rebase = ctx.options.rebase ~= false,
     base = ctx.options.base or ctx.base_ref,
     runtime_config = ctx.runtime_config,

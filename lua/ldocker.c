@@ -19,15 +19,22 @@ static pht_docker *check_docker(lua_State *L)
     return lpht_check(L, 1, DOCKER_T);
 }
 
-/* pht.open_docker([host]) */
+/* pht.open_docker([host[, timeout_spec]]) */
 static int l_open_docker(lua_State *L)
 {
     const char *host = luaL_optstring(L, 1, NULL);
+    const char *spec = luaL_optstring(L, 2, NULL);
     lpht_box *b = lpht_newbox(L, DOCKER_T, sizeof *b);
     pht_docker *d = NULL;
     pht_error err;
     if (pht_docker_open(&d, host, &err) != 0) return lpht_fail(L, &err);
     b->p = d;
+    if (spec != NULL) {
+        pht_docker_timeouts t;
+        pht_docker_get_timeouts(d, &t);
+        if (pht_docker_timeouts_parse(&t, spec, &err) != 0) return lpht_fail(L, &err);
+        pht_docker_set_timeouts(d, &t);
+    }
     return 1;
 }
 

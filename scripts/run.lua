@@ -73,7 +73,7 @@ end
 -- The engine --------------------------------------------------------------------------
 
 wf:add("connect_engine", function(ctx)
-  local d, err = pht.open_docker(ctx.options.docker_host)
+  local d, err = pht.open_docker(ctx.options.docker_host, ctx.options.docker_timeout)
   if not d then return nil, err end
   local ok, perr = d:ping()
   if not ok then d:close() return nil, "the Docker engine does not answer: " .. tostring(perr) end

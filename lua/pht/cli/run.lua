@@ -64,6 +64,12 @@ that is rejected or exits with a status other than 0 leaves it unchanged.]],
     local ok, cerr = container.create_config("-", o)
     if not ok then runner.say(prog, "%s", cerr) return runner.EXIT.usage end
     local code, ctx = runner.run_workflow(prog, "run", opts, o)
+    -- the train failed, or a workflow inside (pre-run, post-run): its step decides
+    if ctx and ctx.exit_status and ctx.exit_status ~= 0 then
+      code = runner.EXIT.train
+    elseif ctx and ctx.inner_failure and code ~= runner.EXIT.ok then
+      code = runner.exit_for(ctx.inner_failure)
+    end
     if ctx and ctx.leftovers then
       runner.say(prog, "the run's plaintext is not all removed: %s", table.concat(ctx.leftovers, "; "))
       if code == runner.EXIT.ok then code = runner.EXIT.io end

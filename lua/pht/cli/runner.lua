@@ -55,13 +55,13 @@ local function make_logger(prog, opts)
   end
 end
 
--- The exit code for a workflow's failure (pht.workflow's failure object).
-function M.exit_for(failure)
+local function exit_for(failure)
   if failure.code == "EINTERNAL" then return EXIT.internal end
-  if failure.code == "ETRAIN" then return EXIT.train end
   if failure.kind == "io" or failure.kind == "write" then return EXIT.io end
   return EXIT.rejected
 end
+-- The exit code for a workflow's failure (pht.workflow's failure object).
+M.exit_for = exit_for
 
 -- Load stock workflow `name`, build the context from `ctx_options`, apply
 -- the --script files, run, report. Returns the exit code and the context.
@@ -72,14 +72,6 @@ function M.run_workflow(prog, name, opts, ctx_options)
   local ctx = workflow.context({ options = ctx_options, logger = make_logger(prog, opts), program = prog })
   ctx.progress = function(c, i, n, step)
     c:log("info", string.format("[%d/%d] %s", i, n, step.name))
-  end
-  for _, script in ipairs(opts.script or {}) do
-    local ok, serr = workflow.customise(wf, script, ctx)
-    if not ok then
-      ctx:cleanup() -- what the script made (a temporary directory) goes
-      say(prog, "%s", serr)
-      return EXIT.usage
-    end
   end
   -- A workflow that runs others (scripts/run.lua) gets them customised by
   -- the same scripts.
@@ -92,11 +84,18 @@ function M.run_workflow(prog, name, opts, ctx_options)
     end
     return inner
   end
+  for _, script in ipairs(opts.script or {}) do
+    local ok, serr = workflow.customise(wf, script, ctx)
+    if not ok then
+      ctx:cleanup() -- what the script made (a temporary directory) goes
+      say(prog, "%s", serr)
+      return EXIT.usage
+    end
+  end
   local ok, failure = wf:run(ctx)
   if not ok then
     say(prog, "%s", tostring(failure))
-    -- a workflow run inside (scripts/run.lua) failed: its step decides
-    return M.exit_for(ctx.inner_failure or failure), ctx
+    return exit_for(failure), ctx
   end
   return EXIT.ok, ctx
 end

@@ -7,9 +7,7 @@
 -- the whole /opt. `protocol` on each step is the section it carries out.
 --
 -- Context in:  ctx.options.image, .output, .station, .key_path, .password,
---              .tmpdir, .rebase (bool), .base (ref, optional),
---              .runtime_config (optional: image_writer:set_config's spec,
---              applied to the output's runtime config)
+--              .tmpdir, .rebase (bool), .base (ref, optional)
 -- Context out: ctx.config (updated), ctx.e_d, ctx.digest, ctx.symkey
 local pht = require "pht"
 local workflow = require "pht.workflow"
@@ -123,10 +121,7 @@ wf:add("write_image", function(ctx)
   local w, err = ctx.image:writer({ base = ctx.base_image, keep_layers = ctx.keep_layers,
     tmpdir = ctx.options.tmpdir })
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end
-  local ok, werr = true, nil
-  -- what the run changed in the runtime config goes back (pht run: the station's variables)
-  if ctx.options.runtime_config then ok, werr = w:set_config(ctx.options.runtime_config) end
-  if ok then ok, werr = train.write_opt(w, ctx.config:to_json()) end
+  local ok, werr = train.write_opt(w, ctx.config:to_json())
   if ok then ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, files.write_from(ctx.train, "cipher")) end
   if ok then
     ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, files.write_from(ctx.results, "cipher"))

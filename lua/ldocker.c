@@ -132,6 +132,51 @@ static int m_remove_image(lua_State *L)
     return 1;
 }
 
+/* Append {id=, name=, state=, value=} to the list at the top of the stack. */
+static int push_container(void *ud, const pht_docker_container *c, const char *value)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 4);
+    lpht_setfield_str(L, "id", c->id);
+    lpht_setfield_str(L, "name", c->name);
+    lpht_setfield_str(L, "state", c->state);
+    if (value) lpht_setfield_str(L, "value", value);
+    lua_rawseti(L, -2, (int)lpht_rawlen(L, -2) + 1);
+    return 0;
+}
+
+/* docker:containers_labelled(key) -> { {id=, name=, state=, value=} ... } */
+static int m_containers_labelled(lua_State *L)
+{
+    pht_docker *d = check_docker(L);
+    const char *key = luaL_checkstring(L, 2);
+    pht_error err;
+    lua_newtable(L);
+    if (pht_docker_containers_labelled(d, key, push_container, L, &err) != 0) return lpht_fail(L, &err);
+    return 1;
+}
+
+static int push_image(void *ud, const char *id, const char *value)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 2);
+    lpht_setfield_str(L, "id", id);
+    if (value) lpht_setfield_str(L, "value", value);
+    lua_rawseti(L, -2, (int)lpht_rawlen(L, -2) + 1);
+    return 0;
+}
+
+/* docker:images_labelled(key) -> { {id=, value=} ... } */
+static int m_images_labelled(lua_State *L)
+{
+    pht_docker *d = check_docker(L);
+    const char *key = luaL_checkstring(L, 2);
+    pht_error err;
+    lua_newtable(L);
+    if (pht_docker_images_labelled(d, key, push_image, L, &err) != 0) return lpht_fail(L, &err);
+    return 1;
+}
+
 static int m_ping(lua_State *L)
 {
     pht_docker *d = check_docker(L);
@@ -151,6 +196,8 @@ static const luaL_Reg docker_methods[] = {
     {"remove", m_remove},
     {"inspect_image", m_inspect_image},
     {"remove_image", m_remove_image},
+    {"containers_labelled", m_containers_labelled},
+    {"images_labelled", m_images_labelled},
     {NULL, NULL},
 };
 

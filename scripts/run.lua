@@ -79,8 +79,30 @@ wf:add("connect_engine", function(ctx)
   if not ok then d:close() return nil, "the Docker engine does not answer: " .. tostring(perr) end
   ctx.docker = d
   ctx:defer(function() d:close() end)
-  ctx.run_name = container.run_name()
+  ctx.run_name, ctx.owner = container.run_name(), pht.owner()
   ctx:log("debug", "the run's container and images are named %s", ctx.run_name)
+  return true
+end, { kind = "io", protocol = "§1" })
+
+-- What an earlier run on this machine left when it was killed (its process
+-- is gone): its container and plaintext images, found by their owner label.
+wf:add("remove_leftovers", function(ctx)
+  local d = ctx.docker
+  for _, list in ipairs({ d:containers_labelled(container.OWNER_LABEL) or {},
+    d:images_labelled(container.OWNER_LABEL) or {} }) do
+    for _, item in ipairs(list) do
+      if item.value and pht.owner_gone(item.value) then
+        local ok, err, code
+        if item.name then ok, err, code = d:remove(item.id) else ok, err, code = d:remove_image(item.id, true) end
+        if ok then
+          ctx:log("warn", "removed the %s %s a killed pht run left", item.name and "container" or "plaintext image",
+            item.name or item.id)
+        elseif code ~= "ENOTFOUND" then
+          ctx:log("warn", "cannot remove what a killed pht run left (%s): %s", item.name or item.id, tostring(err))
+        end
+      end
+    end
+  end
   return true
 end, { kind = "io", protocol = "§1" })
 
@@ -118,8 +140,9 @@ wf:add("pre_run", function(ctx)
   local name = ctx.run_name .. ":pre-run"
   -- from here on the image may exist, whatever pre-run's outcome
   ctx:defer(function(c) leftover(c, "the plaintext image " .. name, c.docker:remove_image(name, true)) end)
-  local pre, err, code = run_inner(ctx, "pre_run",
-    inner_options(ctx, { output = "docker-daemon:" .. name }))
+  -- the image carries the run's labels, so a later run can remove it if this one is killed
+  local pre, err, code = run_inner(ctx, "pre_run", inner_options(ctx, { output = "docker-daemon:" .. name,
+    runtime_config = { labels = { [container.LABEL] = ctx.run_name, [container.OWNER_LABEL] = ctx.owner } } }))
   if not pre then return nil, err, code end
   ctx.pre, ctx.pre_image = pre, name
   return true
@@ -140,7 +163,7 @@ end, { kind = "verify", protocol = "§1" })
 
 -- A station wraps this step to change ctx.container_config before the create.
 wf:add("create_container", function(ctx)
-  local o = inner_options(ctx, { label = ctx.run_name })
+  local o = inner_options(ctx, { label = ctx.run_name, owner = ctx.owner })
   local cfg, err = container.create_config(ctx.image_id, o)
   if not cfg then return nil, err end
   ctx.container_config = cfg

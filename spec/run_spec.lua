@@ -220,6 +220,43 @@ describe("pht run", function()
     assert.equal("1\n", helpers.read(dir .. "/results/count.txt"))
   end)
 
+  it("removes at its next start what a pht run killed with SIGKILL during the train's run left", function()
+    local ok, why = D.ready(true)
+    if not ok then return pending(why) end
+    prepare()
+    local slow = build_train(t, support.unique_name("run-killed"), "#!/bin/sh\nsleep 120\n")
+    finally(function() D.rmi(slow, (slow:gsub(":latest$", ":base"))) end)
+    local before = assert(D.id(slow))
+    local job = D.start("run -v " .. q(slow) .. " --station s1 --key " .. q(t.dir .. "/s1.pem"))
+    local name -- the run's container, once the train runs in it
+    for _ = 1, 600 do
+      local out = D.docker("ps --format '{{.Names}}' --filter label=org.pht.libpht.run.owner")
+      for n in out:gmatch("[^\n]+") do
+        local owner = D.docker("inspect --format '{{index .Config.Labels \"org.pht.libpht.run.owner\"}}' " .. q(n))
+        if tonumber(owner:match("^(%d+)%.")) == job.pid then name = n end
+      end
+      if name then break end
+      helpers.sh("sleep 0.1")
+    end
+    assert.is_string(name, "the run started no container within 60 s")
+    helpers.run("kill -KILL " .. job.pid)
+    assert.equal(137, (job.wait()))
+    -- the control: what the killed run left, by its labels
+    assert.matches(name, left_by(name), 1, true)
+    local images = D.docker("images -q --no-trunc --filter label=org.pht.libpht.run=" .. q(name))
+    assert.is_truthy(images:match("sha256:%x+"), "the killed run's plaintext image is not there")
+    assert.equal(before, D.id(slow))
+    -- the next run (here one that fails at once, on an image that is not there) removes it
+    local code, _, err = S.pht("run " .. q(support.unique_name("absent") .. ":latest") .. " --station s1 --key "
+      .. q(t.dir .. "/s1.pem"), D.env())
+    assert.equal(3, code, err)
+    assert.matches("removed the container " .. name .. " a killed pht run left", err, 1, true)
+    assert.matches("removed the plaintext image sha256:", err, 1, true)
+    assert.equal("", left_by(name))
+    assert.equal("", D.docker("images -q --filter label=org.pht.libpht.run=" .. q(name)))
+    assert.equal(before, D.id(slow))
+  end)
+
   it("refuses a data mount over /opt before it decrypts anything, exit 2", function()
     local ok, why = D.ready(true)
     if not ok then return pending(why) end

@@ -582,19 +582,51 @@ int pht_docker_containers(pht_docker *d, int all, const char *filters_json,
     return containers_walk(d, all, filters_json, NULL, cb, NULL, ud, err);
 }
 
-int pht_docker_containers_labelled(pht_docker *d, const char *key, pht_docker_labelled_cb cb,
-                                   void *ud, pht_error *err)
+/* The Engine's filter object {"label":[key]} as escaped query text, or NULL (out of memory). */
+static char *label_filter(const char *key)
 {
-    if (key == NULL || key[0] == '\0')
-        return pht_error_set(err, PHT_EINVAL, "list containers: no label key");
     cJSON *f = cJSON_CreateObject(), *arr = f ? cJSON_AddArrayToObject(f, "label") : NULL;
     char *text = arr && cJSON_AddItemToArray(arr, cJSON_CreateString(key))
                      ? cJSON_PrintUnformatted(f)
                      : NULL;
     cJSON_Delete(f);
+    return text;
+}
+
+int pht_docker_containers_labelled(pht_docker *d, const char *key, pht_docker_labelled_cb cb,
+                                   void *ud, pht_error *err)
+{
+    if (key == NULL || key[0] == '\0')
+        return pht_error_set(err, PHT_EINVAL, "list containers: no label key");
+    char *text = label_filter(key);
     if (text == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     int rc = containers_walk(d, 1, text, key, NULL, cb, ud, err);
     free(text);
+    return rc;
+}
+
+int pht_docker_images_labelled(pht_docker *d, const char *key, pht_docker_image_labelled_cb cb,
+                               void *ud, pht_error *err)
+{
+    if (key == NULL || key[0] == '\0')
+        return pht_error_set(err, PHT_EINVAL, "list images: no label key");
+    char *text = label_filter(key), *ef = text ? pht_http_escape(text) : NULL;
+    free(text);
+    if (ef == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    cJSON *j = dk_json(d, "GET", api_path("/images/json?filters=%s", ef), "list images", err);
+    free(ef);
+    if (j == NULL) return err ? err->code : PHT_EHTTP;
+    int rc = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, j)
+    {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "Id"));
+        cJSON *labels = cJSON_GetObjectItemCaseSensitive(it, "Labels");
+        if (id == NULL) continue;
+        if ((rc = cb(ud, id, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(labels, key)))))
+            break;
+    }
+    cJSON_Delete(j);
     return rc;
 }
 

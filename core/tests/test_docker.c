@@ -260,6 +260,18 @@ static void test_container_logs(pht_docker *d, const char *id, const char *name)
     unlink(ferr);
 }
 
+typedef struct labelled {
+    const char *id;
+    int found;
+} labelled;
+
+static int find_image(void *ud, const char *id, const char *value)
+{
+    labelled *lb = ud;
+    if (strcmp(id, lb->id) == 0 && value && strcmp(value, "yes") == 0) lb->found++;
+    return 0;
+}
+
 /* create, start, wait, commit and remove a container through the Engine API */
 static void test_container_run(pht_docker *d)
 {
@@ -270,7 +282,8 @@ static void test_container_run(pht_docker *d)
     const char *cfg = "{\"Image\":\"pht-test/busybox:latest\",\"Cmd\":[\"sh\",\"-c\","
                       "\"echo made >/made.txt; echo out1; echo err1 >&2; "
                       "head -c 300000 /dev/zero | tr '\\\\000' x; echo; echo err2 >&2; "
-                      "echo out2; exit 3\"],\"HostConfig\":{\"NetworkMode\":\"none\"}}";
+                      "echo out2; exit 3\"],\"Labels\":{\"org.pht.test.run\":\"yes\"},"
+                      "\"HostConfig\":{\"NetworkMode\":\"none\"}}";
     CHECK_OK(pht_docker_container_create(d, name, cfg, id, &err), &err);
     CHECK_OK(pht_docker_container_start(d, id, &err), &err);
     int status = 0;
@@ -281,6 +294,11 @@ static void test_container_run(pht_docker *d)
     CHECK_OK(pht_docker_container_commit(d, id, repo, "t1", img, &err), &err);
     CHECK_STR_CONTAINS(img, "sha256:");
     test_container_logs(d, id, name);
+    /* the commit carries the container's label: the images with it include it, with its value */
+    labelled lb = {img, 0};
+    CHECK_OK(pht_docker_images_labelled(d, "org.pht.test.run", find_image, &lb, &err), &err);
+    CHECK(lb.found == 1);
+    CHECK_CODE(pht_docker_images_labelled(d, "", find_image, &lb, &err), PHT_EINVAL, &err);
     CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s:t1 cat /made.txt", repo) == 0);
     CHECK_STR_CONTAINS(out, "made");
     CHECK_OK(pht_docker_container_remove(d, id, &err), &err);

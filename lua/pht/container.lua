@@ -12,8 +12,11 @@ local M = {}
 
 local fmt = string.format
 
--- The label on the containers `pht run` makes; its value names the run.
+-- The labels on the containers and images `pht run` makes: the run's name,
+-- and its process's owner mark (pht.owner), by which a later run finds what
+-- a killed one left (pht.owner_gone).
 M.LABEL = "org.pht.libpht.run"
+M.OWNER_LABEL = "org.pht.libpht.run.owner"
 
 -- Network modes a train may be given. "none" is the default: a train talks
 -- to nothing.
@@ -142,7 +145,7 @@ function M.create_config(image, o)
   end
   local host = { NetworkMode = network }
   local c = { Image = image, Tty = false, OpenStdin = false, HostConfig = host,
-    Labels = { [M.LABEL] = o.label or "pht run" } }
+    Labels = { [M.LABEL] = o.label or "pht run", [M.OWNER_LABEL] = o.owner } }
   if network == "none" then c.NetworkDisabled = true end
   for k, v in pairs(o.labels or {}) do c.Labels[k] = v end
   if o.cpus then
@@ -208,7 +211,8 @@ end
 -- What turns the runtime config of inspect answer `after` (a committed
 -- container) back into that of `before` (its image), as an
 -- image_writer:set_config spec: the variables and labels the container
--- added or changed. nil when nothing differs.
+-- added or changed, and the run's own labels (M.LABEL, M.OWNER_LABEL)
+-- wherever they came from. nil when nothing differs.
 function M.config_changes(before, after)
   local b, a = before.Config or {}, after.Config or {}
   local spec, any = { env = {}, labels = {} }, false
@@ -221,6 +225,11 @@ function M.config_changes(before, after)
         any = true
       end
     end
+  end
+  -- the run's own labels go, whoever put them there (pre-run marks its image too)
+  local labels = type(a.Labels) == "table" and a.Labels or {}
+  for _, k in ipairs({ M.LABEL, M.OWNER_LABEL }) do
+    if labels[k] ~= nil then spec.labels[k], any = false, true end
   end
   return any and spec or nil
 end

@@ -175,6 +175,16 @@ PHT_API int pht_docker_containers_labelled(pht_docker *d, const char *key,
                                            pht_docker_labelled_cb cb, void *ud, pht_error *err);
 
 /*
+ * Visit the images (GET /images/json: tagged and dangling, not the
+ * intermediate ones) that carry the label key, with their id and the
+ * label's value (strings point into the answer). A non-zero return of cb
+ * stops the walk and is returned.
+ */
+typedef int (*pht_docker_image_labelled_cb)(void *ud, const char *id, const char *value);
+PHT_API int pht_docker_images_labelled(pht_docker *d, const char *key,
+                                       pht_docker_image_labelled_cb cb, void *ud, pht_error *err);
+
+/*
  * The answers of GET /images/{name}/json and GET /images/{name}/history as
  * JSON text (*json malloc'ed, NUL-terminated), for the fields
  * pht_docker_image_info leaves out. Errors as pht_docker_image_inspect.

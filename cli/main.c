@@ -3,6 +3,7 @@
  * linked into this binary, and hands the command line to lua/pht/cli.lua.
  */
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <lualib.h>
 
 #include "pht.h"
+#include "pht/interrupt.h"
 
 #ifndef PHT_LUA_ABI
 #define PHT_LUA_ABI "5.4"
@@ -110,6 +112,13 @@ int main(int argc, char **argv)
     lua_newtable(L);
     lua_pushstring(L, sdir);
     lua_setfield(L, -2, "scripts_dir");
+    /*
+     * SIGINT, SIGTERM, SIGHUP set a flag the core's loops and the workflow
+     * runner check; the run then unwinds through its cleanups and
+     * pht.cli reports the step that was interrupted.
+     */
+    pht_error ierr;
+    if (pht_interrupt_install(&ierr) != 0) fprintf(stderr, "pht: %s\n", ierr.message);
     int status = 70;
     if (lua_pcall(L, 2, 1, 1) != LUA_OK) {
         fprintf(stderr, "pht: internal error: %s\n", lua_tostring(L, -1));
@@ -117,5 +126,13 @@ int main(int argc, char **argv)
         status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
     }
     lua_close(L);
+    int sig = pht_interrupted();
+    if (sig != 0) {
+        /* die of the signal, so the parent sees it; where that does nothing (PID 1), exit 128+N */
+        fflush(NULL);
+        pht_interrupt_uninstall();
+        raise(sig);
+        return 128 + sig;
+    }
     return status;
 }

@@ -8,7 +8,7 @@
 
 #include "lpht.h"
 
-#define SYMKEY_T "pht.symkey"
+#define SYMKEY_T LPHT_SYMKEY_T
 #define CIPHER_T "pht.cipher"
 
 static void symkey_closer(void *p)

@@ -6,7 +6,7 @@
 
 #include "lpht.h"
 
-#define HASH_T "pht.hash"
+#define HASH_T LPHT_HASH_T
 
 static void hash_closer(void *p)
 {

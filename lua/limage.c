@@ -88,6 +88,9 @@ static int l_open_image(lua_State *L)
         lua_getfield(L, 2, "verify_layers");
         o.verify_layers = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        lua_getfield(L, 2, "no_index");
+        o.no_index = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         /* docker:// (the same names as pht.open_registry's) */
         o.registry_creds = limage_opt_str(L, 2, "creds");
         o.registry_auth_file = limage_opt_str(L, 2, "auth_file");
@@ -268,7 +271,7 @@ static int m_read_file(lua_State *L)
     pht_error err;
     if (pht_image_stat_path(img, path, &st, &err) != 0) return lpht_fail(L, &err);
     if ((lua_Number)st.size > max)
-        return lpht_failf(L, PHT_ELIMIT, "%s: %llu bytes exceed max_bytes %.0f (use open_file)",
+        return lpht_failf(L, PHT_ELIMIT, "%s is %llu bytes, over the %.0f-byte limit of this read",
                           path, (unsigned long long)st.size, (double)max);
     pht_image_reader *r;
     if (pht_image_open_file(img, path, &r, &err) != 0) return lpht_fail(L, &err);
@@ -305,6 +308,19 @@ static int r_read(lua_State *L)
     return 1;
 }
 
+/* img:check_master(master[, top]): true, or nil, message, code (pht_image_check_master). */
+static int m_check_master(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    pht_image *master = limage_check(L, 2);
+    lua_Integer top = luaL_optinteger(L, 3, 0);
+    if (top < 0) return luaL_argerror(L, 3, "must not be negative");
+    pht_error err;
+    if (pht_image_check_master(img, master, (size_t)top, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int m_extract(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
@@ -317,19 +333,72 @@ static int m_extract(lua_State *L)
 }
 
 static const luaL_Reg image_methods[] = {
-    {"reference", m_reference}, {"transport", m_transport},
-    {"manifest", m_manifest},   {"image_config", m_image_config},
-    {"layers", m_layers},       {"stat", m_stat},
-    {"list", m_list},           {"walk", m_walk},
-    {"read_file", m_read_file}, {"open_file", m_open_file},
-    {"extract", m_extract},     {"writer", limage_writer},
-    {"retag", limage_retag},    {NULL, NULL},
+    {"reference", m_reference},
+    {"transport", m_transport},
+    {"manifest", m_manifest},
+    {"image_config", m_image_config},
+    {"layers", m_layers},
+    {"stat", m_stat},
+    {"list", m_list},
+    {"walk", m_walk},
+    {"read_file", m_read_file},
+    {"open_file", m_open_file},
+    {"extract", m_extract},
+    {"writer", limage_writer},
+    {"retag", limage_retag},
+    {"check_master", m_check_master},
+    {NULL, NULL},
 };
 
 static const luaL_Reg reader_methods[] = {
     {"read", r_read},
     {NULL, NULL},
 };
+
+/* pht.oci_plaintext(dir, keep): the manifests of an OCI layout holding a pre-run's plaintext. */
+static int l_oci_plaintext(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1), *keep = luaL_optstring(L, 2, NULL);
+    pht_oci_plaintext *v;
+    size_t n;
+    pht_error err;
+    if (pht_oci_find_plaintext(dir, keep, &v, &n, &err) != 0) return lpht_fail(L, &err);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, v[i].digest);
+        lua_setfield(L, -2, "digest");
+        if (v[i].name) {
+            lua_pushstring(L, v[i].name);
+            lua_setfield(L, -2, "name");
+        }
+        lua_pushstring(L, v[i].why);
+        lua_setfield(L, -2, "why");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    pht_oci_plaintext_free(v, n);
+    return 1;
+}
+
+/* pht.oci_remove_manifests(dir, {digest, ...}): drop them from index.json, collect blobs. */
+static int l_oci_remove_manifests(lua_State *L)
+{
+    const char *dir = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t n = (size_t)lpht_rawlen(L, 2);
+    const char **dgs = lua_newuserdata(L, (n ? n : 1) * sizeof *dgs);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 2, (int)i + 1);
+        dgs[i] = lua_tostring(L, -1);
+        if (dgs[i] == NULL) return luaL_argerror(L, 2, "digests must be strings");
+        lua_pop(L, 1); /* the table keeps the string alive */
+    }
+    size_t blobs = 0;
+    pht_error err;
+    if (pht_oci_remove_manifests(dir, dgs, n, &blobs, &err) != 0) return lpht_fail(L, &err);
+    lua_pushinteger(L, (lua_Integer)blobs);
+    return 1;
+}
 
 void lpht_open_image(lua_State *L)
 {
@@ -338,4 +407,10 @@ void lpht_open_image(lua_State *L)
     limage_open_writer(L);
     lua_pushcfunction(L, l_open_image);
     lua_setfield(L, -2, "open_image");
+    lua_pushcfunction(L, l_oci_plaintext);
+    lua_setfield(L, -2, "oci_plaintext");
+    lua_pushcfunction(L, l_oci_remove_manifests);
+    lua_setfield(L, -2, "oci_remove_manifests");
+    lua_pushstring(L, PHT_PRE_RUN_MARK);
+    lua_setfield(L, -2, "PRE_RUN_MARK");
 }

@@ -168,6 +168,91 @@ static int s_write(lua_State *L)
     return 1;
 }
 
+/* The Lua progress function of a one-pass call and the first error it raised. */
+typedef struct lprogress {
+    lua_State *L;
+    int fn; /* stack index, 0: none */
+    int failed;
+} lprogress;
+
+static int call_progress(void *ud, uint64_t bytes)
+{
+    lprogress *p = ud;
+    lua_State *L = p->L;
+    lua_pushvalue(L, p->fn);
+    lua_pushnumber(L, (lua_Number)bytes);
+    if (lua_pcall(L, 1, 0, 0) != 0) {
+        p->failed = lua_gettop(L); /* the message stays on the stack */
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * w:add_encrypted(path, src, symkey, opts) and w:add_decrypted(...): one
+ * pass from the file src into entry path (pht_encrypt_into /
+ * pht_decrypt_into); opts holds the attributes plus `hash` (a pht.hash fed
+ * the plaintext) and `progress` (a function called with byte counts).
+ */
+static int add_crypted(lua_State *L, int encrypt)
+{
+    pht_image_writer *w = check_writer(L);
+    const char *path = luaL_checkstring(L, 2);
+    const char *src = luaL_checkstring(L, 3);
+    pht_symkey *key = lpht_check(L, 4, LPHT_SYMKEY_T);
+    pht_image_attrs a = check_attrs(L, 5);
+    pht_hash *h = NULL;
+    int hidx = 0;
+    lprogress pg = {.L = L};
+    if (!lua_isnoneornil(L, 5)) {
+        lua_getfield(L, 5, "hash");
+        if (!lua_isnil(L, -1)) h = lpht_check(L, hidx = lua_gettop(L), LPHT_HASH_T);
+        lua_getfield(L, 5, "progress");
+        if (!lua_isnil(L, -1)) {
+            luaL_argcheck(L, lua_isfunction(L, -1), 5, "progress must be a function");
+            pg.fn = lua_gettop(L);
+        }
+    }
+    /*
+     * While the progress function runs, the writer, key and hash look closed
+     * to it: closing one there (whose memory this call and the hashing
+     * thread still use) is a no-op, using one raises.
+     */
+    lpht_box *boxes[3] = {lpht_checkbox(L, 1, WRITER_T), lpht_checkbox(L, 4, LPHT_SYMKEY_T),
+                          h ? lpht_checkbox(L, hidx, LPHT_HASH_T) : NULL};
+    if (pg.fn) {
+        luaL_checkstack(L, 4, "progress");
+        for (int i = 0; i < 3; i++)
+            if (boxes[i]) boxes[i]->p = NULL;
+    }
+    pht_error err;
+    int rc =
+        encrypt
+            ? pht_encrypt_into(key, src, h, w, path, &a, pg.fn ? call_progress : NULL, &pg, &err)
+            : pht_decrypt_into(key, src, h, w, path, &a, pg.fn ? call_progress : NULL, &pg, &err);
+    if (pg.fn) {
+        boxes[0]->p = w;
+        boxes[1]->p = key;
+        if (boxes[2]) boxes[2]->p = h;
+    }
+    if (rc != 0 && pg.failed) {
+        const char *why = lua_tostring(L, pg.failed);
+        return lpht_failf(L, rc, "%s: progress callback failed: %s", path,
+                          why ? why : "(error object is not a string)");
+    }
+    return ok_or_fail(L, rc, &err);
+}
+
+static int w_add_encrypted(lua_State *L)
+{
+    return add_crypted(L, 1);
+}
+
+static int w_add_decrypted(lua_State *L)
+{
+    return add_crypted(L, 0);
+}
+
 /* Finishes the entry (reporting a short write), then releases the stream. */
 static int s_close(lua_State *L)
 {
@@ -259,6 +344,8 @@ static const luaL_Reg writer_methods[] = {
     {"add_symlink", w_add_symlink},
     {"whiteout", w_whiteout},
     {"begin_file", w_begin_file},
+    {"add_encrypted", w_add_encrypted},
+    {"add_decrypted", w_add_decrypted},
     {"set_config", limage_set_config},
     {"commit", w_commit},
     {NULL, NULL},

@@ -16,7 +16,18 @@ static char null_sentinel;
 #define JSON_NULL ((void *)&null_sentinel)
 #define JSON_MAX_DEPTH 128
 
-/* A table is an array when its keys are exactly 1..n (n >= 1). */
+/* An empty table whose metatable's __jsontype is "array" encodes as []. */
+static int marked_array(lua_State *L, int idx)
+{
+    if (!lua_getmetatable(L, idx)) return 0;
+    lua_getfield(L, -1, "__jsontype");
+    int yes = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "array") == 0;
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* A table is an array when its keys are exactly 1..n (n >= 1), or when it
+ * is empty and marked as one (marked_array). */
 static int table_array_length(lua_State *L, int idx, size_t *n)
 {
     size_t count = 0, max = 0;
@@ -36,7 +47,8 @@ static int table_array_length(lua_State *L, int idx, size_t *n)
         if ((size_t)k > max) max = (size_t)k;
     }
     *n = count;
-    return count > 0 && count == max;
+    if (count == 0) return marked_array(L, idx);
+    return count == max;
 }
 
 static cJSON *to_json(lua_State *L, int idx, int depth, const char **why)

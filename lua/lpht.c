@@ -119,6 +119,7 @@ int luaopen_pht(lua_State *L)
     lpht_open_image(L);
     lpht_open_image_ref(L);
     lpht_open_util(L);
+    lpht_open_interrupt(L);
     lpht_open_fs(L);
     lpht_open_json(L);
     lpht_open_registry(L);

@@ -26,6 +26,9 @@ typedef struct lpht_box {
     void *p;
 } lpht_box;
 
+/* Type names other binding files check (lcrypt.c, lhash.c own them). */
+#define LPHT_SYMKEY_T "pht.symkey"
+#define LPHT_HASH_T "pht.hash"
 typedef void (*lpht_closer)(void *p);
 
 /* Push a new empty box of `size` bytes (>= sizeof(lpht_box)) with tname's metatable. */
@@ -85,6 +88,7 @@ void lpht_open_config(lua_State *L);
 void lpht_open_image(lua_State *L);
 void lpht_open_image_ref(lua_State *L);
 void lpht_open_util(lua_State *L);
+void lpht_open_interrupt(lua_State *L);
 void lpht_open_fs(lua_State *L);
 void lpht_open_json(lua_State *L);
 void lpht_open_registry(lua_State *L);

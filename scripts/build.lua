@@ -20,6 +20,37 @@ local wf = workflow.new("build")
 local MAX_PEM = 64 * 1024 -- a public key PEM of any RSA size fits
 local hex = pht.hex
 
+-- The output is checked before any work: its form, and that where it goes
+-- can be written (an archive's directory, a layout's parent, the Docker
+-- engine answering, the registry answering with these credentials).
+wf:add("check_output", function(ctx)
+  local out = ctx.options.output
+  local base_ref = out and not ref.unnamed_archive(out) and ref.base(out)
+  if not base_ref then
+    return nil, "the output must be docker-archive:PATH:REPO:TAG, oci:DIR[:TAG], docker-daemon:REPO[:TAG] "
+      .. "or docker://HOST/REPO[:TAG], got " .. tostring(out)
+  end
+  local r, err = pht.parse_ref(out)
+  if not r then return nil, err end
+  if r.path then
+    local parent = r.path:match("^(.*)/[^/]*$") or "."
+    if parent ~= "" and not fs.exists(parent) then
+      return nil, "cannot write " .. out .. ": " .. parent .. " does not exist"
+    end
+  elseif r.transport == "docker" then
+    local reg, rerr = pht.open_registry(r.host, train.open_extra(ctx.options))
+    local ok, perr = reg, rerr
+    if reg then ok, perr = reg:ping() end
+    if not ok then return nil, "cannot reach the registry of " .. out .. ": " .. tostring(perr) end
+  elseif r.transport == "docker-daemon" and pht.open_docker then
+    local d, derr = pht.open_docker(nil, ctx.options.docker_timeout)
+    local ok, perr = d, derr
+    if d then ok, perr = d:ping() end
+    if not ok then return nil, "cannot reach the Docker engine for " .. out .. ": " .. tostring(perr) end
+  end
+  return true
+end, { kind = "io", protocol = "§1" })
+
 local function load_private(path, password, who)
   local key, err = pht.load_private_key_file(path, password)
   if not key then return nil, "cannot load the " .. who .. "'s private key " .. path .. ": " .. tostring(err) end
@@ -192,7 +223,8 @@ wf:add("write_image", function(ctx)
   local out = ctx.options.output
   local base_ref = not ref.unnamed_archive(out) and ref.base(out)
   if not base_ref then
-    return nil, "the output must be docker-archive:PATH:REPO:TAG, oci:DIR[:TAG] or docker-daemon:REPO[:TAG], got " .. out
+    return nil, "the output must be docker-archive:PATH:REPO:TAG, oci:DIR[:TAG], docker-daemon:REPO[:TAG] "
+      .. "or docker://HOST/REPO[:TAG], got " .. tostring(out)
   end
   local w, err = ctx.image:writer({ tmpdir = ctx.options.tmpdir })
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end

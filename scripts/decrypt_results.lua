@@ -15,6 +15,18 @@ local fs = require "pht.fs"
 
 local wf = workflow.new("decrypt-results")
 
+-- The output directory must be new: found before any work, not after it.
+wf:add("check_output", function(ctx)
+  local out = ctx.options.out and ctx.options.out:gsub("(.)/+$", "%1")
+  if not out then return nil, "no output directory (options.out)" end
+  if fs.exists(out) then return nil, out .. " already exists: give a new directory" end
+  local parent = out:match("^(.*)/[^/]*$") or "."
+  if parent ~= "" and not fs.exists(parent) then
+    return nil, "cannot write " .. out .. ": " .. parent .. " does not exist"
+  end
+  return true
+end, { kind = "io", protocol = "§8" })
+
 wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
 wf:add("read_config", steps.read_config, { kind = "verify", protocol = "§2" })
 wf:add("load_key", steps.load_key, { kind = "io", protocol = "§6" })

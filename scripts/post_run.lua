@@ -3,11 +3,11 @@
 -- extends the route's signature chain, re-encrypts everything under a fresh
 -- key for the route and the creator, and writes a train that holds no
 -- plaintext in any layer: the output is built on the layers below the one
--- pre-run marked (or on REPO:base with --rebase) plus one new layer holding
--- the whole /opt. `protocol` on each step is the section it carries out.
+-- pre-run marked (or with --rebase on the master the train keeps to, else
+-- REPO:base) plus one new layer holding the whole /opt. `protocol` on each step is the section it carries out.
 --
 -- Context in:  ctx.options.image, .output, .station, .key_path, .password,
---              .tmpdir, .rebase (bool), .base (ref, optional)
+--              .tmpdir, .rebase (bool), .base (ref, optional), .masters (refs)
 -- Context out: ctx.config (updated), ctx.e_d, ctx.digest, ctx.symkey
 local pht = require "pht"
 local workflow = require "pht.workflow"
@@ -28,8 +28,18 @@ wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
 -- check_turn (§9): the station's place on the route.
 steps.add_station_steps(wf)
 
--- What the output is built on, so no plaintext layer survives: REPO:base
--- (or --base) with --rebase, else the layers below the one pre-run marked.
+-- The layers the output keeps (those below the one pre-run wrote) are the
+-- station's master image and the train's /opt above it; the run's own
+-- layers go anyway.
+wf:add("check_master", function(ctx)
+  if #(ctx.options.masters or {}) == 0 then return workflow.skip(steps.NO_MASTER) end
+  local mark = train.pre_run_layer(ctx.image)
+  return steps.check_master(ctx, mark and mark - 1 or false)
+end, { kind = "verify", protocol = "§9" })
+
+-- What the output is built on, so no plaintext layer survives: with
+-- --rebase --base, or the master the train keeps to, or REPO:base; else the
+-- layers below the one pre-run marked.
 wf:add("find_base", function(ctx)
   if not ctx.options.rebase then
     local mark = train.pre_run_layer(ctx.image)
@@ -41,11 +51,15 @@ wf:add("find_base", function(ctx)
     return true
   end
   local base_ref, err = ctx.options.base, nil
+  if not base_ref and ctx.master then base_ref = ctx.master.ref end
   if not base_ref then base_ref, err = ref.base(ctx.options.image, ctx.image) end
   if not base_ref then return nil, err end
   local base, berr = train.open_image(base_ref, ctx.options.tmpdir, ctx.options.verify_layers,
     train.open_extra(ctx.options))
-  if not base then return nil, "cannot open the base image for --rebase: " .. tostring(berr) end
+  if not base then
+    return nil, "cannot open the base image for --rebase: " .. tostring(berr)
+      .. (ctx.options.base and "" or "; name the base with --base IMAGE")
+  end
   ctx:defer(function() base:close() end)
   ctx.base_image, ctx.base_ref = base, base_ref
   return true
@@ -68,8 +82,34 @@ wf:add("read_results", function(ctx)
   return steps.read_tree(ctx, train.RESULTS, ctx.results, "results")
 end, { kind = "io", protocol = "§8.1" })
 
+-- A fresh key; every file encrypted on its own with a fresh IV straight into
+-- the new layer (on the base chosen above), each read once: the results are
+-- fed to e_d in the same pass, which hash_results then finishes. No
+-- ciphertext file is written; the entries of /opt follow in write_image.
+wf:add("encrypt_files", function(ctx)
+  local symkey = pht.new_symkey()
+  ctx.symkey = symkey
+  ctx:defer(function() symkey:close() end)
+  local w, err = steps.writer(ctx, { base = ctx.base_image, keep_layers = ctx.keep_layers,
+    tmpdir = ctx.options.tmpdir })
+  if not w then return nil, err end
+  local ok, werr = w:add_dir(train.OPT, { mode = fs.MODE_DIR })
+  if ok then ok, werr = train.write_dirs(w, train.TRAIN, ctx.train_entries) end
+  if ok then ok, werr = files.encrypt_into(w, symkey, train.TRAIN, ctx.train, { progress = ctx.progress_bytes }) end
+  if ok then ok, werr = train.write_dirs(w, train.RESULTS, ctx.results_entries) end
+  local h = pht.results_hasher(ctx.config:session_id())
+  if ok then
+    ok, werr = files.encrypt_into(w, symkey, train.RESULTS, ctx.results, { hash = h, progress = ctx.progress_bytes })
+  end
+  if not ok then return nil, werr end
+  ctx.results_digest = h:digest()
+  return true
+end, { kind = "crypto", protocol = "§8.5" })
+
+-- e_d over the plaintext results, taken while encrypt_files read them.
 wf:add("hash_results", function(ctx)
-  local e_d, err = files.results_hash(ctx.config, ctx.results)
+  local e_d, err = ctx.results_digest, nil
+  if not e_d then e_d, err = files.results_hash(ctx.config, ctx.results) end
   if not e_d then return nil, err end
   ctx.e_d = e_d
   return ctx.config:set("result_hash", hex(e_d))
@@ -92,17 +132,6 @@ wf:add("sign_chain_digest", function(ctx)
   return ctx.config:set_stop_signature(ctx.stop.index, hex(digest), hex(sig))
 end, { kind = "crypto", protocol = "§8.4" })
 
--- A fresh key; every file encrypted on its own with a fresh IV.
-wf:add("encrypt_files", function(ctx)
-  local symkey = pht.new_symkey()
-  ctx.symkey = symkey
-  ctx:defer(function() symkey:close() end)
-  local tmp = ctx:tempdir()
-  local ok, err = files.encrypt_all(symkey, ctx.train, tmp, "train")
-  if ok then ok, err = files.encrypt_all(symkey, ctx.results, tmp, "results") end
-  return ok, err
-end, { kind = "crypto", protocol = "§8.5" })
-
 -- The key for every stop and for the creator.
 wf:add("wrap_keys", function(ctx)
   local wrapped, err = route.wrap_keys(ctx.config, ctx.stops, ctx.symkey)
@@ -116,21 +145,34 @@ wf:add("validate_config", function(ctx)
   return ctx.config:validate()
 end, { kind = "verify", protocol = "§2" })
 
--- One new layer with the whole /opt on the base chosen above.
+-- One new layer with the whole /opt on the base chosen above: encrypt_files
+-- put the trees into it, the config and the wrapped key follow.
 wf:add("write_image", function(ctx)
-  local w, err = ctx.image:writer({ base = ctx.base_image, keep_layers = ctx.keep_layers,
-    tmpdir = ctx.options.tmpdir })
-  if not w then return nil, "cannot start writing the image: " .. tostring(err) end
-  local ok, werr = train.write_opt(w, ctx.config:to_json())
-  if ok then ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, files.write_from(ctx.train, "cipher")) end
-  if ok then
-    ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, files.write_from(ctx.results, "cipher"))
-  end
+  local w = ctx.writer
+  if not w then return nil, "no image writer: encrypt_files did not run" end
+  local ok, werr = w:add_bytes(train.CONFIG, ctx.config:to_json(), { mode = fs.MODE_FILE })
   if ok then ok, werr = w:add_bytes(train.USER_KEY, ctx.user_key, { mode = fs.MODE_FILE }) end
   -- A commit into an OCI layout also removes the blobs nothing references
   -- any more, among them the plaintext layer pre-run wrote.
   return train.commit(ctx, w, ok, werr, { history = "libpht post-run",
     comment = "signed and encrypted by station " .. ctx.stop.station })
 end, { kind = "write", writes = true, protocol = "§8.7" })
+
+-- No plaintext stays reachable in an OCI layout: every manifest of it,
+-- tagged or not, that holds a pre-run's plaintext (an image copied back
+-- from the engine leaves the pre-run image untagged beside it) is removed
+-- with the blobs only it used. Other transports: nothing to do.
+wf:add("remove_plaintext_images", function(ctx)
+  local dir, tag = train.oci_layout(ctx.written or "", ctx.options.image)
+  if not dir then return workflow.skip("not an OCI layout") end
+  local removed, blobs = train.remove_plaintext_images(dir, tag)
+  if not removed then return nil, blobs end
+  ctx.removed_images = removed
+  for _, f in ipairs(removed) do
+    ctx:log("warn", "removed image %s from %s: %s", train.describe_image(f), dir, f.why)
+  end
+  if #removed > 0 then ctx:log("warn", "removed %d blob(s) only those images used", blobs) end
+  return true
+end, { kind = "write", writes = true, finishes = true, protocol = "§8.7" })
 
 return wf

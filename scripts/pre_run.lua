@@ -7,13 +7,13 @@
 -- lua/pht/checks.lua.
 --
 -- Context in:  ctx.options.image (ref), .output (ref, default: in place),
---              .station, .key_path, .password, .tmpdir
--- Context out: ctx.config, ctx.stop, ctx.symkey, ctx.e_h, ctx.e_d,
+--              .station, .key_path, .password, .tmpdir, .masters (refs)
+-- Context out: ctx.master (the master matched), ctx.config, ctx.stop, ctx.symkey, ctx.e_h, ctx.e_d,
 --              ctx.train and ctx.results (pht.files records in hashing order)
+local pht = require "pht"
 local workflow = require "pht.workflow"
 local checks = require "pht.checks"
 local field = require "pht.field"
-local files = require "pht.files"
 local train = require "pht.train"
 local steps = require "pht.steps"
 
@@ -32,6 +32,13 @@ local NO_RESULTS = "first stop: no results yet"
 
 wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
 wf:add("check_not_decrypted", steps.check_not_decrypted, { kind = "verify", protocol = "§9" })
+-- The runtime the train will run on is the station's trusted master image:
+-- nothing outside the train's /opt paths changed above it. Before any key
+-- is used, so a refused train is never decrypted.
+wf:add("check_master", function(ctx)
+  if #(ctx.options.masters or {}) == 0 then return workflow.skip(steps.NO_MASTER) end
+  return steps.check_master(ctx)
+end, { kind = "verify", protocol = "§9" })
 -- read_config (§2), load_key (§6), find_station (§7.1), check_station_key and
 -- check_turn (§9): the station's place on the route.
 steps.add_station_steps(wf)
@@ -46,8 +53,16 @@ end, { kind = "verify", protocol = "§7.2" })
 
 wf:add("check_immutable_files", steps.check_immutable_files, { kind = "verify", protocol = "§9" })
 
+-- The immutable files are decrypted in one pass straight into the new layer
+-- write_image commits, e_h taken on the way; no plaintext file is written.
+local function writer_opts(ctx) return { tmpdir = ctx.options.tmpdir } end
+
 wf:add("decrypt_train", function(ctx)
-  return steps.decrypt_tree(ctx, train.TRAIN, ctx.train, "train")
+  local digest, err = steps.decrypt_into_layer(ctx, train.TRAIN, ctx.train_entries, ctx.train, "train",
+    pht.immutable_hasher(ctx.config:creator_id(), ctx.config:session_id()), writer_opts(ctx))
+  if not digest then return nil, err end
+  ctx.train_digest = digest
+  return true
 end, { kind = "verify", protocol = "§7.3" })
 
 wf:add("verify_immutable_hash", steps.verify_immutable_hash, { kind = "verify", protocol = "§7.4" })
@@ -67,7 +82,11 @@ wf:add("check_results_files", function(ctx)
 end, { kind = "verify", protocol = "§9" })
 
 wf:add("decrypt_results", after_first_stop(NO_RESULTS, function(ctx)
-  return steps.decrypt_tree(ctx, train.RESULTS, ctx.results, "results")
+  local digest, err = steps.decrypt_into_layer(ctx, train.RESULTS, ctx.results_entries, ctx.results, "results",
+    pht.results_hasher(ctx.config:session_id()), writer_opts(ctx))
+  if not digest then return nil, err end
+  ctx.results_digest = digest
+  return true
 end), { kind = "verify", protocol = "§7.5b" })
 
 wf:add("verify_result_hash", after_first_stop(NO_RESULTS, steps.verify_result_hash),
@@ -84,18 +103,15 @@ end), { kind = "verify", protocol = "§9" })
 
 -- The plaintext goes into a new, marked layer; the image must not leave the
 -- station now. Post-run drops this layer and everything above it.
+-- decrypt_train and decrypt_results have put the plaintext into it already.
+-- The plaintext carries mtime 0, as the reference writes it. A train that
+-- rewrites a result then always changes its mtime, so a daemon whose layer
+-- diff compares size and mtime in seconds (the vfs driver) cannot miss a
+-- rewrite of the same size within the same second.
 wf:add("write_image", function(ctx)
-  local w, err = ctx.image:writer({ tmpdir = ctx.options.tmpdir })
-  if not w then return nil, "cannot start writing the image: " .. tostring(err) end
-  -- The plaintext carries mtime 0, as the reference writes it. A train that
-  -- rewrites a result then always changes its mtime, so a daemon whose
-  -- layer diff compares size and mtime in seconds (the vfs driver) cannot
-  -- miss a rewrite of the same size within the same second.
-  local ok, werr = train.write_tree(w, train.TRAIN, ctx.train_entries, files.write_from(ctx.train, "plain"), 0)
-  if ok and ctx.pos > 1 then
-    ok, werr = train.write_tree(w, train.RESULTS, ctx.results_entries, files.write_from(ctx.results, "plain"), 0)
-  end
-  return train.commit(ctx, w, ok, werr, { history = train.PRE_RUN_MARK,
+  local w, err = steps.writer(ctx, writer_opts(ctx))
+  if not w then return nil, err end
+  return train.commit(ctx, w, true, nil, { history = train.PRE_RUN_MARK,
     comment = "decrypted for station " .. ctx.stop.station .. ": plaintext, never push this image" })
 end, { kind = "write", writes = true, protocol = "§7.6" })
 

@@ -430,7 +430,7 @@ describe("pht build", function()
     assert.is_false(helpers.sh("test -e " .. q(out)))
   end)
 
-  it("refuses a docker-archive output without REPO:TAG, at write_image, writing nothing", function()
+  it("refuses a docker-archive output without REPO:TAG, at check_output, writing nothing", function()
     local out = dir .. "/untagged.tar"
     local code, _, err = S.pht("build -q --files " .. q(dir .. "/files")
       .. " --station " .. q("s1=" .. dir .. "/s1.pub.pem")
@@ -438,7 +438,7 @@ describe("pht build", function()
       .. " --base " .. q("docker-archive:" .. assert(support.base_image()))
       .. " --output " .. q("docker-archive:" .. out))
     assert.equal(3, code, err)
-    assert.matches("failed at step write_image: the output must be docker%-archive:PATH:REPO:TAG", err)
+    assert.matches("failed at step check_output: the output must be docker%-archive:PATH:REPO:TAG", err)
     assert.is_false(helpers.sh("test -e " .. q(out)))
   end)
 

@@ -160,7 +160,7 @@ describe("pht post-run refuses", function()
   it("a symbolic link among the results, at check_results_files", function()
     local path, ref = ran_stage0()
     S.tamper(ref, function(w) assert(w:add_symlink("/opt/pht_results/link", "count.txt")) end)
-    refused(path, ref, S.station_args(1), "check_results_files", "link is a symlink")
+    refused(path, ref, S.station_args(1), "check_results_files", "link is a symbolic link")
   end)
 
   it("a station whose turn it is not, at check_turn", function()

@@ -226,6 +226,81 @@ describe("workflow runner", function()
     assert.is_true(wf:run(workflow.context({ options = { tmpdir = base } })))
     assert.equal("700", mode)
   end)
+
+  it("removes the temporary directory when something around the steps raises (a progress callback)", function()
+    local base = helpers.tmpdir()
+    local wf = workflow.new("t")
+    local seen
+    wf:add("use", function(c)
+      seen = c:tempdir()
+      helpers.write(seen .. "/plain", "secret")
+      return true
+    end)
+    wf:add("next", function() return true end)
+    local c = workflow.context({ options = { tmpdir = base } })
+    c.progress = function(_, i) if i == 2 then error("progress sink broke") end end
+    local ok, err = pcall(wf.run, wf, c)
+    assert.is_false(ok)
+    assert.matches("progress sink broke", tostring(err))
+    assert.is_false(helpers.sh("test -e " .. helpers.q(seen)))
+    assert.equal("", helpers.run("ls -A " .. helpers.q(base)))
+  end)
+
+  it("stops at the next step once a signal is recorded, runs the cleanups, and says where", function()
+    local pht = require "pht"
+    local base = helpers.tmpdir()
+    local wf = workflow.new("t")
+    local seen, ran_second
+    wf:add("first", function(c)
+      seen = c:tempdir()
+      pht.interrupt(15)
+      return true
+    end)
+    wf:add("second", function() ran_second = true return true end)
+    local ok, f = wf:run(workflow.context({ options = { tmpdir = base } }))
+    pht.clear_interrupt()
+    assert.is_nil(ok)
+    assert.is_nil(ran_second)
+    assert.equal("EINTR", f.code)
+    assert.equal("SIGTERM", f.signal)
+    assert.equal("second", f.step)
+    assert.equal("t interrupted during second (SIGTERM)", tostring(f))
+    assert.is_false(helpers.sh("test -e " .. helpers.q(seen)))
+  end)
+
+  it("still runs a step flagged finishes after a signal, with the signal held back, then stops", function()
+    local pht = require "pht"
+    local wf = workflow.new("t")
+    local seen_in_finish, ran_after
+    wf:add("write", function() pht.interrupt(2) return true end, { writes = true })
+    wf:add("finish", function() seen_in_finish = pht.interrupted() or "none" return true end,
+      { writes = true, finishes = true })
+    wf:add("after", function() ran_after = true return true end, { writes = true })
+    local ok, f = wf:run(workflow.context())
+    local still = pht.interrupted()
+    pht.clear_interrupt()
+    assert.is_nil(ok)
+    assert.equal("none", seen_in_finish)
+    assert.is_nil(ran_after)
+    assert.equal("after", f.step)
+    assert.equal("SIGINT", still)
+  end)
+
+  it("removes a context's temporary directory when the context is closed (<close>, Lua 5.4)", function()
+    if not _VERSION:match("5%.4") then return pending("to-be-closed variables are Lua 5.4") end
+    local base = helpers.tmpdir()
+    local seen
+    local chunk = assert(load([[
+      local workflow, base = ...
+      local c <close> = workflow.context({ options = { tmpdir = base } })
+      local dir = c:tempdir()
+      error({ dir = dir })
+    ]]))
+    local ok, e = pcall(chunk, workflow, base)
+    assert.is_false(ok)
+    seen = e.dir
+    assert.is_false(helpers.sh("test -e " .. helpers.q(seen)))
+  end)
 end)
 
 describe("station scripts", function()

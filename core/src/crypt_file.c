@@ -11,6 +11,7 @@
 #include "fs_private.h"
 #include "pht/crypt.h"
 #include "pht/hash.h"
+#include "pht/interrupt.h"
 
 static int crypt_fd(pht_cipher *c, int in_fd, int out_fd, pht_error *err)
 {
@@ -22,6 +23,7 @@ static int crypt_fd(pht_cipher *c, int in_fd, int out_fd, pht_error *err)
     size_t outlen = 0;
     int rc = 0;
     for (;;) {
+        if ((rc = pht_interrupt_check(err))) break;
         ssize_t n = read(in_fd, in, PHT_CHUNK_SIZE);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {

@@ -93,6 +93,7 @@ const char *pht_code_name(int code)
     case PHT_ENOTFOUND: return "ENOTFOUND";
     case PHT_EHTTP: return "EHTTP";
     case PHT_ESTATE: return "ESTATE";
+    case PHT_EINTR: return "EINTR";
     default: return "EUNKNOWN";
     }
 }

@@ -13,12 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include "fs_private.h"
 #include "pht/hash.h" /* PHT_CHUNK_SIZE */
+#include "pht/interrupt.h"
 
 const char *fs_tmpdir(const char *dir)
 {
@@ -304,6 +306,7 @@ int fs_read_small(const char *path, uint64_t cap, char **out, size_t *len, pht_e
 int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *err)
 {
     const char *c = p;
+    if (pht_interrupt_check(err)) return pht_error_prefix(err, "%s", what);
     while (n) {
         ssize_t w = write(fd, c, n);
         if (w < 0 && errno == EINTR) continue;
@@ -324,6 +327,7 @@ static int copy_rw(int in, uint64_t off, uint64_t len, int out, const char *what
     int rc = 0;
     while (len > 0 && rc == 0) {
         size_t want = len < PHT_CHUNK_SIZE ? (size_t)len : PHT_CHUNK_SIZE;
+        if ((rc = pht_interrupt_check(err))) break;
         ssize_t r = pread(in, buf, want, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
@@ -343,7 +347,10 @@ int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what,
 {
     loff_t at = (loff_t)off;
     while (len > 0) {
-        size_t want = len < ((size_t)1 << 30) ? (size_t)len : ((size_t)1 << 30);
+        /* 16 MiB a call, so an interrupt is seen within one call */
+        size_t want = len < ((size_t)1 << 24) ? (size_t)len : ((size_t)1 << 24);
+        int rc = pht_interrupt_check(err);
+        if (rc) return pht_error_prefix(err, "%s", what);
         ssize_t r = copy_file_range(in, &at, out, NULL, want, 0);
         if (r > 0) {
             len -= (uint64_t)r;
@@ -380,18 +387,63 @@ static int tmp_create(char *t, int *fd, pht_error *err)
     return 0;
 }
 
+/*
+ * Remove ".pht.PID.*" files in dir left by named temporary files of a pht
+ * process that is gone (only where O_TMPFILE was not available).
+ */
+static void sweep_beside(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    uid_t me = geteuid();
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".pht.", 5) != 0) continue;
+        char *end = NULL;
+        long pid = strtol(e->d_name + 5, &end, 10);
+        if (end == e->d_name + 5 || *end != '.' || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_uid != me ||
+            !S_ISREG(st.st_mode))
+            continue;
+        (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
+/*
+ * The file is made with O_TMPFILE where the file system has it: it has no
+ * name until fs_commit_file links it, so a process killed on the way leaves
+ * nothing behind. Elsewhere it is ".pht.PID.NAME.XXXXXX", which the next
+ * pht process writing into that directory removes (its owner being gone).
+ * *tmp is the name the file is committed through in both cases.
+ */
 int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     char *dir = dir_of(path);
-    size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 16;
+    size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 48;
     char *t = dir ? malloc(n) : NULL;
     if (t == NULL) {
         free(dir);
         return pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
-    snprintf(t, n, "%s/.%s.XXXXXX", dir, base);
+    snprintf(t, n, "%s/.pht.%ld.%s.XXXXXX", dir, (long)getpid(), base);
+#ifdef O_TMPFILE
+    /* linked in at commit through /proc/self/fd: without /proc, a named file */
+    int f = access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644)
+                                               : -1;
+    if (f >= 0) {
+        free(dir);
+        fchmod(f, 0644);
+        *fd = f;
+        *tmp = t;
+        return 0;
+    }
+#endif
+    sweep_beside(dir);
     free(dir);
     int rc = tmp_create(t, fd, err);
     if (rc) {
@@ -403,8 +455,33 @@ int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err)
     return 0;
 }
 
+/* Give the unnamed (O_TMPFILE) file fd the name tmp, a template ending in XXXXXX. */
+static int link_anon(int fd, char *tmp, pht_error *err)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    size_t n = strlen(tmp);
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned char r[6] = {0};
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) r[0] = (unsigned char)attempt;
+        for (size_t i = 0; i < 6; i++) tmp[n - 6 + i] = digits[r[i] % 36];
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) return 0;
+        if (errno != EEXIST)
+            return pht_error_set(err, PHT_EIO, "%s: cannot link the temporary file: %s", tmp,
+                                 strerror(errno));
+    }
+    return pht_error_set(err, PHT_EIO, "%s: cannot find a free temporary name", tmp);
+}
+
 int fs_tmp_anon(const char *dir, int *fd, pht_error *err)
 {
+    /* O_TMPFILE: nameless from the start, and fs_link_anon can give it a name. */
+    int f = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (f >= 0) {
+        *fd = f;
+        return 0;
+    }
     size_t n = strlen(dir) + 24;
     char *t = malloc(n);
     if (t == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -413,6 +490,13 @@ int fs_tmp_anon(const char *dir, int *fd, pht_error *err)
     if (rc == 0) unlink(t);
     free(t);
     return rc;
+}
+
+int fs_link_anon(int fd, const char *path)
+{
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
 }
 
 static int fsync_dir(const char *dir, pht_error *err)
@@ -426,13 +510,23 @@ static int fsync_dir(const char *dir, pht_error *err)
     return rc;
 }
 
-int fs_commit_file(int fd, const char *tmp, const char *path, pht_error *err)
+int fs_commit_file(int fd, char *tmp, const char *path, pht_error *err)
 {
     if (fsync(fd) != 0)
         return pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (rename(tmp, path) != 0)
-        return pht_error_set(err, PHT_EIO, "rename %s to %s failed: %s", tmp, path,
-                             strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return pht_error_set(err, PHT_EIO, "%s: %s", tmp, strerror(errno));
+    /* an O_TMPFILE file has no name yet: link it beside path, then rename over path */
+    if (st.st_nlink == 0) {
+        int rc = link_anon(fd, tmp, err);
+        if (rc) return rc;
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        if (st.st_nlink == 0) unlink(tmp);
+        return pht_error_set(err, PHT_EIO, "rename %s to %s failed: %s", tmp, path, strerror(e));
+    }
     char *dir = dir_of(path);
     if (dir == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     int rc = fsync_dir(dir, err);

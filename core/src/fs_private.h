@@ -27,12 +27,27 @@ int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *e
  * EOPNOTSUPP). PHT_EIO when in ends early; what names the copy in messages.
  */
 int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what, pht_error *err);
-/* A new temporary file beside path (".NAME.XXXXXX", mode 0644), open in *fd; *tmp malloc'ed. */
+/*
+ * A new temporary file beside path, mode 0644, open in *fd: unnamed
+ * (O_TMPFILE) where the file system allows, else ".pht.PID.NAME.XXXXXX"
+ * (swept by the next pht process once PID is gone). *tmp (malloc'ed) is the
+ * name fs_commit_file links it through; unlink(*tmp) on failure is safe.
+ */
 int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err);
-/* An anonymous temporary file in dir (unlinked at once). */
+/* An anonymous temporary file in dir (O_TMPFILE where the file system has it, else unlinked at
+ * once). */
 int fs_tmp_anon(const char *dir, int *fd, pht_error *err);
-/* fsync fd, rename tmp over path, fsync the directory: path is replaced atomically. */
-int fs_commit_file(int fd, const char *tmp, const char *path, pht_error *err);
+/*
+ * Give the O_TMPFILE file fd the name path (which must not exist), on the
+ * same file system; -1 with errno otherwise (EXDEV, ENOENT for a file that
+ * was not made with O_TMPFILE, ...): the caller copies instead.
+ */
+int fs_link_anon(int fd, const char *path);
+/*
+ * fsync fd, give an unnamed fd the name tmp, rename tmp over path, fsync
+ * the directory: path is replaced atomically. fd must still be open.
+ */
+int fs_commit_file(int fd, char *tmp, const char *path, pht_error *err);
 /* 1 if paths a and b name the same existing file. */
 int fs_same_file(const char *a, const char *b);
 

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "hash_private.h"
+#include "pht/interrupt.h"
 #include "pht/util.h"
 
 enum hash_kind { KIND_PLAIN, KIND_IMMUTABLE, KIND_RESULTS, KIND_SHA256 };
@@ -109,6 +110,7 @@ int pht_hash_update_fd(pht_hash *h, int fd, pht_error *err)
     if (buf == NULL) return pht_error_set(err, PHT_ENOMEM, "SHA-512: out of memory");
     int rc = 0;
     for (;;) {
+        if ((rc = pht_interrupt_check(err))) break;
         ssize_t n = read(fd, buf, PHT_CHUNK_SIZE);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "pht/http.h"
+#include "pht/interrupt.h"
 
 #define HTTP_COLLECT_MAX (1u << 20) /* default cap of a collected 2xx body */
 #define HTTP_ERROR_MAX (64u << 10)  /* error bodies keep this much */
@@ -240,6 +241,13 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     (void)dltotal;
     (void)ultotal;
     xfer *x = ud;
+    /* a signal stops a streamed transfer (an image, a blob); a small call,
+     * such as removing a scratch container during cleanup, still completes */
+    if ((x->req->sink || x->req->source) && pht_interrupted()) {
+        x->cb_failed = 1;
+        pht_interrupt_check(&x->cb_err);
+        return 1;
+    }
     double t = mono_now();
     if (dlnow != x->seen_dl || ulnow != x->seen_ul) {
         x->seen_dl = dlnow;
@@ -559,11 +567,10 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, lim.total > 0 ? lim.total : 0L) != CURLE_OK;
     x.idle = lim.idle;
     x.last_move = mono_now();
-    if (lim.idle > 0) {
-        bad |= curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
-        bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
-        bad |= curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x) != CURLE_OK;
-    }
+    /* always: the progress callback also stops a transfer on an interrupt */
+    bad |= curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress) != CURLE_OK;
+    bad |= curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_WRITEDATA, &x) != CURLE_OK;

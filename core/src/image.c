@@ -31,6 +31,7 @@ void pht_image_opts_init(pht_image_opts *o)
     o->registry_creds = o->registry_auth_file = o->registry_cert_dir = o->platform = NULL;
     o->registry_tls_insecure = 0;
     o->docker_timeout = NULL;
+    o->no_index = 0;
 }
 
 /* The registry options' strings, copied into the handle (a commit reads them later). */
@@ -129,14 +130,19 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
     pht_docker_timeouts dt;
     pht_docker_timeouts_init(&dt);
     if (img->tmpdir == NULL || (opts && opts->cache_dir && img->cache_dir == NULL) ||
-        (opts && opts->docker_timeout && img->docker_timeout == NULL) || dup_registry_opts(img) != 0)
+        (opts && opts->docker_timeout && img->docker_timeout == NULL) ||
+        dup_registry_opts(img) != 0)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     else if (img->docker_timeout &&
              (rc = pht_docker_timeouts_parse(&dt, img->docker_timeout, err)) != 0)
         pht_error_prefix(err, "docker_timeout");
     else if ((rc = tp->open(img, r, err)) == 0 && (rc = img_apply_history(img, err)) == 0 &&
-             img->landed == IMG_LANDED_ALL && (rc = index_build(img, err)) == 0)
-        rc = verify_used_layers(img, err);
+             img->landed == IMG_LANDED_ALL) {
+        if (img->opts.no_index)
+            img->landed = IMG_LANDED_NONE; /* nothing lands later: img_land says so */
+        else if ((rc = index_build(img, err)) == 0)
+            rc = verify_used_layers(img, err);
+    }
     if (rc) {
         pht_error_prefix(err, "%.200s", ref);
         pht_image_free(img);

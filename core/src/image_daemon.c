@@ -48,6 +48,7 @@
 #include "hash_private.h"
 #include "transport_private.h"
 #include "pht/docker.h"
+#include "pht/interrupt.h"
 #include "pht/owner.h"
 
 /* The label of a scratch container: "PID.START@HOST/BOOT" of the process that made it. */
@@ -337,9 +338,15 @@ static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     dmn *st = calloc(1, sizeof *st);
     img->tpdata = st;
     int rc = st ? 0 : oom(err);
-    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = dmn_docker(&img->opts, &d, err)) ||
-        (rc = pht_docker_image_inspect_json(d, name, &text, err)))
+    if (rc || (rc = img_ref_image_name(ref, &name, err)) || (rc = dmn_docker(&img->opts, &d, err)))
         goto done;
+    if ((rc = pht_docker_image_inspect_json(d, name, &text, err))) {
+        /* The reference already names the image (pht_image_open prefixes it). */
+        if (rc == PHT_ENOTFOUND)
+            pht_error_set(err, rc, "the Docker daemon at %s has no such image (HTTP 404)",
+                          pht_docker_host(d));
+        goto done;
+    }
     const char *id;
     if ((ij = json_parse(text, "the daemon's image inspect", err)) == NULL) {
         rc = PHT_EFORMAT;
@@ -537,6 +544,11 @@ static int land_all(pht_image *img, const dmn *st, pht_error *err)
         to->digest_known = from->digest_known;
         to->verified = from->verified;
         to->holds_opt = from->holds_opt;
+        free(to->outside);
+        to->outside = from->outside; /* what its scan found above a master */
+        to->outside_why = from->outside_why;
+        to->outside_dir = from->outside_dir;
+        from->outside = NULL;
         memcpy(to->digest, from->digest, sizeof to->digest);
         memcpy(to->media_type, from->media_type, sizeof to->media_type);
     }
@@ -723,6 +735,8 @@ static int gen_layer_more(gen *g, pht_error *err)
     }
     uint64_t left = g->src_len - g->sent;
     size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
+    int irc = pht_interrupt_check(err);
+    if (irc) return irc;
     ssize_t r = pread(g->src_fd, g->chunk, want, (off_t)(g->src_off + g->sent));
     if (r < 0 && errno == EINTR) return 0;
     if (r <= 0)
@@ -855,7 +869,8 @@ static size_t known_layers(pht_docker *d, const img_plan *p, const pht_docker_im
     }
     for (size_t t = 0; t < nold && best < p->nlayers; t++) {
         const char *colon = strrchr(tags[t], ':'), *slash = strrchr(tags[t], '/');
-        size_t repo = colon && (!slash || colon > slash) ? (size_t)(colon - tags[t]) : strlen(tags[t]);
+        size_t repo =
+            colon && (!slash || colon > slash) ? (size_t)(colon - tags[t]) : strlen(tags[t]);
         char name[1024];
         if (repo + sizeof ":base" > sizeof name) continue;
         snprintf(name, sizeof name, "%.*s:base", (int)repo, tags[t]);

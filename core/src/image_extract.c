@@ -36,6 +36,7 @@
 #include "fs_private.h"
 #include "hash_private.h"
 #include "image_private.h"
+#include "pht/interrupt.h"
 
 typedef struct xfile {
     const img_entry *e; /* a stored entry: lives as long as the image */
@@ -328,6 +329,7 @@ static int x_file(xctx *x, const xfile *f, x_source src, void *sud, int spool_fd
     uint64_t left = e->size;
     while (rc == 0 && left > 0) {
         const char *why = NULL;
+        if ((rc = pht_interrupt_check(x->err))) break;
         la_ssize_t n = src(sud, x->buf, left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE, &why);
         if (n <= 0) {
             rc = tarsafe_fail(x->err, PHT_EFORMAT, img_layer_at(x->img, e->data_layer), e->path, "%s",

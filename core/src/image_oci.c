@@ -17,9 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+
 #include "fs_private.h"
 #include "hash_private.h"
 #include "transport_private.h"
+#include "pht/interrupt.h"
 
 #define REF_NAME "org.opencontainers.image.ref.name"
 #define MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
@@ -268,6 +272,51 @@ static int fd_sink(void *ud, const void *p, size_t n, pht_error *err)
 }
 
 /*
+ * Name the layer's file instead of copying it, when it is all of an
+ * O_TMPFILE file on the layout's file system (the image writer's new
+ * layer). fd is the file fs_tmp_beside made for the blob: when it is
+ * unnamed too, fs_commit_file(l->fd, tmp, ...) links the layer's file in
+ * itself; when it is named tmp, tmp is replaced by a link to the layer's
+ * file. 1 when the caller commits l->fd; 0 when it cannot be done (tmp and
+ * fd are then as they were, and the caller copies into fd).
+ */
+static int link_whole(const img_layer *l, const char *tmp, int fd)
+{
+    struct stat st, ts;
+    /* nlink 0: a nameless file, never a blob or archive of another image */
+    if (l->offset != 0 || fstat(l->fd, &st) != 0 || st.st_nlink != 0 ||
+        (uint64_t)st.st_size != l->length || fstat(fd, &ts) != 0 || ts.st_dev != st.st_dev)
+        return 0;
+    if (ts.st_nlink == 0) {
+        fchmod(l->fd, 0644);
+        return 1;
+    }
+    if (unlink(tmp) != 0) return 0;
+    if (fs_link_anon(l->fd, tmp) == 0) {
+        chmod(tmp, 0644);
+        return 1;
+    }
+    /* Put back an empty file for the copy. */
+    int again = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (again < 0) return 0;
+    dup2(again, fd);
+    close(again);
+    return 0;
+}
+
+/* Record path as created once rc says it was committed. */
+static int add_created(ocw *w, char **path, int rc)
+{
+    if (rc) return rc;
+    char **v = realloc(w->created, (w->nc + 1) * sizeof *v);
+    if (v == NULL) return pht_error_set(w->err, PHT_ENOMEM, "out of memory");
+    w->created = v;
+    v[w->nc++] = *path;
+    *path = NULL;
+    return 0;
+}
+
+/*
  * Write blob digest unless the layout has it. Content comes from layer l
  * (raw or decompressed) or from buf.
  */
@@ -280,6 +329,13 @@ static int put_blob(ocw *w, const char *digest, uint64_t size, const img_layer *
     if (path == NULL) return pht_error_set(w->err, PHT_ENOMEM, "out of memory");
     if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size) goto done;
     if ((rc = fs_tmp_beside(path, &tmp, &fd, w->err))) goto done;
+    if (l != NULL && !diff && link_whole(l, tmp, fd)) {
+        /* The writer's new layer is the blob: named in place, not copied. */
+        close(fd);
+        fd = -1;
+        rc = add_created(w, &path, fs_commit_file(l->fd, tmp, path, w->err));
+        goto done;
+    }
     fdsink s = {fd, tmp};
     if (l == NULL)
         rc = fs_write_all(fd, buf, (size_t)size, tmp, w->err);
@@ -506,7 +562,7 @@ static int unreferenced(const char *bdir, const refset *r, char ***out, size_t *
  * `umoci gc`. Runs after the new index.json is in place, so a failure here
  * only leaves unreferenced blobs behind.
  */
-static int oci_gc(const char *dir, pht_error *err)
+static int oci_gc(const char *dir, size_t *removed, pht_error *err)
 {
     char path[4096 + 32], **gone = NULL, *text = NULL;
     size_t len, ngone = 0;
@@ -524,6 +580,8 @@ static int oci_gc(const char *dir, pht_error *err)
     for (size_t i = 0; i < ngone; i++) {
         if (rc == 0 && unlinkat(fd, gone[i], 0) != 0 && errno != ENOENT)
             rc = pht_error_set(err, PHT_EIO, "%s/%s: %s", path, gone[i], strerror(errno));
+        else if (rc == 0 && removed)
+            (*removed)++;
         free(gone[i]);
     }
     if (fd >= 0 && ngone && rc == 0 && fsync(fd) != 0)
@@ -584,12 +642,284 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
         free(w.created[i]);
     }
     /* the image is committed; what no manifest references any more can go */
-    if (rc == 0 && !p->keep_unreferenced && (rc = oci_gc(where, err)))
+    if (rc == 0 && !p->keep_unreferenced && (rc = oci_gc(where, NULL, err)))
         pht_error_prefix(err, "the image is committed, but removing unreferenced blobs failed");
     if (lock >= 0) close(lock);
     free(w.created);
     free(text);
     cJSON_Delete(man);
+    return rc;
+}
+
+/* ---- plaintext left in a layout ---------------------------------------------- */
+
+#define RESULTS_DIR "opt/pht_results"
+
+/* 1 if the config's history marks a layer (not an empty one) as pre-run's. */
+static int has_pre_run_mark(const cJSON *cfg)
+{
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(cfg, "history"))
+    {
+        const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "created_by"));
+        if (by && strcmp(by, PHT_PRE_RUN_MARK) == 0 &&
+            !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "empty_layer")))
+            return 1;
+    }
+    return 0;
+}
+
+/* The manifest blob dg and its config blob, parsed. */
+static int load_image_json(const char *dir, const char *dg, cJSON **man, cJSON **cfg,
+                           pht_error *err)
+{
+    char *text = NULL;
+    size_t len;
+    *man = *cfg = NULL;
+    int rc = read_json_blob(dir, dg, &text, &len, err);
+    if (rc == 0 && (*man = json_parse(text, "manifest", err)) == NULL) rc = PHT_EFORMAT;
+    free(text);
+    text = NULL;
+    const char *cdg = rc ? NULL
+                         : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+                               cJSON_GetObjectItemCaseSensitive(*man, "config"), "digest"));
+    if (rc == 0) rc = read_json_blob(dir, cdg, &text, &len, err);
+    if (rc == 0 && (*cfg = json_parse(text, "image config", err)) == NULL) rc = PHT_EFORMAT;
+    free(text);
+    return rc;
+}
+
+/*
+ * Read layer blob dg and add the sha256 of every regular file under
+ * /opt/pht_results to contents; *found counts those not in known (NULL:
+ * count none). The blob is read once, as a tar stream, whatever its
+ * compression.
+ */
+static int results_scan(const char *dir, const char *dg, refset *contents, const refset *known,
+                        size_t *found, pht_error *err)
+{
+    char *bp = blob_path(dir, dg);
+    if (bp == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    img_layer l = {.fd = open(bp, O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
+    struct stat st;
+    if (l.fd < 0 || fstat(l.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (l.fd >= 0) close(l.fd);
+        int rc = pht_error_set(err, PHT_ENOTFOUND, "%s: layer blob %s is missing", dir, dg);
+        free(bp);
+        return rc;
+    }
+    free(bp);
+    l.length = (uint64_t)st.st_size;
+    snprintf(l.digest, sizeof l.digest, "%s", dg);
+    void *state = NULL;
+    struct archive *a = layer_tar_open(&l, &state, err);
+    int rc = a ? 0 : (err ? err->code : PHT_EFORMAT);
+    unsigned char *buf = a ? malloc(PHT_CHUNK_SIZE) : NULL;
+    if (a && buf == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    while (rc == 0) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: layer %s: %s", dir, dg,
+                               archive_error_string(a));
+            break;
+        }
+        char *path = NULL;
+        const char *why = NULL;
+        if (archive_entry_filetype(e) != AE_IFREG ||
+            tarsafe_path(archive_entry_pathname(e), 4096, &path, &why) != 0 ||
+            !tarsafe_below(path, RESULTS_DIR)) {
+            free(path);
+            continue;
+        }
+        free(path);
+        pht_hash *h = hash_new_sha256(err);
+        if (h == NULL) {
+            rc = err ? err->code : PHT_ENOMEM;
+            break;
+        }
+        la_ssize_t got;
+        while (rc == 0 && (got = archive_read_data(a, buf, PHT_CHUNK_SIZE)) > 0)
+            rc = pht_hash_update(h, buf, (size_t)got, err);
+        if (rc == 0 && got < 0)
+            rc = pht_error_set(err, PHT_EFORMAT, "%s: layer %s: %s", dir, dg,
+                               archive_error_string(a));
+        char sum[HASH_SHA256_TEXT];
+        if (rc == 0) rc = hash_final_sha256(h, sum, err);
+        pht_hash_free(h);
+        if (rc == 0 && known && !refs_has(known, sum)) (*found)++;
+        if (rc == 0 && contents) rc = refs_add(contents, sum, err);
+    }
+    free(buf);
+    layer_tar_close(a, state);
+    close(l.fd);
+    return rc;
+}
+
+void pht_oci_plaintext_free(pht_oci_plaintext *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].name);
+        free(v[i].why);
+    }
+    free(v);
+}
+
+static int found_add(pht_oci_plaintext **v, size_t *n, const char *dg, const char *name,
+                     const char *why, pht_error *err)
+{
+    pht_oci_plaintext *nv = realloc(*v, (*n + 1) * sizeof *nv);
+    if (nv == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    *v = nv;
+    pht_oci_plaintext *f = &nv[*n];
+    memset(f, 0, sizeof *f);
+    snprintf(f->digest, sizeof f->digest, "%s", dg);
+    f->name = name ? strdup(name) : NULL;
+    f->why = strdup(why);
+    (*n)++;
+    if ((name && f->name == NULL) || f->why == NULL)
+        return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    return 0;
+}
+
+static const char *ref_name_of(const cJSON *d)
+{
+    return cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "annotations"), REF_NAME));
+}
+
+int pht_oci_find_plaintext(const char *dir, const char *keep, pht_oci_plaintext **out, size_t *n,
+                           pht_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    char path[4096 + 32], *text = NULL;
+    size_t len;
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    cJSON *index = NULL, *man = NULL, *cfg = NULL;
+    refset keep_layers = {0}, keep_files = {0};
+    int have_keep_files = 0;
+    int rc = fs_read_small(path, IMG_JSON_MAX, &text, &len, err);
+    if (rc == 0 && (index = json_parse(text, "index.json", err)) == NULL) rc = PHT_EFORMAT;
+    free(text);
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(index, "manifests"), *d, *it;
+    /* the layers of the image tagged keep: the current train, trusted */
+    const char *keep_dg = NULL;
+    cJSON_ArrayForEach(d, ms)
+    {
+        const char *name = ref_name_of(d);
+        if (rc == 0 && keep && name && strcmp(name, keep) == 0 &&
+            !is_index(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "mediaType")))) {
+            keep_dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
+            if ((rc = load_image_json(dir, keep_dg, &man, &cfg, err)) == 0)
+                cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(man, "layers"))
+                {
+                    if (rc == 0)
+                        rc = refs_add(&keep_layers,
+                                      cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "digest")),
+                                      err);
+                }
+            cJSON_Delete(man);
+            cJSON_Delete(cfg);
+            man = cfg = NULL;
+            break;
+        }
+    }
+    cJSON_ArrayForEach(d, ms)
+    {
+        if (rc) break;
+        const char *dg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "digest"));
+        const char *name = ref_name_of(d);
+        if (!hash_sha256_valid(dg)) {
+            rc = pht_error_set(err, PHT_EUNSAFE, "%s: a manifest with digest \"%.80s\"", dir,
+                               dg ? dg : "");
+            break;
+        }
+        /* an image index (several platforms) is not a train libpht wrote: left alone */
+        if (is_index(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "mediaType")))) continue;
+        if ((rc = pht_interrupt_check(err)) || (rc = load_image_json(dir, dg, &man, &cfg, err))) break;
+        char why[256];
+        if (has_pre_run_mark(cfg)) {
+            rc = found_add(out, n, dg, name, "it holds the layer pre-run decrypted (history \""
+                           PHT_PRE_RUN_MARK "\")", err);
+        } else if (keep_dg != NULL && strcmp(dg, keep_dg) != 0) {
+            int i = 0;
+            cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(man, "layers"))
+            {
+                const char *ldg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "digest"));
+                i++;
+                if (rc || !hash_sha256_valid(ldg) || refs_has(&keep_layers, ldg)) continue;
+                if (keep_dg && !have_keep_files) {
+                    have_keep_files = 1;
+                    for (size_t k = 0; rc == 0 && k < keep_layers.n; k++)
+                        rc = results_scan(dir, keep_layers.v[k], &keep_files, NULL, NULL, err);
+                }
+                size_t foreign = 0;
+                if (rc == 0) rc = results_scan(dir, ldg, NULL, &keep_files, &foreign, err);
+                if (rc == 0 && foreign) {
+                    snprintf(why, sizeof why,
+                             "its layer %d holds %zu file(s) under /opt/pht_results that are not "
+                             "the current train's ciphertext",
+                             i, foreign);
+                    rc = found_add(out, n, dg, name, why, err);
+                    break;
+                }
+            }
+        }
+        cJSON_Delete(man);
+        cJSON_Delete(cfg);
+        man = cfg = NULL;
+    }
+    cJSON_Delete(man);
+    cJSON_Delete(cfg);
+    cJSON_Delete(index);
+    free(keep_layers.v);
+    free(keep_files.v);
+    if (rc) {
+        pht_oci_plaintext_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+int pht_oci_remove_manifests(const char *dir, const char *const *digests, size_t n, size_t *blobs,
+                             pht_error *err)
+{
+    if (blobs) *blobs = 0;
+    char path[4096 + 32], *text = NULL;
+    size_t len;
+    int lock = -1, rc = lock_layout(dir, &lock, err);
+    cJSON *index = NULL;
+    snprintf(path, sizeof path, "%s/index.json", dir);
+    if (rc == 0) rc = fs_read_small(path, IMG_JSON_MAX, &text, &len, err);
+    if (rc == 0 && (index = json_parse(text, "index.json", err)) == NULL) rc = PHT_EFORMAT;
+    free(text);
+    text = NULL;
+    cJSON *ms = cJSON_GetObjectItemCaseSensitive(index, "manifests");
+    int dropped = 0;
+    for (int i = cJSON_GetArraySize(ms) - 1; rc == 0 && i >= 0; i--) {
+        const char *dg =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ms, i), "digest"));
+        for (size_t k = 0; dg && k < n; k++) {
+            if (digests[k] && strcmp(dg, digests[k]) == 0) {
+                cJSON_DeleteItemFromArray(ms, i);
+                dropped++;
+                break;
+            }
+        }
+    }
+    if (rc == 0 && dropped) {
+        if ((text = cJSON_PrintUnformatted(index)) == NULL)
+            rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+        else
+            rc = write_small(path, text, err);
+    }
+    if (rc == 0) rc = oci_gc(dir, blobs, err);
+    if (lock >= 0) close(lock);
+    free(text);
+    cJSON_Delete(index);
     return rc;
 }
 

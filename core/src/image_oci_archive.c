@@ -22,6 +22,7 @@
 #include "fs_private.h"
 #include "hash_private.h"
 #include "transport_private.h"
+#include "pht/interrupt.h"
 
 typedef struct oa_state {
     char dir[4096]; /* the unpacked layout */
@@ -133,7 +134,7 @@ static int pack_file(struct archive *a, const char *dir, const char *name, pht_e
     if (rc) rc = pht_error_set(err, rc, "oci-archive: %s", archive_error_string(a));
     char *buf = rc ? NULL : malloc(PHT_CHUNK_SIZE);
     if (rc == 0 && buf == NULL) rc = oom(err);
-    while (rc == 0) {
+    while (rc == 0 && (rc = pht_interrupt_check(err)) == 0) {
         ssize_t n = read(fd, buf, PHT_CHUNK_SIZE);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) rc = pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));

@@ -28,6 +28,7 @@
 #include "hash_private.h"
 #include "pht/registry.h"
 #include "transport_private.h"
+#include "pht/interrupt.h"
 
 #define MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
 #define MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
@@ -612,6 +613,8 @@ static int range_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *e
     size_t want = s->len - s->pos < cap ? (size_t)(s->len - s->pos) : cap;
     *got = 0;
     if (want == 0) return 0;
+    int irc = pht_interrupt_check(err);
+    if (irc) return irc;
     for (;;) {
         ssize_t n = pread(s->fd, buf, want, (off_t)(s->off + s->pos));
         if (n < 0 && errno == EINTR) continue;

@@ -22,6 +22,7 @@
 #include "fs_private.h"
 #include "hash_private.h"
 #include "transport_private.h"
+#include "pht/interrupt.h"
 
 struct pht_image_writer {
     int refs;
@@ -295,6 +296,7 @@ static int put_fd(pht_image_writer *w, const char *name, int fd, uint64_t size, 
     int rc = 0;
     while (pos < size && rc == 0) {
         size_t want = size - pos < PHT_CHUNK_SIZE ? (size_t)(size - pos) : PHT_CHUNK_SIZE;
+        if ((rc = pht_interrupt_check(err))) break;
         ssize_t r = pread(fd, buf, want, (off_t)pos);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {

@@ -141,8 +141,12 @@ void layer_cache_end(layer_cache_rec *r, const img_layer *l, int keep)
         }
         rec_line(r, t);
     }
-    int ok = fclose(r->f) == 0 && keep && !r->failed;
-    if (!ok || rename(r->tmp, r->path) != 0) unlink(r->tmp);
+    /* committed through the open stream: an O_TMPFILE file has no name until then */
+    pht_error e;
+    int ok = fflush(r->f) == 0 && keep && !r->failed &&
+             fs_commit_file(fileno(r->f), r->tmp, r->path, &e) == 0;
+    fclose(r->f);
+    if (!ok) unlink(r->tmp);
     free(r->tmp);
     free(r->path);
     free(r);

@@ -33,6 +33,12 @@ typedef struct img_layer {
     int verified;     /* its bytes were hashed and matched digest and diff_id */
     int holds_opt; /* it names /opt or something below it, or deletes /opt (learned at index time)
                     */
+    /* the first entry a layer above a master may not hold (tarsafe_master), learned by every
+       scan: the path it adds, changes or deletes (malloc'ed, "" for the root) and why; NULL: none
+     */
+    char *outside;
+    const char *outside_why;
+    int outside_dir; /* outside is only a directory restated: a later finding replaces it */
 } img_layer;
 
 /*
@@ -122,6 +128,16 @@ int tarsafe_below(const char *p, const char *dir);
  * the root's opaque marker.
  */
 int tarsafe_touches(const char *in, const char *dir);
+/*
+ * Whether entry e (whose name tarsafe_path accepted) may lie in a layer above
+ * a master image (pht_image_check_master): 0 if it may; 1 if not, or 2 if
+ * not but it is only a directory restated (a weaker finding: a later entry
+ * below it tells more), with *path (malloc'ed: the path it adds, changes or
+ * deletes, "" for the root) and *why (static) set; PHT_ENOMEM. Only the train's paths under /opt
+ * may change there, and nothing anywhere may be a device, FIFO, socket, setuid or setgid file, or a
+ * link leaving /opt.
+ */
+int tarsafe_master(struct archive_entry *e, char **path, const char **why);
 /* Format "layer sha256:ab12…: entry "x": why" into err. */
 int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry, const char *fmt,
                  ...)

@@ -24,6 +24,7 @@
 
 #include "hash_private.h"
 #include "layer_private.h"
+#include "pht/interrupt.h"
 
 typedef struct blob_src {
     int fd;
@@ -39,6 +40,10 @@ static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
     *out = b->buf;
     if (left == 0) return 0;
     size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
+    if (pht_interrupted()) {
+        archive_set_error(a, EINTR, "interrupted (%s)", pht_signal_name(pht_interrupted()));
+        return -1;
+    }
     ssize_t r;
     do {
         r = pread(b->fd, b->buf, want, (off_t)(b->off + b->pos));
@@ -179,7 +184,31 @@ static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
     if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
     /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
     if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
+    if (l->outside == NULL || l->outside_dir) {
+        char *p;
+        const char *why;
+        int r = tarsafe_master(e, &p, &why);
+        if (r == PHT_ENOMEM) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+        if (r > 0 && (l->outside == NULL || r == 1)) {
+            free(l->outside);
+            l->outside = p;
+            l->outside_why = why;
+            l->outside_dir = r == 2;
+        } else {
+            free(p);
+        }
+    }
     return 0;
+}
+
+/* A scan starts afresh: what an earlier one learned goes. */
+static void scan_begin(img_layer *l)
+{
+    l->holds_opt = 0;
+    free(l->outside);
+    l->outside = NULL;
+    l->outside_why = NULL;
+    l->outside_dir = 0;
 }
 
 /* Every header of tar (c: the chain, or NULL), each recorded for the cache when rec is set. */
@@ -188,12 +217,13 @@ static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const
 {
     uint64_t ordinal = 0;
     int rc;
-    l->holds_opt = 0;
+    scan_begin(l);
     for (;;) {
         struct archive_entry *e;
         int r = archive_read_next_header(tar, &e);
         if (r == ARCHIVE_EOF) return 0;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return scan_fail(tar, c, l, o, err);
+        if ((rc = pht_interrupt_check(err))) return rc;
         if ((rc = scan_entry(e, ++ordinal, l, o, cb, ud, err))) return rc;
         layer_cache_add(rec, e);
         if (archive_read_data_skip(tar) != ARCHIVE_OK) return scan_fail(tar, c, l, o, err);
@@ -216,7 +246,7 @@ static int scan_cached(img_layer *l, const pht_image_opts *o, layer_entry_cb cb,
         if (r == NULL) break;
         uint64_t ordinal = 0;
         int got;
-        l->holds_opt = 0;
+        scan_begin(l);
         rc = 0;
         while (rc == 0 && (got = layer_cache_next(r, e)) == 1)
             rc = scan_entry(e, ++ordinal, l, o, pass ? cb : NULL, ud, err);
@@ -446,6 +476,7 @@ int layer_copy_raw(const img_layer *l, img_sink sink, void *ud, pht_error *err)
     while (pos < l->length && rc == 0) {
         uint64_t left = l->length - pos;
         size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
+        if ((rc = pht_interrupt_check(err))) break;
         ssize_t r = pread(l->fd, buf, want, (off_t)(l->offset + pos));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
@@ -481,6 +512,7 @@ int layer_copy_diff(const img_layer *l, const pht_image_opts *o, img_sink sink, 
     }
     uint64_t total = 0;
     while (!empty) {
+        if ((rc = pht_interrupt_check(err))) goto done;
         la_ssize_t n = archive_read_data(raw, buf, PHT_CHUNK_SIZE);
         if (n == 0) break;
         if (n < 0) {
@@ -510,7 +542,8 @@ void layer_clear(img_layer *l)
     l->fd = -1;
     free(l->created_by);
     free(l->comment);
-    l->created_by = l->comment = NULL;
+    free(l->outside);
+    l->created_by = l->comment = l->outside = NULL;
 }
 
 const char *layer_media_type(int c)

@@ -34,6 +34,7 @@ static const char *digest_short(const char *d, char *buf, size_t cap)
     return buf;
 }
 #include "pht/fs.h"
+#include "pht/interrupt.h"
 #include "pht/util.h"
 #include "registry_internal.h"
 
@@ -1320,6 +1321,8 @@ int pht_registry_upload_blob(pht_registry *r, const char *repo, const pht_regist
 static int file_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err)
 {
     file_io *f = ud;
+    int irc = pht_interrupt_check(err);
+    if (irc) return irc;
     for (;;) {
         ssize_t n = read(f->fd, buf, cap);
         if (n < 0 && errno == EINTR) continue;

@@ -17,6 +17,11 @@ local train = require "pht.train"
 local M = {}
 
 local fmt = string.format
+
+-- An entry type (image:stat's names) in words.
+local TYPE_WORDS = { symlink = "symbolic link", hardlink = "hard link",
+  other = "special file (a device, FIFO or socket)", dir = "directory", file = "regular file" }
+local function type_words(t) return TYPE_WORDS[t] or tostring(t) end
 local short = field.short
 
 -- Keys and the route ---------------------------------------------------------------
@@ -73,7 +78,7 @@ function M.immutable_files(cfg, entries)
     if e.type == "dir" then
       if not dirs[e.path] then return nil, fmt("unexpected directory %s/%s", train.TRAIN, e.path) end
     elseif e.type ~= "file" then
-      return nil, fmt("%s/%s is a %s, not a regular file", train.TRAIN, e.path, tostring(e.type))
+      return nil, fmt("%s/%s is a %s, not a regular file", train.TRAIN, e.path, type_words(e.type))
     elseif not want[e.path] then
       return nil, fmt("%s/%s is not in file_list: files were added after the creator signed", train.TRAIN, e.path)
     else
@@ -93,7 +98,7 @@ function M.results_entries(entries)
   for _, e in ipairs(entries) do
     if e.type ~= "file" and e.type ~= "dir" then
       return nil, fmt("%s/%s is a %s: results hold only files and directories",
-        train.RESULTS, e.path, tostring(e.type))
+        train.RESULTS, e.path, type_words(e.type))
     end
   end
   return true
@@ -120,8 +125,10 @@ end
 -- Hashes and signatures -------------------------------------------------------------
 
 -- §7.4: e_h over the plaintext train files equals the config's hash; e_h.
-function M.immutable_hash(cfg, train_files)
-  local e_h, err = files.immutable_hash(cfg:creator_id(), cfg:session_id(), train_files)
+-- e_h (optional): the digest already taken over them in one pass.
+function M.immutable_hash(cfg, train_files, e_h)
+  local err
+  if not e_h then e_h, err = files.immutable_hash(cfg:creator_id(), cfg:session_id(), train_files) end
   if not e_h then return nil, err end
   local want = field.unhex(cfg:get("hash"), "hash")
   if e_h ~= want then
@@ -190,8 +197,10 @@ function M.previous_signatures(stops, pos)
 end
 
 -- §7.5c: e_d over the decrypted results equals the config's result_hash; e_d.
-function M.results_hash(cfg, results)
-  local e_d, err = files.results_hash(cfg, results)
+-- e_d (optional): the digest already taken over them in one pass.
+function M.results_hash(cfg, results, e_d)
+  local err
+  if not e_d then e_d, err = files.results_hash(cfg, results) end
   if not e_d then return nil, err end
   local want, werr = field.unhex(cfg:get("result_hash"), "result_hash")
   if not want then return nil, werr end
@@ -222,6 +231,28 @@ function M.stop_chain_digest(cfg, stops, pos, e_d)
       tostring(s.station), s.index)
   end
   return true
+end
+
+-- The runtime outside /opt (§9) ----------------------------------------------------
+
+-- The train img was built on one of the station's master images (masters: a
+-- list of {ref=, image=}, opened by pht.train.open_master) and its layers
+-- above it change nothing but the train's paths under /opt. top: only the
+-- first top layers count (post-run: those below the one pre-run wrote);
+-- false: only that the layers begin with the master's. Returns the master it
+-- matched, or nil and why each one did not.
+function M.master(img, masters, top)
+  local why = {}
+  for _, m in ipairs(masters) do
+    local t = top
+    if t == false then t = #m.image:layers() end
+    local ok, err = img:check_master(m.image, t or 0)
+    if ok then return m end
+    why[#why + 1] = tostring(err)
+  end
+  if #why == 1 then return nil, "the train does not keep to the station's master image: " .. why[1] end
+  return nil, fmt("the train keeps to none of the station's %d master images: %s", #why,
+    table.concat(why, "; "))
 end
 
 return M

@@ -45,7 +45,8 @@ local function usage_text()
   lines[#lines + 1] = ""
   lines[#lines + 1] = options.paragraphs("Exit status: 0 ok, 1 the train was rejected (the message names the "
     .. "step), 2 usage error, 3 an image, key or file could not be read or written, 4 the train ran and "
-    .. "failed (pht run), 70 internal error.")
+    .. "failed (pht run), 70 internal error, 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
+    .. "files and partial output removed).")
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -78,18 +79,50 @@ function M.main(args, host)
     return EXIT.usage
   end
   local prog = "pht " .. verb
-  local rest = {}
-  for i = 2, #args do rest[#rest + 1] = args[i] end
+  local rest, json = {}, false
+  for i = 2, #args do
+    rest[#rest + 1] = args[i]
+    if args[i] == "--json" and v.options.json then json = true end
+    if args[i] == "--" then break end
+  end
+  local report = json and runner.start_report(verb) or nil
+  local code = M.run_verb(v, prog, rest, host)
+  runner.report = nil
+  -- --json: one object on stdout, whatever happened, unless the verb
+  -- printed its own (inspect's report).
+  if report and not report.printed then
+    local out = { verb = verb, ok = code == EXIT.ok, exit_code = code, steps = report.steps,
+      workflow = report.workflow, image = report.image, failed_step = report.failed_step,
+      error = report.error or (code ~= EXIT.ok and report.messages[#report.messages] or nil),
+      messages = report.messages }
+    for k, val in pairs(report.extra or {}) do out[k] = val end
+    io.stdout:write(assert(require("pht").json_encode(out, true)), "\n")
+  end
+  return code
+end
+
+-- Parse the words after the verb and run it; the exit code.
+function M.run_verb(v, prog, rest, host)
   local opts, pos = options.parse(v, rest)
   if not opts then
     runner.say(prog, "%s (see %s --help)", pos, prog)
     return EXIT.usage
   end
   if opts.help then
-    io.stdout:write(M.help(verb))
+    if runner.report then runner.report.printed = true end
+    io.stdout:write(M.help(v.name))
     return EXIT.ok
   end
+  runner.interrupted_step = nil
   local ok, code = xpcall(function() return v.run(host, prog, opts, pos) end, debug.traceback)
+  local signal = require("pht").interrupted()
+  if signal then
+    -- the verb has unwound: its temporary files and partial outputs are gone
+    local where = runner.interrupted_step and (" during " .. runner.interrupted_step) or ""
+    if ok and code == EXIT.ok then where = " after its output was written" end
+    io.stderr:write(string.format("%s: interrupted%s (%s); temporary files removed\n", prog, where, signal))
+    return runner.interrupt_exit()
+  end
   if not ok then
     runner.say(prog, "internal error: %s", tostring(code))
     return EXIT.internal

@@ -15,7 +15,12 @@
 --            plaintext straight from the image
 --   cipher   encrypt_all                     the temporary file holding its ciphertext
 --   src      the step that writes the image  which of plain / cipher goes into the image
+--
+-- Pre-run and post-run do not make .cipher or decrypted .plain files: they
+-- move each file in one pass into the image they write (M.encrypt_into,
+-- M.decrypt_into), hashing it on the way.
 local pht = require "pht"
+local fs = require "pht.fs"
 local train = require "pht.train"
 
 local M = {}
@@ -126,6 +131,66 @@ end
 function M.write_from(files, which)
   for _, f in ipairs(files) do f.src = f[which] end
   return files
+end
+
+-- The progress of a run of one-pass calls: `add` gets the byte counts the
+-- core reports, `file_done` is called after each file, `finish` at the end;
+-- fn sees sums of at least 1 MiB (or of 64 files), then the rest. Without fn
+-- add is nil and the others do nothing.
+local PROGRESS_BYTES, PROGRESS_FILES = 1024 * 1024, 64
+local function progress_sums(fn)
+  local nothing = function() end
+  if not fn then return nil, nothing, nothing end
+  local acc, files = 0, 0
+  local function finish()
+    if acc > 0 then fn(acc) end
+    acc, files = 0, 0
+  end
+  local function add(n)
+    acc = acc + n
+    if acc >= PROGRESS_BYTES then finish() end
+  end
+  local function file_done()
+    files = files + 1
+    if files >= PROGRESS_FILES then finish() end
+  end
+  return add, file_done, finish
+end
+
+-- Move every record of `list` in one pass into entry dir/path of the image
+-- writer w: method is "add_encrypted" (the file is src_of(record), a fresh
+-- IV each, §6) or "add_decrypted". opts: hash (a pht hasher fed the
+-- plaintext in list order, begin_query before query.json), mtime, and
+-- progress (a function called with byte counts, at most about every MiB).
+local function crypt_into(method, verb, w, symkey, dir, list, src_of, opts)
+  opts = opts or {}
+  local h = opts.hash
+  local add, file_done, finish = progress_sums(opts.progress)
+  for _, f in ipairs(list) do
+    if h and f.query then
+      local ok, err = h:begin_query()
+      if not ok then return nil, fmt("cannot hash %s: %s", f.path, tostring(err)) end
+    end
+    local ok, err = w[method](w, dir .. "/" .. f.path, src_of(f), symkey,
+      { mode = f.mode or fs.MODE_FILE, mtime = opts.mtime, hash = h, progress = add })
+    if not ok then return nil, fmt("cannot %s %s: %s", verb, f.display or f.path, tostring(err)) end
+    file_done()
+  end
+  finish()
+  return true
+end
+
+-- Encrypt every record's .plain straight into the writer under dir (see
+-- crypt_into for opts): no ciphertext file, and each byte read once.
+function M.encrypt_into(w, symkey, dir, list, opts)
+  return crypt_into("add_encrypted", "encrypt", w, symkey, dir, list, function(f) return f.plain end, opts)
+end
+
+-- Decrypt every record's ciphertext root/path straight into the writer
+-- under dir: the plaintext goes nowhere but the new layer.
+function M.decrypt_into(w, symkey, dir, list, root, opts)
+  return crypt_into("add_decrypted", "decrypt", w, symkey, dir, list,
+    function(f) return root .. "/" .. f.path end, opts)
 end
 
 -- Feed every record's plaintext to a hasher in order, marking the start of

@@ -57,8 +57,74 @@ local function verify_sigs(report, cfg, stops)
   return last
 end
 
--- extra: more pht.open_image options (train.open_image), or nil.
-function M.image(ref, tmpdir, verify_layers, extra)
+-- The master check of the report: {checked = true, ok, matched (the
+-- reference), message}. A master that cannot be opened fails the check.
+-- With a pre-run layer, only the layers below it count, as for post-run.
+local function master_report(img, refs, tmpdir, extra)
+  local list, r = {}, { checked = true, ok = false }
+  for _, m in ipairs(refs) do
+    local mi, err = train.open_master(m, tmpdir, extra)
+    if not mi then
+      r.message = err
+      break
+    end
+    list[#list + 1] = { ref = m, image = mi }
+  end
+  if not r.message then
+    local mark = train.pre_run_layer(img)
+    local m, err = checks.master(img, list, mark and mark - 1 or nil)
+    if m then
+      r.ok, r.matched = true, m.ref
+      r.message = string.format("built on master %s; nothing outside the train's /opt paths changed above it",
+        m.ref)
+    else
+      r.message = err
+    end
+  end
+  for _, m in ipairs(list) do m.image:close() end
+  return r
+end
+
+-- The other images where the train is stored that hold a pre-run's
+-- plaintext: in an OCI layout every manifest of index.json, tagged or not
+-- (pht.oci_plaintext); in a docker-archive every image of the archive (a
+-- layer marked by pre-run). A list of { digest or image =, name =, why = }
+-- without the inspected image itself, or nil and a message.
+local function plaintext_elsewhere(ref, tmpdir)
+  local dir, tag = train.oci_layout(ref)
+  if dir then
+    local found, err = train.plaintext_images(dir, tag)
+    if not found then return nil, err end
+    local others = {}
+    for _, f in ipairs(found) do
+      if not (tag and f.name == tag) then others[#others + 1] = f end
+    end
+    return others
+  end
+  local r = pht.parse_ref(ref)
+  if not r or r.transport ~= "docker-archive" then return {} end
+  local others = {}
+  local self_img = train.open_image(ref, tmpdir, false)
+  local self_id = self_img and self_img:manifest()
+  if self_img then self_img:close() end
+  for n = 0, 255 do
+    local img = pht.open_image("docker-archive:" .. r.path .. ":@" .. n, { tmpdir = tmpdir, verify_layers = false })
+    if not img then break end
+    if img:manifest() ~= self_id and train.pre_run_layer(img) then
+      local tags = require("pht.ref").repo_tags(img)
+      others[#others + 1] = { image = "@" .. n, name = tags[1],
+        why = "it holds the layer pre-run decrypted (history \"" .. train.PRE_RUN_MARK .. "\")" }
+    end
+    img:close()
+  end
+  return others
+end
+
+-- extra: more pht.open_image options (train.open_image), or nil. masters
+-- (optional): the references of the master images the station trusts
+-- (pht.checks.master); the report's master says which one the train keeps
+-- to, or why none.
+function M.image(ref, tmpdir, verify_layers, extra, masters)
   local img, err = train.open_image(ref, tmpdir, verify_layers, extra)
   if not img then return nil, err end
   local cfg, cerr = train.read_config(img)
@@ -100,10 +166,29 @@ function M.image(ref, tmpdir, verify_layers, extra)
   end
   -- The protocol's hashes cover /opt only; with no trusted master to compare
   -- against, say so rather than let "ok" suggest the runtime was checked.
-  report.master = { checked = false,
-    message = "changes outside /opt were not checked (no master image given)" }
+  if masters and #masters > 0 then
+    report.master = master_report(img, masters, tmpdir, extra)
+    check(report, "master", report.master.ok, report.master.message)
+  else
+    report.master = { checked = false,
+      message = "changes outside /opt were not checked (no master image given)" }
+  end
   if report.plaintext then
     check(report, "no_plaintext", false, "the image holds a layer decrypted by pre-run: it must not leave the station")
+  end
+  local others, perr = plaintext_elsewhere(ref, tmpdir)
+  if not others then
+    check(report, "no_plaintext_beside", false, perr)
+  else
+    report.plaintext_beside = others
+    local names = {}
+    for _, f in ipairs(others) do
+      names[#names + 1] = (f.digest and train.describe_image(f) or (f.image .. (f.name and (" " .. f.name) or "")))
+        .. ": " .. f.why
+    end
+    check(report, "no_plaintext_beside", #others == 0, #others == 0
+      and "no other image beside this one holds plaintext"
+      or (#others .. " other image(s) beside this one hold plaintext: " .. table.concat(names, "; ")))
   end
   img:close()
   return report
@@ -128,7 +213,7 @@ function M.text(r)
   elseif r.next then
     add("next stop: %s (index %d)", r.next.station, r.next.index)
   end
-  if r.master and not r.master.checked then add("master: %s", r.master.message) end
+  if r.master then add("master: %s", r.master.message) end
   add("checks:")
   for _, c in ipairs(r.checks) do add("  %-4s %s", c.ok and "ok" or "FAIL", c.message) end
   return table.concat(out, "\n") .. "\n"

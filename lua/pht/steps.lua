@@ -23,6 +23,36 @@ function M.open_image(ctx)
   return true
 end
 
+-- Why check_master is skipped without masters.
+M.NO_MASTER = "no master image given: changes outside /opt are not checked"
+
+-- The station's master images (doc/station-guide.md, "Trusted master
+-- images"): options.masters, references or image ids, opened once per
+-- context into ctx.masters ({ref=, image=}); {} when none is given.
+function M.open_masters(ctx)
+  if ctx.masters then return ctx.masters end
+  local list = {}
+  for _, r in ipairs(ctx.options.masters or {}) do
+    local img, err = train.open_master(r, ctx.options.tmpdir, train.open_extra(ctx.options))
+    if not img then return nil, err end
+    ctx:defer(function() img:close() end)
+    list[#list + 1] = { ref = r, image = img }
+  end
+  ctx.masters = list
+  return list
+end
+
+-- The train keeps to one of the masters (pht.checks.master; top as there):
+-- ctx.master is the one it was built on.
+function M.check_master(ctx, top)
+  local masters, err = M.open_masters(ctx)
+  if not masters then return nil, err end
+  local m, merr = checks.master(ctx.image, masters, top)
+  if not m then return nil, merr end
+  ctx.master = m
+  return true
+end
+
 function M.check_not_decrypted(ctx)
   return checks.not_decrypted(ctx.image)
 end
@@ -37,8 +67,14 @@ end
 -- The private key from options.key_path, decrypted with options.password.
 function M.load_key(ctx)
   local path = ctx.options.key_path
-  local key, err = pht.load_private_key_file(path, ctx.options.password)
-  if not key then return nil, "cannot load the private key " .. tostring(path) .. ": " .. tostring(err) end
+  local key, err, code = pht.load_private_key_file(path, ctx.options.password)
+  if not key then
+    local hint = ""
+    if code == "EKEY" and ctx.options.password == nil and ctx.options.password_hint then
+      hint = "; " .. ctx.options.password_hint
+    end
+    return nil, "cannot load the private key " .. tostring(path) .. ": " .. tostring(err) .. hint
+  end
   ctx.key = key
   ctx:defer(function() key:close() end)
   return true
@@ -139,6 +175,37 @@ function M.decrypt_tree(ctx, dir, list, label)
   return root
 end
 
+-- The image writer of this run, ctx.writer: made on first use with opts
+-- (ctx.image:writer's options) and closed at cleanup. The steps that move
+-- files in one pass put them straight into it; write_image commits it.
+function M.writer(ctx, opts)
+  if ctx.writer then return ctx.writer end
+  local w, err = ctx.image:writer(opts)
+  if not w then return nil, "cannot start writing the image: " .. tostring(err) end
+  ctx.writer = w
+  ctx:defer(function() w:close() end)
+  return w
+end
+
+-- Decrypt the tree dir straight into the new layer of ctx.writer (made with
+-- writer_opts) in one pass, every file fed to `hasher` in the order of
+-- `list` on the way: its digest, or nil and a message. Only the ciphertext
+-- is extracted to the private temporary directory; no plaintext file is
+-- written. The entries carry mtime 0 (see pre-run's write_image).
+function M.decrypt_into_layer(ctx, dir, entries, list, label, hasher, writer_opts)
+  local w, err = M.writer(ctx, writer_opts)
+  if not w then return nil, err end
+  local root, xerr = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".enc")
+  if not root then return nil, xerr end
+  local ok, derr = train.write_dirs(w, dir, entries, 0)
+  if ok then
+    ok, derr = files.decrypt_into(w, ctx.symkey, dir, list, root, { hash = hasher, mtime = 0,
+      progress = ctx.progress_bytes })
+  end
+  if not ok then return nil, derr end
+  return hasher:digest()
+end
+
 -- Extract the plaintext tree dir of the image: every record of `list`
 -- points .plain at its extracted file.
 function M.read_tree(ctx, dir, list, label)
@@ -160,9 +227,10 @@ local function establish(key, check)
   end
 end
 
--- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h.
+-- e_h over ctx.train's plaintext equals the config's hash: ctx.e_h. The
+-- digest of a one-pass step (ctx.train_digest) stands for the plaintext.
 M.verify_immutable_hash = establish("e_h", function(ctx)
-  return checks.immutable_hash(ctx.config, ctx.train)
+  return checks.immutable_hash(ctx.config, ctx.train, ctx.train_digest)
 end)
 
 function M.verify_creator_signature(ctx)
@@ -173,9 +241,10 @@ function M.verify_build_signature(ctx)
   return checks.build_signature(ctx.config, ctx.e_h)
 end
 
--- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d.
+-- e_d over ctx.results' plaintext equals the config's result_hash: ctx.e_d
+-- (ctx.results_digest, when a one-pass step computed it).
 M.verify_result_hash = establish("e_d", function(ctx)
-  return checks.results_hash(ctx.config, ctx.results)
+  return checks.results_hash(ctx.config, ctx.results, ctx.results_digest)
 end)
 
 return M

@@ -24,7 +24,7 @@ M.MAX_USER_KEY = 64 * 1024 -- a wrapped key for any RSA size fits
 -- The history line pre-run writes on its layer. Post-run builds its output
 -- on the layers below the last layer carrying it, so the plaintext layer and
 -- everything the run added above it are dropped.
-M.PRE_RUN_MARK = "libpht pre-run"
+M.PRE_RUN_MARK = pht.PRE_RUN_MARK -- "libpht pre-run", from the core
 
 local fmt = string.format
 
@@ -61,7 +61,28 @@ function M.open_image(reference, tmpdir, verify_layers, extra)
   local o = { tmpdir = tmpdir, verify_layers = verify_layers, cache_dir = M.cache_dir() }
   for k, v in pairs(extra or {}) do o[k] = v end
   local img, err = pht.open_image(reference, o)
-  if not img then return nil, fmt("cannot open %s: %s", reference, tostring(err)) end
+  if not img then
+    -- the library's message starts with the reference: name it once
+    err = tostring(err)
+    if err:sub(1, #reference + 2) == reference .. ": " then err = err:sub(#reference + 3) end
+    return nil, fmt("cannot open %s: %s", reference, err)
+  end
+  return img
+end
+
+-- A master image the station trusts (doc/station-guide.md, "Trusted master
+-- images"), opened without its index: the check compares its layers'
+-- diff_ids only, so no layer of it is read. reference as a command-line
+-- IMAGE (pht.ref.from_argument: a bare name or sha256:HEX is the Docker
+-- engine's); extra as for M.open_image.
+function M.open_master(reference, tmpdir, extra)
+  local r, rerr = ref.from_argument(reference)
+  if not r then return nil, fmt("master image %s: %s", tostring(reference), tostring(rerr)) end
+  reference = r
+  local o = { tmpdir = tmpdir, no_index = true }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  local img, err = pht.open_image(reference, o)
+  if not img then return nil, fmt("cannot open the master image %s: %s", reference, tostring(err)) end
   return img
 end
 
@@ -127,11 +148,9 @@ function M.commit(ctx, w, ok, werr, opts)
   return true
 end
 
--- Add directories of a listing and files (pht.files records, each with
--- .src) under `root` of the writer; root itself is added as an opaque
--- directory so nothing of the lower layers shows through. `mtime`
--- (optional) for every entry, else the writer's time.
-function M.write_tree(w, root, entries, files, mtime)
+-- Add root as an opaque directory and the directories of a listing below
+-- it (the files follow from the caller). `mtime` as for M.write_tree.
+function M.write_dirs(w, root, entries, mtime)
   local ok, err = w:add_dir(root, { mode = fs.MODE_DIR, opaque = true, mtime = mtime })
   if not ok then return nil, fmt("cannot add %s: %s", root, tostring(err)) end
   for _, e in ipairs(entries or {}) do
@@ -140,11 +159,65 @@ function M.write_tree(w, root, entries, files, mtime)
       if not ok then return nil, fmt("cannot add %s/%s: %s", root, e.path, tostring(err)) end
     end
   end
+  return true
+end
+
+-- Add directories of a listing and files (pht.files records, each with
+-- .src) under `root` of the writer; root itself is added as an opaque
+-- directory so nothing of the lower layers shows through. `mtime`
+-- (optional) for every entry, else the writer's time.
+function M.write_tree(w, root, entries, files, mtime)
+  local ok, err = M.write_dirs(w, root, entries, mtime)
+  if not ok then return nil, err end
   for _, f in ipairs(files) do
     ok, err = w:add_file(root .. "/" .. f.path, f.src, { mode = f.mode or fs.MODE_FILE, mtime = mtime })
     if not ok then return nil, fmt("cannot add %s/%s: %s", root, f.path, tostring(err)) end
   end
   return true
+end
+
+-- OCI layouts ---------------------------------------------------------------------
+
+-- The layout directory and tag of an oci: reference, or nil for any other
+-- transport. fallback (a reference) gives the tag when this one has none:
+-- an untagged commit into the source's own layout keeps the source's tag.
+function M.oci_layout(reference, fallback)
+  local r = pht.parse_ref(reference)
+  if not r or r.transport ~= "oci" then return nil end
+  local tag = r.tag
+  if not tag and fallback then
+    local f = pht.parse_ref(fallback)
+    if f and f.transport == "oci" and f.path == r.path then tag = f.tag end
+  end
+  return r.path, tag
+end
+
+-- The manifests of an OCI layout that hold a pre-run's plaintext
+-- (pht.oci_plaintext; keep: the tag of the current train, or nil), as
+-- { {digest=, name=, why=} ... }, or nil and a message.
+function M.plaintext_images(dir, keep)
+  local found, err = pht.oci_plaintext(dir, keep)
+  if not found then return nil, fmt("cannot check %s for plaintext: %s", dir, tostring(err)) end
+  return found
+end
+
+-- "sha256:0123456789ab (tag latest)" or "(untagged)": a manifest in messages.
+function M.describe_image(f)
+  return fmt("%s (%s)", f.digest:sub(1, 19), f.name and ("tag " .. f.name) or "untagged")
+end
+
+-- Remove the manifests of dir that hold plaintext (M.plaintext_images) and
+-- collect their blobs. Returns the list removed and the number of blobs
+-- removed, or nil and a message.
+function M.remove_plaintext_images(dir, keep)
+  local found, err = M.plaintext_images(dir, keep)
+  if not found then return nil, err end
+  if #found == 0 then return found, 0 end
+  local digests = {}
+  for i, f in ipairs(found) do digests[i] = f.digest end
+  local blobs, rerr = pht.oci_remove_manifests(dir, digests)
+  if not blobs then return nil, fmt("cannot remove the plaintext images of %s: %s", dir, tostring(rerr)) end
+  return found, blobs
 end
 
 -- The files post-run and build put beside the trees: /opt itself and the

@@ -40,7 +40,8 @@ end
 -- Verify the train at image reference `ref` (e.g. "docker-archive:PATH") for
 -- the station opts.station with its private key at opts.key_path (and
 -- opts.password), temporary plaintext under opts.tmpdir (removed before this
--- returns). opts.time_limit (seconds) stops the run between steps once
+-- returns); opts.masters: the station's master images (references), which
+-- check_master compares the train against. opts.time_limit (seconds) stops the run between steps once
 -- exceeded. Returns a report (see doc/gateway.md), or nil, message when the
 -- workflow itself cannot be built.
 --
@@ -86,6 +87,7 @@ function M.train(ref, opts)
       key_path = opts.key_path,
       password = opts.password,
       tmpdir = opts.tmpdir,
+      masters = opts.masters,
     },
   })
   local ok, failure = wf:run(ctx)

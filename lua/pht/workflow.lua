@@ -12,8 +12,10 @@
 -- A step may also raise: workflow.fail(message[, code]) for an expected
 -- failure, or any Lua error (reported with its position, as a bug).
 --
--- Steps flagged `writes = true` change the outside world (the image). They
--- must come last: the runner refuses a workflow in which a non-writing step
+-- A step flagged `finishes = true` completes what the write before it began
+-- (removing what the new image replaces): after a signal it still runs, with
+-- the signal held back until it is done. Steps flagged `writes = true`
+-- change the outside world (the image). They must come last: the runner refuses a workflow in which a non-writing step
 -- follows a writing one, so nothing is written unless every check passed.
 local M = {}
 
@@ -44,6 +46,10 @@ end
 local Failure = {}
 Failure.__index = Failure
 Failure.__tostring = function(f)
+  if f.signal then
+    return string.format("%s interrupted %s (%s)", f.workflow,
+      f.step and ("during " .. f.step) or "before its first step", f.signal)
+  end
   if f.step then
     return string.format("%s failed at step %s: %s", f.workflow, f.step, f.message)
   end
@@ -58,6 +64,23 @@ local function new_failure(wf, step, message, code)
     message = message,
     code = code,
   }, Failure)
+end
+
+-- The signal that interrupted the process (pht.catch_signals), or nil. The
+-- C module is optional here: a workflow runs without it in plain Lua tests.
+local function interrupted()
+  local ok, pht = pcall(require, "pht")
+  if not ok or type(pht) ~= "table" or not pht.interrupted then return nil end
+  return pht.interrupted()
+end
+M.interrupted = interrupted
+
+-- An interruption: a failure whose code is "EINTR" and whose `signal` names
+-- the signal; `step` is the step that was running or about to run.
+local function interruption(wf, step, signal)
+  local f = new_failure(wf, step, "interrupted (" .. signal .. ")", "EINTR")
+  f.signal = signal
+  return f
 end
 
 -- Building -------------------------------------------------------------------
@@ -259,23 +282,24 @@ local function quiet_hooks(ctx, list, ...)
   end
 end
 
--- Run every step over ctx (a context from M.context). Returns true, or nil
--- and a failure object (fields workflow, step, kind, message, code;
--- tostring gives the operator's message). Cleanups always run.
-function Workflow:run(ctx)
-  ctx = ctx or M.context()
-  ctx.workflow = self.name
-  local ok, why = self:validate()
-  if not ok then
-    local f = new_failure(self, nil, why, "ECONFIG")
-    if ctx.cleanup then ctx:cleanup() end
-    return nil, f
-  end
-
+-- The step loop of Workflow:run: the failure, or nil when every step passed.
+local function run_steps(self, ctx)
   local failure
   local total = #self.steps
+  local held -- the signal number held back while a `finishes` step runs
   for i, step in ipairs(self.steps) do
     ctx.step = step.name
+    -- step boundary: stop before the next step once a signal came, unless
+    -- the step finishes what a write began (it runs with the signal held)
+    local sig, signo = interrupted()
+    if sig and not step.finishes then
+      failure = interruption(self, step, sig)
+      break
+    end
+    if sig then
+      held = signo
+      require("pht").clear_interrupt()
+    end
     local t0 = clock()
     local status, message, code
     local hok, hmsg = run_hooks(self.hooks.before, ctx, step)
@@ -295,14 +319,48 @@ function Workflow:run(ctx)
       end
     end
     local aok, amsg = run_hooks(self.hooks.after, ctx, step, outcome)
+    if held then
+      require("pht").interrupt(held)
+      held = nil
+    end
     if status == "failed" then
-      failure = new_failure(self, step, message, code)
+      -- whatever a step reports once a signal came (a C loop's EINTR, a
+      -- read cut short) is the interruption
+      sig = interrupted()
+      failure = sig and interruption(self, step, sig) or new_failure(self, step, message, code)
       break
     end
     if not aok then
       failure = new_failure(self, step, "after-step hook: " .. amsg, "EPOLICY")
       break
     end
+  end
+  return failure
+end
+
+-- Run every step over ctx (a context from M.context). Returns true, or nil
+-- and a failure object (fields workflow, step, kind, message, code;
+-- tostring gives the operator's message). Cleanups always run. After a
+-- signal (pht.catch_signals) the run stops at the next step boundary or
+-- when the running step fails, with code "EINTR" and `signal` set.
+function Workflow:run(ctx)
+  ctx = ctx or M.context()
+  ctx.workflow = self.name
+  local ok, why = self:validate()
+  if not ok then
+    local f = new_failure(self, nil, why, "ECONFIG")
+    if ctx.cleanup then ctx:cleanup() end
+    return nil, f
+  end
+
+  -- The steps run protected, and so does everything around them (progress,
+  -- logging, hooks): whatever raises, the cleanups below run before the
+  -- error goes on.
+  local pok, failure = pcall(run_steps, self, ctx)
+  if not pok then
+    ctx.step = nil
+    if ctx.cleanup then ctx:cleanup() end
+    error(failure, 0)
   end
   ctx.step = nil
 
@@ -317,6 +375,9 @@ end
 
 local Context = {}
 Context.__index = Context
+-- `local ctx <close> = workflow.context()` (Lua 5.4): a script that made a
+-- temporary directory and then fails outside wf:run still removes it.
+Context.__close = function(self) self:cleanup() end
 
 -- A context: the table every step reads and fills (config, image, keys,
 -- station, options, ...). `fields` are copied in. Methods: ctx:defer(fn),

@@ -11,7 +11,11 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include "pht/error.h"
+#include "pht/hash.h"
+#include "pht/image.h"
 #include "pht/key.h"
 
 #ifdef __cplusplus
@@ -103,6 +107,34 @@ PHT_API int pht_encrypt_file(const pht_symkey *key, const char *src, const char 
                              pht_error *err);
 PHT_API int pht_decrypt_file(const pht_symkey *key, const char *src, const char *dst,
                              pht_error *err);
+
+/*
+ * Progress of a long call: bytes of plaintext done since the last call, at
+ * most about every MiB or 100 ms and once at the end. Runs on the calling
+ * thread; a non-zero return stops the call with PHT_ESTATE.
+ */
+typedef int (*pht_progress_fn)(void *ud, uint64_t bytes);
+
+/*
+ * One pass per byte: read the plaintext file src once, feed it to h (NULL:
+ * no hash) and encrypt it with a fresh IV into a new entry `path` of w, whose
+ * tar header carries the ciphertext size 16 + (n/16 + 1) * 16 up front. A
+ * large file is hashed on a second thread; memory stays a few MiB. On
+ * failure the writer is left failed (nothing of the entry can be
+ * committed). progress may be NULL. Errors name src.
+ */
+PHT_API int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h,
+                             pht_image_writer *w, const char *path, const pht_image_attrs *attrs,
+                             pht_progress_fn progress, void *ud, pht_error *err);
+/*
+ * The mirror: decrypt the ciphertext file src straight into entry `path` of
+ * w, feeding the plaintext to h. The plaintext size is read from the last two
+ * blocks first, so a wrong key or a bad end fails (PHT_ECRYPTO) before any
+ * byte is written; no plaintext touches the disk outside the writer's layer.
+ */
+PHT_API int pht_decrypt_into(const pht_symkey *key, const char *src, pht_hash *h,
+                             pht_image_writer *w, const char *path, const pht_image_attrs *attrs,
+                             pht_progress_fn progress, void *ud, pht_error *err);
 
 /* n random bytes from OpenSSL's CSPRNG into out. */
 PHT_API int pht_random_bytes(unsigned char *out, size_t n, pht_error *err);

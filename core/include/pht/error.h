@@ -31,7 +31,8 @@ enum pht_code {
     PHT_ELIMIT = -10,  /* a size, count or length cap was exceeded */
     PHT_ENOTFOUND = -11, /* a named file, image, station or tag does not exist */
     PHT_EHTTP = -12,   /* an HTTP peer failed or answered an error */
-    PHT_ESTATE = -13   /* an operation was called in the wrong state */
+    PHT_ESTATE = -13,  /* an operation was called in the wrong state */
+    PHT_EINTR = -14    /* stopped by a signal (pht/interrupt.h) */
 };
 
 #define PHT_ERROR_MSG_MAX 1024

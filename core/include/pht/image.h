@@ -74,8 +74,12 @@ typedef struct pht_image_opts {
     const char *registry_cert_dir;  /* extra CAs and client pairs (--cert-dir) */
     int registry_tls_insecure;      /* 1: --tls-verify=false (also allows plain http) */
     const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
-    const char *docker_timeout; /* docker-daemon: limits of the Engine calls, as
-                                   $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    const char
+        *docker_timeout; /* docker-daemon: limits of the Engine calls, as
+                            $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    int no_index;        /* 1: read the manifest, config and layer list only, no layer's headers (a
+                            master for pht_image_check_master, a writer's base); stat, walk, reads and
+                            extracts then fail with PHT_ESTATE */
 } pht_image_opts;
 
 /*
@@ -200,6 +204,26 @@ PHT_API void pht_image_reader_free(pht_image_reader *r);
  */
 PHT_API int pht_image_extract(pht_image *img, const char *dir, const char *dest_dir,
                               pht_error *err);
+
+/* ---- the master image ---------------------------------------------------------- */
+
+/*
+ * Check that img was built on the master image a station trusts
+ * (doc/station-guide.md, "Trusted master images"): its layers must begin with
+ * exactly master's (diff_ids, as the config declares them: every runtime that
+ * loads the image checks its layers against them), and the layers above, up
+ * to the first top ones of img (0: all), may only change the train's paths
+ * under /opt (PROTOCOL.md §1: /opt as their directory, train_config.json,
+ * user_sym_key.key, pht_train/, pht_results/), and nowhere create a device,
+ * FIFO, socket, setuid or setgid file, or a link leaving /opt. Only tar
+ * headers are read, each layer above the master's once (the open's scan, or
+ * a digest check that lands its bytes first: docker:// fetches those layers,
+ * docker-daemon saves the image); master may be opened with no_index.
+ * PHT_EVERIFY naming the first offending layer (number and digest) and
+ * path, or the first layer that differs from the master's.
+ */
+PHT_API int pht_image_check_master(pht_image *img, const pht_image *master, size_t top,
+                                   pht_error *err);
 
 /* ---- writing ---------------------------------------------------------------- */
 
@@ -331,6 +355,44 @@ PHT_API int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
 
 /* NULL is fine; abandons an uncommitted writer (its temporary files go). */
 PHT_API void pht_image_writer_free(pht_image_writer *w);
+
+/* ---- plaintext left in an OCI layout ---------------------------------------- */
+
+/* The history line pre-run writes on the layer of decrypted files: its mark. */
+#define PHT_PRE_RUN_MARK "libpht pre-run"
+
+/* A manifest of an OCI layout's index.json that holds a pre-run's plaintext. */
+typedef struct pht_oci_plaintext {
+    char digest[80]; /* "sha256:..." of the manifest */
+    char *name;      /* its org.opencontainers.image.ref.name, NULL when untagged */
+    char *why;       /* which layer and why, for messages */
+} pht_oci_plaintext;
+
+/*
+ * Every manifest listed in dir/index.json (tagged or not) that holds a
+ * pre-run's plaintext: one whose config history has a layer marked
+ * PHT_PRE_RUN_MARK, or, when keep names a tag of the layout (the current
+ * train), any other with a layer keep lacks holding a regular file under
+ * /opt/pht_results whose content is not that of a file under
+ * /opt/pht_results in keep (the current train's ciphertext). keep NULL:
+ * the history rule alone. A new array
+ * in *out (*n entries; free with pht_oci_plaintext_free). Layers are read
+ * only when the history does not decide. PHT_ENOTFOUND without index.json.
+ */
+PHT_API int pht_oci_find_plaintext(const char *dir, const char *keep, pht_oci_plaintext **out,
+                                   size_t *n, pht_error *err);
+
+/* Free what pht_oci_find_plaintext returned; NULL is fine. */
+PHT_API void pht_oci_plaintext_free(pht_oci_plaintext *v, size_t n);
+
+/*
+ * Remove the manifests with the n given digests from dir/index.json (every
+ * entry, tagged or not), then every blob no remaining manifest references;
+ * *blobs (may be NULL) gets the number of blobs removed. Under the layout's
+ * lock, index.json replaced atomically.
+ */
+PHT_API int pht_oci_remove_manifests(const char *dir, const char *const *digests, size_t n,
+                                     size_t *blobs, pht_error *err);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
 #include "pht/version.h"
 #include "pht/error.h"
 #include "pht/util.h"
+#include "pht/interrupt.h"
 #include "pht/fs.h"
 #include "pht/hash.h"
 #include "pht/key.h"

@@ -31,6 +31,7 @@ mode 0700; it must not exist yet).]],
     if not registry then runner.say(prog, "%s", rerr) return runner.EXIT.usage end
     local o = { image = image, key_path = opts.key, out = opts.out, tmpdir = opts.tmpdir,
       password = runner.env(opts["password-env"]), registry = registry,
+      password_hint = runner.password_hint(opts["password-env"]),
       docker_timeout = opts.timeout }
     local code, ctx = runner.run_workflow(prog, "decrypt_results", opts, o)
     if code == runner.EXIT.ok and not opts.quiet then

@@ -7,7 +7,7 @@ local say, EXIT = runner.say, runner.EXIT
 return options.verb {
   name = "keygen",
   summary = "make an RSA key pair",
-  usage = "--out NAME [--bits N] [--password-env VAR] [--force]",
+  usage = "--out NAME [--bits N] [--password-env VAR] [--force] [--json]",
   args = {},
   description = [[
 Make an RSA key pair: NAME.pem (PKCS#8 private key, mode 0600, encrypted with
@@ -18,6 +18,8 @@ public key). Prints the public key's fingerprint (SHA-256 of its DER).]],
     { name = "bits", arg = "N", default = "2048", help = "key size, at least 2048" },
     { name = "password-env", arg = "VAR", help = "encrypt the private key with the password in $VAR" },
     { name = "force", flag = true, help = "overwrite existing files" },
+    { name = "json", flag = true,
+      help = "print one JSON object on stdout: the files, the fingerprint, the exit code" },
   },
   exit_status = "0 written, 2 usage error, 3 the files could not be written.",
   run = function(host, prog, opts)
@@ -41,7 +43,11 @@ public key). Prints the public key's fingerprint (SHA-256 of its DER).]],
     local ok, werr = fs.write_private(priv, key:private_pem(password), true)
     if ok then ok, werr = fs.write(pub, key:public_pem()) end
     if not ok then say(prog, "cannot write the key: %s", tostring(werr)) return EXIT.io end
-    io.stdout:write(key:fingerprint(), "\n")
+    if runner.report then
+      runner.report.extra = { fingerprint = key:fingerprint(), private_key = priv, public_key = pub }
+    else
+      io.stdout:write(key:fingerprint(), "\n")
+    end
     key:close()
     return EXIT.ok
   end,

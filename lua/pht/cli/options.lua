@@ -32,6 +32,10 @@ local SHARED = {
     help = "this station's private key" },
   { name = "password-env", arg = "VAR", group = "station", default = "PRIVATE_KEY_PASSWORD",
     help = "read the key's password from $VAR" },
+  { name = "master", arg = "IMAGE", many = true, group = "master",
+    help = "a master image this station trusts (repeatable; NAME@sha256:HEX or an image id sha256:HEX "
+      .. "pins it): the train must be built on one, with nothing outside its /opt paths changed above "
+      .. "it (doc/station-guide.md)" },
   { name = "script", arg = "FILE", many = true, group = "workflow",
     help = "a script that changes the workflow by step name (repeatable)" },
   { name = "tmpdir", arg = "DIR", group = "workflow",
@@ -41,6 +45,8 @@ local SHARED = {
       .. "connect=S,idle=S,total=S,stream-idle=S,stream-total=S (after $PHT_DOCKER_TIMEOUT)" },
   { name = "quiet", short = "q", flag = true, group = "workflow", help = "no progress on stderr" },
   { name = "verbose", short = "v", flag = true, group = "workflow", help = "also report each step that passed" },
+  { name = "json", flag = true, group = "workflow",
+    help = "print one JSON object on stdout: the steps and their outcomes, the image written, the exit code" },
   { name = "creds", arg = "USER:PASS", group = "registry",
     help = "docker:// credentials for every repository (default: the auth files, doc/registry.md)" },
   { name = "authfile", arg = "PATH", group = "registry", env = "REGISTRY_AUTH_FILE",

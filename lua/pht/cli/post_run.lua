@@ -14,12 +14,15 @@ Hash and sign the results the train left in IMAGE, add this station's link to
 the route's signature chain, encrypt the results and the train's files under a
 fresh key for every stop and the creator (doc/protocol.md §8), and write the train
 back with no plaintext in any layer: the new /opt goes on the layers below the
-one pre-run wrote, or with --rebase on REPO:base.]],
+one pre-run wrote, or with --rebase on the master the train was built on (with
+--master), else on REPO:base.]],
   options = {
     options.group "station",
+    options.group "master",
     { name = "output", arg = "IMAGE", help = "write the result there instead of over IMAGE" },
-    { name = "rebase", flag = true, help = "build on REPO:base (the image the train was built from)" },
-    { name = "base", arg = "IMAGE", help = "with --rebase: the base image, if not REPO:base beside IMAGE" },
+    { name = "rebase", flag = true,
+      help = "build on the master the train keeps to (with --master), else on REPO:base" },
+    { name = "base", arg = "IMAGE", help = "with --rebase: the base image, if neither the master nor REPO:base" },
     options.group "registry",
     options.group "workflow",
   },

@@ -16,6 +16,7 @@ layer marked as plaintext. Nothing is written unless every check passed.
 After pre-run the image holds plaintext: it must not leave the station.]],
   options = {
     options.group "station",
+    options.group "master",
     { name = "output", arg = "IMAGE", help = "write the result there instead of over IMAGE" },
     options.group "registry",
     options.group "workflow",

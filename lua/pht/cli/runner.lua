@@ -19,9 +19,26 @@ local EXIT = M.EXIT
 
 M.env = options.env
 
--- "prog: message" on stderr.
+-- The report of this command for --json (pht.cli.main prints it): the
+-- steps a workflow ran with their outcomes, what was written, the messages.
+-- nil when --json was not given.
+M.report = nil
+
+-- Start a report for verb (--json).
+function M.start_report(verb)
+  local array = { __jsontype = "array" } -- [] in the JSON even when empty
+  M.report = { verb = verb, steps = setmetatable({}, array), messages = setmetatable({}, array) }
+  return M.report
+end
+
+-- "prog: message" on stderr (and into the --json report). Once a signal
+-- came, what failed because of it is not reported: pht.cli says once that
+-- the verb was interrupted.
 function M.say(prog, fmt, ...)
-  io.stderr:write(prog, ": ", select("#", ...) > 0 and string.format(fmt, ...) or fmt, "\n")
+  if require("pht").interrupted() then return end
+  local msg = select("#", ...) > 0 and string.format(fmt, ...) or fmt
+  if M.report then table.insert(M.report.messages, msg) end
+  io.stderr:write(prog, ": ", msg, "\n")
 end
 local say = M.say
 
@@ -55,7 +72,14 @@ local function make_logger(prog, opts)
   end
 end
 
+-- The exit status for an interrupted run: 128 + the signal's number.
+function M.interrupt_exit()
+  local _, signo = require("pht").interrupted()
+  return 128 + (signo or 2)
+end
+
 local function exit_for(failure)
+  if failure.signal then return M.interrupt_exit() end
   if failure.code == "EINTERNAL" then return EXIT.internal end
   if failure.kind == "io" or failure.kind == "write" then return EXIT.io end
   return EXIT.rejected
@@ -84,6 +108,13 @@ function M.run_workflow(prog, name, opts, ctx_options)
     end
     return inner
   end
+  local report = M.report
+  if report then
+    wf:after(function(_, step, outcome)
+      table.insert(report.steps, { name = step.name, status = outcome.status, message = outcome.message,
+        seconds = outcome.seconds })
+    end)
+  end
   for _, script in ipairs(opts.script or {}) do
     local ok, serr = workflow.customise(wf, script, ctx)
     if not ok then
@@ -93,8 +124,15 @@ function M.run_workflow(prog, name, opts, ctx_options)
     end
   end
   local ok, failure = wf:run(ctx)
+  if report then
+    report.workflow = name
+    report.image = ctx.written
+    if failure then report.failed_step = failure.step; report.error = tostring(failure) end
+  end
   if not ok then
-    say(prog, "%s", tostring(failure))
+    -- an interruption is reported once, by pht.cli, after every cleanup
+    if failure.signal then M.interrupted_step = failure.step
+    else say(prog, "%s", tostring(failure)) end
     return exit_for(failure), ctx
   end
   return EXIT.ok, ctx
@@ -111,6 +149,25 @@ function M.registry_options(opts)
     tls_verify = tv ~= "false", platform = opts.platform }
 end
 
+-- What to tell an operator whose encrypted key came without a password:
+-- the variable the password is read from, and the option that names it.
+function M.password_hint(var)
+  return ("put its password in $%s, or name the variable holding it with --password-env"):format(var)
+end
+
+-- The references of the --master options (as IMAGE arguments: a bare
+-- sha256:HEX is an image id in the Docker engine), or nil and the usage
+-- message.
+function M.master_refs(opts)
+  local out = {}
+  for _, s in ipairs(opts.master or {}) do
+    local r, err = M.image_ref(s)
+    if not r then return nil, "--master: " .. tostring(err) end
+    out[#out + 1] = r
+  end
+  return out
+end
+
 -- The station's workflow options (pre-run, post-run) from the station
 -- group's options and IMAGE, or nil and the usage message.
 function M.station_options(opts, image)
@@ -120,7 +177,10 @@ function M.station_options(opts, image)
   if not refs then return nil, err end
   local registry, rerr = M.registry_options(opts)
   if not registry then return nil, rerr end
-  return { station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
+  local masters, merr = M.master_refs(opts)
+  if not masters then return nil, merr end
+  return { masters = masters, station = opts.station, key_path = opts.key, password = M.env(opts["password-env"]),
+    password_hint = M.password_hint(opts["password-env"]),
     image = refs.image, output = refs.output, base = refs.base, tmpdir = opts.tmpdir,
     registry = registry, docker_timeout = opts.timeout }
 end

@@ -1,0 +1,393 @@
+/*
+ * One pass per byte (doc/protocol.md §4, §6): a file is read once and, in the
+ * same pass, hashed and encrypted into an image-writer entry (post-run), or
+ * decrypted and hashed into one (pre-run). Both sizes are known before the
+ * data: a ciphertext is 16 + (n/16 + 1) * 16 bytes, and a plaintext's size
+ * comes from the ciphertext's last two blocks, read first (the padding), so
+ * the tar header is written up front and nothing spools.
+ *
+ * A large file is hashed on a second thread while this one encrypts (or
+ * decrypts) and writes: the two share a ring of SLOTS buffers of CHUNK
+ * bytes, so memory stays flat whatever the size. The plaintext in the ring
+ * is wiped before it is freed. The progress callback only ever runs on the
+ * calling thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "fs_private.h"
+#include "pht/crypt.h"
+
+#define CHUNK (1u << 20) /* bytes per ring slot and per progress report */
+#define SLOTS 4
+/* Below this a file is hashed inline: a thread would cost more than it saves. */
+#define THREAD_MIN (4u << 20)
+#define PROGRESS_NS 100000000LL
+
+/* ---- the hashing side ---------------------------------------------------------- */
+
+typedef struct ring {
+    pht_hash *h; /* NULL: nothing to hash */
+    unsigned char *buf[SLOTS];
+    size_t len[SLOTS];
+    size_t cap;
+    int threaded;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t produced, hashed; /* slots published by the caller, hashed by the thread */
+    int done;                  /* no more slots will come */
+    int failed;                /* the hash failed: herr says why */
+    pht_error herr;
+} ring;
+
+static void *hash_thread(void *arg)
+{
+    ring *r = arg;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        while (r->hashed == r->produced && !r->done)
+            pthread_cond_wait(&r->cv, &r->mu);
+        if (r->hashed == r->produced) break;
+        size_t k = (size_t)(r->hashed % SLOTS);
+        pthread_mutex_unlock(&r->mu);
+        int rc = r->failed ? 0 : pht_hash_update(r->h, r->buf[k], r->len[k], &r->herr);
+        pthread_mutex_lock(&r->mu);
+        if (rc != 0) r->failed = 1;
+        r->hashed++;
+        pthread_cond_broadcast(&r->cv);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static int ring_init(ring *r, pht_hash *h, uint64_t size, pht_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->h = h;
+    r->cap = size < CHUNK ? (size_t)size + PHT_BLOCK_LEN : CHUNK;
+    int threaded = h != NULL && size >= THREAD_MIN;
+    for (int i = 0; i < (threaded ? SLOTS : 1); i++)
+        if ((r->buf[i] = malloc(r->cap)) == NULL)
+            return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (!threaded) return 0;
+    r->threaded = 1;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    int e = pthread_create(&r->th, NULL, hash_thread, r);
+    if (e != 0) {
+        /* No second thread: hash inline, as for a small file. */
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        r->threaded = 0;
+    }
+    return 0;
+}
+
+/* The slot the caller fills next, once the hashing thread is done with it. */
+static unsigned char *ring_slot(ring *r)
+{
+    if (!r->threaded) return r->buf[0];
+    pthread_mutex_lock(&r->mu);
+    while (r->produced - r->hashed >= SLOTS)
+        pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    return r->buf[r->produced % SLOTS];
+}
+
+/* Hand len bytes of the current slot to the hash (inline or to the thread). */
+static int ring_publish(ring *r, size_t len, pht_error *err)
+{
+    if (r->h == NULL || len == 0) return 0;
+    if (!r->threaded) return pht_hash_update(r->h, r->buf[0], len, err);
+    pthread_mutex_lock(&r->mu);
+    r->len[r->produced % SLOTS] = len;
+    r->produced++;
+    int failed = r->failed;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (failed) {
+        if (err) *err = r->herr;
+        return r->herr.code ? r->herr.code : PHT_ECRYPTO;
+    }
+    return 0;
+}
+
+/* Stop the thread (after it hashed what was published), wipe and free; the hash's result. */
+static int ring_finish(ring *r, int rc, pht_error *err)
+{
+    if (r->threaded) {
+        pthread_mutex_lock(&r->mu);
+        r->done = 1;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->th, NULL);
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+        if (rc == 0 && r->failed) {
+            if (err) *err = r->herr;
+            rc = r->herr.code ? r->herr.code : PHT_ECRYPTO;
+        }
+    }
+    for (int i = 0; i < SLOTS; i++) {
+        if (r->buf[i]) OPENSSL_cleanse(r->buf[i], r->cap);
+        free(r->buf[i]);
+    }
+    return rc;
+}
+
+/* ---- progress ------------------------------------------------------------------- */
+
+typedef struct progress {
+    pht_progress_fn fn;
+    void *ud;
+    uint64_t acc;
+    long long last_ns;
+} progress;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Count n bytes done; report each MiB or 100 ms, and everything at the end. */
+static int progress_add(progress *p, uint64_t n, int end, pht_error *err)
+{
+    if (p->fn == NULL) return 0;
+    p->acc += n;
+    if (p->acc == 0) return 0;
+    if (!end && p->acc < CHUNK) {
+        long long t = now_ns();
+        if (t - p->last_ns < PROGRESS_NS) return 0;
+    }
+    uint64_t done = p->acc;
+    p->acc = 0;
+    p->last_ns = now_ns();
+    if (p->fn(p->ud, done) != 0)
+        return pht_error_set(err, PHT_ESTATE, "stopped by the progress callback");
+    return 0;
+}
+
+/* ---- the two directions ---------------------------------------------------------- */
+
+/* Read exactly len bytes (a short file is an error: it changed while read). */
+static int read_exact(int fd, unsigned char *p, size_t len, const char *src, pht_error *err)
+{
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return pht_error_set(err, PHT_EIO, "%s: read failed: %s", src, strerror(errno));
+        if (n == 0) return pht_error_set(err, PHT_EIO, "%s: file shrank while it was read", src);
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The file must end where its size said. */
+static int at_end(int fd, const char *src, pht_error *err)
+{
+    unsigned char b;
+    ssize_t n;
+    do
+        n = read(fd, &b, 1);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return pht_error_set(err, PHT_EIO, "%s: read failed: %s", src, strerror(errno));
+    if (n > 0) return pht_error_set(err, PHT_EIO, "%s: file grew while it was read", src);
+    return 0;
+}
+
+static int open_regular(const char *src, int *fd, uint64_t *size, pht_error *err)
+{
+    *fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0) return pht_error_set(err, PHT_EIO, "%s: cannot open: %s", src, strerror(errno));
+    struct stat st;
+    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return pht_error_set(err, PHT_EIO, "%s: not a regular file", src);
+    }
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Write the cipher's output and let a failed stream fail the writer. */
+static int put(pht_image_stream *s, const unsigned char *p, size_t n, pht_error *err)
+{
+    return n ? pht_image_stream_write(s, p, n, err) : 0;
+}
+
+static int encrypt_body(int fd, uint64_t n, const char *src, pht_cipher *c, ring *r,
+                        pht_image_stream *s, unsigned char *out, progress *pg, pht_error *err)
+{
+    size_t outlen;
+    int rc = 0;
+    uint64_t left = n;
+    while (rc == 0 && left > 0) {
+        size_t take = left < r->cap ? (size_t)left : r->cap;
+        if (take > CHUNK) take = CHUNK;
+        unsigned char *in = ring_slot(r);
+        if ((rc = read_exact(fd, in, take, src, err)) != 0) break;
+        if ((rc = ring_publish(r, take, err)) != 0) break;
+        if ((rc = pht_cipher_update(c, in, take, out, &outlen, err)) != 0) break;
+        if ((rc = put(s, out, outlen, err)) != 0) break;
+        left -= take;
+        rc = progress_add(pg, take, 0, err);
+    }
+    if (rc == 0) rc = at_end(fd, src, err);
+    if (rc == 0) rc = pht_cipher_final(c, out, &outlen, err);
+    if (rc == 0) rc = put(s, out, outlen, err);
+    return rc;
+}
+
+int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_image_writer *w,
+                     const char *path, const pht_image_attrs *attrs, pht_progress_fn fn, void *ud,
+                     pht_error *err)
+{
+    if (key == NULL || src == NULL || w == NULL || path == NULL)
+        return pht_error_set(err, PHT_EINVAL, "encrypt: key, source, writer or path missing");
+    int fd;
+    uint64_t n;
+    int rc = open_regular(src, &fd, &n, err);
+    if (rc != 0) return rc;
+    pht_cipher *c = NULL;
+    pht_image_stream *s = NULL;
+    unsigned char *out = NULL;
+    ring r;
+    progress pg = {.fn = fn, .ud = ud, .last_ns = now_ns()};
+    rc = ring_init(&r, h, n, err);
+    if (rc == 0 && (out = malloc(r.cap + PHT_CIPHER_OVERHEAD)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && (c = pht_cipher_new_encrypt(key, err)) == NULL)
+        rc = err ? err->code : PHT_ECRYPTO;
+    if (rc == 0) {
+        int64_t csize = (int64_t)(PHT_IV_LEN + (n / PHT_BLOCK_LEN + 1) * PHT_BLOCK_LEN);
+        rc = pht_image_writer_begin_file(w, path, csize, attrs, &s, err);
+    }
+    if (rc == 0) rc = encrypt_body(fd, n, src, c, &r, s, out, &pg, err);
+    rc = ring_finish(&r, rc, err);
+    if (rc == 0) rc = pht_image_stream_close(s, err);
+    if (rc == 0) rc = progress_add(&pg, 0, 1, err);
+    pht_image_stream_free(s);
+    pht_cipher_free(c);
+    free(out);
+    close(fd);
+    if (rc != 0) pht_error_prefix(err, "encrypt %s", src);
+    return rc;
+}
+
+/*
+ * The plaintext size of the ciphertext in fd (csize bytes): the last block
+ * decrypted with the one before it as IV shows the padding. A wrong key or a
+ * tampered end fails here, before anything is written.
+ */
+static int plain_size(const pht_symkey *key, int fd, uint64_t csize, const char *src, uint64_t *out,
+                      pht_error *err)
+{
+    if (csize < PHT_IV_LEN + PHT_BLOCK_LEN || csize % PHT_BLOCK_LEN != 0)
+        return pht_error_set(err, PHT_ECRYPTO,
+                             "bad decrypt: %llu bytes is not an IV and whole AES blocks",
+                             (unsigned long long)csize);
+    unsigned char tail[2 * PHT_BLOCK_LEN], buf[2 * PHT_BLOCK_LEN + PHT_CIPHER_OVERHEAD];
+    size_t got = 0;
+    while (got < sizeof tail) {
+        ssize_t n = pread(fd, tail + got, sizeof tail - got, (off_t)(csize - sizeof tail + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return pht_error_set(err, PHT_EIO, "%s: cannot read its last blocks", src);
+        got += (size_t)n;
+    }
+    pht_cipher *c = pht_cipher_new_decrypt(key, err);
+    if (c == NULL) return err ? err->code : PHT_ECRYPTO;
+    size_t a = 0, b = 0;
+    int rc = pht_cipher_update(c, tail, sizeof tail, buf, &a, err);
+    if (rc == 0) rc = pht_cipher_final(c, buf + a, &b, err);
+    pht_cipher_free(c);
+    OPENSSL_cleanse(buf, sizeof buf);
+    if (rc == 0) *out = csize - PHT_IV_LEN - PHT_BLOCK_LEN + a + b;
+    return rc;
+}
+
+static int decrypt_body(int fd, uint64_t csize, uint64_t psize, const char *src, pht_cipher *c,
+                        ring *r, pht_image_stream *s, unsigned char *in, progress *pg,
+                        pht_error *err)
+{
+    size_t outlen;
+    int rc = 0;
+    uint64_t left = csize, written = 0;
+    /* Read r->cap - PHT_BLOCK_LEN so the output (at most input + one block) fits a slot. */
+    size_t step = r->cap > 2 * PHT_BLOCK_LEN ? r->cap - PHT_CIPHER_OVERHEAD : PHT_BLOCK_LEN;
+    while (rc == 0 && left > 0) {
+        size_t take = left < step ? (size_t)left : step;
+        if ((rc = read_exact(fd, in, take, src, err)) != 0) break;
+        left -= take;
+        unsigned char *out = ring_slot(r);
+        if ((rc = pht_cipher_update(c, in, take, out, &outlen, err)) != 0) break;
+        if (left == 0) {
+            size_t fin;
+            if ((rc = pht_cipher_final(c, out + outlen, &fin, err)) != 0) break;
+            outlen += fin;
+        }
+        if (written + outlen > psize) {
+            rc = pht_error_set(err, PHT_EIO, "%s: file changed while it was read", src);
+            break;
+        }
+        if ((rc = ring_publish(r, outlen, err)) != 0) break;
+        if ((rc = put(s, out, outlen, err)) != 0) break;
+        written += outlen;
+        rc = progress_add(pg, outlen, 0, err);
+    }
+    if (rc == 0) rc = at_end(fd, src, err);
+    if (rc == 0 && written != psize)
+        rc = pht_error_set(err, PHT_EIO, "%s: file changed while it was read", src);
+    return rc;
+}
+
+int pht_decrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_image_writer *w,
+                     const char *path, const pht_image_attrs *attrs, pht_progress_fn fn, void *ud,
+                     pht_error *err)
+{
+    if (key == NULL || src == NULL || w == NULL || path == NULL)
+        return pht_error_set(err, PHT_EINVAL, "decrypt: key, source, writer or path missing");
+    int fd;
+    uint64_t csize, psize = 0;
+    int rc = open_regular(src, &fd, &csize, err);
+    if (rc != 0) return rc;
+    rc = plain_size(key, fd, csize, src, &psize, err);
+    if (rc != 0) {
+        close(fd);
+        pht_error_prefix(err, "decrypt %s", src);
+        return rc;
+    }
+    pht_cipher *c = NULL;
+    pht_image_stream *s = NULL;
+    unsigned char *in = NULL;
+    ring r;
+    progress pg = {.fn = fn, .ud = ud, .last_ns = now_ns()};
+    /* Slots hold a chunk of plaintext plus the block the decryptor may hold back. */
+    rc = ring_init(&r, h, csize + PHT_CIPHER_OVERHEAD, err);
+    if (rc == 0 && (in = malloc(r.cap)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && (c = pht_cipher_new_decrypt(key, err)) == NULL)
+        rc = err ? err->code : PHT_ECRYPTO;
+    if (rc == 0) rc = pht_image_writer_begin_file(w, path, (int64_t)psize, attrs, &s, err);
+    if (rc == 0) rc = decrypt_body(fd, csize, psize, src, c, &r, s, in, &pg, err);
+    rc = ring_finish(&r, rc, err);
+    if (rc == 0) rc = pht_image_stream_close(s, err);
+    if (rc == 0) rc = progress_add(&pg, 0, 1, err);
+    pht_image_stream_free(s);
+    pht_cipher_free(c);
+    free(in);
+    close(fd);
+    if (rc != 0) pht_error_prefix(err, "decrypt %s", src);
+    return rc;
+}

@@ -1,0 +1,297 @@
+-- One pass per byte: writer:add_encrypted and writer:add_decrypted move a
+-- file into an image entry while hashing it, checked against the openssl
+-- command line and the e_d/e_h builders fed the same bytes; pre-run writes
+-- no plaintext file, and a pre-run killed in the middle leaves its input as
+-- it was and no plaintext behind.
+local h = require "helpers"
+local pht = require "pht"
+local S = require "wf_support"
+
+local q = h.q
+local MiB = 1024 * 1024
+
+-- A writable copy of a reference train and its docker-archive reference.
+local function fixture(dir)
+  local path = dir .. "/img.tar"
+  h.run("cp " .. q(h.vectors .. "/stage1-station_1-post.tar") .. " " .. q(path))
+  return "docker-archive:" .. path .. ":pht-bench/ref-0:latest"
+end
+
+local function random_file(path, n)
+  h.run("head -c " .. n .. " /dev/urandom > " .. q(path))
+  return path
+end
+
+local function sha256(path) return h.sha256_file(path) end
+
+-- The entry at path of the image, written to a file.
+local function entry_to_file(img, path, out)
+  h.write(out, assert(img:read_file(path, 64 * MiB)))
+  return out
+end
+
+local SID = string.rep("\7", 32)
+local SIZES = { 0, 1, 15, 16, 17, 70000, 5 * MiB + 3 }
+
+describe("writer:add_encrypted", function()
+  it("writes IV || AES-256-CBC that openssl enc -d decrypts, and hashes the same plaintext", function()
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local key = pht.new_symkey()
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    local hasher, want = pht.results_hasher(SID), pht.results_hasher(SID)
+    local reported, total = 0, 0
+    for i, n in ipairs(SIZES) do
+      local src = random_file(dir .. "/p" .. i, n)
+      assert(w:add_encrypted("/opt/pht_results/f" .. i, src, key, { hash = hasher,
+        progress = function(bytes) reported = reported + bytes end }))
+      assert(want:update_file(src))
+      total = total + n
+    end
+    assert(w:commit(ref))
+    img:close()
+    assert.equal(pht.hex(want:digest()), pht.hex(hasher:digest()))
+    assert.equal(total, reported)
+
+    local out = assert(pht.open_image(ref))
+    local khex = pht.hex(key:export())
+    for i, n in ipairs(SIZES) do
+      local st = out:stat("/opt/pht_results/f" .. i)
+      assert.equal(16 + (math.floor(n / 16) + 1) * 16, st.size)
+      local ct = h.read(entry_to_file(out, "/opt/pht_results/f" .. i, dir .. "/c" .. i))
+      h.write(dir .. "/body", ct:sub(17))
+      h.run("openssl enc -d -aes-256-cbc -K " .. khex .. " -iv " .. pht.hex(ct:sub(1, 16)) .. " -in "
+        .. q(dir .. "/body") .. " -out " .. q(dir .. "/d" .. i))
+      assert.equal(sha256(dir .. "/p" .. i), sha256(dir .. "/d" .. i), "size " .. n)
+    end
+    out:close()
+  end)
+
+  it("uses a fresh IV for every entry", function()
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local key = pht.new_symkey()
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    local src = random_file(dir .. "/p", 100)
+    assert(w:add_encrypted("/opt/a", src, key))
+    assert(w:add_encrypted("/opt/b", src, key))
+    assert(w:commit(ref))
+    img:close()
+    local out = assert(pht.open_image(ref))
+    assert.are_not.equal(out:read_file("/opt/a"):sub(1, 16), out:read_file("/opt/b"):sub(1, 16))
+    out:close()
+  end)
+end)
+
+describe("writer:add_decrypted", function()
+  local dir, ref, key, khex
+  before_each(function()
+    dir = h.tmpdir()
+    ref = fixture(dir)
+    key = pht.new_symkey()
+    khex = pht.hex(key:export())
+  end)
+
+  -- IV || openssl enc of plain: the protocol's ciphertext, made by the CLI.
+  local function openssl_cipher(plain, out)
+    local iv = pht.random(16)
+    h.run("openssl enc -aes-256-cbc -K " .. khex .. " -iv " .. pht.hex(iv) .. " -in " .. q(plain)
+      .. " -out " .. q(out .. ".body"))
+    h.write(out, iv .. h.read(out .. ".body"))
+    return out
+  end
+
+  it("writes the exact plaintext of what openssl enc made, its size in the header, hashed on the way", function()
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    local hasher, want = pht.results_hasher(SID), pht.results_hasher(SID)
+    local reported, total = 0, 0
+    for i, n in ipairs(SIZES) do
+      local plain = random_file(dir .. "/p" .. i, n)
+      assert(w:add_decrypted("/opt/pht_results/f" .. i, openssl_cipher(plain, dir .. "/c" .. i), key,
+        { hash = hasher, progress = function(bytes) reported = reported + bytes end }))
+      assert(want:update_file(plain))
+      total = total + n
+    end
+    assert(w:commit(ref))
+    img:close()
+    assert.equal(pht.hex(want:digest()), pht.hex(hasher:digest()))
+    assert.equal(total, reported)
+    local out = assert(pht.open_image(ref))
+    for i, n in ipairs(SIZES) do
+      assert.equal(n, out:stat("/opt/pht_results/f" .. i).size)
+      entry_to_file(out, "/opt/pht_results/f" .. i, dir .. "/d" .. i)
+      assert.equal(sha256(dir .. "/p" .. i), sha256(dir .. "/d" .. i), "size " .. n)
+    end
+    out:close()
+  end)
+
+  it("refuses a ciphertext under another key before it writes the entry", function()
+    local plain = random_file(dir .. "/p", 3 * MiB)
+    local ct = openssl_cipher(plain, dir .. "/c")
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    -- Another key whose last block does not unpad (one in about 256 does: CBC
+    -- has no MAC, e_h and e_d catch those).
+    local tail, other = h.read(ct):sub(-32), nil
+    repeat other = pht.new_symkey() until other:decrypt(tail) == nil
+    local ok, err, code = w:add_decrypted("/opt/x", ct, other)
+    assert.is_nil(ok)
+    assert.equal("ECRYPTO", code)
+    assert.matches("bad decrypt", err)
+    assert(w:commit(ref))
+    img:close()
+    local out = assert(pht.open_image(ref))
+    assert.is_nil(out:stat("/opt/x"))
+    out:close()
+  end)
+
+  it("refuses a ciphertext that is not an IV and whole blocks", function()
+    local ct = openssl_cipher(random_file(dir .. "/p", 100), dir .. "/c")
+    h.write(ct, h.read(ct):sub(1, -2))
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    local ok, err, code = w:add_decrypted("/opt/x", ct, key)
+    assert.is_nil(ok)
+    assert.equal("ECRYPTO", code)
+    assert.matches("not an IV and whole AES blocks", err)
+    img:close()
+  end)
+
+  it("stops with the message of a progress function that raises", function()
+    local ct = openssl_cipher(random_file(dir .. "/p", 2 * MiB), dir .. "/c")
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    local ok, err = w:add_decrypted("/opt/x", ct, key, { progress = function() error("enough") end })
+    assert.is_nil(ok)
+    assert.matches("progress callback failed: .*enough", err)
+    img:close()
+  end)
+end)
+
+describe("an OCI commit of the new layer", function()
+  it("names the writer's layer file as its blob instead of copying it: about 1x written", function()
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local oci = "oci:" .. dir .. "/layout:latest"
+    h.run("skopeo copy -q " .. q(ref) .. " " .. q(oci))
+    local src = random_file(dir .. "/p", 32 * MiB)
+    local lua = jit and "luajit" or "lua5.4"
+    local script = ([[
+      package.cpath = %q
+      local pht = require "pht"
+      local function written()
+        return tonumber(io.open("/proc/self/io"):read("*a"):match("write_bytes: (%%d+)"))
+      end
+      local img = assert(pht.open_image(%q, { tmpdir = %q }))
+      local w0 = written()
+      local w = assert(img:writer())
+      assert(w:add_encrypted("/opt/big", %q, pht.new_symkey()))
+      assert(w:commit(%q))
+      print("written " .. (written() - w0))
+    ]]):format(package.cpath, oci, dir, src, oci)
+    local out = h.run(lua .. " -e " .. q(script))
+    local written = tonumber(out:match("written (%d+)"))
+    assert.is_true(written < 1.5 * 32 * MiB, "wrote " .. written .. " bytes for a 32 MiB layer")
+    local img = assert(pht.open_image(oci))
+    assert.equal(16 + 32 * MiB + 16, img:stat("/opt/big").size)
+    img:close()
+    h.run("skopeo inspect " .. q(oci) .. " >/dev/null")
+  end)
+end)
+
+describe("a progress function of add_encrypted", function()
+  it("cannot close the writer, key or hash the call is using: they look closed to it", function()
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local key, hasher = pht.new_symkey(), pht.results_hasher(SID)
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    local src = random_file(dir .. "/p", 6 * MiB)
+    local raised
+    assert(w:add_encrypted("/opt/big", src, key, { hash = hasher, progress = function()
+      w:close()
+      key:close()
+      hasher:close()
+      raised = raised or select(2, pcall(hasher.update, hasher, "x"))
+    end }))
+    assert.matches("attempt to use a closed pht.hash", raised)
+    local want = pht.results_hasher(SID)
+    assert(want:update_file(src))
+    assert.equal(pht.hex(want:digest()), pht.hex(hasher:digest()))
+    assert(w:commit(ref))
+    img:close()
+  end)
+end)
+
+-- Every regular file below dir: { path = sha256 }.
+local function file_hashes(dir)
+  local out = {}
+  for path in h.run("find " .. q(dir) .. " -type f"):gmatch("[^\n]+") do out[path] = sha256(path) end
+  return out
+end
+
+describe("pht pre-run in one pass", function()
+  it("writes no plaintext file: the private directory holds only ciphertext while it decrypts", function()
+    local _, ref = S.copy_stage(1)
+    local tmp = h.tmpdir()
+    local scratch = h.tmpdir()
+    local seen, script = scratch .. "/seen", scratch .. "/watch.lua"
+    h.write(script, ([[
+return { pre_run = function(wf)
+  wf:after(function(ctx, step)
+    if step.name ~= "decrypt_results" then return end
+    local p = io.popen("find %s -type f")
+    local f = io.open(%q, "w")
+    f:write(p:read("*a"))
+    f:close()
+    p:close()
+  end)
+end }
+]]):format(q(tmp), seen))
+    local code, _, err = S.pht("pre-run -q " .. q(ref) .. " --tmpdir " .. q(tmp) .. " --script " .. q(script)
+      .. " " .. S.station_args(2))
+    assert.equal(0, code, err)
+    local listed = h.read(seen)
+    assert.matches("results%.enc/", listed) -- the hook ran while the ciphertext was there
+    assert.is_nil(listed:find("%.plain"))
+    assert.equal("", h.run("ls -A " .. q(tmp)))
+  end)
+
+  it("killed in the middle leaves the input unchanged and no plaintext behind", function()
+    local path, ref = S.copy_stage(1)
+    -- A large result (it fails verify_result_hash later; the kill comes first).
+    local dir = h.tmpdir()
+    local plain = random_file(dir .. "/big", 150 * MiB)
+    local symkey = S.symkey(ref, 1, "station_2")
+    S.tamper(ref, function(w) assert(w:add_encrypted("/opt/pht_results/big.bin", plain, symkey)) end)
+    local before = h.sha256_file(path)
+    local tmp = h.tmpdir()
+    local pid = h.run("sh -c " .. q(q(S.bin) .. " pre-run -q " .. q(ref) .. " --tmpdir " .. q(tmp) .. " "
+      .. S.station_args(2) .. " >/dev/null 2>&1 & echo $!")):match("%d+")
+    -- Wait until it decrypts (the ciphertext is extracted), then kill it.
+    local started = false
+    for _ = 1, 200 do
+      if h.sh("find " .. q(tmp) .. " -path '*results.enc/big.bin' | grep -q .") then
+        started = true
+        break
+      end
+      h.sh("sleep 0.05")
+    end
+    h.sh("kill -9 " .. pid)
+    h.sh("while kill -0 " .. pid .. " 2>/dev/null; do sleep 0.05; done")
+    assert.is_true(started)
+    assert.equal(before, h.sha256_file(path))
+    local want = sha256(plain)
+    for file, sum in pairs(file_hashes(tmp)) do
+      assert.are_not.equal(want, sum, file .. " holds the plaintext")
+      assert.is_nil(file:find("%.plain$"), file)
+    end
+    -- Nothing beside the archive either (a staged output would sit there).
+    for file, sum in pairs(file_hashes(path:match("^(.*)/[^/]+$"))) do
+      assert.are_not.equal(want, sum, file .. " holds the plaintext")
+    end
+  end)
+end)

@@ -6,6 +6,8 @@
 #ifndef LPHT_COMPAT_H
 #define LPHT_COMPAT_H
 
+#include <stdio.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -37,5 +39,24 @@ static inline int lpht_isinteger(lua_State *L, int i)
     return n >= -lim && n < lim && n == (lua_Number)(lua_Integer)n;
 }
 #endif
+
+/*
+ * The FILE of an open Lua file handle at idx (io.open, io.stdout), or an
+ * argument error. Both engines keep the FILE first in the handle's userdata;
+ * 5.4 marks a closed handle by its closef, LuaJIT by a NULL FILE.
+ */
+#ifndef LUA_FILEHANDLE
+#define LUA_FILEHANDLE "FILE*" /* LuaJIT has it in lualib.h */
+#endif
+static inline FILE *lpht_checkfile(lua_State *L, int idx)
+{
+    FILE **f = (FILE **)luaL_checkudata(L, idx, LUA_FILEHANDLE);
+#if LUA_VERSION_NUM >= 502
+    if (((luaL_Stream *)f)->closef == NULL) luaL_argerror(L, idx, "attempt to use a closed file");
+#else
+    if (*f == NULL) luaL_argerror(L, idx, "attempt to use a closed file");
+#endif
+    return *f;
+}
 
 #endif

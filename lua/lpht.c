@@ -189,5 +189,6 @@ int luaopen_pht(lua_State *L)
     lpht_open_fs(L);
     lpht_open_json(L);
     lpht_open_registry(L);
+    lpht_open_docker(L);
     return 1;
 }

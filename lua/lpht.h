@@ -117,5 +117,6 @@ void lpht_open_interrupt(lua_State *L);
 void lpht_open_fs(lua_State *L);
 void lpht_open_json(lua_State *L);
 void lpht_open_registry(lua_State *L);
+void lpht_open_docker(lua_State *L);
 
 #endif

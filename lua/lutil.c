@@ -35,9 +35,27 @@ static int l_isatty(lua_State *L)
     return 1;
 }
 
+/* pht.owner(): this process's owner mark */
+static int l_owner(lua_State *L)
+{
+    char mark[PHT_OWNER_MAX];
+    pht_owner_self(mark, sizeof mark);
+    lua_pushstring(L, mark);
+    return 1;
+}
+
+/* pht.owner_gone(mark) */
+static int l_owner_gone(lua_State *L)
+{
+    lua_pushboolean(L, pht_owner_gone(luaL_checkstring(L, 1)));
+    return 1;
+}
+
 void lpht_open_util(lua_State *L)
 {
-    static const luaL_Reg fns[] = {
-        {"hex", l_hex}, {"unhex", l_unhex}, {"clock", l_clock}, {"isatty", l_isatty}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"hex", l_hex},       {"unhex", l_unhex},
+                                   {"clock", l_clock},   {"isatty", l_isatty},
+                                   {"owner", l_owner},   {"owner_gone", l_owner_gone},
+                                   {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

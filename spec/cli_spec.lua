@@ -6,7 +6,7 @@ local S = require "wf_support"
 local support = require "support"
 
 local q = helpers.q
-local VERBS = { "pre-run", "post-run", "inspect", "build", "decrypt-results", "keygen" }
+local VERBS = { "pre-run", "post-run", "run", "inspect", "build", "decrypt-results", "keygen" }
 
 describe("pht help and usage", function()
   it("prints the verbs and the exit codes for pht --help, exit 0", function()

@@ -62,6 +62,29 @@ function M.new_dangling(before)
   return list
 end
 
+-- The new dangling images (not in `before`) that come from a container
+-- `pht run` made (its label): what a run must not leave. Other dangling
+-- images, which specs running at the same time on a shared daemon make
+-- (some with pre-run plaintext, on purpose), are not counted.
+function M.run_dangling(before)
+  local list = {}
+  for _, id in ipairs(M.new_dangling(before)) do
+    local lok, labels = support.docker("image inspect --format '{{json .Config.Labels}}' " .. id)
+    if lok and labels:find("org.pht.libpht.run", 1, true) then
+      list[#list + 1] = id
+    end
+  end
+  return list
+end
+
+-- The ids of the plaintext images a `pht run -v` reported on stderr: what
+-- its pre-run wrote and what its commit made.
+function M.run_plaintext_ids(err)
+  local ids = {}
+  for id in err:gmatch("the plaintext image pht%-run%-%x+:[%w-]+ is (sha256:%x+)") do ids[#ids + 1] = id end
+  return ids
+end
+
 -- Names of the containers (any state) whose name starts with prefix.
 function M.containers(prefix)
   local out = M.docker("ps -a --format '{{.Names}}'")

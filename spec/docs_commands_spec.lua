@@ -72,12 +72,13 @@ local function parse(path)
   return blocks
 end
 
--- Whether a block runs the docker client (a command word `docker`), or names
--- an image in the Docker engine.
+-- Whether a block runs the docker client (a command word `docker`), names
+-- an image in the Docker engine, or runs a train there (`pht run`).
 local function needs_daemon(text)
   for l in text:gmatch("[^\n]+") do
     l = l:gsub("#.*$", "")
-    if l:match("^%s*docker%s") or l:match("[;&|]%s*docker%s") or l:find("docker-daemon:", 1, true) then
+    if l:match("^%s*docker%s") or l:match("[;&|]%s*docker%s") or l:find("docker-daemon:", 1, true)
+      or l:match("%f[%w]pht%s+run%s") then -- pht run runs the train in the engine
       return true
     end
   end

@@ -84,7 +84,7 @@ describe("pht.stock", function()
 end)
 
 describe("the stock workflows", function()
-  for _, name in ipairs({ "pre_run", "post_run", "decrypt_results", "build" }) do
+  for _, name in ipairs({ "pre_run", "post_run", "run", "decrypt_results", "build" }) do
     it(name .. " marks every step with the section of PROTOCOL.md it carries out", function()
       local wf = assert(stock.load(name))
       for _, step in ipairs(wf.steps) do

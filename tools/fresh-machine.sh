@@ -39,17 +39,8 @@ mapfile -t commands < <(awk '
 ' README.md)
 [ ${#commands[@]} -gt 0 ] || die "no commands found under README.md's Quick start"
 
-# The Debian mirror apt uses here (deb822 .sources or a one-line sources.list).
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-    [ -e "$f" ] || continue
-    mirror=$(awk '/^URIs:/ { u = $2 } /^Suites:/ && / bookworm( |$)/ { print u; exit }' "$f")
-    [ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ] && [ -e /etc/apt/sources.list ]; then
-    mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list)
-fi
-mirror=${mirror:-http://deb.debian.org/debian}
+# The Debian mirror apt uses here.
+mirror=$(tools/debian-mirror.sh)
 
 root=$(mktemp -d /tmp/pht-fresh.XXXXXX)
 logs=$root.logs

@@ -33,13 +33,15 @@ if [ "$test" = 1 ]; then
     # (setsid, umount) and procps: used by tools/services.sh and the specs.
     # time: GNU time, the peak-memory figure of the benchmarks;
     # apache2-utils: htpasswd's bcrypt for the basic-auth registry;
-    # python3-cryptography: the JWT signatures of tools/token-service.py.
+    # python3-cryptography: the JWT signatures of tools/token-service.py;
+    # debootstrap: the Debian 12 base of spec/container_image_spec.lua
+    # (tools/make-debian-base.sh).
     # clang, libclang-rt-14-dev (ASan, UBSan and libFuzzer runtimes, which
     # --no-install-recommends would skip) and llvm (llvm-symbolizer for the
     # reports): the sanitizer C tests and tools/fuzz.sh.
     pkgs+=(valgrind docker.io docker-registry skopeo umoci nginx libnginx-mod-http-lua
            luarocks curl python3 python3-cryptography apache2-utils file xxd util-linux
-           procps coreutils time clang libclang-rt-14-dev llvm)
+           procps coreutils time debootstrap clang libclang-rt-14-dev llvm)
 fi
 if [ "$list" = 1 ]; then
     printf '%s\n' "${pkgs[@]}"

@@ -49,6 +49,7 @@
 #include "transport_private.h"
 #include "pht/docker.h"
 #include "pht/interrupt.h"
+#include "pht/owner.h"
 
 /* The label of a scratch container: "PID.START@HOST/BOOT" of the process that made it. */
 #define SCRATCH_LABEL "org.pht.libpht.scratch"
@@ -410,56 +411,15 @@ done:
 
 /* ---- scratch containers ------------------------------------------------------------- */
 
-/* The start time of process pid (clock ticks after boot, field 22 of /proc/PID/stat); 0 if gone. */
-static unsigned long long proc_start(long pid)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "re");
-    if (f == NULL) return 0;
-    char *got = fgets(line, sizeof line, f);
-    fclose(f);
-    char *p = got ? strrchr(line, ')') : NULL; /* the command may hold spaces and ')' */
-    for (int field = 2; p && field < 22; field++)
-        p = strchr(p + 1, ' ');
-    return p ? strtoull(p + 1, NULL, 10) : 0;
-}
-
-/* This machine: its host name and boot id. */
-typedef struct machine {
-    char host[256], boot[64];
-} machine;
-
-static void this_machine(machine *m)
-{
-    if (gethostname(m->host, sizeof m->host) != 0) snprintf(m->host, sizeof m->host, "-");
-    m->host[sizeof m->host - 1] = '\0';
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-    if (f == NULL || fgets(m->boot, sizeof m->boot, f) == NULL)
-        snprintf(m->boot, sizeof m->boot, "-");
-    if (f) fclose(f);
-    m->boot[strcspn(m->boot, "\n")] = '\0';
-}
-
 typedef struct reaper {
     pht_docker *d;
-    machine m;
 } reaper;
 
-/* Remove a scratch container whose owner is gone: same host, and another boot or no such process.
- */
+/* Remove a scratch container whose owner is gone (pht_owner_gone). */
 static int reap_one(void *ud, const pht_docker_container *c, const char *owner)
 {
     reaper *r = ud;
-    long pid;
-    unsigned long long start;
-    int at = 0;
-    if (owner == NULL || sscanf(owner, "%ld.%llu@%n", &pid, &start, &at) != 2 || at == 0) return 0;
-    const char *host = owner + at, *slash = strrchr(host, '/');
-    if (slash == NULL || (size_t)(slash - host) != strlen(r->m.host) ||
-        strncmp(host, r->m.host, (size_t)(slash - host)) != 0)
-        return 0; /* another machine's: it cannot be told whether its owner lives */
-    if (strcmp(slash + 1, r->m.boot) == 0 && proc_start(pid) == start) return 0;
+    if (!pht_owner_gone(owner)) return 0;
     pht_error e;
     pht_docker_container_remove(r->d, c->id, &e); /* gone meanwhile is fine */
     return 0;
@@ -476,12 +436,10 @@ static void test_pause(void)
 }
 
 /* Create a never-started container of image id, labelled with its owner; cid gets its id. */
-static int scratch_create(pht_docker *d, const machine *m, const char *id, char *cid,
-                          pht_error *err)
+static int scratch_create(pht_docker *d, const char *id, char *cid, pht_error *err)
 {
-    char owner[400], name[96];
-    snprintf(owner, sizeof owner, "%ld.%llu@%s/%s", (long)getpid(), proc_start((long)getpid()),
-             m->host, m->boot);
+    char owner[PHT_OWNER_MAX], name[96];
+    pht_owner_self(owner, sizeof owner);
     cJSON *c = cJSON_CreateObject(), *labels = cJSON_AddObjectToObject(c, "Labels");
     cJSON *entry = cJSON_AddArrayToObject(c, "Entrypoint");
     cJSON *host = cJSON_AddObjectToObject(c, "HostConfig");
@@ -528,12 +486,11 @@ static int land_view(pht_image *img, const dmn *st, pht_error *err)
     reaper r = {0};
     char cid[PHT_DOCKER_ID_MAX] = "";
     int fd = -1;
-    this_machine(&r.m);
     int rc = dmn_docker(&img->opts, &r.d, err);
     if (rc == 0) {
         pht_error e;
         pht_docker_containers_labelled(r.d, SCRATCH_LABEL, reap_one, &r, &e);
-        rc = scratch_create(r.d, &r.m, st->id, cid, err);
+        rc = scratch_create(r.d, st->id, cid, err);
     }
     if (rc == 0 && (rc = fs_tmp_anon(img->tmpdir, &fd, err)) == 0) {
         landing l = {fd, &img->opts};

@@ -224,6 +224,93 @@ static void test_containers_and_prune(pht_docker *d)
     CHECK(dt_sh(NULL, 0, "docker rm %s >/dev/null", c1) == 0);
 }
 
+/*
+ * The logs of a container whose output interleaves stdout and stderr, with
+ * frames larger than any read: each stream split out whole, compared with
+ * what `docker logs` gives on its own stdout and stderr.
+ */
+static void test_container_logs(pht_docker *d, const char *id, const char *name)
+{
+    pht_error err;
+    char fout[600], ferr[600], out[4096];
+    snprintf(fout, sizeof fout, "%s/logs-out-%ld", test_tmpdir(), (long)getpid());
+    snprintf(ferr, sizeof ferr, "%s/logs-err-%ld", test_tmpdir(), (long)getpid());
+    int o = open(fout, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int e = open(ferr, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(o >= 0 && e >= 0);
+    CHECK_OK(pht_docker_container_logs_fd(d, id, 1, o, e, &err), &err);
+    close(o);
+    close(e);
+    CHECK(dt_sh(out, sizeof out, "wc -c <'%s'", fout) == 0);
+    CHECK(atol(out) == 5 + 300000 + 1 + 5);
+    CHECK(dt_sh(out, sizeof out, "docker logs %s 2>/dev/null | cmp - '%s' && echo same", name, fout) == 0);
+    CHECK_STR_CONTAINS(out, "same");
+    CHECK(dt_sh(out, sizeof out, "docker logs %s 2>&1 >/dev/null | cmp - '%s' && echo same", name, ferr) == 0);
+    CHECK_STR_CONTAINS(out, "same");
+    CHECK(dt_sh(out, sizeof out, "cat '%s'", ferr) == 0);
+    CHECK(strcmp(out, "err1\nerr2") == 0 || strcmp(out, "err1\nerr2\n") == 0);
+    /* a dropped stream: stderr only */
+    e = open(ferr, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK_OK(pht_docker_container_logs_fd(d, id, 0, -1, e, &err), &err);
+    close(e);
+    CHECK(dt_sh(out, sizeof out, "wc -c <'%s'", ferr) == 0);
+    CHECK(atol(out) == 10);
+    CHECK_CODE(pht_docker_container_logs_fd(d, "-bad", 0, -1, -1, &err), PHT_EINVAL, &err);
+    unlink(fout);
+    unlink(ferr);
+}
+
+typedef struct labelled {
+    const char *id;
+    int found;
+} labelled;
+
+static int find_image(void *ud, const char *id, const char *value)
+{
+    labelled *lb = ud;
+    if (strcmp(id, lb->id) == 0 && value && strcmp(value, "yes") == 0) lb->found++;
+    return 0;
+}
+
+/* create, start, wait, commit and remove a container through the Engine API */
+static void test_container_run(pht_docker *d)
+{
+    pht_error err;
+    char name[200], id[PHT_DOCKER_ID_MAX], img[PHT_DOCKER_ID_MAX], out[4096], repo[200];
+    dt_name("run", name, sizeof name);
+    dt_name("commit", repo, sizeof repo);
+    const char *cfg = "{\"Image\":\"pht-test/busybox:latest\",\"Cmd\":[\"sh\",\"-c\","
+                      "\"echo made >/made.txt; echo out1; echo err1 >&2; "
+                      "head -c 300000 /dev/zero | tr '\\\\000' x; echo; echo err2 >&2; "
+                      "echo out2; exit 3\"],\"Labels\":{\"org.pht.test.run\":\"yes\"},"
+                      "\"HostConfig\":{\"NetworkMode\":\"none\"}}";
+    CHECK_OK(pht_docker_container_create(d, name, cfg, id, &err), &err);
+    CHECK_OK(pht_docker_container_start(d, id, &err), &err);
+    int status = 0;
+    CHECK_OK(pht_docker_container_wait(d, id, &status, &err), &err);
+    CHECK(status == 3);
+    CHECK(dt_sh(out, sizeof out, "docker inspect -f '{{.State.ExitCode}}' %s", name) == 0);
+    CHECK_STR_CONTAINS(out, "3");
+    CHECK_OK(pht_docker_container_commit(d, id, repo, "t1", img, &err), &err);
+    CHECK_STR_CONTAINS(img, "sha256:");
+    test_container_logs(d, id, name);
+    /* the commit carries the container's label: the images with it include it, with its value */
+    labelled lb = {img, 0};
+    CHECK_OK(pht_docker_images_labelled(d, "org.pht.test.run", find_image, &lb, &err), &err);
+    CHECK(lb.found == 1);
+    CHECK_CODE(pht_docker_images_labelled(d, "", find_image, &lb, &err), PHT_EINVAL, &err);
+    CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s:t1 cat /made.txt", repo) == 0);
+    CHECK_STR_CONTAINS(out, "made");
+    CHECK_OK(pht_docker_container_remove(d, id, &err), &err);
+    CHECK(dt_sh(NULL, 0, "docker inspect %s >/dev/null 2>&1", name) != 0);
+    CHECK_CODE(pht_docker_container_start(d, id, &err), PHT_ENOTFOUND, &err);
+    CHECK_STR_CONTAINS(err.message, "start container ");
+    CHECK_CODE(pht_docker_container_wait(d, id, &status, &err), PHT_ENOTFOUND, &err);
+    CHECK(status == -1);
+    CHECK_CODE(pht_docker_container_commit(d, "-bad", "", "", img, &err), PHT_EINVAL, &err);
+    CHECK(dt_sh(NULL, 0, "docker rmi %s:t1 >/dev/null", repo) == 0);
+}
+
 int main(void)
 {
     test_open();
@@ -237,6 +324,7 @@ int main(void)
             test_version(d);
             test_images(d);
             test_containers_and_prune(d);
+            test_container_run(d);
         }
         pht_docker_free(d);
     }

@@ -1,6 +1,6 @@
 -- The `pht` command line (doc/cli.md). cli/main.c calls main(args, host)
 -- and exits with its return value. Each verb is a module of its own under
--- pht/cli/ (pre_run.lua, post_run.lua, inspect.lua, build.lua,
+-- pht/cli/ (pre_run.lua, post_run.lua, run.lua, inspect.lua, build.lua,
 -- decrypt_results.lua, keygen.lua) holding its option table, from which
 -- pht.cli.options parses the command line and writes --help.
 local options = require "pht.cli.options"
@@ -13,7 +13,7 @@ local EXIT = M.EXIT
 M.image_ref = runner.image_ref
 M.parse = options.parse
 
-local ORDER = { "pre-run", "post-run", "inspect", "build", "decrypt-results", "keygen" }
+local ORDER = { "pre-run", "post-run", "run", "inspect", "build", "decrypt-results", "keygen" }
 M.ORDER = ORDER
 
 -- Verb name -> verb (see pht.cli.options for its fields).
@@ -37,15 +37,16 @@ local function usage_text()
   lines[#lines + 1] = ""
   lines[#lines + 1] = runner.image_help()
   lines[#lines + 1] = ""
-  lines[#lines + 1] = "Stations: pht pre-run IMAGE; run the train; pht post-run IMAGE."
+  lines[#lines + 1] = "Stations: pht run IMAGE, or pht pre-run IMAGE; run the train; pht post-run IMAGE."
   lines[#lines + 1] = ""
   lines[#lines + 1] = "Options:"
   lines[#lines + 1] = "  -h, --help   this text"
   lines[#lines + 1] = "  --version    print libpht's version"
   lines[#lines + 1] = ""
   lines[#lines + 1] = options.paragraphs("Exit status: 0 ok, 1 the train was rejected (the message names the "
-    .. "step), 2 usage error, 3 an image, key or file could not be read or written, 70 internal error, "
-    .. "130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary files and partial output removed).")
+    .. "step), 2 usage error, 3 an image, key or file could not be read or written, 4 the train ran and "
+    .. "failed (pht run), 70 internal error, 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (temporary "
+    .. "files and partial output removed).")
   return table.concat(lines, "\n") .. "\n"
 end
 

@@ -168,9 +168,13 @@ end
 
 -- Finish a writer: commit it to the commit target with opts (history,
 -- comment, ...) unless adding entries failed already (ok false, werr why),
--- then close it. Sets ctx.written; true, or nil and a message naming the target.
+-- then close it. ctx.options.runtime_config (an image_writer:set_config
+-- spec, optional) changes the runtime config first: pht run gives post-run
+-- the train's own back. Sets ctx.written; true, or nil and a message naming
+-- the target.
 function M.commit(ctx, w, ok, werr, opts)
   local dest, tags = M.commit_target(ctx)
+  if ok and ctx.options.runtime_config then ok, werr = w:set_config(ctx.options.runtime_config) end
   if ok then
     opts.tags = tags
     ok, werr = w:commit(dest, opts)

@@ -175,6 +175,16 @@ PHT_API int pht_docker_containers_labelled(pht_docker *d, const char *key,
                                            pht_docker_labelled_cb cb, void *ud, pht_error *err);
 
 /*
+ * Visit the images (GET /images/json: tagged and dangling, not the
+ * intermediate ones) that carry the label key, with their id and the
+ * label's value (strings point into the answer). A non-zero return of cb
+ * stops the walk and is returned.
+ */
+typedef int (*pht_docker_image_labelled_cb)(void *ud, const char *id, const char *value);
+PHT_API int pht_docker_images_labelled(pht_docker *d, const char *key,
+                                       pht_docker_image_labelled_cb cb, void *ud, pht_error *err);
+
+/*
  * The answers of GET /images/{name}/json and GET /images/{name}/history as
  * JSON text (*json malloc'ed, NUL-terminated), for the fields
  * pht_docker_image_info leaves out. Errors as pht_docker_image_inspect.
@@ -208,6 +218,42 @@ PHT_API int pht_docker_container_archive_fd(pht_docker *d, const char *id, const
  * state, with its anonymous volumes. PHT_ENOTFOUND when it is gone already.
  */
 PHT_API int pht_docker_container_remove(pht_docker *d, const char *id, pht_error *err);
+
+/*
+ * POST /containers/{id}/start: start a created container. PHT_ENOTFOUND when
+ * it does not exist.
+ */
+PHT_API int pht_docker_container_start(pht_docker *d, const char *id, pht_error *err);
+
+/*
+ * POST /containers/{id}/wait: block until the container stops (the stream's
+ * connect and total limits, no idle limit) and set *status to its exit
+ * status (-1 on error).
+ */
+PHT_API int pht_docker_container_wait(pht_docker *d, const char *id, int *status,
+                                      pht_error *err);
+
+/*
+ * POST /commit: an image of the container's filesystem, tagged repo:tag when
+ * repo is non-empty (untagged otherwise); image_id gets its id
+ * (PHT_DOCKER_ID_MAX). The container is not paused.
+ */
+PHT_API int pht_docker_container_commit(pht_docker *d, const char *id, const char *repo,
+                                        const char *tag, char *image_id, pht_error *err);
+
+/*
+ * GET /containers/{id}/logs: the container's stdout and stderr, split from
+ * the Engine's multiplexed stream as it arrives, to sinks out and errs (NULL:
+ * dropped). The container must have been created without a TTY. follow != 0
+ * streams until the container stops (no idle bound: a train may be silent
+ * for hours). _fd writes to out_fd and err_fd (< 0: dropped). PHT_EFORMAT
+ * for a stream that is not multiplexed or ends inside a frame.
+ */
+PHT_API int pht_docker_container_logs(pht_docker *d, const char *id, int follow, pht_http_sink out,
+                                      void *out_ud, pht_http_sink errs, void *errs_ud,
+                                      pht_error *err);
+PHT_API int pht_docker_container_logs_fd(pht_docker *d, const char *id, int follow, int out_fd,
+                                         int err_fd, pht_error *err);
 
 /*
  * 1 if name is a Docker image reference libpht passes to the daemon

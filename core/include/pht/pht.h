@@ -16,6 +16,7 @@
 #include "pht/image_ref.h"
 #include "pht/http.h"
 #include "pht/docker.h"
+#include "pht/owner.h"
 #include "pht/registry.h"
 
 #endif

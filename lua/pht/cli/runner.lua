@@ -13,6 +13,7 @@ M.EXIT = {
   rejected = 1,   -- a verification or policy step failed: the train is refused
   usage = 2,      -- the command line is wrong
   io = 3,         -- an image, key or file could not be read or written
+  train = 4,      -- pht run: the train ran and exited with a status other than 0
   internal = 70,  -- a bug (a Lua error in libpht or in a station script)
 }
 local EXIT = M.EXIT
@@ -97,6 +98,8 @@ local function exit_for(failure)
   if failure.kind == "io" or failure.kind == "write" then return EXIT.io end
   return EXIT.rejected
 end
+-- The exit code for a workflow's failure (pht.workflow's failure object).
+M.exit_for = exit_for
 
 -- Load stock workflow `name`, build the context from `ctx_options`, apply
 -- the --script files, run, report. Returns the exit code and the context.
@@ -114,6 +117,17 @@ function M.run_workflow(prog, name, opts, ctx_options)
     program = prog })
   ctx.progress = function(c, i, n, step)
     c:log("info", string.format("[%d/%d] %s", i, n, step.name))
+  end
+  -- A workflow that runs others (scripts/run.lua) gets them customised by
+  -- the same scripts.
+  ctx.load_workflow = function(inner_name)
+    local inner, lerr = require("pht.stock").load(inner_name)
+    if not inner then return nil, lerr end
+    for _, script in ipairs(opts.script or {}) do
+      local ok, serr = workflow.customise(inner, script, ctx)
+      if not ok then return nil, serr end
+    end
+    return inner
   end
   local report = M.report
   if report then

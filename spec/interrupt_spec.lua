@@ -234,15 +234,16 @@ describe("the pht command, interrupted", function()
   end)
 
   it("a pre-run killed with SIGKILL while decrypting leaves only pht.PID.* under --tmpdir, "
-    .. "which the next run removes; the output is never visible", function()
+    .. "with no plaintext in it, which the next run removes; the output is never visible", function()
     local _, args = verb_args("pre-run")
-    -- kill it once decrypted results are in its private directory
+    -- kill it once it works in its private directory (the ciphertext it
+    -- decrypts from; plaintext goes straight into the unnamed new layer)
     local script = table.concat({
       q(S.bin) .. " " .. args .. " >/dev/null 2>&1 &",
       "pid=$!",
       "for i in $(seq 1 3000); do",
-      "  if ls " .. q(tmpd) .. "/pht.*/results-*.plain >/dev/null 2>&1; then kill -KILL $pid; break; fi",
-      "  sleep 0.01",
+      "  if [ -n \"$(ls -A " .. q(tmpd) .. "/pht.* 2>/dev/null)\" ]; then kill -KILL $pid; break; fi",
+      "  sleep 0.005",
       "done",
       "wait $pid; echo \"rc=$?\"",
     }, "\n")
@@ -251,6 +252,8 @@ describe("the pht command, interrupted", function()
     local left = names_in(tmpd)
     assert.equal(1, #left, "one private directory left by the killed run")
     assert.is_truthy(left[1]:match("^pht%.%d+%.[%w]+$"), left[1])
+    -- nothing decrypted in it: no file holds the results' or the train's plaintext
+    assert.equal("", helpers.run("find " .. q(tmpd) .. " -name '*.plain'"))
     assert.same({}, names_in(outd), "no output and no temporary file beside it")
     -- the next run sweeps it when it makes its own: the owner is gone
     local code2, _, err2 = S.pht(args)

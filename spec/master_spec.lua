@@ -366,13 +366,24 @@ describe("check_master in the Docker engine, trains changed with docker run and 
   end
 
   -- A container of image runs sh in /, then docker commit makes its change the top layer.
-  local function docker_change(image, sh)
+  -- The container stays running until committed (docker commit pauses it),
+  -- so nothing that sweeps exited containers on a shared engine can take it.
+  local function run_and_commit(image, entrypoint, sh)
     local c = support.unique_name("tb-run")
     made[#made + 1] = c
-    D.docker("run --name " .. q(c) .. " --network none --entrypoint /bin/busybox " .. q(image)
-      .. " sh -c " .. q("cd / && " .. sh))
+    D.docker("run -d --name " .. q(c) .. " --network none --entrypoint " .. entrypoint .. " " .. q(image)
+      .. " sh -c " .. q(sh .. " && echo pht-changed && exec sleep 300"))
+    for _ = 1, 100 do
+      if D.docker("logs " .. q(c)):find("pht-changed", 1, true) then break end
+      helpers.run("sleep 0.1")
+    end
+    assert.matches("pht-changed", D.docker("logs " .. q(c)), 1, true)
     D.docker("commit " .. q(c) .. " " .. q(image))
-    D.docker("rm " .. q(c))
+    D.docker("rm -f " .. q(c))
+  end
+
+  local function docker_change(image, sh)
+    run_and_commit(image, "/bin/busybox", "cd / && " .. sh)
   end
 
   for _, a in ipairs(ATTACKS) do
@@ -419,11 +430,7 @@ describe("check_master in the Docker engine, trains changed with docker run and 
       local m = " --master " .. q("docker-daemon:" .. master)
       local code, _, err = S.pht("pre-run -q " .. q(name) .. station(1) .. m, D.env())
       assert.equal(0, code, err)
-      local c = support.unique_name("tb-run")
-      made[#made + 1] = c
-      D.docker("run --name " .. q(c) .. " --network none " .. q(name) .. " /bin/sh /opt/pht_train/entrypoint.sh")
-      D.docker("commit " .. q(c) .. " " .. q(name))
-      D.docker("rm " .. q(c))
+      run_and_commit(name, "/bin/busybox", "/bin/sh /opt/pht_train/entrypoint.sh")
       code, _, err = S.pht("post-run -q " .. q(name) .. station(1) .. m .. (rebase and " --rebase" or ""), D.env())
       assert.equal(0, code, err)
       local function engine_layers(image)

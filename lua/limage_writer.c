@@ -327,6 +327,9 @@ static int do_commit(lua_State *L, pht_image_writer *w, const char *dest, int op
         lua_getfield(L, opts, "keep_unreferenced");
         co.keep_unreferenced = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        lua_getfield(L, opts, "drop_plaintext");
+        co.drop_plaintext = lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
     co.tags = tags;
     co.ntags = ntags;

@@ -163,8 +163,14 @@ wf:add("write_image", function(ctx)
   local ok, werr = w:add_bytes(train.CONFIG, ctx.config:to_json(), { mode = fs.MODE_FILE })
   if ok then ok, werr = w:add_bytes(train.USER_KEY, ctx.user_key, { mode = fs.MODE_FILE }) end
   -- A commit into an OCI layout also removes the blobs nothing references
-  -- any more, among them the plaintext layer pre-run wrote.
-  return train.commit(ctx, w, ok, werr, { history = "libpht post-run",
+  -- any more, among them the plaintext layer pre-run wrote; one into a
+  -- docker-archive does not keep the archive's other images pre-run marked.
+  local dest = train.commit_target(ctx)
+  local r = pht.parse_ref(dest)
+  if ok and r and r.transport == "docker-archive" then
+    ctx.dropped_images = train.archive_plaintext_images(r.path, ctx.options.tmpdir, ctx.image:manifest())
+  end
+  return train.commit(ctx, w, ok, werr, { history = "libpht post-run", drop_plaintext = true,
     comment = "signed and encrypted by station " .. ctx.stop.station })
 end, { kind = "write", writes = true, protocol = "§8.7" })
 
@@ -174,7 +180,15 @@ end, { kind = "write", writes = true, protocol = "§8.7" })
 -- with the blobs only it used. Other transports: nothing to do.
 wf:add("remove_plaintext_images", function(ctx)
   local dir, tag = train.oci_layout(ctx.written or "", ctx.options.image)
-  if not dir then return workflow.skip("not an OCI layout") end
+  if not dir then
+    -- a docker-archive's commit dropped them (drop_plaintext): say which
+    for _, f in ipairs(ctx.dropped_images or {}) do
+      ctx:log("warn", "removed image %s%s from %s: %s", f.image, f.name and (" (" .. f.name .. ")") or "",
+        ctx.written, f.why)
+    end
+    if ctx.dropped_images and #ctx.dropped_images > 0 then return true end
+    return workflow.skip("not an OCI layout")
+  end
   local removed, blobs = train.remove_plaintext_images(dir, tag)
   if not removed then return nil, blobs end
   ctx.removed_images = removed

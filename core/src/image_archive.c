@@ -525,6 +525,8 @@ static int keep_image(outw *o, const catalog *c, cJSON *it, const img_plan *p, c
         rc = PHT_EFORMAT;
         goto done;
     }
+    if (p->drop_plaintext && img_config_pre_run(cfg)) /* a pre-run's plaintext: not kept */
+        goto done;
     snprintf(name, sizeof name, "%s.json", dg + 7);
     int seen = out_seen(o, name);
     if (seen < 0 || (seen == 0 && (rc = out_bytes(o, name, cfgtext, m->size)))) {

@@ -201,3 +201,16 @@ int img_runcfg_put(cJSON *cfg, const cJSON *run, pht_error *err)
     }
     return 0;
 }
+
+int img_config_pre_run(const cJSON *cfg)
+{
+    const cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(cfg, "history"))
+    {
+        const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "created_by"));
+        if (by && strcmp(by, PHT_PRE_RUN_MARK) == 0 &&
+            !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "empty_layer")))
+            return 1;
+    }
+    return 0;
+}

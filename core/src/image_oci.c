@@ -676,20 +676,6 @@ static int oci_commit(const char *where, const img_plan *p, pht_error *err)
 
 #define RESULTS_DIR "opt/pht_results"
 
-/* 1 if the config's history marks a layer (not an empty one) as pre-run's. */
-static int has_pre_run_mark(const cJSON *cfg)
-{
-    const cJSON *h;
-    cJSON_ArrayForEach(h, cJSON_GetObjectItemCaseSensitive(cfg, "history"))
-    {
-        const char *by = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "created_by"));
-        if (by && strcmp(by, PHT_PRE_RUN_MARK) == 0 &&
-            !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "empty_layer")))
-            return 1;
-    }
-    return 0;
-}
-
 /* The manifest blob dg and its config blob, parsed. */
 static int load_image_json(const char *dir, const char *dg, cJSON **man, cJSON **cfg,
                            pht_error *err)
@@ -861,7 +847,7 @@ int pht_oci_find_plaintext(const char *dir, const char *keep, pht_oci_plaintext 
         if (is_index(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "mediaType")))) continue;
         if ((rc = pht_interrupt_check(err)) || (rc = load_image_json(dir, dg, &man, &cfg, err))) break;
         char why[256];
-        if (has_pre_run_mark(cfg)) {
+        if (img_config_pre_run(cfg)) {
             rc = found_add(out, n, dg, name, "it holds the layer pre-run decrypted (history \""
                            PHT_PRE_RUN_MARK "\")", err);
         } else if (keep_dg != NULL && strcmp(dg, keep_dg) != 0) {

@@ -66,6 +66,7 @@ typedef struct img_plan {
        its config, oci: its index.json descriptor), dropped when left without names */
     const char *replaces;
     int keep_unreferenced; /* oci: skip removing unreferenced blobs */
+    int drop_plaintext;    /* docker-archive: do not keep other images marked by pre-run */
     pht_image *base;       /* the image the leading layers come from (landed on demand) */
     const pht_image *src;  /* the image the writer started from */
     int retag;             /* config and layers are src's, unchanged */
@@ -84,6 +85,9 @@ int img_land(pht_image *img, int want, pht_error *err);
 
 /* The layer an index entry names (data_layer, layer): -1 is the view. */
 const img_layer *img_layer_at(const pht_image *img, int i);
+
+/* 1 if an image config's history marks a layer (not an empty one) PHT_PRE_RUN_MARK. */
+int img_config_pre_run(const cJSON *cfg);
 
 /* ---- the runtime config a writer sets (image_config.c) -------------------- */
 /*

@@ -596,6 +596,7 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     if ((rc = collect_tags(tp, tag, opts, own, nown, &tags, &ntags, err))) goto done;
     plan.replaces = own_id[0] ? own_id : NULL;
     plan.keep_unreferenced = opts ? opts->keep_unreferenced : 0;
+    plan.drop_plaintext = opts ? opts->drop_plaintext : 0;
     if (!has_new && !w->run && b == w->src && keep == b->nlayers) { /* a retag: same bytes */
         plan.config = w->src->config;
         plan.config_len = w->src->config_len;

@@ -103,21 +103,10 @@ local function plaintext_elsewhere(ref, tmpdir)
   end
   local r = pht.parse_ref(ref)
   if not r or r.transport ~= "docker-archive" then return {} end
-  local others = {}
   local self_img = train.open_image(ref, tmpdir, false)
   local self_id = self_img and self_img:manifest()
   if self_img then self_img:close() end
-  for n = 0, 255 do
-    local img = pht.open_image("docker-archive:" .. r.path .. ":@" .. n, { tmpdir = tmpdir, verify_layers = false })
-    if not img then break end
-    if img:manifest() ~= self_id and train.pre_run_layer(img) then
-      local tags = require("pht.ref").repo_tags(img)
-      others[#others + 1] = { image = "@" .. n, name = tags[1],
-        why = "it holds the layer pre-run decrypted (history \"" .. train.PRE_RUN_MARK .. "\")" }
-    end
-    img:close()
-  end
-  return others
+  return train.archive_plaintext_images(r.path, tmpdir, self_id)
 end
 
 -- extra: more pht.open_image options (train.open_image), or nil; its

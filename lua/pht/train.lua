@@ -257,6 +257,24 @@ function M.remove_plaintext_images(dir, keep)
   return found, blobs
 end
 
+-- The images of docker-archive `path` that hold a layer pre-run marked, but
+-- the one whose manifest is `skip` (nil: none), as { {image = "@N", name =
+-- its first tag or nil, why =} ... }; {} when path does not exist.
+function M.archive_plaintext_images(path, tmpdir, skip)
+  local out = {}
+  if not fs.exists(path) then return out end
+  for n = 0, 255 do
+    local img = pht.open_image("docker-archive:" .. path .. ":@" .. n, { tmpdir = tmpdir, verify_layers = false })
+    if not img then break end
+    if img:manifest() ~= skip and M.pre_run_layer(img) then
+      out[#out + 1] = { image = "@" .. n, name = ref.repo_tags(img)[1],
+        why = "it holds the layer pre-run decrypted (history \"" .. M.PRE_RUN_MARK .. "\")" }
+    end
+    img:close()
+  end
+  return out
+end
+
 -- The files post-run and build put beside the trees: /opt itself and the
 -- config, written from memory.
 function M.write_opt(w, cfg_json)

@@ -362,6 +362,8 @@ typedef struct pht_image_commit_opts {
     const char *created_by; /* history entry of the new layer */
     const char *comment;    /* its comment, may be NULL */
     int keep_unreferenced;  /* oci: keep blobs no manifest references any more */
+    int drop_plaintext;     /* docker-archive: drop the archive's other images that hold a
+                               layer marked PHT_PRE_RUN_MARK instead of keeping them */
 } pht_image_commit_opts;
 
 /*

@@ -434,12 +434,16 @@ describe("the docker:// transport", function()
       assert.is_true(push(base_oci(), "docker://" .. svc.addr .. "/" .. repo .. ":v1",
         { ["/opt/big"] = pht.random(600000) }, { tls_verify = false }))
       local once = assert(netfault.start("cut", { upstream = svc.addr, after = 300000, cuts = 1 }))
-      finally(function() once:stop() end)
+      local always
+      -- one finally for both: busted keeps only the last one a test sets
+      finally(function()
+        once:stop()
+        if always then always:stop() end
+      end)
       local img = assert(open("docker://" .. once.addr .. "/" .. repo .. ":v1", { tls_verify = false }))
       assert.are.equal(600000, #assert(img:read_file("/opt/big")))
       img:close()
-      local always = assert(netfault.start("cut", { upstream = svc.addr, after = 300000 }))
-      finally(function() always:stop() end)
+      always = assert(netfault.start("cut", { upstream = svc.addr, after = 300000 }))
       local cache = helpers.tmpdir() .. "/cache"
       img = assert(open("docker://" .. always.addr .. "/" .. repo .. ":v1", { tls_verify = false, cache_dir = cache }))
       local data, msg = keep(img:read_file("/opt/big"))

@@ -79,6 +79,28 @@ local function build_train(t, repo, entrypoint)
   return repo .. ":latest"
 end
 
+-- D.start, but as a job of its own (bash's set -m): a background command of
+-- a shell without job control starts with SIGINT ignored, which pht keeps.
+local function start_catching(args)
+  local dir = helpers.tmpdir()
+  local prefix = ""
+  for k, v in pairs(D.env()) do prefix = prefix .. k .. "=" .. q(v) .. " " end
+  helpers.run("bash -c " .. q("set -m; ( set -m; " .. prefix .. q(S.bin) .. " " .. args .. " >" .. q(dir .. "/out")
+    .. " 2>" .. q(dir .. "/err") .. " </dev/null & echo $! >" .. q(dir .. "/pid") .. "; wait $!; echo $? >"
+    .. q(dir .. "/code") .. " ) >/dev/null 2>&1 </dev/null &"))
+  local function wait_for(file, what)
+    assert(helpers.sh("for i in $(seq 900); do [ -s " .. q(file) .. " ] && break; sleep 0.1; done; [ -s "
+      .. q(file) .. " ]"), "the background pht did not " .. what .. " within 90 s")
+    return helpers.read(file)
+  end
+  local job = { pid = tonumber(wait_for(dir .. "/pid", "start"):match("%d+")) }
+  function job.wait()
+    return tonumber(wait_for(dir .. "/code", "end"):match("%d+")), helpers.read(dir .. "/out"),
+      helpers.read(dir .. "/err")
+  end
+  return job
+end
+
 describe("pht run", function()
   local t -- keys, the train, what the daemon held before
 
@@ -256,6 +278,60 @@ describe("pht run", function()
     assert.equal("", D.docker("images -q --filter label=org.pht.libpht.run=" .. q(name)))
     assert.equal(before, D.id(slow))
   end)
+
+  -- pht run stopped by SIGINT, SIGTERM or SIGHUP: at several points (in its
+  -- pre-run, while the train runs, just after) it says once which step was
+  -- interrupted, exits 128+N, and leaves no container, no image of the run
+  -- (plaintext included) and the input train as it was.
+  it("stopped by SIGINT, SIGTERM or SIGHUP at several points removes its containers and plaintext images",
+    function()
+      local ok, why = D.ready(true)
+      if not ok then return pending(why) end
+      prepare()
+      local slow = build_train(t, support.unique_name("run-signalled"), "#!/bin/sh\nsleep 60\n")
+      finally(function() D.rmi(slow, (slow:gsub(":latest$", ":base"))) end)
+      local before = assert(D.id(slow))
+      local signals = { INT = 130, TERM = 143, HUP = 129 }
+      local moments = { { "INT", 0.3 }, { "TERM", "running" }, { "HUP", "running" }, { "INT", "running" },
+        { "TERM", 0.8 } }
+      for _, m in ipairs(moments) do
+        local sig, when = m[1], m[2]
+        local job = start_catching("run -v " .. q(slow) .. " --station s1 --key " .. q(t.dir .. "/s1.pem"))
+        if when == "running" then
+          -- once the train runs in its container
+          local found = false
+          for _ = 1, 600 do
+            local out = D.docker("ps --format '{{.Names}}' --filter label=org.pht.libpht.run.owner")
+            for n in out:gmatch("[^\n]+") do
+              local owner = D.docker("inspect --format '{{index .Config.Labels \"org.pht.libpht.run.owner\"}}' "
+                .. q(n))
+              if tonumber(owner:match("^(%d+)%.")) == job.pid then found = true end
+            end
+            if found then break end
+            helpers.sh("sleep 0.1")
+          end
+          assert.is_true(found, "the run started no container within 60 s")
+        else
+          helpers.sh("sleep " .. when)
+        end
+        helpers.run("kill -" .. sig .. " " .. job.pid)
+        local code, _, err = job.wait()
+        local at = "SIG" .. sig .. " at " .. tostring(when) .. ": "
+        assert.equal(signals[sig], code, at .. err)
+        local _, n = err:gsub("interrupted", "")
+        assert.equal(1, n, at .. "one line names the interruption:\n" .. err)
+        local name = err:match("named (pht%-run%-%x+)")
+        if name then
+          assert.equal("", left_by(name), at .. "left in the engine")
+          assert.equal("", D.docker("images -q --filter label=org.pht.libpht.run=" .. q(name)), at .. "images")
+        end
+        for _, id in ipairs(D.run_plaintext_ids(err)) do
+          assert.is_nil(D.id(id), at .. "the plaintext image " .. id .. " is still there")
+        end
+        assert.equal(before, D.id(slow), at .. "the input train changed")
+      end
+      assert.same({}, D.run_dangling(t.dangling))
+    end)
 
   it("refuses a data mount over /opt before it decrypts anything, exit 2", function()
     local ok, why = D.ready(true)

@@ -221,6 +221,7 @@ typedef struct xfer {
     double last_move; /* when a byte last moved (monotonic seconds) */
     curl_off_t seen_dl, seen_ul;
     int idle_out;     /* the idle limit ended it */
+    int sent_all;     /* the streamed request body has ended */
 } xfer;
 
 static double mono_now(void)
@@ -242,8 +243,12 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     (void)ultotal;
     xfer *x = ud;
     /* a signal stops a streamed transfer (an image, a blob); a small call,
-     * such as removing a scratch container during cleanup, still completes */
-    if ((x->req->sink || x->req->source) && pht_interrupted()) {
+     * such as removing a scratch container during cleanup, still completes.
+     * So does one whose streamed body was all sent and whose answer is
+     * collected (an image load): the peer carries it out whether or not the
+     * answer is read, and with the answer the caller can remove what it made. */
+    int answer_only = x->sent_all && x->req->sink == NULL;
+    if ((x->req->sink || x->req->source) && !answer_only && pht_interrupted()) {
         x->cb_failed = 1;
         pht_interrupt_check(&x->cb_err);
         return 1;
@@ -309,6 +314,7 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
         x->cb_failed = 1;
         return CURL_READFUNC_ABORT;
     }
+    if (got == 0) x->sent_all = 1;
     return got;
 }
 

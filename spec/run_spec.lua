@@ -93,7 +93,7 @@ local function start_catching(args)
       .. q(file) .. " ]"), "the background pht did not " .. what .. " within 90 s")
     return helpers.read(file)
   end
-  local job = { pid = tonumber(wait_for(dir .. "/pid", "start"):match("%d+")) }
+  local job = { pid = tonumber(wait_for(dir .. "/pid", "start"):match("%d+")), err = dir .. "/err" }
   function job.wait()
     return tonumber(wait_for(dir .. "/code", "end"):match("%d+")), helpers.read(dir .. "/out"),
       helpers.read(dir .. "/err")
@@ -288,12 +288,15 @@ describe("pht run", function()
       local ok, why = D.ready(true)
       if not ok then return pending(why) end
       prepare()
-      local slow = build_train(t, support.unique_name("run-signalled"), "#!/bin/sh\nsleep 60\n")
+      -- the train leaves 200 MB of results, which post-run hashes and encrypts
+      local slow = build_train(t, support.unique_name("run-signalled"), "#!/bin/sh\nmkdir -p /opt/pht_results\n"
+        .. "head -c 200000000 /dev/urandom > /opt/pht_results/big.bin\nsleep 4\n")
       finally(function() D.rmi(slow, (slow:gsub(":latest$", ":base"))) end)
       local before = assert(D.id(slow))
       local signals = { INT = 130, TERM = 143, HUP = 129 }
-      local moments = { { "INT", 0.3 }, { "TERM", "running" }, { "HUP", "running" }, { "INT", "running" },
-        { "TERM", 0.8 } }
+      -- in pre-run, while the train runs, and in post-run (after the commit)
+      local moments = { { "INT", 0.3 }, { "TERM", "running" }, { "HUP", "running" }, { "INT", "post_run" },
+        { "TERM", "post_run" }, { "HUP", "post_run" } }
       for _, m in ipairs(moments) do
         local sig, when = m[1], m[2]
         local job = start_catching("run -v " .. q(slow) .. " --station s1 --key " .. q(t.dir .. "/s1.pem"))
@@ -311,6 +314,11 @@ describe("pht run", function()
             helpers.sh("sleep 0.1")
           end
           assert.is_true(found, "the run started no container within 60 s")
+        elseif when == "post_run" then
+          -- once its post-run step began
+          assert(helpers.sh("for i in $(seq 900); do grep -q 'post_run$' " .. q(job.err) .. " && break; sleep 0.1; "
+            .. "done; grep -q 'post_run$' " .. q(job.err)), "the run did not reach post_run within 90 s")
+          helpers.sh("sleep 0.2")
         else
           helpers.sh("sleep " .. when)
         end

@@ -81,7 +81,18 @@ local transports = {
     assert(support.docker("tag " .. q(S.repo_tag) .. " " .. q(name)))
     local old
     return "docker-daemon:" .. name, function(what)
-      if what == "save" then
+      if what == "settle" then
+        -- The engine may finish a load whose client was killed (all its
+        -- bytes had arrived) and move the tag a moment later: wait until
+        -- the tag has named the same image for 1.5 s (at most 15 s).
+        local last, same = nil, 0
+        for _ = 1, 50 do
+          local _, id = support.docker("image inspect --format '{{.Id}}' " .. q(name))
+          if id == last then same = same + 1 else same, last = 0, id end
+          if same >= 5 then break end
+          h.sh("sleep 0.3")
+        end
+      elseif what == "save" then
         local ok, id = support.docker("image inspect --format '{{.Id}}' " .. q(name))
         assert(ok, id)
         old = id:match("sha256:%x+")
@@ -115,6 +126,7 @@ local function kill_loop(label, verb, ref, args, keep, top)
     local delay = math.random() * span * 1.3
     local out = h.run(("(exec %s) >/dev/null 2>&1 & p=$!; sleep %.3f; kill -KILL $p 2>/dev/null; wait $p; echo $?")
       :format(cmd, delay))
+    if label == "docker-daemon" then keep("settle") end
     local st, why = state_of(ref)
     local at = ("%s %s, kill %d after %.3f s (exit %s)"):format(label, verb, i, delay, out:match("(%d+)%s*$") or "?")
     assert(st, at .. ": the image does not open whole: " .. tostring(why))
@@ -132,6 +144,7 @@ local function kill_loop(label, verb, ref, args, keep, top)
     end
   end
   -- a run after the kills succeeds on the old image
+  if label == "docker-daemon" then keep("settle") end
   keep("restore")
   code, _, err = S.pht(verb .. " -q " .. q(ref) .. " " .. args)
   assert.equal(0, code, label .. " " .. verb .. " after the kills: " .. err)

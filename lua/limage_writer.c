@@ -218,7 +218,9 @@ static int call_progress(void *ud, uint64_t bytes)
  * w:add_encrypted(path, src, symkey, opts) and w:add_decrypted(...): one
  * pass from the file src into entry path (pht_encrypt_into /
  * pht_decrypt_into); opts holds the attributes plus `hash` (a pht.hash fed
- * the plaintext) and `progress` (a function called with byte counts).
+ * the plaintext), `progress` (a function called with byte counts) and
+ * `image` (a pht image: src is then a path in it, pht_encrypt_image_into /
+ * pht_decrypt_image_into).
  */
 static int add_crypted(lua_State *L, int encrypt)
 {
@@ -230,7 +232,10 @@ static int add_crypted(lua_State *L, int encrypt)
     pht_hash *h = NULL;
     int hidx = 0;
     lprogress pg = {.L = L};
+    pht_image *img = NULL;
     if (!lua_isnoneornil(L, 5)) {
+        lua_getfield(L, 5, "image");
+        if (!lua_isnil(L, -1)) img = limage_check(L, lua_gettop(L));
         lua_getfield(L, 5, "hash");
         if (!lua_isnil(L, -1)) h = lpht_check(L, hidx = lua_gettop(L), LPHT_HASH_T);
         lua_getfield(L, 5, "progress");
@@ -252,10 +257,14 @@ static int add_crypted(lua_State *L, int encrypt)
             if (boxes[i]) boxes[i]->p = NULL;
     }
     pht_error err;
-    int rc =
-        encrypt
-            ? pht_encrypt_into(key, src, h, w, path, &a, pg.fn ? call_progress : NULL, &pg, &err)
-            : pht_decrypt_into(key, src, h, w, path, &a, pg.fn ? call_progress : NULL, &pg, &err);
+    pht_crypt_progress_fn fn = pg.fn ? call_progress : NULL;
+    int rc;
+    if (img)
+        rc = encrypt ? pht_encrypt_image_into(key, img, src, h, w, path, &a, fn, &pg, &err)
+                     : pht_decrypt_image_into(key, img, src, h, w, path, &a, fn, &pg, &err);
+    else
+        rc = encrypt ? pht_encrypt_into(key, src, h, w, path, &a, fn, &pg, &err)
+                     : pht_decrypt_into(key, src, h, w, path, &a, fn, &pg, &err);
     if (pg.fn) {
         boxes[0]->p = w;
         boxes[1]->p = key;

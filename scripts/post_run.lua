@@ -80,7 +80,8 @@ wf:add("check_results_files", steps.list_results, { kind = "verify", protocol = 
 
 wf:add("read_results", function(ctx)
   if #ctx.results_entries == 0 then return true end
-  return steps.read_tree(ctx, train.RESULTS, ctx.results, "results", ctx.results_entries)
+  -- results in a plain tar layer (docker commit's, docker save's) are read in place by encrypt_files
+  return steps.read_tree(ctx, train.RESULTS, ctx.results, "results", ctx.results_entries, { in_place = true })
 end, { kind = "io", protocol = "§8.1" })
 
 -- A fresh key; every file encrypted on its own with a fresh IV straight into

@@ -171,6 +171,98 @@ describe("writer:add_decrypted", function()
   end)
 end)
 
+-- Gzip every plain layer blob of the OCI layout dir (its manifest, and the
+-- index that names it, rewritten): the same image, compressed.
+local function gzip_layers(dir)
+  local function blob(d) return dir .. "/blobs/sha256/" .. d:sub(8) end
+  local index = pht.json_decode(h.read(dir .. "/index.json"))
+  local desc = index.manifests[1]
+  local m = pht.json_decode(h.read(blob(desc.digest)))
+  for _, layer in ipairs(m.layers) do
+    if not layer.mediaType:find("gzip", 1, true) then
+      h.run("gzip -n -c " .. q(blob(layer.digest)) .. " > " .. q(dir .. "/layer.gz"))
+      local d = "sha256:" .. h.sha256_file(dir .. "/layer.gz")
+      h.run("mv " .. q(dir .. "/layer.gz") .. " " .. q(blob(d)))
+      layer.digest, layer.size = d, tonumber(h.run("stat -c %s " .. q(blob(d))))
+      layer.mediaType = layer.mediaType:gsub("%.tar$", ".tar+gzip"):gsub("diff%.tar$", "diff.tar.gzip")
+    end
+  end
+  local text = pht.json_encode(m)
+  h.write(dir .. "/m.json", text)
+  local md = "sha256:" .. h.sha256_file(dir .. "/m.json")
+  h.run("mv " .. q(dir .. "/m.json") .. " " .. q(blob(md)))
+  desc.digest, desc.size = md, #text
+  h.write(dir .. "/index.json", pht.json_encode(index))
+end
+
+describe("add_encrypted and add_decrypted from a file of an image (opts.image)", function()
+  -- An image with the plaintext files p1.. and their ciphertexts c1.. under
+  -- /opt/pht_results (written by libpht: a plain layer), as docker-archive
+  -- and as an OCI layout whose layers are gzip.
+  local dir, key, khex, plain_ref, gzip_ref
+  setup(function()
+    dir = h.tmpdir()
+    key = pht.new_symkey()
+    khex = pht.hex(key:export())
+    plain_ref = fixture(dir)
+    local img = assert(pht.open_image(plain_ref))
+    local w = assert(img:writer())
+    for i, n in ipairs(SIZES) do
+      local p = random_file(dir .. "/p" .. i, n)
+      assert(w:add_file("/opt/pht_results/p" .. i, p))
+      assert(w:add_encrypted("/opt/pht_results/c" .. i, p, key))
+    end
+    assert(w:commit(plain_ref))
+    img:close()
+    h.run("skopeo copy -q " .. q(plain_ref) .. " " .. q("oci:" .. dir .. "/gz:latest"))
+    gzip_layers(dir .. "/gz")
+    gzip_ref = "oci:" .. dir .. "/gz:latest"
+  end)
+  teardown(function() h.run("rm -rf " .. q(dir)) end)
+
+  for _, which in ipairs({ "plain", "gzip" }) do
+    it("reads the file " .. (which == "plain" and "in place" or "through the gzip stream")
+      .. ": openssl decrypts what it encrypts, and it decrypts to the plaintext", function()
+      local src = assert(pht.open_image(which == "plain" and plain_ref or gzip_ref))
+      assert.equal(which == "plain", src:in_place("/opt/pht_results"))
+      local out = dir .. "/out-" .. which .. ".tar"
+      local w = assert(src:writer())
+      local enc_h, dec_h, want = pht.results_hasher(SID), pht.results_hasher(SID), pht.results_hasher(SID)
+      for i in ipairs(SIZES) do
+        assert(w:add_encrypted("/opt/e" .. i, "/opt/pht_results/p" .. i, key, { image = src, hash = enc_h }))
+        assert(w:add_decrypted("/opt/d" .. i, "/opt/pht_results/c" .. i, key, { image = src, hash = dec_h }))
+        assert(want:update_file(dir .. "/p" .. i))
+      end
+      assert(w:commit("docker-archive:" .. out .. ":t/out:latest"))
+      src:close()
+      local wanted = pht.hex(want:digest())
+      assert.equal(wanted, pht.hex(enc_h:digest()))
+      assert.equal(wanted, pht.hex(dec_h:digest()))
+      local img = assert(pht.open_image("docker-archive:" .. out .. ":t/out:latest"))
+      for i, n in ipairs(SIZES) do
+        local c = entry_to_file(img, "/opt/e" .. i, dir .. "/e" .. i)
+        local data = h.read(c)
+        h.write(c .. ".body", data:sub(17))
+        h.run("openssl enc -d -aes-256-cbc -K " .. khex .. " -iv " .. pht.hex(data:sub(1, 16)) .. " -in "
+          .. q(c .. ".body") .. " -out " .. q(c .. ".plain"))
+        assert.equal(sha256(dir .. "/p" .. i), sha256(c .. ".plain"), "encrypted, size " .. n)
+        entry_to_file(img, "/opt/d" .. i, dir .. "/d" .. i)
+        assert.equal(sha256(dir .. "/p" .. i), sha256(dir .. "/d" .. i), "decrypted, size " .. n)
+      end
+      img:close()
+    end)
+  end
+
+  it("names the image path when it is not a regular file of the image", function()
+    local src = assert(pht.open_image(plain_ref))
+    local w = assert(src:writer())
+    local ok, err = w:add_encrypted("/opt/x", "/opt/pht_results/none", key, { image = src })
+    assert.is_nil(ok)
+    assert.matches("/opt/pht_results/none", err, 1, true)
+    src:close()
+  end)
+end)
+
 describe("an OCI commit of the new layer", function()
   it("names the writer's layer file as its blob instead of copying it: about 1x written", function()
     local dir = h.tmpdir()
@@ -234,7 +326,7 @@ local function file_hashes(dir)
 end
 
 describe("pht pre-run in one pass", function()
-  it("writes no plaintext file: the private directory holds only ciphertext while it decrypts", function()
+  it("writes no file at all for results in a plain layer: it decrypts them where they are", function()
     local _, ref = S.copy_stage(1)
     local tmp = h.tmpdir()
     local scratch = h.tmpdir()
@@ -255,8 +347,36 @@ end }
       .. " " .. S.station_args(2))
     assert.equal(0, code, err)
     local listed = h.read(seen)
-    assert.matches("results%.enc/", listed) -- the hook ran while the ciphertext was there
-    assert.is_nil(listed:find("%.plain"))
+    assert.is_nil(listed:find("results%.enc/"), listed)
+    assert.is_nil(listed:find("%.plain"), listed)
+    assert.equal("", h.run("ls -A " .. q(tmp)))
+  end)
+
+  it("extracts only the ciphertext of results in a gzip layer, and writes no plaintext file", function()
+    local path = S.copy_stage(1)
+    local tmp, scratch = h.tmpdir(), h.tmpdir()
+    local layout = scratch .. "/gz"
+    h.run("skopeo copy -q " .. q("docker-archive:" .. path .. ":" .. S.repo_tag) .. " " .. q("oci:" .. layout .. ":latest"))
+    gzip_layers(layout)
+    local seen, script = scratch .. "/seen", scratch .. "/watch.lua"
+    h.write(script, ([[
+return { pre_run = function(wf)
+  wf:after(function(ctx, step)
+    if step.name ~= "decrypt_results" then return end
+    local p = io.popen("find %s -type f")
+    local f = io.open(%q, "w")
+    f:write(p:read("*a"))
+    f:close()
+    p:close()
+  end)
+end }
+]]):format(q(tmp), seen))
+    local code, _, err = S.pht("pre-run -q " .. q("oci:" .. layout .. ":latest") .. " --tmpdir " .. q(tmp)
+      .. " --script " .. q(script) .. " " .. S.station_args(2))
+    assert.equal(0, code, err)
+    local listed = h.read(seen)
+    assert.matches("results%.enc/", listed) -- the hook ran while the extracted ciphertext was there
+    assert.is_nil(listed:find("%.plain"), listed)
     assert.equal("", h.run("ls -A " .. q(tmp)))
   end)
 
@@ -269,12 +389,13 @@ end }
     S.tamper(ref, function(w) assert(w:add_encrypted("/opt/pht_results/big.bin", plain, symkey)) end)
     local before = h.sha256_file(path)
     local tmp = h.tmpdir()
-    local pid = h.run("sh -c " .. q(q(S.bin) .. " pre-run -q " .. q(ref) .. " --tmpdir " .. q(tmp) .. " "
-      .. S.station_args(2) .. " >/dev/null 2>&1 & echo $!")):match("%d+")
-    -- Wait until it decrypts (the ciphertext is extracted), then kill it.
+    local log = dir .. "/progress"
+    local pid = h.run("sh -c " .. q(q(S.bin) .. " pre-run -q --progress=json " .. q(ref) .. " --tmpdir " .. q(tmp)
+      .. " " .. S.station_args(2) .. " >/dev/null 2>" .. q(log) .. " & echo $!")):match("%d+")
+    -- Wait until it decrypts the results (its progress says so), then kill it.
     local started = false
     for _ = 1, 200 do
-      if h.sh("find " .. q(tmp) .. " -path '*results.enc/big.bin' | grep -q .") then
+      if h.sh("grep -q '\"step\": *\"decrypt_results\"' " .. q(log)) then
         started = true
         break
       end

@@ -24,10 +24,13 @@
 #include <openssl/crypto.h>
 
 #include "fs_private.h"
+#include "image_private.h"
 #include "pht/crypt.h"
 
-#define CHUNK (1u << 20) /* bytes per ring slot and per progress report */
-#define SLOTS 4
+/* Bytes per ring slot: small enough that a slot is still in cache when it is written and hashed. */
+#define CHUNK (256u << 10)
+#define SLOTS 8
+#define PROGRESS_BYTES (1u << 20) /* report each MiB (or PROGRESS_NS) */
 /* Below this a file is hashed inline: a thread would cost more than it saves. */
 #define THREAD_MIN (4u << 20)
 #define PROGRESS_NS 100000000LL
@@ -166,7 +169,7 @@ static int progress_add(progress *p, uint64_t n, int end, pht_error *err)
     if (p->fn == NULL) return 0;
     p->acc += n;
     if (p->acc == 0) return 0;
-    if (!end && p->acc < CHUNK) {
+    if (!end && p->acc < PROGRESS_BYTES) {
         long long t = now_ns();
         if (t - p->last_ns < PROGRESS_NS) return 0;
     }
@@ -178,47 +181,130 @@ static int progress_add(progress *p, uint64_t n, int end, pht_error *err)
     return 0;
 }
 
-/* ---- the two directions ---------------------------------------------------------- */
+/* ---- the source: a file on disk or a file of an image ------------------------------ */
+
+typedef struct source {
+    int fd;              /* a file on disk, or -1 */
+    pht_image_reader *r; /* or a file of an image */
+    pht_image *img;      /* that image (for a second pass) */
+    const char *name;    /* for messages */
+    uint64_t size;
+} source;
+
+static int src_open_file(source *s, const char *path, pht_error *err)
+{
+    *s = (source){.fd = -1, .name = path};
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0) return pht_error_set(err, PHT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(s->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(s->fd);
+        s->fd = -1;
+        return pht_error_set(err, PHT_EIO, "%s: not a regular file", path);
+    }
+    s->size = (uint64_t)st.st_size;
+    return 0;
+}
+
+static int src_open_image(source *s, pht_image *img, const char *path, pht_error *err)
+{
+    *s = (source){.fd = -1, .img = img, .name = path};
+    int rc = pht_image_open_file(img, path, &s->r, err);
+    if (rc == 0) s->size = pht_image_reader_size(s->r);
+    return rc;
+}
+
+static void src_close(source *s)
+{
+    if (s->fd >= 0) close(s->fd);
+    pht_image_reader_free(s->r);
+    s->fd = -1;
+    s->r = NULL;
+}
 
 /* Read exactly len bytes (a short file is an error: it changed while read). */
-static int read_exact(int fd, unsigned char *p, size_t len, const char *src, pht_error *err)
+static int src_read(source *s, unsigned char *p, size_t len, pht_error *err)
 {
     while (len > 0) {
-        ssize_t n = read(fd, p, len);
+        if (s->r) {
+            size_t got;
+            int rc = pht_image_reader_read(s->r, p, len, &got, err);
+            if (rc) return rc;
+            if (got == 0) return pht_error_set(err, PHT_EIO, "%s: content ends early", s->name);
+            p += got;
+            len -= got;
+            continue;
+        }
+        ssize_t n = read(s->fd, p, len);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return pht_error_set(err, PHT_EIO, "%s: read failed: %s", src, strerror(errno));
-        if (n == 0) return pht_error_set(err, PHT_EIO, "%s: file shrank while it was read", src);
+        if (n < 0) return pht_error_set(err, PHT_EIO, "%s: read failed: %s", s->name, strerror(errno));
+        if (n == 0) return pht_error_set(err, PHT_EIO, "%s: file shrank while it was read", s->name);
         p += n;
         len -= (size_t)n;
     }
     return 0;
 }
 
-/* The file must end where its size said. */
-static int at_end(int fd, const char *src, pht_error *err)
+/* The source must end where its size said. */
+static int src_at_end(source *s, pht_error *err)
 {
     unsigned char b;
+    if (s->r) {
+        size_t got;
+        int rc = pht_image_reader_read(s->r, &b, 1, &got, err);
+        return rc ? rc : got ? pht_error_set(err, PHT_EIO, "%s: longer than its size", s->name) : 0;
+    }
     ssize_t n;
     do
-        n = read(fd, &b, 1);
+        n = read(s->fd, &b, 1);
     while (n < 0 && errno == EINTR);
-    if (n < 0) return pht_error_set(err, PHT_EIO, "%s: read failed: %s", src, strerror(errno));
-    if (n > 0) return pht_error_set(err, PHT_EIO, "%s: file grew while it was read", src);
+    if (n < 0) return pht_error_set(err, PHT_EIO, "%s: read failed: %s", s->name, strerror(errno));
+    if (n > 0) return pht_error_set(err, PHT_EIO, "%s: file grew while it was read", s->name);
     return 0;
 }
 
-static int open_regular(const char *src, int *fd, uint64_t *size, pht_error *err)
+/*
+ * The last len bytes (len <= size), before the pass: read where they are from
+ * a file or a plain layer; a compressed layer is read through once on a
+ * second reader.
+ */
+static int src_tail(source *s, unsigned char *p, size_t len, pht_error *err)
 {
-    *fd = open(src, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0) return pht_error_set(err, PHT_EIO, "%s: cannot open: %s", src, strerror(errno));
-    struct stat st;
-    if (fstat(*fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(*fd);
-        *fd = -1;
-        return pht_error_set(err, PHT_EIO, "%s: not a regular file", src);
+    uint64_t from = s->size - len;
+    if (s->fd >= 0) {
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = pread(s->fd, p + got, len - got, (off_t)(from + got));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return pht_error_set(err, PHT_EIO, "%s: cannot read its last blocks", s->name);
+            got += (size_t)n;
+        }
+        return 0;
     }
-    *size = (uint64_t)st.st_size;
-    return 0;
+    if (img_reader_pread(s->r, p, len, from, NULL) == 0) return 0;
+    pht_image_reader *r2;
+    int rc = pht_image_open_file(s->img, s->name, &r2, err);
+    unsigned char *buf = rc ? NULL : malloc(CHUNK);
+    if (rc == 0 && buf == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    uint64_t pos = 0;
+    while (rc == 0 && pos < s->size) {
+        size_t got;
+        size_t want = s->size - pos < CHUNK ? (size_t)(s->size - pos) : CHUNK;
+        if ((rc = pht_image_reader_read(r2, buf, want, &got, err)) != 0) break;
+        if (got == 0) {
+            rc = pht_error_set(err, PHT_EIO, "%s: content ends early", s->name);
+            break;
+        }
+        /* the bytes of [pos, pos+got) that fall in [from, size) */
+        if (pos + got > from) {
+            uint64_t lo = pos > from ? pos : from;
+            memcpy(p + (lo - from), buf + (lo - pos), (size_t)(pos + got - lo));
+        }
+        pos += got;
+    }
+    free(buf);
+    pht_image_reader_free(r2);
+    return rc;
 }
 
 /* Write the cipher's output and let a failed stream fail the writer. */
@@ -227,26 +313,58 @@ static int put(pht_image_stream *s, const unsigned char *p, size_t n, pht_error 
     return n ? pht_image_stream_write(s, p, n, err) : 0;
 }
 
-static int encrypt_body(int fd, uint64_t n, const char *src, pht_cipher *c, ring *r,
-                        pht_image_stream *s, unsigned char *out, progress *pg, pht_error *err)
+static int encrypt_body(source *src, pht_cipher *c, ring *r, pht_image_stream *s,
+                        unsigned char *out, progress *pg, pht_error *err)
 {
     size_t outlen;
     int rc = 0;
-    uint64_t left = n;
+    uint64_t left = src->size;
     while (rc == 0 && left > 0) {
         size_t take = left < r->cap ? (size_t)left : r->cap;
         if (take > CHUNK) take = CHUNK;
         unsigned char *in = ring_slot(r);
-        if ((rc = read_exact(fd, in, take, src, err)) != 0) break;
+        if ((rc = src_read(src, in, take, err)) != 0) break;
         if ((rc = ring_publish(r, take, err)) != 0) break;
         if ((rc = pht_cipher_update(c, in, take, out, &outlen, err)) != 0) break;
         if ((rc = put(s, out, outlen, err)) != 0) break;
         left -= take;
         rc = progress_add(pg, take, 0, err);
     }
-    if (rc == 0) rc = at_end(fd, src, err);
+    if (rc == 0) rc = src_at_end(src, err);
     if (rc == 0) rc = pht_cipher_final(c, out, &outlen, err);
     if (rc == 0) rc = put(s, out, outlen, err);
+    return rc;
+}
+
+/* Encrypt src (open) into entry path of w; closes src. */
+static int encrypt_source(const pht_symkey *key, source *src, pht_hash *h, pht_image_writer *w,
+                          const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn,
+                          void *ud, pht_error *err)
+{
+    uint64_t n = src->size;
+    pht_cipher *c = NULL;
+    pht_image_stream *s = NULL;
+    unsigned char *out = NULL;
+    ring r;
+    progress pg = {.fn = fn, .ud = ud, .last_ns = now_ns()};
+    int rc = ring_init(&r, h, n, err);
+    if (rc == 0 && (out = malloc(r.cap + PHT_CIPHER_OVERHEAD)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && (c = pht_cipher_new_encrypt(key, err)) == NULL)
+        rc = err ? err->code : PHT_ECRYPTO;
+    if (rc == 0) {
+        int64_t csize = (int64_t)(PHT_IV_LEN + (n / PHT_BLOCK_LEN + 1) * PHT_BLOCK_LEN);
+        rc = pht_image_writer_begin_file(w, path, csize, attrs, &s, err);
+    }
+    if (rc == 0) rc = encrypt_body(src, c, &r, s, out, &pg, err);
+    rc = ring_finish(&r, rc, err);
+    if (rc == 0) rc = pht_image_stream_close(s, err);
+    if (rc == 0) rc = progress_add(&pg, 0, 1, err);
+    pht_image_stream_free(s);
+    pht_cipher_free(c);
+    free(out);
+    if (rc != 0) pht_error_prefix(err, "encrypt %s", src->name);
+    src_close(src);
     return rc;
 }
 
@@ -256,34 +374,21 @@ int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_im
 {
     if (key == NULL || src == NULL || w == NULL || path == NULL)
         return pht_error_set(err, PHT_EINVAL, "encrypt: key, source, writer or path missing");
-    int fd;
-    uint64_t n;
-    int rc = open_regular(src, &fd, &n, err);
-    if (rc != 0) return rc;
-    pht_cipher *c = NULL;
-    pht_image_stream *s = NULL;
-    unsigned char *out = NULL;
-    ring r;
-    progress pg = {.fn = fn, .ud = ud, .last_ns = now_ns()};
-    rc = ring_init(&r, h, n, err);
-    if (rc == 0 && (out = malloc(r.cap + PHT_CIPHER_OVERHEAD)) == NULL)
-        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
-    if (rc == 0 && (c = pht_cipher_new_encrypt(key, err)) == NULL)
-        rc = err ? err->code : PHT_ECRYPTO;
-    if (rc == 0) {
-        int64_t csize = (int64_t)(PHT_IV_LEN + (n / PHT_BLOCK_LEN + 1) * PHT_BLOCK_LEN);
-        rc = pht_image_writer_begin_file(w, path, csize, attrs, &s, err);
-    }
-    if (rc == 0) rc = encrypt_body(fd, n, src, c, &r, s, out, &pg, err);
-    rc = ring_finish(&r, rc, err);
-    if (rc == 0) rc = pht_image_stream_close(s, err);
-    if (rc == 0) rc = progress_add(&pg, 0, 1, err);
-    pht_image_stream_free(s);
-    pht_cipher_free(c);
-    free(out);
-    close(fd);
-    if (rc != 0) pht_error_prefix(err, "encrypt %s", src);
-    return rc;
+    source in;
+    int rc = src_open_file(&in, src, err);
+    return rc ? rc : encrypt_source(key, &in, h, w, path, attrs, fn, ud, err);
+}
+
+int pht_encrypt_image_into(const pht_symkey *key, pht_image *img, const char *src, pht_hash *h,
+                           pht_image_writer *w, const char *path, const pht_image_attrs *attrs,
+                           pht_crypt_progress_fn fn, void *ud, pht_error *err)
+{
+    if (key == NULL || img == NULL || src == NULL || w == NULL || path == NULL)
+        return pht_error_set(err, PHT_EINVAL, "encrypt: key, image, source, writer or path missing");
+    source in;
+    int rc = src_open_image(&in, img, src, err);
+    if (rc) return pht_error_prefix(err, "encrypt %s", src);
+    return encrypt_source(key, &in, h, w, path, attrs, fn, ud, err);
 }
 
 /*
@@ -291,25 +396,20 @@ int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_im
  * decrypted with the one before it as IV shows the padding. A wrong key or a
  * tampered end fails here, before anything is written.
  */
-static int plain_size(const pht_symkey *key, int fd, uint64_t csize, const char *src, uint64_t *out,
-                      pht_error *err)
+static int plain_size(const pht_symkey *key, source *src, uint64_t *out, pht_error *err)
 {
+    uint64_t csize = src->size;
     if (csize < PHT_IV_LEN + PHT_BLOCK_LEN || csize % PHT_BLOCK_LEN != 0)
         return pht_error_set(err, PHT_ECRYPTO,
                              "bad decrypt: %llu bytes is not an IV and whole AES blocks",
                              (unsigned long long)csize);
     unsigned char tail[2 * PHT_BLOCK_LEN], buf[2 * PHT_BLOCK_LEN + PHT_CIPHER_OVERHEAD];
-    size_t got = 0;
-    while (got < sizeof tail) {
-        ssize_t n = pread(fd, tail + got, sizeof tail - got, (off_t)(csize - sizeof tail + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return pht_error_set(err, PHT_EIO, "%s: cannot read its last blocks", src);
-        got += (size_t)n;
-    }
+    int rc = src_tail(src, tail, sizeof tail, err);
+    if (rc) return rc;
     pht_cipher *c = pht_cipher_new_decrypt(key, err);
     if (c == NULL) return err ? err->code : PHT_ECRYPTO;
     size_t a = 0, b = 0;
-    int rc = pht_cipher_update(c, tail, sizeof tail, buf, &a, err);
+    rc = pht_cipher_update(c, tail, sizeof tail, buf, &a, err);
     if (rc == 0) rc = pht_cipher_final(c, buf + a, &b, err);
     pht_cipher_free(c);
     OPENSSL_cleanse(buf, sizeof buf);
@@ -317,18 +417,17 @@ static int plain_size(const pht_symkey *key, int fd, uint64_t csize, const char 
     return rc;
 }
 
-static int decrypt_body(int fd, uint64_t csize, uint64_t psize, const char *src, pht_cipher *c,
-                        ring *r, pht_image_stream *s, unsigned char *in, progress *pg,
-                        pht_error *err)
+static int decrypt_body(source *src, uint64_t psize, pht_cipher *c, ring *r, pht_image_stream *s,
+                        unsigned char *in, progress *pg, pht_error *err)
 {
     size_t outlen;
     int rc = 0;
-    uint64_t left = csize, written = 0;
+    uint64_t left = src->size, written = 0;
     /* Read r->cap - PHT_BLOCK_LEN so the output (at most input + one block) fits a slot. */
     size_t step = r->cap > 2 * PHT_BLOCK_LEN ? r->cap - PHT_CIPHER_OVERHEAD : PHT_BLOCK_LEN;
     while (rc == 0 && left > 0) {
         size_t take = left < step ? (size_t)left : step;
-        if ((rc = read_exact(fd, in, take, src, err)) != 0) break;
+        if ((rc = src_read(src, in, take, err)) != 0) break;
         left -= take;
         unsigned char *out = ring_slot(r);
         if ((rc = pht_cipher_update(c, in, take, out, &outlen, err)) != 0) break;
@@ -338,7 +437,7 @@ static int decrypt_body(int fd, uint64_t csize, uint64_t psize, const char *src,
             outlen += fin;
         }
         if (written + outlen > psize) {
-            rc = pht_error_set(err, PHT_EIO, "%s: file changed while it was read", src);
+            rc = pht_error_set(err, PHT_EIO, "%s: file changed while it was read", src->name);
             break;
         }
         if ((rc = ring_publish(r, outlen, err)) != 0) break;
@@ -346,9 +445,41 @@ static int decrypt_body(int fd, uint64_t csize, uint64_t psize, const char *src,
         written += outlen;
         rc = progress_add(pg, outlen, 0, err);
     }
-    if (rc == 0) rc = at_end(fd, src, err);
+    if (rc == 0) rc = src_at_end(src, err);
     if (rc == 0 && written != psize)
-        rc = pht_error_set(err, PHT_EIO, "%s: file changed while it was read", src);
+        rc = pht_error_set(err, PHT_EIO, "%s: file changed while it was read", src->name);
+    return rc;
+}
+
+/* Decrypt src (open) into entry path of w; closes src. */
+static int decrypt_source(const pht_symkey *key, source *src, pht_hash *h, pht_image_writer *w,
+                          const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn,
+                          void *ud, pht_error *err)
+{
+    uint64_t csize = src->size, psize = 0;
+    pht_cipher *c = NULL;
+    pht_image_stream *s = NULL;
+    unsigned char *in = NULL;
+    ring r;
+    progress pg = {.fn = fn, .ud = ud, .last_ns = now_ns()};
+    int rc = plain_size(key, src, &psize, err);
+    int ring_on = rc == 0; /* ring_finish frees what a failed ring_init got */
+    /* Slots hold a chunk of plaintext plus the block the decryptor may hold back. */
+    if (rc == 0) rc = ring_init(&r, h, csize + PHT_CIPHER_OVERHEAD, err);
+    if (rc == 0 && (in = malloc(r.cap)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && (c = pht_cipher_new_decrypt(key, err)) == NULL)
+        rc = err ? err->code : PHT_ECRYPTO;
+    if (rc == 0) rc = pht_image_writer_begin_file(w, path, (int64_t)psize, attrs, &s, err);
+    if (rc == 0) rc = decrypt_body(src, psize, c, &r, s, in, &pg, err);
+    if (ring_on) rc = ring_finish(&r, rc, err);
+    if (rc == 0) rc = pht_image_stream_close(s, err);
+    if (rc == 0) rc = progress_add(&pg, 0, 1, err);
+    pht_image_stream_free(s);
+    pht_cipher_free(c);
+    free(in);
+    if (rc != 0) pht_error_prefix(err, "decrypt %s", src->name);
+    src_close(src);
     return rc;
 }
 
@@ -358,36 +489,19 @@ int pht_decrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_im
 {
     if (key == NULL || src == NULL || w == NULL || path == NULL)
         return pht_error_set(err, PHT_EINVAL, "decrypt: key, source, writer or path missing");
-    int fd;
-    uint64_t csize, psize = 0;
-    int rc = open_regular(src, &fd, &csize, err);
-    if (rc != 0) return rc;
-    rc = plain_size(key, fd, csize, src, &psize, err);
-    if (rc != 0) {
-        close(fd);
-        pht_error_prefix(err, "decrypt %s", src);
-        return rc;
-    }
-    pht_cipher *c = NULL;
-    pht_image_stream *s = NULL;
-    unsigned char *in = NULL;
-    ring r;
-    progress pg = {.fn = fn, .ud = ud, .last_ns = now_ns()};
-    /* Slots hold a chunk of plaintext plus the block the decryptor may hold back. */
-    rc = ring_init(&r, h, csize + PHT_CIPHER_OVERHEAD, err);
-    if (rc == 0 && (in = malloc(r.cap)) == NULL)
-        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
-    if (rc == 0 && (c = pht_cipher_new_decrypt(key, err)) == NULL)
-        rc = err ? err->code : PHT_ECRYPTO;
-    if (rc == 0) rc = pht_image_writer_begin_file(w, path, (int64_t)psize, attrs, &s, err);
-    if (rc == 0) rc = decrypt_body(fd, csize, psize, src, c, &r, s, in, &pg, err);
-    rc = ring_finish(&r, rc, err);
-    if (rc == 0) rc = pht_image_stream_close(s, err);
-    if (rc == 0) rc = progress_add(&pg, 0, 1, err);
-    pht_image_stream_free(s);
-    pht_cipher_free(c);
-    free(in);
-    close(fd);
-    if (rc != 0) pht_error_prefix(err, "decrypt %s", src);
-    return rc;
+    source in;
+    int rc = src_open_file(&in, src, err);
+    return rc ? rc : decrypt_source(key, &in, h, w, path, attrs, fn, ud, err);
+}
+
+int pht_decrypt_image_into(const pht_symkey *key, pht_image *img, const char *src, pht_hash *h,
+                           pht_image_writer *w, const char *path, const pht_image_attrs *attrs,
+                           pht_crypt_progress_fn fn, void *ud, pht_error *err)
+{
+    if (key == NULL || img == NULL || src == NULL || w == NULL || path == NULL)
+        return pht_error_set(err, PHT_EINVAL, "decrypt: key, image, source, writer or path missing");
+    source in;
+    int rc = src_open_image(&in, img, src, err);
+    if (rc) return pht_error_prefix(err, "decrypt %s", src);
+    return decrypt_source(key, &in, h, w, path, attrs, fn, ud, err);
 }

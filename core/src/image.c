@@ -347,12 +347,57 @@ int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_image_wal
 
 struct pht_image_reader {
     pht_image *img;
-    struct archive *a;
+    struct archive *a; /* NULL: read in place */
     void *state;
-    uint64_t left;
+    uint64_t left, size;
     char *path;
     int layer;
+    int fd;      /* in place: the layer's file (the image owns it), else -1 */
+    uint64_t at; /* in place: where the next byte is in fd */
 };
+
+/* 1 if e's bytes are a byte range of a landed plain tar (or it has none). */
+static int in_place(const pht_image *img, const img_entry *e)
+{
+    if (e->size == 0) return 1;
+    if (e->data_offset == IMG_NO_OFFSET) return 0;
+    const img_layer *l = img_layer_at(img, e->data_layer);
+    return l != NULL && l->fd >= 0 && l->compression == IMG_COMP_NONE &&
+           e->data_offset + e->size <= l->length;
+}
+
+typedef struct in_place_walk {
+    const pht_image *img;
+    int all;
+} in_place_walk;
+
+static int in_place_visit(void *ud, const char *rel, const img_entry *e)
+{
+    (void)rel;
+    in_place_walk *w = ud;
+    if ((e->type == PHT_IMAGE_FILE || e->type == PHT_IMAGE_HARDLINK) && !in_place(w->img, e)) {
+        w->all = 0;
+        return -1; /* enough: stop the walk */
+    }
+    return 0;
+}
+
+int pht_image_in_place(pht_image *img, const char *path, int *yes, pht_error *err)
+{
+    *yes = 0;
+    const img_entry *e;
+    char *norm;
+    int rc = lookup(img, path, 1, &e, &norm, err);
+    if (rc) return rc;
+    in_place_walk w = {img, 1};
+    if (e && e->type != PHT_IMAGE_DIR)
+        in_place_visit(&w, norm, e);
+    else if ((rc = index_walk(&img->index, norm, 1, in_place_visit, &w, err)) == -1)
+        rc = 0;
+    free(norm);
+    if (rc == 0) *yes = w.all;
+    return rc;
+}
 
 static int reader_fail(pht_image_reader *r, int code, const char *why, pht_error *err)
 {
@@ -380,9 +425,17 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
     r->img = img;
     img_retain(img);
     r->path = norm;
-    r->left = e->size;
+    r->left = r->size = e->size;
     r->layer = e->data_layer;
+    r->fd = -1;
     const img_layer *l = img_layer_at(img, e->data_layer);
+    if (in_place(img, e)) {
+        /* a plain tar: the bytes are read where they are, no header is read again */
+        r->fd = l->fd;
+        r->at = l->offset + (e->size ? e->data_offset : 0);
+        *out = r;
+        return 0;
+    }
     r->a = layer_tar_open(l, &r->state, err);
     if (r->a == NULL) {
         pht_image_reader_free(r);
@@ -414,11 +467,46 @@ int pht_image_reader_read(pht_image_reader *r, void *buf, size_t cap, size_t *go
     *got = 0;
     if (r->left == 0 || cap == 0) return 0;
     size_t want = r->left < cap ? (size_t)r->left : cap;
+    if (r->a == NULL) {
+        ssize_t k;
+        do
+            k = pread(r->fd, buf, want, (off_t)r->at);
+        while (k < 0 && errno == EINTR);
+        if (k < 0) return reader_fail(r, PHT_EIO, strerror(errno), err);
+        if (k == 0) return reader_fail(r, PHT_EFORMAT, "content ends early", err);
+        r->at += (uint64_t)k;
+        r->left -= (uint64_t)k;
+        *got = (size_t)k;
+        return 0;
+    }
     la_ssize_t n = archive_read_data(r->a, buf, want);
     if (n < 0) return reader_fail(r, PHT_EFORMAT, archive_error_string(r->a), err);
     if (n == 0) return reader_fail(r, PHT_EFORMAT, "content ends early", err);
     r->left -= (uint64_t)n;
     *got = (size_t)n;
+    return 0;
+}
+
+uint64_t pht_image_reader_size(const pht_image_reader *r)
+{
+    return r->size;
+}
+
+int img_reader_pread(pht_image_reader *r, void *buf, size_t len, uint64_t off, pht_error *err)
+{
+    if (r->a != NULL || off > r->size || len > r->size - off)
+        return pht_error_set(err, PHT_EINVAL, "/%.300s: not read in place", r->path);
+    unsigned char *p = buf;
+    uint64_t at = r->at - (r->size - r->left) + off; /* the file's first byte, plus off */
+    while (len > 0) {
+        ssize_t k = pread(r->fd, p, len, (off_t)at);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return reader_fail(r, PHT_EIO, strerror(errno), err);
+        if (k == 0) return reader_fail(r, PHT_EFORMAT, "content ends early", err);
+        p += k;
+        at += (uint64_t)k;
+        len -= (size_t)k;
+    }
     return 0;
 }
 

@@ -86,6 +86,12 @@ int img_land(pht_image *img, int want, pht_error *err);
 /* The layer an index entry names (data_layer, layer): -1 is the view. */
 const img_layer *img_layer_at(const pht_image *img, int i);
 
+/*
+ * Read len bytes at off of the file a reader reads in place (pht_image_in_place),
+ * without moving it; PHT_EINVAL (err may be NULL) for a reader of a stream.
+ */
+int img_reader_pread(pht_image_reader *r, void *buf, size_t len, uint64_t off, pht_error *err);
+
 /* 1 if an image config's history marks a layer (not an empty one) PHT_PRE_RUN_MARK. */
 int img_config_pre_run(const cJSON *cfg);
 

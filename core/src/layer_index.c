@@ -45,7 +45,24 @@ typedef struct scan {
     del *d;
     size_t dn, dcap;
     uint64_t bytes; /* path and link bytes held by the index and this layer */
+    /* this layer's last regular file, whose data ends where the next header starts */
+    img_entry *pending;
+    uint64_t pending_span; /* its size rounded up to whole 512-byte tar blocks */
 } scan;
+
+/*
+ * The pending file's bytes start where the next header (or the end) does,
+ * less its whole blocks. The offset is kept only when it is consistent: past
+ * the file's own header, and inside the blob.
+ */
+static void resolve_pending(scan *s, uint64_t next)
+{
+    img_entry *e = s->pending;
+    s->pending = NULL;
+    if (e == NULL || next == IMG_NO_OFFSET || next < s->pending_span + 512) return;
+    uint64_t at = next - s->pending_span;
+    if (at + e->size <= s->l->length) e->data_offset = at;
+}
 
 static size_t hash_str(const char *s)
 {
@@ -298,12 +315,14 @@ static int resolve_hardlink(scan *s, img_entry *e, const char *raw, pht_error *e
     e->size = to->size;
     e->data_layer = to->data_layer;
     e->data_ordinal = to->data_ordinal;
+    e->data_offset = to->data_offset;
     return 0;
 }
 
 static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_error *err)
 {
     scan *s = ud;
+    resolve_pending(s, s->l->scan_pos);
     const char *name = archive_entry_pathname(ae), *why;
     char *path = NULL;
     int rc = tarsafe_path(name, s->img->opts.max_name, &path, &why);
@@ -363,6 +382,7 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
     e->mtime = archive_entry_mtime(ae);
     e->layer = e->data_layer = s->li;
     e->ordinal = e->data_ordinal = ordinal;
+    e->data_offset = IMG_NO_OFFSET;
     const char *hl = archive_entry_hardlink(ae);
     switch (archive_entry_filetype(ae)) {
     case AE_IFREG:
@@ -395,8 +415,17 @@ static int on_entry(void *ud, struct archive_entry *ae, uint64_t ordinal, pht_er
         s->bytes -= entry_bytes(e);
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
-    if (rc) entry_free(e);
-    return rc;
+    if (rc) {
+        entry_free(e);
+        return rc;
+    }
+    /* a plain, non-sparse file with bytes: its offset is known at the next header */
+    if (e->type == PHT_IMAGE_FILE && e->size > 0 && s->l->scan_pos != IMG_NO_OFFSET &&
+        archive_entry_sparse_count(ae) == 0 && (uint64_t)archive_entry_size(ae) == e->size) {
+        s->pending = e;
+        s->pending_span = (e->size + 511) / 512 * 512;
+    }
+    return 0;
 }
 
 static int cmp_entry(const void *a, const void *b)
@@ -490,6 +519,8 @@ static int build(pht_image *img, int from, int to, pht_error *err)
         s.li = i;
         s.l = i < 0 ? &img->view : &img->layers[i];
         rc = layer_scan(s.l, &img->opts, on_entry, &s, err);
+        if (rc == 0) resolve_pending(&s, s.l->scan_end);
+        s.pending = NULL;
         if (rc == 0) rc = merge_layer(&s, err);
         scan_reset(&s);
     }

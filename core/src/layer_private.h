@@ -39,7 +39,12 @@ typedef struct img_layer {
     char *outside;
     const char *outside_why;
     int outside_dir; /* outside is only a directory restated: a later finding replaces it */
+    /* during a scan of a plain tar: where the header passed to the callback starts, and (after
+       the scan) where the end-of-archive starts; IMG_NO_OFFSET for a compressed layer */
+    uint64_t scan_pos, scan_end;
 } img_layer;
+
+#define IMG_NO_OFFSET UINT64_MAX
 
 /*
  * The directory of the protocol (PROTOCOL.md §1) as an index path: the layers
@@ -165,6 +170,9 @@ typedef struct img_entry {
     uint64_t ordinal; /* header number inside that layer */
     int data_layer;   /* where the bytes are (a hard link: its target's) */
     uint64_t data_ordinal;
+    /* where the bytes start in the data layer's blob, when it is a plain tar: the file can be
+       read with pread; IMG_NO_OFFSET otherwise */
+    uint64_t data_offset;
 } img_entry;
 
 typedef struct img_index {

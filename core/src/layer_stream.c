@@ -206,6 +206,7 @@ static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
 /* A scan starts afresh: what an earlier one learned goes. */
 static void scan_begin(img_layer *l)
 {
+    l->scan_pos = l->scan_end = IMG_NO_OFFSET;
     l->holds_opt = 0;
     free(l->outside);
     l->outside = NULL;
@@ -223,8 +224,14 @@ static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const
     for (;;) {
         struct archive_entry *e;
         int r = archive_read_next_header(tar, &e);
-        if (r == ARCHIVE_EOF) return 0;
+        /* a plain tar's offsets are the blob's: where this header (or the end) starts */
+        uint64_t at = c == NULL ? (uint64_t)archive_read_header_position(tar) : IMG_NO_OFFSET;
+        if (r == ARCHIVE_EOF) {
+            l->scan_end = at;
+            return 0;
+        }
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return scan_fail(tar, c, l, o, err);
+        l->scan_pos = at;
         if ((rc = pht_interrupt_check(err))) return rc;
         if ((rc = scan_entry(e, ++ordinal, l, o, cb, ud, err))) return rc;
         layer_cache_add(rec, e);

@@ -13,12 +13,17 @@
 --   mode     M.record (optional)             the mode to write it with (default 0644)
 --   plain    decrypt_all, or a step reading  the temporary file holding its plaintext
 --            plaintext straight from the image
+--   image    M.in_image                      the image holding its plaintext in place
+--   image_path M.in_image                    its path in that image (when .plain is not set)
+--   size     M.in_image                      its size in bytes
 --   cipher   encrypt_all                     the temporary file holding its ciphertext
 --   src      the step that writes the image  which of plain / cipher goes into the image
 --
 -- Pre-run and post-run do not make .cipher or decrypted .plain files: they
 -- move each file in one pass into the image they write (M.encrypt_into,
--- M.decrypt_into), hashing it on the way.
+-- M.decrypt_into), hashing it on the way. Where the image holds a tree in a
+-- plain tar layer (img:in_place), they read each file where it is: no
+-- extracted copy at all (the records carry .image and .image_path).
 local pht = require "pht"
 local fs = require "pht.fs"
 local train = require "pht.train"
@@ -104,6 +109,17 @@ function M.plain_under(files, root)
   for _, f in ipairs(files) do f.plain = root .. "/" .. f.path end
 end
 
+-- Point every record at its file in the image, under dir, read in place
+-- (img:in_place(dir) said so): sets .image, .image_path and .size (from
+-- entries, the tree's listing).
+function M.in_image(files, img, dir, entries)
+  local size = {}
+  for _, e in ipairs(entries or {}) do size[e.path] = e.size end
+  for _, f in ipairs(files) do
+    f.image, f.image_path, f.size = img, dir .. "/" .. f.path, size[f.path] or 0
+  end
+end
+
 -- The size in bytes of the file at path, or 0 (for progress counts).
 local function size_of(path)
   local fh = io.open(path, "rb")
@@ -142,7 +158,7 @@ end
 -- The bytes of every record's .plain: the total a step streaming them expects.
 function M.plain_bytes(files)
   local n = 0
-  for _, f in ipairs(files) do n = n + (f.plain and size_of(f.plain) or 0) end
+  for _, f in ipairs(files) do n = n + (f.plain and size_of(f.plain) or f.size or 0) end
   return n
 end
 
@@ -191,8 +207,9 @@ local function crypt_into(method, verb, w, symkey, dir, list, src_of, opts)
       local ok, err = h:begin_query()
       if not ok then return nil, fmt("cannot hash %s: %s", f.path, tostring(err)) end
     end
-    local ok, err = w[method](w, dir .. "/" .. f.path, src_of(f), symkey,
-      { mode = f.mode or fs.MODE_FILE, mtime = opts.mtime, hash = h, progress = add })
+    local src, img = src_of(f)
+    local ok, err = w[method](w, dir .. "/" .. f.path, src, symkey,
+      { mode = f.mode or fs.MODE_FILE, mtime = opts.mtime, hash = h, progress = add, image = img })
     if not ok then return nil, fmt("cannot %s %s: %s", verb, f.display or f.path, tostring(err)) end
     file_done()
   end
@@ -200,17 +217,45 @@ local function crypt_into(method, verb, w, symkey, dir, list, src_of, opts)
   return true
 end
 
--- Encrypt every record's .plain straight into the writer under dir (see
--- crypt_into for opts): no ciphertext file, and each byte read once.
-function M.encrypt_into(w, symkey, dir, list, opts)
-  return crypt_into("add_encrypted", "encrypt", w, symkey, dir, list, function(f) return f.plain end, opts)
+-- Where a record's plaintext is: its .plain file, or (nil) its path in .image.
+local function plain_of(f)
+  if f.plain then return f.plain end
+  return f.image_path, f.image
 end
 
--- Decrypt every record's ciphertext root/path straight into the writer
--- under dir: the plaintext goes nowhere but the new layer.
+-- Encrypt every record's plaintext (.plain, or in place in .image) straight
+-- into the writer under dir (see crypt_into for opts): no ciphertext file,
+-- and each byte read once.
+function M.encrypt_into(w, symkey, dir, list, opts)
+  return crypt_into("add_encrypted", "encrypt", w, symkey, dir, list, plain_of, opts)
+end
+
+-- Decrypt every record's ciphertext straight into the writer under dir:
+-- root/path when root is a directory, else read in place from the image
+-- opts.image at dir/path. The plaintext goes nowhere but the new layer.
 function M.decrypt_into(w, symkey, dir, list, root, opts)
-  return crypt_into("add_decrypted", "decrypt", w, symkey, dir, list,
-    function(f) return root .. "/" .. f.path end, opts)
+  local img = opts and opts.image
+  return crypt_into("add_decrypted", "decrypt", w, symkey, dir, list, function(f)
+    if root then return root .. "/" .. f.path end
+    return dir .. "/" .. f.path, img
+  end, opts)
+end
+
+-- Feed the file of record f to h: its .plain file, or its bytes in .image.
+local HASH_READ = 1024 * 1024
+local function hash_record(h, f)
+  if f.plain then return h:update_file(f.plain) end
+  local r, err = f.image:open_file(f.image_path)
+  if not r then return nil, err end
+  while true do
+    local chunk, rerr = r:read(HASH_READ) -- nil at the end, or nil and a message
+    if not chunk then
+      r:close()
+      if rerr then return nil, rerr end
+      return true
+    end
+    h:update(chunk)
+  end
 end
 
 -- Feed every record's plaintext to a hasher in order, marking the start of
@@ -219,9 +264,9 @@ end
 function M.hash(h, files, add)
   for _, f in ipairs(files) do
     if f.query then h:begin_query() end
-    local ok, err = h:update_file(f.plain)
+    local ok, err = hash_record(h, f)
     if not ok then return nil, fmt("cannot hash %s: %s", f.path, tostring(err)) end
-    if add then add(size_of(f.plain)) end
+    if add then add(f.plain and size_of(f.plain) or f.size or 0) end
   end
   return h:digest()
 end

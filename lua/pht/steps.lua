@@ -228,12 +228,17 @@ function M.decrypt_into_layer(ctx, dir, entries, list, label, hasher, writer_opt
   local progress = M.bytes_progress(ctx, entries_bytes(entries))
   local w, err = M.writer(ctx, writer_opts)
   if not w then return nil, err end
-  local root, xerr = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".enc")
-  if not root then return nil, xerr end
+  -- a tree in a plain tar layer is read where it is; any other is extracted first
+  local root
+  if not ctx.image:in_place(dir) then
+    local xerr
+    root, xerr = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".enc")
+    if not root then return nil, xerr end
+  end
   local ok, derr = train.write_dirs(w, dir, entries, 0)
   if ok then
     ok, derr = files.decrypt_into(w, ctx.symkey, dir, list, root, { hash = hasher, mtime = 0,
-      progress = progress })
+      progress = progress, image = ctx.image })
   end
   if not ok then return nil, derr end
   return hasher:digest()
@@ -241,7 +246,13 @@ end
 
 -- Extract the plaintext tree dir of the image: every record of `list`
 -- points .plain at its extracted file. `entries` as for M.decrypt_tree.
-function M.read_tree(ctx, dir, list, label, entries)
+-- With opts.in_place, a tree the image holds in a plain tar layer is not
+-- extracted: the records point at it in the image (files.in_image).
+function M.read_tree(ctx, dir, list, label, entries, opts)
+  if opts and opts.in_place and ctx.image:in_place(dir) then
+    files.in_image(list, ctx.image, dir, entries)
+    return true
+  end
   ctx:count_bytes(entries and entries_bytes(entries) or nil)
   local root, err = files.extract(ctx.image, dir, ctx:tempdir(), label .. ".plain")
   if not root then return nil, err end

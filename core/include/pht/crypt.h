@@ -136,6 +136,22 @@ PHT_API int pht_decrypt_into(const pht_symkey *key, const char *src, pht_hash *h
                              pht_image_writer *w, const char *path, const pht_image_attrs *attrs,
                              pht_crypt_progress_fn progress, void *ud, pht_error *err);
 
+/*
+ * The same from the regular file src of an image (pht_image_open_file): a
+ * file of a plain tar layer is read in place with pread (see
+ * pht_image_in_place), any other through the layer's stream; the decrypt of
+ * one in a compressed layer reads it twice (its last blocks first), still
+ * writing no plaintext outside w's layer. Errors name src.
+ */
+PHT_API int pht_encrypt_image_into(const pht_symkey *key, pht_image *img, const char *src,
+                                   pht_hash *h, pht_image_writer *w, const char *path,
+                                   const pht_image_attrs *attrs, pht_crypt_progress_fn progress,
+                                   void *ud, pht_error *err);
+PHT_API int pht_decrypt_image_into(const pht_symkey *key, pht_image *img, const char *src,
+                                   pht_hash *h, pht_image_writer *w, const char *path,
+                                   const pht_image_attrs *attrs, pht_crypt_progress_fn progress,
+                                   void *ud, pht_error *err);
+
 /* n random bytes from OpenSSL's CSPRNG into out. */
 PHT_API int pht_random_bytes(unsigned char *out, size_t n, pht_error *err);
 

@@ -210,6 +210,19 @@ PHT_API int pht_image_walk(pht_image *img, const char *dir, int recursive, pht_i
 PHT_API int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out,
                                 pht_error *err);
 
+/* The size of the file the reader reads. */
+PHT_API uint64_t pht_image_reader_size(const pht_image_reader *r);
+
+/*
+ * *yes = 1 if every regular file at or below path can be read in place: its
+ * bytes are one byte range of a plain (uncompressed) tar layer, so
+ * pht_image_open_file reads them with pread, without reading a header or
+ * decompressing anything. Layers pulled compressed (gzip, zstd) are not;
+ * docker save archives and layers written by libpht are. PHT_ENOTFOUND if
+ * path is absent.
+ */
+PHT_API int pht_image_in_place(pht_image *img, const char *path, int *yes, pht_error *err);
+
 /* Read up to cap bytes into buf; *got == 0 at the end. */
 PHT_API int pht_image_reader_read(pht_image_reader *r, void *buf, size_t cap, size_t *got,
                                   pht_error *err);

@@ -242,6 +242,20 @@ static int m_in_place(lua_State *L)
     return 1;
 }
 
+/* img:in_order(path): true if its files, opened in walk order, read each layer once (pht_image_in_order). */
+static int m_in_order(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    int yes;
+    pht_error err;
+    lpht_progress p;
+    progress_on(L, img, &p);
+    if (progress_off(img, pht_image_in_order(img, path, &yes, &err)) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, yes);
+    return 1;
+}
+
 typedef struct walk_ud {
     lua_State *L;
     int n, full;
@@ -400,6 +414,7 @@ static const luaL_Reg image_methods[] = {
     {"extract", m_extract},     {"writer", limage_writer},
     {"retag", limage_retag},    {"set_progress", m_set_progress},
     {"check_master", m_check_master}, {"in_place", m_in_place},
+    {"in_order", m_in_order},
     {NULL, NULL},
 };
 

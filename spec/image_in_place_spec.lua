@@ -92,6 +92,32 @@ describe("a file of a plain tar layer", function()
     img:close()
   end)
 
+  it("of a gzip layer in walk order is read in order: one file after another goes on where the last stopped",
+    function()
+    local entries, want = layer_entries()
+    local out = dir .. "/gzip-order"
+    B.make { format = "oci", out = out, layers = { { compression = "gzip", entries = {
+      { name = "opt", type = "dir" }, { name = "opt/a", data = payload(5000, 1) },
+      { name = "opt/b", data = payload(70000, 2) }, { name = "opt/c", data = payload(3, 3) } } } } }
+    local img = open("oci", out)
+    assert.is_true(img:in_order("/opt"))
+    -- a reader left half read, then a later file, then an earlier one (which starts afresh)
+    local r = assert(img:open_file("/opt/a"))
+    assert.equal(payload(5000, 1):sub(1, 10), r:read(10))
+    r:close()
+    assert.is_true(img:read_file("/opt/b") == payload(70000, 2))
+    assert.is_true(img:read_file("/opt/c") == payload(3, 3))
+    assert.is_true(img:read_file("/opt/a") == payload(5000, 1))
+    img:close()
+    -- the layer_entries tar names opt/twice after opt/one..., not in walk order
+    local shuffled = dir .. "/gzip-shuffled"
+    B.make { format = "oci", out = shuffled, layers = { { compression = "gzip", entries = entries } } }
+    img = open("oci", shuffled)
+    assert.is_false(img:in_order("/opt"))
+    for path, data in pairs(want) do assert.is_true(img:read_file("/" .. path) == data, path) end
+    img:close()
+  end)
+
   it("that GNU tar stored sparse is not read in place, and reads whole through the stream", function()
     local src = dir .. "/sparse-src"
     h.run("mkdir -p " .. q(src .. "/opt"))

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -161,9 +162,18 @@ void pht_image_set_progress(pht_image *img, pht_progress_fn fn, void *ud)
     img->opts.progress_ud = fn ? ud : NULL;
 }
 
+/* Forget the reading place kept in a layer (before its bytes can move). */
+static void cursor_drop(pht_image *img)
+{
+    if (img->cursor.a) layer_tar_close(img->cursor.a, img->cursor.state);
+    img->cursor.a = NULL;
+    img->cursor.state = NULL;
+}
+
 void pht_image_free(pht_image *img)
 {
     if (img == NULL || --img->refs > 0) return;
+    cursor_drop(img);
     if (img->tp && img->tp->close) img->tp->close(img);
     index_free(&img->index);
     for (size_t i = 0; i < img->nlayers; i++)
@@ -229,6 +239,7 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
 int img_land(pht_image *img, int want, pht_error *err)
 {
     if (img->landed == IMG_LANDED_ALL || img->landed == want) return 0;
+    cursor_drop(img);
     if (img->tp->land == NULL)
         return pht_error_set(err, PHT_ESTATE, "%.200s: the image's layers were not read",
                              pht_image_ref_string(img->ref));
@@ -352,6 +363,8 @@ struct pht_image_reader {
     uint64_t left, size;
     char *path;
     int layer;
+    uint64_t ordinal; /* of the entry read, in its data layer */
+    int failed;       /* a read failed */
     int fd;      /* in place: the layer's file (the image owns it), else -1 */
     uint64_t at; /* in place: where the next byte is in fd */
 };
@@ -382,6 +395,51 @@ static int in_place_visit(void *ud, const char *rel, const img_entry *e)
     return 0;
 }
 
+typedef struct in_order_walk {
+    const pht_image *img;
+    int ok;
+    int layer; /* the layer of the last file not in place; INT_MIN: none yet */
+    uint64_t ordinal;
+    unsigned char *done; /* layers (view first) the walk left: not to come back to */
+} in_order_walk;
+
+static int in_order_visit(void *ud, const char *rel, const img_entry *e)
+{
+    (void)rel;
+    in_order_walk *w = ud;
+    if ((e->type != PHT_IMAGE_FILE && e->type != PHT_IMAGE_HARDLINK) || in_place(w->img, e))
+        return 0;
+    if (e->data_layer == w->layer) {
+        if (e->data_ordinal <= w->ordinal) w->ok = 0;
+    } else {
+        if (w->layer != INT_MIN) w->done[w->layer + 1] = 1;
+        if (w->done[e->data_layer + 1]) w->ok = 0;
+        w->layer = e->data_layer;
+    }
+    w->ordinal = e->data_ordinal;
+    return w->ok ? 0 : -1;
+}
+
+int pht_image_in_order(pht_image *img, const char *path, int *yes, pht_error *err)
+{
+    *yes = 0;
+    const img_entry *e;
+    char *norm;
+    int rc = lookup(img, path, 1, &e, &norm, err);
+    if (rc) return rc;
+    in_order_walk w = {img, 1, INT_MIN, 0, calloc(img->nlayers + 1, 1)};
+    if (w.done == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    else if (e && e->type != PHT_IMAGE_DIR)
+        in_order_visit(&w, norm, e);
+    else if ((rc = index_walk(&img->index, norm, 1, in_order_visit, &w, err)) == -1)
+        rc = 0;
+    free(w.done);
+    free(norm);
+    if (rc == 0) *yes = w.ok;
+    return rc;
+}
+
 int pht_image_in_place(pht_image *img, const char *path, int *yes, pht_error *err)
 {
     *yes = 0;
@@ -401,6 +459,7 @@ int pht_image_in_place(pht_image *img, const char *path, int *yes, pht_error *er
 
 static int reader_fail(pht_image_reader *r, int code, const char *why, pht_error *err)
 {
+    r->failed = 1; /* its stream is not kept for a later reader */
     return tarsafe_fail(err, code, img_layer_at(r->img, r->layer), r->path, "%s",
                         why ? why : "read failed");
 }
@@ -436,18 +495,28 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
         *out = r;
         return 0;
     }
-    r->a = layer_tar_open(l, &r->state, err);
-    if (r->a == NULL) {
+    r->ordinal = e->data_ordinal;
+    uint64_t k = 0;
+    if (img->cursor.a && img->cursor.layer == e->data_layer && img->cursor.fd == l->fd &&
+        img->cursor.ordinal < e->data_ordinal) {
+        /* a later entry of the layer a reader finished in: go on from there */
+        r->a = img->cursor.a;
+        r->state = img->cursor.state;
+        k = img->cursor.ordinal;
+        img->cursor.a = NULL;
+        img->cursor.state = NULL;
+    } else if ((r->a = layer_tar_open(l, &r->state, err)) == NULL) {
         pht_image_reader_free(r);
         return err ? err->code : PHT_EFORMAT;
     }
     struct archive_entry *ae = NULL;
-    for (uint64_t k = 0; k < e->data_ordinal; k++) {
+    for (; k < e->data_ordinal; k++) {
         int x = archive_read_next_header(r->a, &ae);
         if (x != ARCHIVE_OK && x != ARCHIVE_WARN) {
             rc = tarsafe_fail(err, PHT_EFORMAT, l, norm, "layer changed since it was indexed: %s",
                               archive_error_string(r->a) ? archive_error_string(r->a)
                                                          : "end of layer");
+            r->failed = 1;
             pht_image_reader_free(r);
             return rc;
         }
@@ -455,6 +524,7 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
     if (ae == NULL || archive_entry_filetype(ae) != AE_IFREG ||
         (uint64_t)archive_entry_size(ae) != e->size) {
         rc = tarsafe_fail(err, PHT_EFORMAT, l, norm, "layer changed since it was indexed");
+        r->failed = 1;
         pht_image_reader_free(r);
         return rc;
     }
@@ -513,7 +583,17 @@ int img_reader_pread(pht_image_reader *r, void *buf, size_t len, uint64_t off, p
 void pht_image_reader_free(pht_image_reader *r)
 {
     if (r == NULL) return;
-    layer_tar_close(r->a, r->state);
+    const img_layer *l = r->a ? img_layer_at(r->img, r->layer) : NULL;
+    if (r->a && r->img->cursor.a == NULL && !r->failed) {
+        /* keep its place: files read in the layer's order cost one pass over it */
+        r->img->cursor.a = r->a;
+        r->img->cursor.state = r->state;
+        r->img->cursor.layer = r->layer;
+        r->img->cursor.fd = l->fd;
+        r->img->cursor.ordinal = r->ordinal;
+    } else {
+        layer_tar_close(r->a, r->state);
+    }
     free(r->path);
     pht_image_free(r->img);
     free(r);

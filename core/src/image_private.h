@@ -50,6 +50,14 @@ struct pht_image {
     const char *view_root; /* the tree a view holds ("opt"), when landed is not ALL */
     img_layer view;        /* index entries of layer -1 live here; fd -1 when none */
     void *tpdata;          /* the transport's own state */
+    /* where a finished reader of a stream left its layer: the next pht_image_open_file of a
+       later entry of that layer goes on from there instead of from the layer's start */
+    struct {
+        struct archive *a; /* NULL: none */
+        void *state;
+        int layer, fd;
+        uint64_t ordinal;
+    } cursor;
 };
 
 /* A new image as a commit writes it: layers bottom first, config text. */

@@ -246,10 +246,12 @@ end
 
 -- Extract the plaintext tree dir of the image: every record of `list`
 -- points .plain at its extracted file. `entries` as for M.decrypt_tree.
--- With opts.in_place, a tree the image holds in a plain tar layer is not
--- extracted: the records point at it in the image (files.in_image).
+-- With opts.in_place, a tree the image holds in a plain tar layer, or in
+-- compressed layers in walk order (what docker commit writes), is not
+-- extracted: the records point at it in the image (files.in_image), and the
+-- step that reads them streams each file once.
 function M.read_tree(ctx, dir, list, label, entries, opts)
-  if opts and opts.in_place and ctx.image:in_place(dir) then
+  if opts and opts.in_place and (ctx.image:in_place(dir) or ctx.image:in_order(dir)) then
     files.in_image(list, ctx.image, dir, entries)
     return true
   end

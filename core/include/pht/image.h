@@ -223,6 +223,17 @@ PHT_API uint64_t pht_image_reader_size(const pht_image_reader *r);
  */
 PHT_API int pht_image_in_place(pht_image *img, const char *path, int *yes, pht_error *err);
 
+/*
+ * *yes = 1 if opening the regular files at or below path one after another
+ * in walk order (each reader freed before the next is opened) reads every
+ * compressed layer at most once: a file not read in place lies after the
+ * previous one in the same layer, or in a layer not visited before. A
+ * finished reader leaves its place in the layer for the next open of a later
+ * entry of it; a layer written by `docker commit` holds its files in walk
+ * order. PHT_ENOTFOUND if path is absent.
+ */
+PHT_API int pht_image_in_order(pht_image *img, const char *path, int *yes, pht_error *err);
+
 /* Read up to cap bytes into buf; *got == 0 at the end. */
 PHT_API int pht_image_reader_read(pht_image_reader *r, void *buf, size_t cap, size_t *got,
                                   pht_error *err);

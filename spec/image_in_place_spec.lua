@@ -118,6 +118,33 @@ describe("a file of a plain tar layer", function()
     img:close()
   end)
 
+  it("of a gzip layer read in order goes on from the last reader: it never reads the layer's start again",
+    function()
+    local out = dir .. "/gzip-cursor"
+    B.make { format = "oci", out = out, layers = {
+      { compression = "gzip", entries = { { name = "opt", type = "dir" }, { name = "opt/x", data = payload(9000, 9) } } },
+      { compression = "gzip", entries = { { name = "opt/a", data = payload(70000, 1) },
+        { name = "opt/b", data = payload(70000, 2) }, { name = "opt/c", data = payload(70000, 3) } } } } }
+    local img = open("oci", out)
+    assert.is_true(img:in_order("/opt"))
+    -- a reader of the lower layer first, then one of the upper layer's first file
+    assert.is_true(img:read_file("/opt/x") == payload(9000, 9))
+    assert.is_true(img:read_file("/opt/a") == payload(70000, 1))
+    -- spoil the first bytes of the upper layer's blob: only a reader starting afresh sees them
+    local index = pht.json_decode(h.read(out .. "/index.json"))
+    local m = pht.json_decode(h.read(out .. "/blobs/sha256/" .. index.manifests[1].digest:sub(8)))
+    local blob = out .. "/blobs/sha256/" .. m.layers[2].digest:sub(8)
+    h.run("dd if=/dev/zero of=" .. q(blob) .. " bs=64 count=1 conv=notrunc status=none")
+    local key = pht.new_symkey()
+    local w = assert(img:writer())
+    assert(w:add_encrypted("/opt/eb", "/opt/b", key, { image = img }))
+    assert(w:add_encrypted("/opt/ec", "/opt/c", key, { image = img }))
+    local again, err = img:read_file("/opt/a") -- an earlier file starts afresh: the spoiled start
+    assert.is_nil(again)
+    assert.is_truthy(err)
+    img:close()
+  end)
+
   it("that GNU tar stored sparse is not read in place, and reads whole through the stream", function()
     local src = dir .. "/sparse-src"
     h.run("mkdir -p " .. q(src .. "/opt"))

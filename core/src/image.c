@@ -584,8 +584,10 @@ void pht_image_reader_free(pht_image_reader *r)
 {
     if (r == NULL) return;
     const img_layer *l = r->a ? img_layer_at(r->img, r->layer) : NULL;
-    if (r->a && r->img->cursor.a == NULL && !r->failed) {
-        /* keep its place: files read in the layer's order cost one pass over it */
+    if (r->a && !r->failed) {
+        /* keep its place (the last reader's wins): files read in the layer's order cost one
+           pass over it */
+        cursor_drop(r->img);
         r->img->cursor.a = r->a;
         r->img->cursor.state = r->state;
         r->img->cursor.layer = r->layer;

@@ -1,8 +1,8 @@
 /*
  * Reading docker-archive images: the reference fixtures' merged /opt must
  * equal the *.opt.tar that Docker's archive endpoint produced (members,
- * order, attributes and bytes), read back here with libarchive; and the
- * index cache of an OCI layout's gzip layers.
+ * order, attributes and bytes), read back here with libarchive, each file
+ * read in place; and the index cache of an OCI layout's gzip layers.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -75,6 +75,13 @@ static void test_fixture(const char *stage)
     CHECK_OK(pht_image_layer_info(img, 0, &li, &err), &err);
     CHECK(strcmp(li.digest, li.diff_id) == 0); /* docker save layers are plain tar */
     CHECK_STR_CONTAINS(pht_image_config(img), "\"diff_ids\"");
+    /* so every file is read in place (pread at its offset), checked against Docker's bytes below */
+    int yes = 0;
+    CHECK_OK(pht_image_in_place(img, "/opt", &yes, &err), &err);
+    CHECK(yes == 1);
+    CHECK_OK(pht_image_in_order(img, "/opt", &yes, &err), &err);
+    CHECK(yes == 1);
+    CHECK(pht_image_in_place(img, "/opt/none", &yes, &err) == PHT_ENOTFOUND);
 
     walk_state w = {.img = img};
     w.opt = archive_read_new();

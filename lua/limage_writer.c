@@ -76,6 +76,7 @@ int limage_writer(lua_State *L)
         }
         lua_pop(L, 1);
         o.tmpdir = limage_opt_str(L, 2, "tmpdir");
+        o.dest = limage_opt_str(L, 2, "dest");
     }
     lpht_box *b = lpht_newbox(L, WRITER_T, sizeof *b);
     pht_error err;

@@ -294,6 +294,75 @@ describe("an OCI commit of the new layer", function()
   end)
 end)
 
+describe("a docker-archive commit of a writer bound for it (opts.dest)", function()
+  -- Write 32 MiB into a new layer and commit into the archive; the bytes the
+  -- process wrote, and the archive as docker load and skopeo see it.
+  local function commit_into(dir, ref, dest_opt, target)
+    target = target or ref
+    local src = random_file(dir .. "/p", 32 * MiB)
+    local lua = jit and "luajit" or "lua5.4"
+    local script = ([[
+      package.cpath = %q
+      local pht = require "pht"
+      local function written()
+        return tonumber(io.open("/proc/self/io"):read("*a"):match("write_bytes: (%%d+)"))
+      end
+      local img = assert(pht.open_image(%q, { tmpdir = %q }))
+      local w0 = written()
+      local w = assert(img:writer({ dest = %s }))
+      assert(w:add_encrypted("/opt/big", %q, pht.new_symkey()))
+      assert(w:add_bytes("/opt/small.txt", "small\n"))
+      assert(w:commit(%q))
+      print("written " .. (written() - w0))
+    ]]):format(package.cpath, ref, dir, dest_opt and string.format("%q", target) or "nil", src, target)
+    return tonumber(h.run(lua .. " -e " .. q(script)):match("written (%d+)"))
+  end
+
+  it("builds the archive around the new layer instead of copying it in: about 1x written", function()
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local written = commit_into(dir, ref, true)
+    assert.is_true(written < 1.3 * 32 * MiB, "wrote " .. written .. " bytes for a 32 MiB layer")
+    local img = assert(pht.open_image(ref))
+    assert.equal(16 + 32 * MiB + 16, img:stat("/opt/big").size)
+    assert.equal("small\n", img:read_file("/opt/small.txt"))
+    img:close()
+    -- what other tools make of it: GNU tar lists it, skopeo reads it, a copy to OCI verifies every digest
+    assert.is_true(h.sh("tar -tf " .. q(dir .. "/img.tar") .. " manifest.json >/dev/null"))
+    h.run("skopeo inspect " .. q(ref) .. " >/dev/null")
+    h.run("skopeo copy -q " .. q(ref) .. " " .. q("oci:" .. dir .. "/check:latest"))
+  end)
+
+  it("loads into the Docker engine", function()
+    local support = require "support"
+    local ok, why = support.docker_available()
+    if not ok then return pending(why) end
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local name = support.unique_name("inplace") .. ":latest"
+    local out = dir .. "/out.tar"
+    commit_into(dir, ref, true, "docker-archive:" .. out .. ":" .. name)
+    finally(function() support.docker("rmi -f " .. q(name)) end)
+    local ok, msg = support.docker("load -q -i " .. q(out))
+    assert.is_true(ok, msg)
+    local img = assert(pht.open_image("docker-archive:" .. out .. ":" .. name))
+    local want = #img:layers()
+    img:close()
+    local _, layers = support.docker("image inspect -f '{{len .RootFS.Layers}}' " .. q(name))
+    assert.equal(want, tonumber(layers:match("%d+")))
+  end)
+
+  it("without opts.dest copies the layer in: the archive is the same image", function()
+    local dir = h.tmpdir()
+    local ref = fixture(dir)
+    local written = commit_into(dir, ref, false)
+    assert.is_true(written > 1.8 * 32 * MiB, "wrote " .. written .. " bytes")
+    local img = assert(pht.open_image(ref))
+    assert.equal(16 + 32 * MiB + 16, img:stat("/opt/big").size)
+    img:close()
+  end)
+end)
+
 describe("a progress function of add_encrypted", function()
   it("cannot close the writer, key or hash the call is using: they look closed to it", function()
     local dir = h.tmpdir()

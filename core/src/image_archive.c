@@ -405,6 +405,7 @@ typedef struct outw {
     int src_fd;                 /* the member being copied by range */
     uint64_t src_off, src_left;
     const pht_image_opts *opts; /* the plan's: its progress */
+    const img_layer *in_place;  /* the new layer, the archive's first member where it lies */
 } outw;
 
 static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n)
@@ -575,6 +576,64 @@ done:
     return rc;
 }
 
+/* ---- the new layer in place ----------------------------------------------------- */
+
+/* Capture what libarchive writes into a buffer of IMG_ARCHIVE_HEAD bytes; more fails. */
+typedef struct capture {
+    unsigned char buf[IMG_ARCHIVE_HEAD];
+    size_t len;
+    int full;
+} capture;
+
+static la_ssize_t capture_write(struct archive *a, void *ud, const void *p, size_t n)
+{
+    capture *c = ud;
+    if (c->full || n > sizeof c->buf - c->len) {
+        c->full = 1; /* the header is out: what follows (libarchive's padding) is not wanted */
+        archive_set_error(a, ENOSPC, "header captured");
+        return -1;
+    }
+    memcpy(c->buf + c->len, p, n);
+    c->len += n;
+    return (la_ssize_t)n;
+}
+
+/* The tar header libarchive writes for a member name of size bytes: 0, or -1 unless 512 bytes. */
+static int member_header(const char *name, uint64_t size, capture *c)
+{
+    memset(c, 0, sizeof *c);
+    struct archive *a = archive_write_new();
+    if (a == NULL) return -1;
+    archive_write_set_format_pax_restricted(a);
+    archive_write_set_bytes_per_block(a, 0);
+    int ok = archive_write_open2(a, c, NULL, capture_write, NULL, NULL) == ARCHIVE_OK &&
+             layer_tar_file_header(a, name, size) == 0;
+    c->full = 1;
+    archive_write_free(a);
+    return ok && c->len == IMG_ARCHIVE_HEAD ? 0 : -1;
+}
+
+/*
+ * The writer's new layer (the plan's top layer) can be the archive's first
+ * member where it lies: a nameless file beside the archive (same file
+ * system as out_fd, itself nameless), with IMG_ARCHIVE_HEAD bytes before
+ * the layer for its header, and no other layer of the plan of its diff_id. Then the archive is that file: the other members follow the
+ * layer, the header goes in front, and the layer is never copied.
+ */
+static const img_layer *in_place_layer(const img_plan *p, int out_fd)
+{
+    if (p->nlayers == 0) return NULL;
+    const img_layer *l = p->layers[p->nlayers - 1];
+    struct stat st, ts;
+    if (l->fd < 0 || l->offset != IMG_ARCHIVE_HEAD || l->compression != IMG_COMP_NONE ||
+        fstat(l->fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0 ||
+        fstat(out_fd, &ts) != 0 || ts.st_dev != st.st_dev || ts.st_nlink != 0)
+        return NULL;
+    for (size_t i = 0; i + 1 < p->nlayers; i++) /* its member name must be its own */
+        if (strcmp(p->layers[i]->diff_id, l->diff_id) == 0) return NULL;
+    return l;
+}
+
 static int write_new(outw *o, const img_plan *p, cJSON *out)
 {
     char name[96];
@@ -599,6 +658,8 @@ static int write_new(outw *o, const img_plan *p, cJSON *out)
         int seen = out_seen(o, name);
         if (seen < 0)
             rc = pht_error_set(o->err, PHT_ENOMEM, "out of memory");
+        else if (seen == 0 && l == o->in_place)
+            img_progress(p->opts, l->length); /* it is already where it belongs */
         else if (seen == 0 && (rc = out_begin(o, name, l->diff_size)) == 0)
             /* a plain layer is its diff: copied as stored; others are decompressed */
             rc = l->compression == IMG_COMP_NONE ? out_copy(o, l->fd, l->offset, l->length)
@@ -620,6 +681,22 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     cJSON *manifest = cJSON_CreateArray();
     if ((rc = fs_tmp_beside(where, &tmp, &o.fd, err))) goto done;
     o.tmp = tmp;
+    capture head;
+    const img_layer *lay = in_place_layer(p, o.fd);
+    char hname[96];
+    if (lay) snprintf(hname, sizeof hname, "%s.tar", lay->diff_id + 7);
+    if (lay && member_header(hname, lay->length, &head) == 0) {
+        /* the archive is the layer's file: what a failed commit appended before goes */
+        int fd = dup(lay->fd);
+        uint64_t end = IMG_ARCHIVE_HEAD + lay->length;
+        if (fd >= 0 && ftruncate(fd, (off_t)end) == 0 && lseek(fd, (off_t)end, SEEK_SET) == (off_t)end) {
+            close(o.fd);
+            o.fd = fd;
+            o.in_place = lay;
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
     o.a = archive_write_new();
     o.placeholder = calloc(1, COPY_CHUNK); /* never read: its pages are never touched */
     if (o.a == NULL || manifest == NULL || o.placeholder == NULL) {
@@ -644,6 +721,9 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     free(text);
     if (rc == 0 && archive_write_close(o.a) != ARCHIVE_OK)
         rc = pht_error_set(err, PHT_EIO, "%s: %s", tmp, archive_error_string(o.a));
+    if (rc == 0 && o.in_place && pwrite(o.fd, head.buf, IMG_ARCHIVE_HEAD, 0) != IMG_ARCHIVE_HEAD)
+        rc = pht_error_set(err, PHT_EIO, "%s: cannot write the new layer's header: %s", tmp,
+                           strerror(errno));
     if (rc == 0) rc = fs_commit_file(o.fd, tmp, where, err);
 done:
     if (o.a) archive_write_free(o.a);

@@ -21,6 +21,12 @@
 #include "pht/image_ref.h"
 
 #define IMG_JSON_MAX (16u << 20) /* manifest, config, index.json */
+/*
+ * Where a writer bound for a docker-archive (pht_image_writer_opts.dest)
+ * starts its new layer in its file: room for the layer's member header, so
+ * the archive's commit can build the archive around the layer.
+ */
+#define IMG_ARCHIVE_HEAD 512u
 
 typedef struct img_transport img_transport;
 

@@ -31,6 +31,8 @@ struct pht_image_writer {
     pht_image *src, *base;
     long keep;
     char *tmpdir;
+    char *near;    /* the directory of the docker-archive it is bound for, or NULL */
+    uint64_t head; /* where the new layer starts in fd: 0, or IMG_ARCHIVE_HEAD */
     int fd;
     pht_hash *sha; /* of the new layer: its diff_id and digest */
     uint64_t bytes, nentries;
@@ -68,6 +70,7 @@ static void writer_unref(pht_image_writer *w)
     pht_image_free(w->src);
     pht_image_free(w->base);
     free(w->tmpdir);
+    free(w->near);
     free(w);
 }
 
@@ -95,6 +98,16 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts, pht_
         rc = pht_image_open(&w->base, opts->base_ref, &img->opts, err);
     }
     w->tmpdir = strdup(fs_tmpdir(opts && opts->tmpdir ? opts->tmpdir : img->tmpdir));
+    if (opts && opts->dest) {
+        /* bound for a docker-archive: the layer's file goes beside it (see IMG_ARCHIVE_HEAD) */
+        pht_image_ref *d = NULL;
+        if (pht_image_ref_parse(opts->dest, 0, &d, NULL) == 0 &&
+            strcmp(pht_image_ref_transport(d), "docker-archive") == 0 && pht_image_ref_path(d)) {
+            const char *path = pht_image_ref_path(d), *slash = strrchr(path, '/');
+            w->near = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+        }
+        pht_image_ref_free(d);
+    }
     w->now = (int64_t)time(NULL);
     const pht_image *b = w->base ? w->base : img;
     if (rc) {
@@ -153,8 +166,17 @@ static int w_ready(pht_image_writer *w, int streaming, pht_error *err)
     if (!streaming && w->active)
         return pht_error_set(err, PHT_ESTATE, "image writer: a streamed file is still open");
     if (w->a) return 0;
-    int rc = fs_tmp_anon(w->tmpdir, &w->fd, err);
-    if (rc) return rc;
+    int rc = 1;
+    if (w->near && fs_tmp_anon(w->near, &w->fd, NULL) == 0) {
+        if (lseek(w->fd, IMG_ARCHIVE_HEAD, SEEK_SET) == (off_t)IMG_ARCHIVE_HEAD) {
+            w->head = IMG_ARCHIVE_HEAD;
+            rc = 0;
+        } else {
+            close(w->fd);
+            w->fd = -1;
+        }
+    }
+    if (rc && (rc = fs_tmp_anon(w->tmpdir, &w->fd, err)) != 0) return rc;
     if ((w->sha = hash_new_sha256(err)) == NULL) return PHT_ECRYPTO;
     w->a = archive_write_new();
     if (w->a == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
@@ -564,6 +586,7 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
         else if ((rc = hash_final_sha256(w->sha, nl.diff_id, err)) == 0) {
             memcpy(nl.digest, nl.diff_id, sizeof nl.digest);
             nl.fd = w->fd;
+            nl.offset = w->head;
             nl.length = nl.diff_size = w->bytes;
             strcpy(nl.media_type, layer_media_type(IMG_COMP_NONE));
         }

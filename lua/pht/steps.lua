@@ -211,6 +211,11 @@ end
 -- files in one pass put them straight into it; write_image commits it.
 function M.writer(ctx, opts)
   if ctx.writer then return ctx.writer end
+  opts = opts or {}
+  if opts.dest == nil and (ctx.options.output or ctx.options.image) then
+    -- where write_image commits: a docker-archive there is built around the new layer
+    opts.dest = train.commit_target(ctx)
+  end
   local w, err = ctx.image:writer(opts)
   if not w then return nil, "cannot start writing the image: " .. tostring(err) end
   ctx.writer = w

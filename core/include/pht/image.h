@@ -279,6 +279,14 @@ typedef struct pht_image_writer_opts {
     const char *base_ref; /* opened with the source's caps when base is NULL */
     long keep_layers;     /* < 0: all layers of the base; else its first N */
     const char *tmpdir;   /* NULL: the source image's tmpdir */
+    /*
+     * The reference the writer will most likely commit to, or NULL. For a
+     * docker-archive the new layer's file is made (nameless) in that
+     * archive's directory with room for its member header, so a commit
+     * there builds the archive around it instead of copying the layer in;
+     * a commit elsewhere still works, copying it.
+     */
+    const char *dest;
 } pht_image_writer_opts;
 
 /* Attributes of a new entry. */

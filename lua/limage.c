@@ -237,12 +237,14 @@ static int m_in_place(lua_State *L)
     pht_error err;
     lpht_progress p;
     progress_on(L, img, &p);
-    if (progress_off(img, pht_image_in_place(img, path, &yes, &err)) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_in_place(img, path, &yes, &err)) != 0)
+        return lpht_fail(L, &err);
     lua_pushboolean(L, yes);
     return 1;
 }
 
-/* img:in_order(path): true if its files, opened in walk order, read each layer once (pht_image_in_order). */
+/* img:in_order(path): true if its files, opened in walk order, read each layer once
+ * (pht_image_in_order). */
 static int m_in_order(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
@@ -251,7 +253,8 @@ static int m_in_order(lua_State *L)
     pht_error err;
     lpht_progress p;
     progress_on(L, img, &p);
-    if (progress_off(img, pht_image_in_order(img, path, &yes, &err)) != 0) return lpht_fail(L, &err);
+    if (progress_off(img, pht_image_in_order(img, path, &yes, &err)) != 0)
+        return lpht_fail(L, &err);
     lua_pushboolean(L, yes);
     return 1;
 }
@@ -406,14 +409,22 @@ static int m_set_progress(lua_State *L)
 }
 
 static const luaL_Reg image_methods[] = {
-    {"reference", m_reference}, {"transport", m_transport},
-    {"manifest", m_manifest},   {"image_config", m_image_config},
-    {"layers", m_layers},       {"stat", m_stat},
-    {"list", m_list},           {"walk", m_walk},
-    {"read_file", m_read_file}, {"open_file", m_open_file},
-    {"extract", m_extract},     {"writer", limage_writer},
-    {"retag", limage_retag},    {"set_progress", m_set_progress},
-    {"check_master", m_check_master}, {"in_place", m_in_place},
+    {"reference", m_reference},
+    {"transport", m_transport},
+    {"manifest", m_manifest},
+    {"image_config", m_image_config},
+    {"layers", m_layers},
+    {"stat", m_stat},
+    {"list", m_list},
+    {"walk", m_walk},
+    {"read_file", m_read_file},
+    {"open_file", m_open_file},
+    {"extract", m_extract},
+    {"writer", limage_writer},
+    {"retag", limage_retag},
+    {"set_progress", m_set_progress},
+    {"check_master", m_check_master},
+    {"in_place", m_in_place},
     {"in_order", m_in_order},
     {NULL, NULL},
 };

@@ -237,8 +237,10 @@ static int src_read(source *s, unsigned char *p, size_t len, pht_error *err)
         }
         ssize_t n = read(s->fd, p, len);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return pht_error_set(err, PHT_EIO, "%s: read failed: %s", s->name, strerror(errno));
-        if (n == 0) return pht_error_set(err, PHT_EIO, "%s: file shrank while it was read", s->name);
+        if (n < 0)
+            return pht_error_set(err, PHT_EIO, "%s: read failed: %s", s->name, strerror(errno));
+        if (n == 0)
+            return pht_error_set(err, PHT_EIO, "%s: file shrank while it was read", s->name);
         p += n;
         len -= (size_t)n;
     }
@@ -276,7 +278,8 @@ static int src_tail(source *s, unsigned char *p, size_t len, pht_error *err)
         while (got < len) {
             ssize_t n = pread(s->fd, p + got, len - got, (off_t)(from + got));
             if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return pht_error_set(err, PHT_EIO, "%s: cannot read its last blocks", s->name);
+            if (n <= 0)
+                return pht_error_set(err, PHT_EIO, "%s: cannot read its last blocks", s->name);
             got += (size_t)n;
         }
         return 0;
@@ -369,8 +372,8 @@ static int encrypt_source(const pht_symkey *key, source *src, pht_hash *h, pht_i
 }
 
 int pht_encrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_image_writer *w,
-                     const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn, void *ud,
-                     pht_error *err)
+                     const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn,
+                     void *ud, pht_error *err)
 {
     if (key == NULL || src == NULL || w == NULL || path == NULL)
         return pht_error_set(err, PHT_EINVAL, "encrypt: key, source, writer or path missing");
@@ -384,7 +387,8 @@ int pht_encrypt_image_into(const pht_symkey *key, pht_image *img, const char *sr
                            pht_crypt_progress_fn fn, void *ud, pht_error *err)
 {
     if (key == NULL || img == NULL || src == NULL || w == NULL || path == NULL)
-        return pht_error_set(err, PHT_EINVAL, "encrypt: key, image, source, writer or path missing");
+        return pht_error_set(err, PHT_EINVAL,
+                             "encrypt: key, image, source, writer or path missing");
     source in;
     int rc = src_open_image(&in, img, src, err);
     if (rc) return pht_error_prefix(err, "encrypt %s", src);
@@ -484,8 +488,8 @@ static int decrypt_source(const pht_symkey *key, source *src, pht_hash *h, pht_i
 }
 
 int pht_decrypt_into(const pht_symkey *key, const char *src, pht_hash *h, pht_image_writer *w,
-                     const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn, void *ud,
-                     pht_error *err)
+                     const char *path, const pht_image_attrs *attrs, pht_crypt_progress_fn fn,
+                     void *ud, pht_error *err)
 {
     if (key == NULL || src == NULL || w == NULL || path == NULL)
         return pht_error_set(err, PHT_EINVAL, "decrypt: key, source, writer or path missing");
@@ -499,7 +503,8 @@ int pht_decrypt_image_into(const pht_symkey *key, pht_image *img, const char *sr
                            pht_crypt_progress_fn fn, void *ud, pht_error *err)
 {
     if (key == NULL || img == NULL || src == NULL || w == NULL || path == NULL)
-        return pht_error_set(err, PHT_EINVAL, "decrypt: key, image, source, writer or path missing");
+        return pht_error_set(err, PHT_EINVAL,
+                             "decrypt: key, image, source, writer or path missing");
     source in;
     int rc = src_open_image(&in, img, src, err);
     if (rc) return pht_error_prefix(err, "decrypt %s", src);

@@ -365,8 +365,8 @@ struct pht_image_reader {
     int layer;
     uint64_t ordinal; /* of the entry read, in its data layer */
     int failed;       /* a read failed */
-    int fd;      /* in place: the layer's file (the image owns it), else -1 */
-    uint64_t at; /* in place: where the next byte is in fd */
+    int fd;           /* in place: the layer's file (the image owns it), else -1 */
+    uint64_t at;      /* in place: where the next byte is in fd */
 };
 
 /* 1 if e's bytes are a byte range of a landed plain tar (or it has none). */

@@ -617,8 +617,9 @@ static int member_header(const char *name, uint64_t size, capture *c)
  * The writer's new layer (the plan's top layer) can be the archive's first
  * member where it lies: a nameless file beside the archive (same file
  * system as out_fd, itself nameless), with IMG_ARCHIVE_HEAD bytes before
- * the layer for its header, and no other layer of the plan of its diff_id. Then the archive is that file: the other members follow the
- * layer, the header goes in front, and the layer is never copied.
+ * the layer for its header, and no other layer of the plan of its diff_id. Then the archive is that
+ * file: the other members follow the layer, the header goes in front, and the layer is never
+ * copied.
  */
 static const img_layer *in_place_layer(const img_plan *p, int out_fd)
 {
@@ -689,7 +690,8 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
         /* the archive is the layer's file: what a failed commit appended before goes */
         int fd = dup(lay->fd);
         uint64_t end = IMG_ARCHIVE_HEAD + lay->length;
-        if (fd >= 0 && ftruncate(fd, (off_t)end) == 0 && lseek(fd, (off_t)end, SEEK_SET) == (off_t)end) {
+        if (fd >= 0 && ftruncate(fd, (off_t)end) == 0 &&
+            lseek(fd, (off_t)end, SEEK_SET) == (off_t)end) {
             close(o.fd);
             o.fd = fd;
             o.in_place = lay;

@@ -104,7 +104,8 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts, pht_
         if (pht_image_ref_parse(opts->dest, 0, &d, NULL) == 0 &&
             strcmp(pht_image_ref_transport(d), "docker-archive") == 0 && pht_image_ref_path(d)) {
             const char *path = pht_image_ref_path(d), *slash = strrchr(path, '/');
-            w->near = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+            w->near =
+                slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
         }
         pht_image_ref_free(d);
     }

@@ -228,8 +228,8 @@ static int m_stat(lua_State *L)
     return 1;
 }
 
-/* img:in_place(path): true if every file at or below path is read in place (pht_image_in_place). */
-static int m_in_place(lua_State *L)
+/* A yes/no question about the files at or below path (pht_image_in_place, pht_image_in_order). */
+static int ask_tree(lua_State *L, int (*ask)(pht_image *, const char *, int *, pht_error *))
 {
     pht_image *img = limage_check(L, 1);
     const char *path = luaL_checkstring(L, 2);
@@ -237,26 +237,21 @@ static int m_in_place(lua_State *L)
     pht_error err;
     lpht_progress p;
     progress_on(L, img, &p);
-    if (progress_off(img, pht_image_in_place(img, path, &yes, &err)) != 0)
-        return lpht_fail(L, &err);
+    if (progress_off(img, ask(img, path, &yes, &err)) != 0) return lpht_fail(L, &err);
     lua_pushboolean(L, yes);
     return 1;
 }
 
-/* img:in_order(path): true if its files, opened in walk order, read each layer once
- * (pht_image_in_order). */
+/* img:in_place(path): true if every file at or below path is read in place. */
+static int m_in_place(lua_State *L)
+{
+    return ask_tree(L, pht_image_in_place);
+}
+
+/* img:in_order(path): true if its files, opened in walk order, read each layer once. */
 static int m_in_order(lua_State *L)
 {
-    pht_image *img = limage_check(L, 1);
-    const char *path = luaL_checkstring(L, 2);
-    int yes;
-    pht_error err;
-    lpht_progress p;
-    progress_on(L, img, &p);
-    if (progress_off(img, pht_image_in_order(img, path, &yes, &err)) != 0)
-        return lpht_fail(L, &err);
-    lua_pushboolean(L, yes);
-    return 1;
+    return ask_tree(L, pht_image_in_order);
 }
 
 typedef struct walk_ud {

@@ -394,13 +394,11 @@ local function file_hashes(dir)
   return out
 end
 
-describe("pht pre-run in one pass", function()
-  it("writes no file at all for results in a plain layer: it decrypts them where they are", function()
-    local _, ref = S.copy_stage(1)
-    local tmp = h.tmpdir()
-    local scratch = h.tmpdir()
-    local seen, script = scratch .. "/seen", scratch .. "/watch.lua"
-    h.write(script, ([[
+-- A station script (in dir) that lists the files under tmp right after
+-- pre-run's decrypt_results into the file it returns first.
+local function watch_script(dir, tmp)
+  local seen, script = dir .. "/seen", dir .. "/watch.lua"
+  h.write(script, ([[
 return { pre_run = function(wf)
   wf:after(function(ctx, step)
     if step.name ~= "decrypt_results" then return end
@@ -412,6 +410,15 @@ return { pre_run = function(wf)
   end)
 end }
 ]]):format(q(tmp), seen))
+  return seen, script
+end
+
+describe("pht pre-run in one pass", function()
+  it("writes no file at all for results in a plain layer: it decrypts them where they are", function()
+    local _, ref = S.copy_stage(1)
+    local tmp = h.tmpdir()
+    local scratch = h.tmpdir()
+    local seen, script = watch_script(scratch, tmp)
     local code, _, err = S.pht("pre-run -q " .. q(ref) .. " --tmpdir " .. q(tmp) .. " --script " .. q(script)
       .. " " .. S.station_args(2))
     assert.equal(0, code, err)
@@ -427,19 +434,7 @@ end }
     local layout = scratch .. "/gz"
     h.run("skopeo copy -q " .. q("docker-archive:" .. path .. ":" .. S.repo_tag) .. " " .. q("oci:" .. layout .. ":latest"))
     gzip_layers(layout)
-    local seen, script = scratch .. "/seen", scratch .. "/watch.lua"
-    h.write(script, ([[
-return { pre_run = function(wf)
-  wf:after(function(ctx, step)
-    if step.name ~= "decrypt_results" then return end
-    local p = io.popen("find %s -type f")
-    local f = io.open(%q, "w")
-    f:write(p:read("*a"))
-    f:close()
-    p:close()
-  end)
-end }
-]]):format(q(tmp), seen))
+    local seen, script = watch_script(scratch, tmp)
     local code, _, err = S.pht("pre-run -q " .. q("oci:" .. layout .. ":latest") .. " --tmpdir " .. q(tmp)
       .. " --script " .. q(script) .. " " .. S.station_args(2))
     assert.equal(0, code, err)

@@ -249,9 +249,41 @@ describe("the pht command, interrupted", function()
     end
   end)
 
-  it("a pre-run killed with SIGKILL while decrypting leaves only pht.PID.* under --tmpdir, "
-    .. "with no plaintext in it, which the next run removes; the output is never visible", function()
+  it("a pre-run of plain layers killed with SIGKILL while decrypting leaves no file under --tmpdir "
+    .. "and no output: it reads the ciphertext where it is", function()
     local _, args = verb_args("pre-run")
+    local log = work .. "/progress"
+    -- kill it once its progress says it decrypts the results
+    local script = table.concat({
+      q(S.bin) .. " " .. args:gsub("^pre%-run %-q ", "pre-run -q --progress=json ") .. " >/dev/null 2>" .. q(log) .. " &",
+      "pid=$!",
+      "for i in $(seq 1 3000); do",
+      "  if grep -q '\"step\": *\"decrypt_results\"' " .. q(log) .. " 2>/dev/null; then kill -KILL $pid; break; fi",
+      "  sleep 0.005",
+      "done",
+      "wait $pid; echo \"rc=$?\"",
+    }, "\n")
+    local code = tonumber(helpers.run("bash -c " .. q(script)):match("rc=(%d+)"))
+    assert.equal(137, code)
+    assert.equal("", helpers.run("find " .. q(tmpd) .. " -type f"))
+    assert.same({}, names_in(outd), "no output and no temporary file beside it")
+    local code2, _, err2 = S.pht(args)
+    assert.equal(0, code2, err2)
+    assert.same({}, names_in(tmpd))
+    assert.same({ "train.tar" }, names_in(outd))
+    helpers.run("rm -rf " .. q(outd) .. " && mkdir " .. q(outd))
+  end)
+
+  it("a pre-run of gzip layers killed with SIGKILL while decrypting leaves only pht.PID.* under "
+    .. "--tmpdir, with no plaintext in it, which the next run removes; the output is never visible", function()
+    -- skopeo gzips the layers of an OCI layout: pre-run extracts their ciphertext first
+    local layout = work .. "/gz"
+    if not helpers.sh("test -d " .. q(layout)) then
+      helpers.run("skopeo copy -q " .. q("docker-archive:" .. train .. ":" .. S.repo_tag) .. " "
+        .. q("oci:" .. layout .. ":latest"))
+    end
+    local args = "pre-run -q " .. q("oci:" .. layout .. ":latest") .. " " .. S.station_args(2) .. " --tmpdir "
+      .. q(tmpd) .. " --output " .. q("docker-archive:" .. outd .. "/train.tar")
     -- kill it once it works in its private directory (the ciphertext it
     -- decrypts from; plaintext goes straight into the unnamed new layer)
     local script = table.concat({

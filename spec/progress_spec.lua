@@ -217,8 +217,9 @@ describe("the progress functions of images and writers", function()
     for f in helpers.run("find " .. q(dir .. "/layout/blobs") .. " -type f"):gmatch("[^\n]+") do
       blobs = blobs + assert(io.open(f, "rb")):seek("end")
     end
-    -- all blobs but the index, plus the tail of the new layer libarchive held back
-    assert.is_true(t.bytes >= blobs and t.bytes <= blobs + 64 * 1024, t.bytes .. " vs " .. blobs)
+    -- all blobs but the index, plus the tail of the new layer libarchive held back (under one
+    -- of the writer's 128 KiB blocks)
+    assert.is_true(t.bytes >= blobs and t.bytes <= blobs + 128 * 1024, t.bytes .. " vs " .. blobs)
   end)
 
   it("a push to a registry reports what it uploads, a docker:// image what it downloads", function()
@@ -388,10 +389,12 @@ describe("pht --progress", function()
       assert.truthy(step, line)
       seen[step] = { done = done, total = total }
     end
-    -- e_d is taken in encrypt_files' one pass, which reads the results once
-    for _, step in ipairs({ "open_image", "read_results", "encrypt_files", "write_image" }) do
+    -- e_d is taken in encrypt_files' one pass, which reads the results once, where the
+    -- image holds them (a plain layer): read_results has nothing to move
+    for _, step in ipairs({ "open_image", "encrypt_files", "write_image" }) do
       assert.truthy(seen[step], step .. " missing in:\n" .. err)
     end
+    assert.is_nil(seen.read_results)
     assert.is_nil(seen.hash_results)
     assert.same({ done = "24.0 MiB", total = "24.0 MiB" }, seen.encrypt_files)
   end)
@@ -409,7 +412,8 @@ describe("pht --progress", function()
       end
       table.insert(by_step[ev.step], ev)
     end
-    for _, step in ipairs({ "read_results", "encrypt_files" }) do
+    assert.is_nil(by_step.read_results, "the results are read in place, by encrypt_files alone")
+    for _, step in ipairs({ "encrypt_files" }) do
       local list = assert(by_step[step], step .. " missing in:\n" .. err)
       assert.equal(0, list[1].done)
       for i = 2, #list do assert.is_true(list[i].done >= list[i - 1].done, step) end

@@ -69,7 +69,7 @@ id_of() { docker image inspect --format '{{.Id}}' "$1"; }
 # docker save and docker load of the image a tag names: the load once while
 # the daemon has the image (nothing to import) and once after docker rmi
 # (every layer the daemon lacks is imported, as a fresh station would);
-# prints "save load_present load_fresh api_save". The tag names the same
+# prints "save load_present load_fresh api_save opt_read". The tag names the same
 # image afterwards.
 save_load() { # $1 = tag
     local t0 t1 t2 t3 t4 t5 id
@@ -81,7 +81,14 @@ save_load() { # $1 = tag
     rm -f "$work/saved.tar"
     [ "$(id_of "$1")" = "$id" ] || { echo "bench_daemon: docker load changed $1" >&2; exit 1; }
     curl -fsS --unix-socket "$sock" -o /dev/null "http://localhost/v1.41/images/$id/get"; t5=$(now)
-    echo "$(secs "$t0" "$t1") $(secs "$t1" "$t2") $(secs "$t3" "$t4") $(secs "$t4" "$t5")"
+    # the read of /opt alone, as libpht's open makes it: the archive of a never started container
+    local c t6 t7
+    c=$(docker create --network none "$1" true)
+    t6=$(now)
+    curl -fsS --unix-socket "$sock" -o /dev/null "http://localhost/v1.41/containers/$c/archive?path=/opt"
+    t7=$(now)
+    docker rm "$c" >/dev/null
+    echo "$(secs "$t0" "$t1") $(secs "$t1" "$t2") $(secs "$t3" "$t4") $(secs "$t4" "$t5") $(secs "$t6" "$t7")"
 }
 
 # What the reference's way of writing costs for the same bytes: a container
@@ -129,7 +136,7 @@ EOF
     docker commit "pht-bench-daemon-$$" "$repo:latest" >/dev/null
     docker rm "pht-bench-daemon-$$" >/dev/null
     t_run=$(secs "$t0" "$(now)")
-    read -r s_ran lp_ran lf_ran a_ran < <(save_load "$repo:latest")
+    read -r s_ran lp_ran lf_ran a_ran r_ran < <(save_load "$repo:latest")
     ran=$(id_of "$repo:latest")
     ran_mb=$(image_mb "$ran")
 
@@ -144,7 +151,7 @@ EOF
     docker rm "$cid" >/dev/null
     t_cw=$(container_write "$repo:base" "$work/sealed")
     rm -rf "$work/sealed"
-    read -r s_sealed lp_sealed lf_sealed a_sealed < <(save_load "$repo:latest")
+    read -r s_sealed lp_sealed lf_sealed a_sealed r_sealed < <(save_load "$repo:latest")
     sealed=$(id_of "$repo:latest")
 
     read -r t_pre2 o_pre2 w_pre2 < <(timed "$pht" pre-run "$ref" --station s2 --key "$work/s2.pem" --tmpdir "$work")
@@ -152,12 +159,14 @@ EOF
 
     echo
     echo "results: $mb MB (image after the run: $ran_mb MB, after post-run: $sealed_mb MB; docker run + commit: ${t_run} s)"
-    row() { printf '| %-36s | %6s | %8s | %8s | %8s | %6s | %9s | %8s | %8s |\n' "$@"; }
-    row "pht command (the image it reads)" "pht s" "open s" "write s" "peak RSS" "save s" "load s (has)" "load s (new)" "API save"
-    row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---:" "---:"
-    row "pre-run s1 (built train)" "$t_pre1" "$o_pre1" "$w_pre1" "$((rss_pre1 / 1024)) MB" "-" "-" "-" "-"
-    row "post-run s1 --rebase (after the run)" "$t_post1" "$o_post1" "$w_post1" "$((rss_post1 / 1024)) MB" "$s_ran" "$lp_ran" "$lf_ran" "$a_ran"
-    row "pre-run s2 (sealed by s1)" "$t_pre2" "$o_pre2" "$w_pre2" "$((rss_pre2 / 1024)) MB" "$s_sealed" "$lp_sealed" "$lf_sealed" "$a_sealed"
+    row() { printf '| %-36s | %6s | %8s | %8s | %8s | %6s | %9s | %8s | %8s | %8s | %6s |\n' "$@"; }
+    # against: the load of the new layer plus the read of /opt, what the command must move
+    ratio() { awk -v p="$1" -v l="$2" -v r="$3" 'BEGIN { printf "%.2f", p / (l + r) }'; }
+    row "pht command (the image it reads)" "pht s" "open s" "write s" "peak RSS" "save s" "load s (has)" "load s (new)" "API save" "/opt read" "ratio"
+    row "---" "---:" "---:" "---:" "---:" "---:" "---:" "---:" "---:" "---:" "---:"
+    row "pre-run s1 (built train)" "$t_pre1" "$o_pre1" "$w_pre1" "$((rss_pre1 / 1024)) MB" "-" "-" "-" "-" "-" "-"
+    row "post-run s1 --rebase (after the run)" "$t_post1" "$o_post1" "$w_post1" "$((rss_post1 / 1024)) MB" "$s_ran" "$lp_ran" "$lf_ran" "$a_ran" "$r_ran" "$(ratio "$t_post1" "$lf_ran" "$r_ran")"
+    row "pre-run s2 (sealed by s1)" "$t_pre2" "$o_pre2" "$w_pre2" "$((rss_pre2 / 1024)) MB" "$s_sealed" "$lp_sealed" "$lf_sealed" "$a_sealed" "$r_sealed" "$(ratio "$t_pre2" "$lf_sealed" "$r_sealed")"
     echo "container path for post-run's write (create from REPO:base + docker cp /opt + commit + rm): ${t_cw} s"
 
     # leave nothing of this size behind

@@ -127,7 +127,8 @@ wf:add("check_run_options", function(ctx)
     if not named then return nil, nerr end
     ctx.output_ref = named
   end
-  if o.rebase ~= false and not o.base then
+  -- with masters, post-run rebases onto the one the train was built on (its check_master)
+  if o.rebase ~= false and not o.base and #(o.masters or {}) == 0 then
     local base, berr = ref.base(o.image, img)
     if not base then return nil, berr end
     ctx.base_ref = base

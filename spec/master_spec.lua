@@ -421,6 +421,40 @@ describe("check_master in the Docker engine, trains changed with docker run and 
     assert.equal(before, D.id(name))
   end)
 
+  local function engine_layers(image)
+    return assert(pht.json_decode(D.docker("image inspect --format '{{json .RootFS.Layers}}' " .. q(image))))
+  end
+
+  it("pht run --master takes a train built on the master through a round, sealed on the master's layers",
+    function()
+    local ok, why = ready()
+    if not ok then return pending(why) end
+    local name = train()
+    local m = " --master " .. q("docker-daemon:" .. master)
+    local code, _, err = S.pht("run -q " .. q(name) .. station(1) .. m, D.env())
+    assert.equal(0, code, err)
+    -- rebased onto the master it matched: its layers and one of /opt
+    local layers, ml = engine_layers(name), engine_layers(master)
+    assert.equal(#ml + 1, #layers)
+    for i = 1, #ml do assert.equal(ml[i], layers[i]) end
+    code, _, err = S.pht("pre-run -q " .. q(name) .. station(2) .. m, D.env())
+    assert.equal(0, code, err)
+  end)
+
+  it("pht run --master refuses a train changed above the master at pre-run's check_master, input unchanged",
+    function()
+    local ok, why = ready()
+    if not ok then return pending(why) end
+    local name = train()
+    docker_change(name, ATTACKS[1].sh)
+    local before = D.id(name)
+    local code, _, err = S.pht("run " .. q(name) .. station(1) .. " --master " .. q(master_id), D.env())
+    assert.equal(1, code, err)
+    assert.matches("check_master", err, 1, true)
+    assert.matches('"/bin/sh"', err, 1, true)
+    assert.equal(before, D.id(name))
+  end)
+
   for _, rebase in ipairs({ false, true }) do
     it("passes a train pht build made on the master, run with docker run and committed, over the route"
       .. (rebase and " with post-run --rebase onto the master" or ""), function()
@@ -433,9 +467,6 @@ describe("check_master in the Docker engine, trains changed with docker run and 
       run_and_commit(name, "/bin/busybox", "/bin/sh /opt/pht_train/entrypoint.sh")
       code, _, err = S.pht("post-run -q " .. q(name) .. station(1) .. m .. (rebase and " --rebase" or ""), D.env())
       assert.equal(0, code, err)
-      local function engine_layers(image)
-        return assert(pht.json_decode(D.docker("image inspect --format '{{json .RootFS.Layers}}' " .. q(image))))
-      end
       local layers, ml = engine_layers(name), engine_layers(master)
       assert.equal(#ml + (rebase and 1 or 2), #layers)
       for i = 1, #ml do assert.equal(ml[i], layers[i]) end

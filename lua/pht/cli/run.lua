@@ -17,7 +17,9 @@ This station's whole round with the train in IMAGE: verify and decrypt it
 image's Entrypoint and Cmd) in a container of the Docker engine at
 $DOCKER_HOST, with no network unless --network says otherwise, commit the
 container, then sign and encrypt the results (post-run, on REPO:base unless
---no-rebase) into IMAGE or --output. The train's stdout and stderr go to this
+--no-rebase; with --master, on the master the train was built on) into IMAGE or
+--output. With --master, pre-run and post-run each refuse a train that was not
+built on one of those masters or changes anything outside its /opt paths. The train's stdout and stderr go to this
 command's stdout and stderr as they come.
 
 The containers and the plaintext images the run made are removed at the end,
@@ -25,8 +27,11 @@ whether it succeeded or failed. IMAGE is written only by the last step: a train
 that is rejected or exits with a status other than 0 leaves it unchanged.]],
   options = {
     options.group "station",
+    options.group "master",
     { name = "output", arg = "IMAGE", help = "write the result there instead of over IMAGE" },
-    { name = "rebase", flag = true, help = "build on REPO:base (the default; as the reference's post-run takes it)" },
+    { name = "rebase", flag = true,
+      help = "build on the master the train keeps to (with --master), else on REPO:base (the default; as the "
+        .. "reference's post-run takes it)" },
     { name = "no-rebase", flag = true,
       help = "build on the layers below pre-run's instead of on REPO:base" },
     { name = "base", arg = "IMAGE", help = "the base image, if not REPO:base beside IMAGE" },

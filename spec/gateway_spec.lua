@@ -567,3 +567,60 @@ describe("the OpenResty gateway configured with more job slots than thread-pool 
     assert.matches("max_jobs = 3 exceeds the thread pool's 2 Lua VMs", why, 1, true)
   end)
 end)
+
+describe("the OpenResty gateway with the station's trusted masters (masters)", function()
+  local gw, why, dir, train_path, base
+
+  setup(function()
+    local ok, reason = nginx.available()
+    if not ok then why = reason return end
+    base = support.base_image()
+    if not base then why = "no base image" return end
+    gw, why = nginx.start({
+      stations = stations("station_1"),
+      default_station = "station_1",
+      max_body = "8m",
+      masters = { "docker-archive:" .. absolute(base) },
+    })
+    assert(gw, why)
+    dir = helpers.tmpdir()
+    helpers.run("chmod 0755 " .. q(dir))
+    helpers.write(dir .. "/entrypoint.sh", "#!/bin/sh\necho gateway > /opt/pht_results/out.txt\n")
+    train_path = dir .. "/train.tar"
+    local code, _, err = S.pht("build -q --file entrypoint.sh=" .. q(dir .. "/entrypoint.sh")
+      .. " --station station_1=" .. q(pub("station_1")) .. " --creator-id gateway-spec --creator-key "
+      .. q(key("user")) .. " --base " .. q("docker-archive:" .. base)
+      .. " --output " .. q("docker-archive:" .. train_path .. ":pht-gw/train:latest"))
+    assert.equal(0, code, err)
+  end)
+
+  teardown(function()
+    if gw then gw:stop() end
+  end)
+
+  it("verifies a train built on the master, check_master ok", function()
+    if not gw then return pending(why) end
+    local status, text = gw:post("/trains/verify?image=pht-gw/train:latest", train_path)
+    local report = decode(text)
+    assert.equal(200, status, text)
+    assert.is_true(report.verified, text)
+    assert.equal("ok", step(report, "check_master").status, text)
+  end)
+
+  it("refuses a train whose layer above the master replaces /bin/sh, at check_master (422)", function()
+    if not gw then return pending(why) end
+    local hostile = dir .. "/hostile.tar"
+    helpers.run("cp " .. q(train_path) .. " " .. q(hostile))
+    local ref = "docker-archive:" .. hostile .. ":pht-gw/train:latest"
+    local img = assert(pht.open_image(ref))
+    local w = assert(img:writer())
+    assert(w:add_bytes("/bin/sh", "#!/bin/busybox sh\necho owned\n", { mode = 493 }))
+    assert(w:commit(ref, { history = "a neighbour's layer" }))
+    img:close()
+    local status, text = gw:post("/trains/verify?image=pht-gw/train:latest", hostile)
+    local report = decode(text)
+    assert.equal(422, status, text)
+    assert.equal("check_master", report.failed_step, text)
+    assert.matches('"/bin/sh"', step(report, "check_master").message, 1, true)
+  end)
+end)

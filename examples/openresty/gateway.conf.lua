@@ -35,4 +35,9 @@ return {
   -- A station's own pre-run customisation (doc/workflow.md), applied to
   -- what the gateway verifies, e.g. a policy check on the route.
   -- station_script = "/etc/pht/station.lua",
+
+  -- The master images this station trusts (doc/station-guide.md, "Trusted
+  -- master images"): a train not built on one of them, or whose layers above
+  -- it change anything outside its /opt paths, is refused at check_master.
+  -- masters = { "docker-daemon:pht/master@sha256:...", "oci:/var/lib/pht/masters:python-3.11" },
 }

@@ -149,7 +149,7 @@ function Gateway:post(path, body_file, extra) return self:request("POST", path, 
 
 -- Start the gateway. opts:
 --   stations (list of {id=, private_key=, password_file=}), default_station,
---   max_jobs, queue_timeout, job_time_limit, station_script: the gateway
+--   max_jobs, queue_timeout, job_time_limit, station_script, masters: the gateway
 --   configuration; max_body (default "64m"), workers (1), threads (2),
 --   dir (prefix directory; default a fresh helpers.tmpdir()); unhealthy =
 --   true to accept a gateway whose /health answers 503.
@@ -180,6 +180,7 @@ function M.start(opts)
     queue_timeout = opts.queue_timeout,
     job_time_limit = opts.job_time_limit,
     station_script = opts.station_script,
+    masters = opts.masters,
   }
   local config_path = prefix .. "/gateway.conf.lua"
   helpers.write(config_path, "return " .. literal(cfg) .. "\n")

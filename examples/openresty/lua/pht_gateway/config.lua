@@ -54,6 +54,15 @@ function M.load(path)
   if cfg.station_script ~= nil and type(cfg.station_script) ~= "string" then
     fail(path, "station_script must be a path")
   end
+  if cfg.masters ~= nil then
+    if type(cfg.masters) ~= "table" then fail(path, "masters must be a list of image references") end
+    for i, m in ipairs(cfg.masters) do
+      if type(m) ~= "string" or m == "" then
+        fail(path, "masters[%d] must be an image reference (docker-daemon:NAME@sha256:..., oci:DIR:TAG, ...)", i)
+      end
+    end
+    if #cfg.masters == 0 then cfg.masters = nil end
+  end
 
   if type(cfg.stations) ~= "table" or #cfg.stations == 0 then
     fail(path, "stations must list at least one station ({ id = ..., private_key = ... })")

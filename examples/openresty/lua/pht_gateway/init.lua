@@ -270,6 +270,7 @@ local function train_request(fn)
     tmpdir = cfg.tmpdir,
     time_limit = cfg.job_time_limit,
     station_script = cfg.station_script,
+    masters = cfg.masters,
   })
 end
 

@@ -89,6 +89,7 @@ local function verification(path, opts)
     tmpdir = opts.tmpdir,
     time_limit = opts.time_limit,
     station_script = opts.station_script,
+    masters = opts.masters,
   })
   -- Handles closed by the run's cleanup leave garbage behind in this VM;
   -- collect it now rather than whenever the next request comes.
@@ -169,7 +170,7 @@ function M.inspect(path, opts)
   local body = { station = opts.station, libpht = pht.version }
   local have_inspect, inspect = pcall(require, "pht.inspect")
   if have_inspect then
-    local train, err = inspect.image(ref_of(path, opts), opts.tmpdir)
+    local train, err = inspect.image(ref_of(path, opts), opts.tmpdir, nil, nil, opts.masters)
     collectgarbage()
     if not train then
       return json(400, { error = "the body is not a train (a docker-archive image holding "

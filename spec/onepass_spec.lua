@@ -323,6 +323,8 @@ describe("a docker-archive commit of a writer bound for it (opts.dest)", functio
     local ref = fixture(dir)
     local written = commit_into(dir, ref, true)
     assert.is_true(written < 1.3 * 32 * MiB, "wrote " .. written .. " bytes for a 32 MiB layer")
+    -- the mode of any archive libpht writes, not the layer file's 0600
+    assert.equal("644", h.run("stat -c %a " .. q(dir .. "/img.tar")):match("%d+"))
     local img = assert(pht.open_image(ref))
     assert.equal(16 + 32 * MiB + 16, img:stat("/opt/big").size)
     assert.equal("small\n", img:read_file("/opt/small.txt"))

@@ -598,19 +598,31 @@ static la_ssize_t capture_write(struct archive *a, void *ud, const void *p, size
     return (la_ssize_t)n;
 }
 
-/* The tar header libarchive writes for a member name of size bytes: 0, or -1 unless 512 bytes. */
+/*
+ * The tar header libarchive writes for a member name of size bytes, in one
+ * 512-byte block: 0, or -1. The archive's own format (restricted pax) first;
+ * a size of 8 GiB or more needs pax records there, so GNU's format, whose
+ * base-256 size field fits one block, is tried next (Docker's and
+ * containers/image's readers take both).
+ */
 static int member_header(const char *name, uint64_t size, capture *c)
 {
-    memset(c, 0, sizeof *c);
-    struct archive *a = archive_write_new();
-    if (a == NULL) return -1;
-    archive_write_set_format_pax_restricted(a);
-    archive_write_set_bytes_per_block(a, 0);
-    int ok = archive_write_open2(a, c, NULL, capture_write, NULL, NULL) == ARCHIVE_OK &&
-             layer_tar_file_header(a, name, size) == 0;
-    c->full = 1;
-    archive_write_free(a);
-    return ok && c->len == IMG_ARCHIVE_HEAD ? 0 : -1;
+    for (int gnu = 0; gnu < 2; gnu++) {
+        memset(c, 0, sizeof *c);
+        struct archive *a = archive_write_new();
+        if (a == NULL) return -1;
+        if (gnu)
+            archive_write_set_format_gnutar(a);
+        else
+            archive_write_set_format_pax_restricted(a);
+        archive_write_set_bytes_per_block(a, 0);
+        int ok = archive_write_open2(a, c, NULL, capture_write, NULL, NULL) == ARCHIVE_OK &&
+                 layer_tar_file_header(a, name, size) == 0;
+        c->full = 1;
+        archive_write_free(a);
+        if (ok && c->len == IMG_ARCHIVE_HEAD) return 0;
+    }
+    return -1;
 }
 
 /*
@@ -690,8 +702,9 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
         /* the archive is the layer's file: what a failed commit appended before goes */
         int fd = dup(lay->fd);
         uint64_t end = IMG_ARCHIVE_HEAD + lay->length;
+        /* with the mode fs_tmp_beside gives an archive (the layer's file was made 0600) */
         if (fd >= 0 && ftruncate(fd, (off_t)end) == 0 &&
-            lseek(fd, (off_t)end, SEEK_SET) == (off_t)end) {
+            lseek(fd, (off_t)end, SEEK_SET) == (off_t)end && fchmod(fd, 0644) == 0) {
             close(o.fd);
             o.fd = fd;
             o.in_place = lay;

@@ -249,6 +249,16 @@ describe("the pht command, interrupted", function()
     end
   end)
 
+  -- The run after a killed one: it succeeds, leaves --tmpdir empty (what
+  -- the killed run left there swept) and writes its output; outd is emptied.
+  local function runs_clean(args)
+    local code, _, err = S.pht(args)
+    assert.equal(0, code, err)
+    assert.same({}, names_in(tmpd))
+    assert.same({ "train.tar" }, names_in(outd))
+    helpers.run("rm -rf " .. q(outd) .. " && mkdir " .. q(outd))
+  end
+
   it("a pre-run of plain layers killed with SIGKILL while decrypting leaves no file under --tmpdir "
     .. "and no output: it reads the ciphertext where it is", function()
     local _, args = verb_args("pre-run")
@@ -267,11 +277,7 @@ describe("the pht command, interrupted", function()
     assert.equal(137, code)
     assert.equal("", helpers.run("find " .. q(tmpd) .. " -type f"))
     assert.same({}, names_in(outd), "no output and no temporary file beside it")
-    local code2, _, err2 = S.pht(args)
-    assert.equal(0, code2, err2)
-    assert.same({}, names_in(tmpd))
-    assert.same({ "train.tar" }, names_in(outd))
-    helpers.run("rm -rf " .. q(outd) .. " && mkdir " .. q(outd))
+    runs_clean(args)
   end)
 
   it("a pre-run of gzip layers killed with SIGKILL while decrypting leaves only pht.PID.* under "
@@ -304,11 +310,7 @@ describe("the pht command, interrupted", function()
     assert.equal("", helpers.run("find " .. q(tmpd) .. " -name '*.plain'"))
     assert.same({}, names_in(outd), "no output and no temporary file beside it")
     -- the next run sweeps it when it makes its own: the owner is gone
-    local code2, _, err2 = S.pht(args)
-    assert.equal(0, code2, err2)
-    assert.same({}, names_in(tmpd))
-    assert.same({ "train.tar" }, names_in(outd))
-    helpers.run("rm -rf " .. q(outd) .. " && mkdir " .. q(outd))
+    runs_clean(args)
   end)
 
   it("a pre-run killed with SIGKILL while writing its output leaves no file beside it", function()

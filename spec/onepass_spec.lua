@@ -263,6 +263,29 @@ describe("add_encrypted and add_decrypted from a file of an image (opts.image)",
   end)
 end)
 
+-- The bytes a fresh interpreter writes (/proc/self/io) while it opens ref
+-- (tmpdir dir), adds src encrypted as /opt/big to a writer made with
+-- writer_opts (Lua source) and whatever `more` adds (Lua source using w),
+-- and commits to target.
+local function bytes_written(ref, dir, writer_opts, src, more, target)
+  local lua = jit and "luajit" or "lua5.4"
+  local script = ([[
+    package.cpath = %q
+    local pht = require "pht"
+    local function written()
+      return tonumber(io.open("/proc/self/io"):read("*a"):match("write_bytes: (%%d+)"))
+    end
+    local img = assert(pht.open_image(%q, { tmpdir = %q }))
+    local w0 = written()
+    local w = assert(img:writer(%s))
+    assert(w:add_encrypted("/opt/big", %q, pht.new_symkey()))
+    %s
+    assert(w:commit(%q))
+    print("written " .. (written() - w0))
+  ]]):format(package.cpath, ref, dir, writer_opts, src, more, target)
+  return tonumber(h.run(lua .. " -e " .. q(script)):match("written (%d+)"))
+end
+
 describe("an OCI commit of the new layer", function()
   it("names the writer's layer file as its blob instead of copying it: about 1x written", function()
     local dir = h.tmpdir()
@@ -270,22 +293,7 @@ describe("an OCI commit of the new layer", function()
     local oci = "oci:" .. dir .. "/layout:latest"
     h.run("skopeo copy -q " .. q(ref) .. " " .. q(oci))
     local src = random_file(dir .. "/p", 32 * MiB)
-    local lua = jit and "luajit" or "lua5.4"
-    local script = ([[
-      package.cpath = %q
-      local pht = require "pht"
-      local function written()
-        return tonumber(io.open("/proc/self/io"):read("*a"):match("write_bytes: (%%d+)"))
-      end
-      local img = assert(pht.open_image(%q, { tmpdir = %q }))
-      local w0 = written()
-      local w = assert(img:writer())
-      assert(w:add_encrypted("/opt/big", %q, pht.new_symkey()))
-      assert(w:commit(%q))
-      print("written " .. (written() - w0))
-    ]]):format(package.cpath, oci, dir, src, oci)
-    local out = h.run(lua .. " -e " .. q(script))
-    local written = tonumber(out:match("written (%d+)"))
+    local written = bytes_written(oci, dir, "{}", src, "", oci)
     assert.is_true(written < 1.5 * 32 * MiB, "wrote " .. written .. " bytes for a 32 MiB layer")
     local img = assert(pht.open_image(oci))
     assert.equal(16 + 32 * MiB + 16, img:stat("/opt/big").size)
@@ -300,22 +308,8 @@ describe("a docker-archive commit of a writer bound for it (opts.dest)", functio
   local function commit_into(dir, ref, dest_opt, target)
     target = target or ref
     local src = random_file(dir .. "/p", 32 * MiB)
-    local lua = jit and "luajit" or "lua5.4"
-    local script = ([[
-      package.cpath = %q
-      local pht = require "pht"
-      local function written()
-        return tonumber(io.open("/proc/self/io"):read("*a"):match("write_bytes: (%%d+)"))
-      end
-      local img = assert(pht.open_image(%q, { tmpdir = %q }))
-      local w0 = written()
-      local w = assert(img:writer({ dest = %s }))
-      assert(w:add_encrypted("/opt/big", %q, pht.new_symkey()))
-      assert(w:add_bytes("/opt/small.txt", "small\n"))
-      assert(w:commit(%q))
-      print("written " .. (written() - w0))
-    ]]):format(package.cpath, ref, dir, dest_opt and string.format("%q", target) or "nil", src, target)
-    return tonumber(h.run(lua .. " -e " .. q(script)):match("written (%d+)"))
+    local opts = dest_opt and string.format("{ dest = %q }", target) or "{}"
+    return bytes_written(ref, dir, opts, src, [=[assert(w:add_bytes("/opt/small.txt", "small\n"))]=], target)
   end
 
   it("builds the archive around the new layer instead of copying it in: about 1x written", function()

@@ -420,22 +420,32 @@ static int in_order_visit(void *ud, const char *rel, const img_entry *e)
     return w->ok ? 0 : -1;
 }
 
-int pht_image_in_order(pht_image *img, const char *path, int *yes, pht_error *err)
+/*
+ * Visit the regular files at or below path (path itself when it is one) in
+ * walk order; a visit returning -1 stops the walk early, which is no error.
+ */
+static int visit_files(pht_image *img, const char *path, index_visit visit, void *ud,
+                       pht_error *err)
 {
-    *yes = 0;
     const img_entry *e;
     char *norm;
     int rc = lookup(img, path, 1, &e, &norm, err);
     if (rc) return rc;
-    in_order_walk w = {img, 1, INT_MIN, 0, calloc(img->nlayers + 1, 1)};
-    if (w.done == NULL)
-        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
-    else if (e && e->type != PHT_IMAGE_DIR)
-        in_order_visit(&w, norm, e);
-    else if ((rc = index_walk(&img->index, norm, 1, in_order_visit, &w, err)) == -1)
+    if (e && e->type != PHT_IMAGE_DIR)
+        visit(ud, norm, e);
+    else if ((rc = index_walk(&img->index, norm, 1, visit, ud, err)) == -1)
         rc = 0;
-    free(w.done);
     free(norm);
+    return rc;
+}
+
+int pht_image_in_order(pht_image *img, const char *path, int *yes, pht_error *err)
+{
+    *yes = 0;
+    in_order_walk w = {img, 1, INT_MIN, 0, calloc(img->nlayers + 1, 1)};
+    if (w.done == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    int rc = visit_files(img, path, in_order_visit, &w, err);
+    free(w.done);
     if (rc == 0) *yes = w.ok;
     return rc;
 }
@@ -443,16 +453,8 @@ int pht_image_in_order(pht_image *img, const char *path, int *yes, pht_error *er
 int pht_image_in_place(pht_image *img, const char *path, int *yes, pht_error *err)
 {
     *yes = 0;
-    const img_entry *e;
-    char *norm;
-    int rc = lookup(img, path, 1, &e, &norm, err);
-    if (rc) return rc;
     in_place_walk w = {img, 1};
-    if (e && e->type != PHT_IMAGE_DIR)
-        in_place_visit(&w, norm, e);
-    else if ((rc = index_walk(&img->index, norm, 1, in_place_visit, &w, err)) == -1)
-        rc = 0;
-    free(norm);
+    int rc = visit_files(img, path, in_place_visit, &w, err);
     if (rc == 0) *yes = w.all;
     return rc;
 }

@@ -273,17 +273,7 @@ static int src_at_end(source *s, pht_error *err)
 static int src_tail(source *s, unsigned char *p, size_t len, pht_error *err)
 {
     uint64_t from = s->size - len;
-    if (s->fd >= 0) {
-        size_t got = 0;
-        while (got < len) {
-            ssize_t n = pread(s->fd, p + got, len - got, (off_t)(from + got));
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0)
-                return pht_error_set(err, PHT_EIO, "%s: cannot read its last blocks", s->name);
-            got += (size_t)n;
-        }
-        return 0;
-    }
+    if (s->fd >= 0) return fs_pread_exact(s->fd, p, len, from, s->name, err);
     if (img_reader_pread(s->r, p, len, from, NULL) == 0) return 0;
     pht_image_reader *r2;
     int rc = pht_image_open_file(s->img, s->name, &r2, err);

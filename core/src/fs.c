@@ -260,6 +260,20 @@ int pht_dir_list(const char *path, size_t max, pht_dirent **out, size_t *n, pht_
 
 /* ---- the core's own helpers (fs_private.h) ----------------------------------- */
 
+int fs_pread_exact(int fd, void *buf, size_t len, uint64_t off, const char *what, pht_error *err)
+{
+    unsigned char *b = buf;
+    for (size_t got = 0; got < len;) {
+        ssize_t r = pread(fd, b + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
+                                 r < 0 ? strerror(errno) : "unexpected end of file");
+        got += (size_t)r;
+    }
+    return 0;
+}
+
 int fs_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, const char *what,
                  pht_error *err)
 {
@@ -269,16 +283,10 @@ int fs_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, c
                              (unsigned long long)len, (unsigned long long)cap);
     char *b = malloc((size_t)len + 1);
     if (b == NULL) return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
-    uint64_t got = 0;
-    while (got < len) {
-        ssize_t r = pread(fd, b + got, (size_t)(len - got), (off_t)(off + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            free(b);
-            return pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
-                                 r < 0 ? strerror(errno) : "unexpected end of file");
-        }
-        got += (uint64_t)r;
+    int rc = fs_pread_exact(fd, b, (size_t)len, off, what, err);
+    if (rc) {
+        free(b);
+        return rc;
     }
     b[len] = '\0';
     *out = b;
@@ -433,8 +441,8 @@ int fs_tmp_beside(const char *path, char **tmp, int *fd, pht_error *err)
     snprintf(t, n, "%s/.pht.%ld.%s.XXXXXX", dir, (long)getpid(), base);
 #ifdef O_TMPFILE
     /* linked in at commit through /proc/self/fd: without /proc, a named file */
-    int f = access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644)
-                                               : -1;
+    int f =
+        access("/proc/self/fd", X_OK) == 0 ? open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644) : -1;
     if (f >= 0) {
         free(dir);
         fchmod(f, 0644);
@@ -465,7 +473,8 @@ static int link_anon(int fd, char *tmp, pht_error *err)
     for (int attempt = 0; attempt < 100; attempt++) {
         unsigned char r[6] = {0};
         if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) r[0] = (unsigned char)attempt;
-        for (size_t i = 0; i < 6; i++) tmp[n - 6 + i] = digits[r[i] % 36];
+        for (size_t i = 0; i < 6; i++)
+            tmp[n - 6 + i] = digits[r[i] % 36];
         if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0) return 0;
         if (errno != EEXIST)
             return pht_error_set(err, PHT_EIO, "%s: cannot link the temporary file: %s", tmp,
@@ -515,8 +524,7 @@ int fs_commit_file(int fd, char *tmp, const char *path, pht_error *err)
     if (fsync(fd) != 0)
         return pht_error_set(err, PHT_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0)
-        return pht_error_set(err, PHT_EIO, "%s: %s", tmp, strerror(errno));
+    if (fstat(fd, &st) != 0) return pht_error_set(err, PHT_EIO, "%s: %s", tmp, strerror(errno));
     /* an O_TMPFILE file has no name yet: link it beside path, then rename over path */
     if (st.st_nlink == 0) {
         int rc = link_anon(fd, tmp, err);

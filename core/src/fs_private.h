@@ -13,6 +13,8 @@
 
 /* dir when set, else $TMPDIR, else "/tmp" (not a copy: keep a strdup). */
 const char *fs_tmpdir(const char *dir);
+/* Read exactly len bytes of fd at off into buf (PHT_EIO, naming what, when they are not all there). */
+int fs_pread_exact(int fd, void *buf, size_t len, uint64_t off, const char *what, pht_error *err);
 /* Read [off, off+len) of fd into a NUL-terminated malloc'ed buffer (len <= cap). */
 int fs_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, const char *what,
                  pht_error *err);

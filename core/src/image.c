@@ -568,18 +568,8 @@ int img_reader_pread(pht_image_reader *r, void *buf, size_t len, uint64_t off, p
 {
     if (r->a != NULL || off > r->size || len > r->size - off)
         return pht_error_set(err, PHT_EINVAL, "/%.300s: not read in place", r->path);
-    unsigned char *p = buf;
     uint64_t at = r->at - (r->size - r->left) + off; /* the file's first byte, plus off */
-    while (len > 0) {
-        ssize_t k = pread(r->fd, p, len, (off_t)at);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return reader_fail(r, PHT_EIO, strerror(errno), err);
-        if (k == 0) return reader_fail(r, PHT_EFORMAT, "content ends early", err);
-        p += k;
-        at += (uint64_t)k;
-        len -= (size_t)k;
-    }
-    return 0;
+    return fs_pread_exact(r->fd, buf, len, at, r->path, err);
 }
 
 void pht_image_reader_free(pht_image_reader *r)

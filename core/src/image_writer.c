@@ -41,7 +41,7 @@ typedef struct layer_hasher {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int running;
-    int done, stop, failed; /* no more bytes will come / give up / a read or hash failed */
+    int done, stop, failed;   /* no more bytes will come / give up / a read or hash failed */
     uint64_t written, hashed; /* bytes of the layer written, hashed */
     int fd;
     uint64_t head;
@@ -62,16 +62,8 @@ static void *hasher_main(void *arg)
         if (n > HASH_PIECE) n = HASH_PIECE;
         pthread_mutex_unlock(&h->mu);
         pht_error e;
-        int rc = 0;
-        for (uint64_t got = 0; rc == 0 && got < n;) {
-            ssize_t k = pread(h->fd, h->buf + got, (size_t)(n - got), (off_t)(h->head + at + got));
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0)
-                rc = pht_error_set(&e, PHT_EIO, "new layer: cannot read it back to hash it: %s",
-                                   k < 0 ? strerror(errno) : "end of file");
-            else
-                got += (uint64_t)k;
-        }
+        int rc = fs_pread_exact(h->fd, h->buf, (size_t)n, h->head + at,
+                                "new layer (read back to hash it)", &e);
         if (rc == 0) rc = pht_hash_update(h->sha, h->buf, (size_t)n, &e);
         pthread_mutex_lock(&h->mu);
         if (rc) {
@@ -148,7 +140,7 @@ struct pht_image_writer {
     char *near;    /* the directory of the docker-archive it is bound for, or NULL */
     uint64_t head; /* where the new layer starts in fd: 0, or IMG_ARCHIVE_HEAD */
     int fd;
-    pht_hash *sha; /* of the new layer: its diff_id and digest */
+    pht_hash *sha;   /* of the new layer: its diff_id and digest */
     layer_hasher lh; /* hashing it on a thread, once it is large */
     uint64_t bytes, nentries;
     struct archive *a;

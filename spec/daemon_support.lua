@@ -44,6 +44,26 @@ function M.id(name)
   return (out:match("(sha256:%x+)"))
 end
 
+-- The engine's storage driver ("overlay2", "vfs", ...).
+function M.driver()
+  return (M.docker("info --format '{{.Driver}}'"):match("%S+"))
+end
+
+-- Now, as the engine's event filters take it: seconds with nanoseconds.
+function M.now()
+  return (helpers.stdout("date +%s.%N"):match("[%d.]+"))
+end
+
+-- How many images the engine saved (GET /images/get: `docker save`, a
+-- transport landing every layer) between two M.now() times.
+function M.saves(since, till)
+  local out = M.docker("events --since " .. since .. " --until " .. till
+    .. " --filter type=image --filter event=save --format '{{.Action}}'")
+  local n = 0
+  for _ in out:gmatch("save") do n = n + 1 end
+  return n
+end
+
 -- Ids of the daemon's dangling images, as a set.
 function M.dangling()
   local out = M.docker("images -q --no-trunc -f dangling=true")

@@ -398,6 +398,63 @@ describe("check_master in the Docker engine, trains changed with docker run and 
     end)
   end
 
+  -- The layers above the master are read from the engine's overlay2 store
+  -- (core/src/daemon_store.c) where it can: the check saves nothing. With
+  -- PHT_DOCKER_STORE=0 it saves the image and reads the same headers in
+  -- their tars, to the same finding.
+  local function store_ready()
+    local ok, why = ready()
+    if not ok then return false, why end
+    local driver = D.driver()
+    if driver ~= "overlay2" then
+      return false, "the engine's storage driver is " .. tostring(driver)
+        .. ": the check saves the image there (the attacks above)"
+    end
+    return true
+  end
+
+  it("reads the layers above the master from the engine's overlay2 store, saving nothing,"
+    .. " and finds what a save finds", function()
+    local ok, why = store_ready()
+    if not ok then return pending(why) end
+    local name = train()
+    local t0 = D.now()
+    local code, _, err = S.pht("pre-run -q " .. q(name) .. station(1) .. " --master " .. q(master_id), D.env())
+    assert.equal(0, code, err)
+    local t1 = D.now()
+    assert.equal(0, D.saves(t0, t1), "the check of a train built on the master saved an image")
+    name = train()
+    docker_change(name, ATTACKS[1].sh)
+    local args = q(name) .. station(1) .. " --master " .. q(master_id)
+    local t2 = D.now()
+    local from_store = refused(args, function() return D.id(name) end, "/bin/sh", nil, D.env())
+    local t3 = D.now()
+    assert.equal(0, D.saves(t2, t3), "the check saved the image")
+    local env = D.env()
+    env.PHT_DOCKER_STORE = "0"
+    local from_save = refused(args, function() return D.id(name) end, "/bin/sh", nil, env)
+    assert.is_true(D.saves(t3, D.now()) >= 1, "PHT_DOCKER_STORE=0 did not save the image")
+    assert.equal(from_save, from_store)
+  end)
+
+  it("refuses a train whose layer above the master empties /root (an opaque directory in the store)",
+    function()
+    local ok, why = store_ready()
+    if not ok then return pending(why) end
+    -- a naive diff (docker commit comparing trees) whites out each file instead
+    if not D.docker("info --format '{{json .DriverStatus}}'"):find('"Native Overlay Diff","true"', 1, true) then
+      return pending("the engine's overlay2 has no native diff: docker commit writes no opaque directory")
+    end
+    local name = train()
+    -- (and a file under /opt: a layer of size 0 makes the open save the image for its history)
+    docker_change(name, "rm -rf root && mkdir -m 700 root && echo x > opt/pht_results/x")
+    local args = q(name) .. station(1) .. " --master " .. q(master_id)
+    local err = refused(args, function() return D.id(name) end, "/root", "opaque", D.env())
+    local env = D.env()
+    env.PHT_DOCKER_STORE = "0"
+    assert.equal(err, refused(args, function() return D.id(name) end, "/root", "opaque", env))
+  end)
+
   it("refuses a train built on another base (docker export | docker import of the master)", function()
     local ok, why = ready()
     if not ok then return pending(why) end

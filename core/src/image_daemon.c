@@ -67,6 +67,7 @@ typedef struct dmn {
     char *tag;                  /* the NAME[:TAG] read, NULL for an id or digest */
     int failed[3];              /* by IMG_LANDED_*: a landing that failed, returned again */
     pht_error why[3];
+    char *store; /* the engine's overlay2 data root (daemon_store.c), NULL if none */
 } dmn;
 
 static int oom(pht_error *err)
@@ -378,6 +379,7 @@ static int dmn_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
         goto done;
     }
     const cJSON *diffs = item(item(ij, "RootFS"), "Layers");
+    st->store = daemon_store_root(item(ij, "GraphDriver"));
     free(text);
     text = NULL;
     pht_error e;
@@ -597,10 +599,20 @@ static int dmn_land(pht_image *img, int want, pht_error *err)
     return st->why[want].code;
 }
 
+/* The layers above a master from the engine's store, where it can be read (daemon_store.c). */
+static int dmn_scan_above(pht_image *img, size_t from, size_t to, const char **why, pht_error *err)
+{
+    dmn *st = img->tpdata;
+    return daemon_store_scan(img, st ? st->store : NULL, from, to, why, err);
+}
+
 static void dmn_close(pht_image *img)
 {
     dmn *st = img->tpdata;
-    if (st) free(st->tag);
+    if (st) {
+        free(st->tag);
+        free(st->store);
+    }
     free(st);
     img->tpdata = NULL;
 }
@@ -1057,6 +1069,7 @@ done:
 const img_transport img_docker_daemon = {
     .open = dmn_open,
     .land = dmn_land,
+    .scan_above = dmn_scan_above,
     .close = dmn_close,
     .dest_tag = dmn_dest_tag,
     .commit = dmn_commit,

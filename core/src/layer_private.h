@@ -149,6 +149,11 @@ int tarsafe_touches(const char *in, const char *dir);
  * link leaving /opt.
  */
 int tarsafe_master(struct archive_entry *e, char **path, const char **why);
+/* Learn from entry e what l->outside keeps: the first entry tarsafe_master refuses (a
+   directory restated only until a stronger finding). 0 or PHT_ENOMEM. */
+int layer_note_outside(img_layer *l, struct archive_entry *e, pht_error *err);
+/* Forget what l->outside holds. */
+void layer_forget_outside(img_layer *l);
 /* Format "layer sha256:ab12…: entry "x": why" into err. */
 int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry, const char *fmt,
                  ...)

@@ -186,21 +186,33 @@ static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
     if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
     /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
     if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
-    if (l->outside == NULL || l->outside_dir) {
-        char *p;
-        const char *why;
-        int r = tarsafe_master(e, &p, &why);
-        if (r == PHT_ENOMEM) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-        if (r > 0 && (l->outside == NULL || r == 1)) {
-            free(l->outside);
-            l->outside = p;
-            l->outside_why = why;
-            l->outside_dir = r == 2;
-        } else {
-            free(p);
-        }
+    return layer_note_outside(l, e, err);
+}
+
+int layer_note_outside(img_layer *l, struct archive_entry *e, pht_error *err)
+{
+    if (l->outside != NULL && !l->outside_dir) return 0;
+    char *p;
+    const char *why;
+    int r = tarsafe_master(e, &p, &why);
+    if (r == PHT_ENOMEM) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (r > 0 && (l->outside == NULL || r == 1)) {
+        free(l->outside);
+        l->outside = p;
+        l->outside_why = why;
+        l->outside_dir = r == 2;
+    } else {
+        free(p);
     }
     return 0;
+}
+
+void layer_forget_outside(img_layer *l)
+{
+    free(l->outside);
+    l->outside = NULL;
+    l->outside_why = NULL;
+    l->outside_dir = 0;
 }
 
 /* A scan starts afresh: what an earlier one learned goes. */
@@ -208,10 +220,7 @@ static void scan_begin(img_layer *l)
 {
     l->scan_pos = l->scan_end = IMG_NO_OFFSET;
     l->holds_opt = 0;
-    free(l->outside);
-    l->outside = NULL;
-    l->outside_why = NULL;
-    l->outside_dir = 0;
+    layer_forget_outside(l);
 }
 
 /* Every header of tar (c: the chain, or NULL), each recorded for the cache when rec is set. */

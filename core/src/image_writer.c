@@ -3,14 +3,15 @@
  * then a commit through the destination's transport.
  *
  * The new layer is a plain tar written by libarchive into an unlinked
- * temporary file in the writer's tmpdir while its sha256 (the diff_id and,
- * uncompressed, the blob digest) is computed on the way. Entries of unknown
+ * temporary file in the writer's tmpdir (or beside the docker-archive it is
+ * bound for) while its sha256 (the diff_id and, uncompressed, the blob
+ * digest) is computed on the way, both by a layer_sink (layer_sink.c: on a
+ * thread of its own once the layer is large). Entries of unknown
  * size spool to a second temporary file first. The config starts from the
  * source image's config; rootfs.diff_ids and history follow the layers.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,111 +27,6 @@
 #include "pht/interrupt.h"
 
 #define LAYER_BLOCK (128u << 10) /* bytes per write of the new layer */
-/* A layer up to this size is hashed as it is written; past it, on a thread of its own. */
-#define HASH_INLINE_MAX (4u << 20)
-#define HASH_PIECE (256u << 10) /* bytes the hashing thread reads back at a time */
-
-/*
- * The new layer's SHA-256 (its diff_id and digest) once the layer is large:
- * a thread reads back, from the page cache, what the writer has written and
- * hashes it, so the writing thread (which also encrypts or decrypts) does
- * not. Memory: one HASH_PIECE buffer.
- */
-typedef struct layer_hasher {
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int running;
-    int done, stop, failed;   /* no more bytes will come / give up / a read or hash failed */
-    uint64_t written, hashed; /* bytes of the layer written, hashed */
-    int fd;
-    uint64_t head;
-    pht_hash *sha;
-    pht_error why;
-    unsigned char *buf;
-} layer_hasher;
-
-static void *hasher_main(void *arg)
-{
-    layer_hasher *h = arg;
-    pthread_mutex_lock(&h->mu);
-    for (;;) {
-        while (h->hashed == h->written && !h->done && !h->stop)
-            pthread_cond_wait(&h->cv, &h->mu);
-        if (h->stop || h->failed || h->hashed == h->written) break;
-        uint64_t at = h->hashed, n = h->written - at;
-        if (n > HASH_PIECE) n = HASH_PIECE;
-        pthread_mutex_unlock(&h->mu);
-        pht_error e;
-        int rc = fs_pread_exact(h->fd, h->buf, (size_t)n, h->head + at,
-                                "new layer (read back to hash it)", &e);
-        if (rc == 0) rc = pht_hash_update(h->sha, h->buf, (size_t)n, &e);
-        pthread_mutex_lock(&h->mu);
-        if (rc) {
-            h->failed = 1;
-            h->why = e;
-            break;
-        }
-        h->hashed += n;
-    }
-    pthread_mutex_unlock(&h->mu);
-    return NULL;
-}
-
-/* Hand the hashing of the layer from byte hashed on to a thread: 0, or -1 (hash inline). */
-static int hasher_start(layer_hasher *h, int fd, uint64_t head, pht_hash *sha, uint64_t hashed)
-{
-    if ((h->buf = malloc(HASH_PIECE)) == NULL) return -1;
-    h->fd = fd;
-    h->head = head;
-    h->sha = sha;
-    h->hashed = h->written = hashed;
-    pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
-    if (pthread_create(&h->th, NULL, hasher_main, h) != 0) {
-        pthread_cond_destroy(&h->cv);
-        pthread_mutex_destroy(&h->mu);
-        free(h->buf);
-        h->buf = NULL;
-        return -1;
-    }
-    h->running = 1;
-    return 0;
-}
-
-/* The layer now holds written bytes; a failure of the thread so far is returned. */
-static int hasher_more(layer_hasher *h, uint64_t written, pht_error *err)
-{
-    pthread_mutex_lock(&h->mu);
-    h->written = written;
-    int failed = h->failed;
-    if (failed && err) *err = h->why;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    return failed ? (h->why.code ? h->why.code : PHT_EIO) : 0;
-}
-
-/* Wait for the thread (stop: without hashing the rest), and release it. */
-static int hasher_finish(layer_hasher *h, int stop, pht_error *err)
-{
-    if (!h->running) return 0;
-    pthread_mutex_lock(&h->mu);
-    h->done = 1;
-    h->stop = stop;
-    pthread_cond_signal(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    pthread_join(h->th, NULL);
-    pthread_cond_destroy(&h->cv);
-    pthread_mutex_destroy(&h->mu);
-    free(h->buf);
-    h->buf = NULL;
-    h->running = 0;
-    if (h->failed && !stop) {
-        if (err) *err = h->why;
-        return h->why.code ? h->why.code : PHT_EIO;
-    }
-    return 0;
-}
 
 struct pht_image_writer {
     int refs;
@@ -140,8 +36,9 @@ struct pht_image_writer {
     char *near;    /* the directory of the docker-archive it is bound for, or NULL */
     uint64_t head; /* where the new layer starts in fd: 0, or IMG_ARCHIVE_HEAD */
     int fd;
-    pht_hash *sha;   /* of the new layer: its diff_id and digest */
-    layer_hasher lh; /* hashing it on a thread, once it is large */
+    pht_hash *sha;    /* of the new layer: its diff_id and digest */
+    layer_sink *sink; /* writes and hashes it (on a thread once it is large) */
+    int flush_behind; /* bound for a destination, whose commit fsyncs the layer's file */
     uint64_t bytes, nentries;
     struct archive *a;
     pht_image_stream *active;
@@ -171,7 +68,7 @@ static void writer_unref(pht_image_writer *w)
 {
     if (w == NULL || --w->refs > 0) return;
     if (w->a) archive_write_free(w->a);
-    hasher_finish(&w->lh, 1, NULL);
+    layer_sink_free(w->sink);
     if (w->fd >= 0) close(w->fd);
     pht_hash_free(w->sha);
     cJSON_Delete(w->run);
@@ -207,6 +104,7 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts, pht_
     }
     w->tmpdir = strdup(fs_tmpdir(opts && opts->tmpdir ? opts->tmpdir : img->tmpdir));
     if (opts && opts->dest) {
+        w->flush_behind = 1;
         /* bound for a docker-archive: the layer's file goes beside it (see IMG_ARCHIVE_HEAD) */
         pht_image_ref *d = NULL;
         if (pht_image_ref_parse(opts->dest, 0, &d, NULL) == 0 &&
@@ -244,18 +142,7 @@ static la_ssize_t layer_write(struct archive *a, void *ud, const void *p, size_t
 {
     pht_image_writer *w = ud;
     pht_error e;
-    if (fs_write_all(w->fd, p, n, "new layer", &e)) {
-        archive_set_error(a, EIO, "%s", e.message);
-        return -1;
-    }
-    if (!w->lh.running && w->bytes + n > HASH_INLINE_MAX &&
-        hasher_start(&w->lh, w->fd, w->head, w->sha, w->bytes) == 0) {
-        /* from here on the thread hashes, starting with these bytes */
-    } else if (!w->lh.running && pht_hash_update(w->sha, p, n, &e)) {
-        archive_set_error(a, EINVAL, "%s", e.message);
-        return -1;
-    }
-    if (w->lh.running && hasher_more(&w->lh, w->bytes + n, &e)) {
+    if (layer_sink_put(w->sink, p, n, &e)) {
         archive_set_error(a, EIO, "%s", e.message);
         return -1;
     }
@@ -294,6 +181,7 @@ static int w_ready(pht_image_writer *w, int streaming, pht_error *err)
     }
     if (rc && (rc = fs_tmp_anon(w->tmpdir, &w->fd, err)) != 0) return rc;
     if ((w->sha = hash_new_sha256(err)) == NULL) return PHT_ECRYPTO;
+    if ((rc = layer_sink_new(&w->sink, w->fd, w->sha, w->flush_behind, err)) != 0) return rc;
     w->a = archive_write_new();
     if (w->a == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     archive_write_set_format_pax_restricted(w->a);
@@ -700,7 +588,7 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
         pht_error he;
         if (archive_write_close(w->a) != ARCHIVE_OK)
             rc = w_fail(w, err, PHT_EIO, "new layer: %s%s", archive_error_string(w->a), "");
-        else if (hasher_finish(&w->lh, 0, &he) != 0)
+        else if (layer_sink_finish(w->sink, &he) != 0)
             rc = w_fail(w, err, he.code, "%s%s", he.message, "");
         else if ((rc = hash_final_sha256(w->sha, nl.diff_id, err)) == 0) {
             memcpy(nl.digest, nl.diff_id, sizeof nl.digest);

@@ -162,6 +162,21 @@ int tarsafe_fail(pht_error *err, int code, const img_layer *l, const char *entry
 #endif
     ;
 
+/* ---- the image writer's new layer (layer_sink.c) ------------------------------ */
+typedef struct layer_sink layer_sink;
+/*
+ * A sink for the bytes of a new layer: written at fd's file position and fed to sha, inline
+ * while the layer is small, on a thread of the sink's own past that (the bytes are copied; a
+ * failure there is returned by a later put or by finish). flush_behind: start the writeback of
+ * what is written as it goes, for a file a commit will fsync.
+ */
+int layer_sink_new(layer_sink **out, int fd, pht_hash *sha, int flush_behind, pht_error *err);
+int layer_sink_put(layer_sink *s, const void *p, size_t n, pht_error *err);
+/* Wait until every byte put is written and hashed: 0 or the first failure. */
+int layer_sink_finish(layer_sink *s, pht_error *err);
+/* Stop (what is not written yet is dropped) and free; NULL is fine. */
+void layer_sink_free(layer_sink *s);
+
 /* ---- merged filesystem index (layer_index.c) ------------------------------- */
 typedef struct img_entry {
     char *path; /* normalized, "" never stored */

@@ -264,7 +264,8 @@ function M.archive_plaintext_images(path, tmpdir, skip)
   local out = {}
   if not fs.exists(path) then return out end
   for n = 0, 255 do
-    local img = pht.open_image("docker-archive:" .. path .. ":@" .. n, { tmpdir = tmpdir, verify_layers = false })
+    -- the manifest, config and layer list only: the history names the pre-run layer
+    local img = pht.open_image("docker-archive:" .. path .. ":@" .. n, { tmpdir = tmpdir, no_index = true })
     if not img then break end
     if img:manifest() ~= skip and M.pre_run_layer(img) then
       out[#out + 1] = { image = "@" .. n, name = ref.repo_tags(img)[1],

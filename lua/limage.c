@@ -92,6 +92,9 @@ static int l_open_image(lua_State *L)
         lua_getfield(L, 2, "no_index");
         o.no_index = lua_toboolean(L, -1);
         lua_pop(L, 1);
+        lua_getfield(L, 2, "verify_behind");
+        o.verify_behind = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         /* docker:// (the same names as pht.open_registry's) */
         o.registry_creds = limage_opt_str(L, 2, "creds");
         o.registry_auth_file = limage_opt_str(L, 2, "auth_file");
@@ -381,6 +384,16 @@ static int m_check_master(lua_State *L)
     return 1;
 }
 
+/* img:verified(): true once the open's digest checks matched (waits for verify_behind's). */
+static int m_verified(lua_State *L)
+{
+    pht_image *img = limage_check(L, 1);
+    pht_error err;
+    if (pht_image_verified(img, &err) != 0) return lpht_fail(L, &err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int m_extract(lua_State *L)
 {
     pht_image *img = limage_check(L, 1);
@@ -419,6 +432,7 @@ static const luaL_Reg image_methods[] = {
     {"retag", limage_retag},
     {"set_progress", m_set_progress},
     {"check_master", m_check_master},
+    {"verified", m_verified},
     {"in_place", m_in_place},
     {"in_order", m_in_order},
     {NULL, NULL},

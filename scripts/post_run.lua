@@ -23,7 +23,10 @@ local hex = pht.hex
 
 -- The train and the station ------------------------------------------------------
 
-wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
+-- The digest checks of the layers read run beside the next steps; write_image's
+-- commit waits for them before it writes anything.
+wf:add("open_image", function(ctx) return steps.open_image(ctx, { verify_behind = true }) end,
+  { kind = "io", protocol = "§1" })
 -- read_config (§2), load_key (§6), find_station (§7.1), check_station_key and
 -- check_turn (§9): the station's place on the route.
 steps.add_station_steps(wf)

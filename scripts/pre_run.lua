@@ -30,7 +30,10 @@ local NO_RESULTS = "first stop: no results yet"
 
 -- The train and the station ------------------------------------------------------
 
-wf:add("open_image", steps.open_image, { kind = "io", protocol = "§1" })
+-- The digest checks of the layers read run beside the next steps; write_image's
+-- commit waits for them before it writes anything.
+wf:add("open_image", function(ctx) return steps.open_image(ctx, { verify_behind = true }) end,
+  { kind = "io", protocol = "§1" })
 wf:add("check_not_decrypted", steps.check_not_decrypted, { kind = "verify", protocol = "§9" })
 -- The runtime the train will run on is the station's trusted master image:
 -- nothing outside the train's /opt paths changed above it. Before any key

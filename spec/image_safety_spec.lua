@@ -174,6 +174,53 @@ describe("pht.open_image on hostile layers", function()
     rejects_diff_id(wrong_diff_id("tampered", { { name = "x", data = "x" } }), { verify_layers = true })
   end)
 
+  -- verify_behind: the same checks on a thread, their verdict at img:verified()
+  -- and before any commit writes.
+  it("with verify_behind, opens a docker-archive whose /opt layer does not match its diff_id, "
+    .. "and refuses it at verified() and at every commit, writing nothing", function()
+    local path = wrong_diff_id("behind-opt", { { name = "opt/", type = "dir" }, { name = "opt/x", data = "x" } })
+    local before = h.sha256_file(path)
+    local img = assert(pht.open_image("docker-archive:" .. path, { verify_behind = true }))
+    -- the bytes can be read meanwhile; they are not known to be the image's
+    assert.are.equal("x", img:read_file("/opt/x"))
+    local ok, msg, code = img:verified()
+    assert.is_nil(ok)
+    assert.are.equal("EVERIFY", code)
+    assert.truthy(msg:find("does not match its diff_id", 1, true), msg)
+    assert.are.same({ nil, msg, code }, { img:verified() }) -- the same verdict again
+    local out = dir .. "/behind-out.tar"
+    for _, dest in ipairs({ "docker-archive:" .. path, "docker-archive:" .. out, "oci:" .. dir .. "/behind-oci:x" }) do
+      local w = assert(img:writer({ dest = dest }))
+      assert(w:add_bytes("/opt/y", "y"))
+      local cok, cmsg, ccode = w:commit(dest)
+      assert.is_nil(cok)
+      assert.are.equal("EVERIFY", ccode)
+      assert.truthy(cmsg:find("commit " .. dest, 1, true), cmsg)
+      assert.truthy(cmsg:find("does not match its diff_id", 1, true), cmsg)
+      w:close()
+    end
+    img:close()
+    assert.are.equal(before, h.sha256_file(path))
+    assert.is_false(require("pht.fs").exists(out))
+    assert.is_false(require("pht.fs").exists(dir .. "/behind-oci"))
+  end)
+
+  it("with verify_behind, verifies a good image's /opt layer as the open would", function()
+    local path = B.make { out = dir .. "/behind-good.tar", layers = {
+      { entries = { { name = "opt/", type = "dir" }, { name = "opt/big", zeros = 3 * 1024 * 1024 } } } } }
+    local img = assert(pht.open_image("docker-archive:" .. path, { verify_behind = true }))
+    assert.is_true(img:verified())
+    assert.is_true(img:layers()[1].verified)
+    -- closing before the verdict stops the thread (no wait for it, no leak)
+    local img2 = assert(pht.open_image("docker-archive:" .. path, { verify_behind = true }))
+    img2:close()
+    local img3 = assert(pht.open_image("docker-archive:" .. path))
+    assert.is_true(img3:layers()[1].verified)
+    assert.is_true(img3:verified())
+    img:close()
+    img3:close()
+  end)
+
   it("leaves a plain layer outside /opt unhashed by default and says so", function()
     local path = wrong_diff_id("unhashed", { { name = "x", data = "x" } })
     local img = assert(pht.open_image("docker-archive:" .. path))

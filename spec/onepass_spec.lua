@@ -476,3 +476,31 @@ describe("pht pre-run in one pass", function()
     end
   end)
 end)
+
+describe("the open's digest checks beside the steps (verify_behind)", function()
+  -- The stock workflows open with verify_behind: the layer holding the results
+  -- is hashed on a thread while encrypt_files reads it in place, and
+  -- write_image's commit waits for the verdict before it writes.
+  it("post-run refuses at write_image a train whose results layer does not match its diff_id, input unchanged",
+    function()
+    local path, ref = S.copy_stage(0)
+    local code, _, err = S.pht("pre-run -q " .. q(ref) .. " " .. S.station_args(1))
+    assert.equal(0, code, err)
+    local marker = "results bytes the run wrote " .. string.rep("r", 5 * MiB)
+    S.tamper(ref, function(w) assert(w:add_bytes("/opt/pht_results/out.txt", marker)) end, "the run")
+    -- same length, so every header and offset stays where the open finds it
+    h.replace_bytes(path, "results bytes the run wrote", "RESULTS bytes the run wrote")
+    local before = h.sha256_file(path)
+    local tmp = h.tmpdir()
+    code, _, err = S.pht("post-run " .. q(ref) .. " --tmpdir " .. q(tmp) .. " " .. S.station_args(1))
+    assert.equal(3, code, err) -- an image that cannot be read, as when the open found it
+    assert.matches("post-run failed at step write_image: ", err, 1, true)
+    local _, said = err:gsub("does not match its diff_id", "")
+    assert.equal(1, said, err)
+    assert.equal(before, h.sha256_file(path))
+    assert.equal("", h.run("ls -A " .. q(tmp)))
+    -- the listing of the archive's directory: no temporary file left beside it
+    local listing = h.run("ls -A " .. q(path:match("^(.*)/")))
+    assert.equal("stage0-built.tar", (listing:gsub("%s+$", "")))
+  end)
+end)

@@ -33,6 +33,7 @@ void pht_image_opts_init(pht_image_opts *o)
     o->registry_tls_insecure = 0;
     o->docker_timeout = NULL;
     o->no_index = 0;
+    o->verify_behind = 0;
     o->progress = NULL;
     o->progress_ud = NULL;
 }
@@ -79,8 +80,9 @@ int img_apply_history(pht_image *img, pht_error *err)
  * Digest-check the layers whose bytes the protocol reads (doc/images.md,
  * "What an open verifies"): with verify_layers all of them; else those that
  * hold or delete /opt, and those an entry under /opt takes its bytes from (a
- * hard link into a lower layer). Compressed layers were hashed as they were
- * scanned. The others were checked header by header and stay unhashed.
+ * hard link into a lower layer), image_verify.c (with verify_behind, on a
+ * thread). Compressed layers were hashed as they were scanned. The others
+ * were checked header by header and stay unhashed.
  */
 static int verify_used_layers(pht_image *img, pht_error *err)
 {
@@ -94,9 +96,7 @@ static int verify_used_layers(pht_image *img, pht_error *err)
             (strcmp(e->path, IMG_PROTOCOL_DIR) == 0 || tarsafe_below(e->path, IMG_PROTOCOL_DIR)))
             need[e->data_layer] = 1;
     }
-    int rc = 0;
-    for (size_t i = 0; i < img->nlayers && rc == 0; i++)
-        if (need[i]) rc = layer_verify(&img->layers[i], &img->opts, err);
+    int rc = img_verify_used(img, need, err);
     free(need);
     return rc;
 }
@@ -173,6 +173,7 @@ static void cursor_drop(pht_image *img)
 void pht_image_free(pht_image *img)
 {
     if (img == NULL || --img->refs > 0) return;
+    img_verify_end(img); /* before the layers' files close */
     cursor_drop(img);
     if (img->tp && img->tp->close) img->tp->close(img);
     index_free(&img->index);

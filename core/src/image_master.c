@@ -30,6 +30,9 @@ int pht_image_check_master(pht_image *img, const pht_image *master, size_t top, 
 {
     const char *mref = pht_image_ref_string(master->ref);
     size_t n = top && top < img->nlayers ? top : img->nlayers, m = master->nlayers;
+    /* the layers above are checked as the bytes their diff_ids name */
+    int vrc = img_verify_wait(img, err);
+    if (vrc) return vrc;
     if (m > n)
         return pht_error_set(err, PHT_EVERIFY,
                              "the train has %zu layers below its own, fewer than the %zu of "

@@ -43,19 +43,20 @@ struct pht_image {
     pht_image_ref *ref; /* as opened */
     pht_image_opts opts;
     char *tmpdir;
-    char *cache_dir; /* opts.cache_dir's copy, or NULL */
+    char *cache_dir;        /* opts.cache_dir's copy, or NULL */
     char *registry_strs[4]; /* copies of opts' registry strings (creds wiped at free) */
-    char *docker_timeout; /* opts.docker_timeout's copy, or NULL */
+    char *docker_timeout;   /* opts.docker_timeout's copy, or NULL */
     char *manifest;
     char *config;
     size_t config_len;
     img_layer *layers;
     size_t nlayers;
     img_index index;
-    int landed;            /* IMG_LANDED_* */
-    const char *view_root; /* the tree a view holds ("opt"), when landed is not ALL */
-    img_layer view;        /* index entries of layer -1 live here; fd -1 when none */
-    void *tpdata;          /* the transport's own state */
+    int landed;                /* IMG_LANDED_* */
+    const char *view_root;     /* the tree a view holds ("opt"), when landed is not ALL */
+    img_layer view;            /* index entries of layer -1 live here; fd -1 when none */
+    void *tpdata;              /* the transport's own state */
+    struct img_behind *behind; /* the open's digest checks on a thread (verify_behind), or NULL */
     /* where a finished reader of a stream left its layer: the next pht_image_open_file of a
        later entry of that layer goes on from there instead of from the layer's start */
     struct {
@@ -65,6 +66,15 @@ struct pht_image {
         uint64_t ordinal;
     } cursor;
 };
+
+/* ---- the open's digest checks (image_verify.c) ------------------------------------- */
+/* Digest-check the layers need[] marks that are not verified yet (opts.verify_behind: the
+   plain ones on a thread, waited for by img_verify_wait). */
+int img_verify_used(pht_image *img, const unsigned char *need, pht_error *err);
+/* Wait for the thread, if any: 0 or its verdict (the same on every call). */
+int img_verify_wait(pht_image *img, pht_error *err);
+/* Stop the thread without a verdict and free it (pht_image_free). */
+void img_verify_end(pht_image *img);
 
 /* A new image as a commit writes it: layers bottom first, config text. */
 typedef struct img_plan {

@@ -573,6 +573,9 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
 {
     int rc = w_ready(w, 0, err);
     if (rc) return rc;
+    /* nothing is written where dest_ref points before the images read are known to be theirs */
+    if ((rc = img_verify_wait(w->src, err)) || (w->base && (rc = img_verify_wait(w->base, err))))
+        return pht_error_prefix(err, "commit %.200s", dest_ref);
     pht_image_ref *dest;
     if ((rc = pht_image_ref_parse(dest_ref, 0, &dest, err))) return rc;
     const img_transport *tp = img_ref_transport(dest, err);

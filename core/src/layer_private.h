@@ -88,6 +88,14 @@ typedef int (*layer_entry_cb)(void *ud, struct archive_entry *e, uint64_t ordina
 int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err);
 /* Hash a scanned layer that is not verified yet and check it: PHT_EVERIFY on a mismatch. */
 int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err);
+/*
+ * The SHA-256 of a plain layer's blob, its bytes read whole (no tar parsing: its headers were
+ * scanned already), into dg; PHT_EINTR once *stop (may be NULL) is set. Any thread; l is only
+ * read. layer_check_plain then compares dg with what the manifest and config declare, as a
+ * verifying scan would (the layer is verified after).
+ */
+int layer_hash_blob(const img_layer *l, const int *stop, char *dg, pht_error *err);
+int layer_check_plain(img_layer *l, const char *dg, pht_error *err);
 
 /* ---- the index cache (layer_cache.c) ---------------------------------------- */
 /*

@@ -22,6 +22,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "fs_private.h"
 #include "hash_private.h"
 #include "layer_private.h"
 #include "pht/interrupt.h"
@@ -424,6 +425,34 @@ done:
     if (b) pht_hash_free(b->sha);
     free(b);
     return rc;
+}
+
+int layer_hash_blob(const img_layer *l, const int *stop, char *dg, pht_error *err)
+{
+    enum { PIECE = 1u << 20 };
+    unsigned char *buf = malloc(PIECE);
+    pht_hash *sha = buf ? hash_new_sha256(err) : NULL;
+    int rc = buf == NULL ? pht_error_set(err, PHT_ENOMEM, "out of memory") : sha ? 0 : PHT_ECRYPTO;
+    for (uint64_t at = 0; rc == 0 && at < l->length;) {
+        if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED)) {
+            rc = pht_error_set(err, PHT_EINTR, "stopped");
+            break;
+        }
+        size_t n = l->length - at < PIECE ? (size_t)(l->length - at) : PIECE;
+        if ((rc = fs_pread_exact(l->fd, buf, n, l->offset + at, l->digest[0] ? l->digest : "layer",
+                                 err)) == 0)
+            rc = pht_hash_update(sha, buf, n, err);
+        at += n;
+    }
+    if (rc == 0) rc = hash_final_sha256(sha, dg, err);
+    pht_hash_free(sha);
+    free(buf);
+    return rc;
+}
+
+int layer_check_plain(img_layer *l, const char *dg, pht_error *err)
+{
+    return check_digests(l, dg, dg, err);
 }
 
 int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)

@@ -14,9 +14,14 @@ local M = {}
 
 -- The train and the station ---------------------------------------------------------
 
-function M.open_image(ctx)
+-- opts.verify_behind: the open's digest checks of plain tar layers run on a
+-- thread while the next steps go on; the commit of the run's writer (and
+-- check_master, and ctx.image:verified()) waits for their verdict, so a
+-- workflow that writes anything outside the image must not set it.
+function M.open_image(ctx, opts)
   local extra = train.open_extra(ctx.options)
   extra.progress = ctx:count_bytes()
+  extra.verify_behind = opts and opts.verify_behind or nil
   local img, err = train.open_image(ctx.options.image, ctx.options.tmpdir, ctx.options.verify_layers, extra)
   if not img then return nil, err end
   ctx.image = img

@@ -86,13 +86,17 @@ typedef struct pht_image_opts {
     const char *registry_cert_dir;  /* extra CAs and client pairs (--cert-dir) */
     int registry_tls_insecure;      /* 1: --tls-verify=false (also allows plain http) */
     const char *platform; /* "OS/ARCH[/VARIANT]" an image index resolves to; NULL: linux/amd64 */
-    const char *docker_timeout; /* docker-daemon: limits of the Engine calls, as
-                                   $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
+    const char
+        *docker_timeout;      /* docker-daemon: limits of the Engine calls, as
+                                 $PHT_DOCKER_TIMEOUT (pht/docker.h), applied after it; NULL: none */
     pht_progress_fn progress; /* the open's progress, not kept after it; NULL: none */
     void *progress_ud;        /* progress's first argument */
-    int no_index;        /* 1: read the manifest, config and layer list only, no layer's headers (a
-                            master for pht_image_check_master, a writer's base); stat, walk, reads and
-                            extracts then fail with PHT_ESTATE */
+    int no_index;      /* 1: read the manifest, config and layer list only, no layer's headers (a
+                          master for pht_image_check_master, a writer's base); stat, walk, reads and
+                          extracts then fail with PHT_ESTATE */
+    int verify_behind; /* 1: the open's digest checks of plain tar layers run on a thread of
+                          their own while the caller goes on; pht_image_verified waits for them,
+                          as every commit of a writer on the image and the master check do */
 } pht_image_opts;
 
 /*
@@ -252,6 +256,14 @@ PHT_API int pht_image_extract(pht_image *img, const char *dir, const char *dest_
                               pht_error *err);
 
 /* ---- the master image ---------------------------------------------------------- */
+
+/*
+ * The verdict of the open's digest checks: 0 once every layer the open checks matched; with
+ * opts.verify_behind this waits for the checks to end (PHT_EVERIFY naming the layer that did
+ * not match). Before it returns 0, bytes read from those layers are not known to be img's.
+ * Without verify_behind the open did them already: 0.
+ */
+PHT_API int pht_image_verified(pht_image *img, pht_error *err);
 
 /*
  * Check that img was built on the master image a station trusts

@@ -1,0 +1,131 @@
+/*
+ * The open's digest checks (doc/images.md, "What an open verifies"): the
+ * layers whose bytes the protocol reads are hashed whole and compared with
+ * the diff_ids (and digests) the config and manifest declare. A compressed
+ * layer was hashed as it was scanned; a plain one was scanned for its
+ * headers only and is hashed here, its blob read straight (layer_hash_blob).
+ *
+ * With opts.verify_behind, the plain layers are hashed on a thread of their
+ * own while the caller goes on (reading, hashing and encrypting the same
+ * bytes on the other core): pht_image_verified waits for the thread and
+ * returns the verdict, and so do every commit of a writer on the image
+ * (before anything is written where the reference points) and the
+ * master-image check. Until then the bytes read from those layers are not
+ * known to be the image's. The thread only reads the layers' files; what
+ * it computed is compared and recorded in the waiting thread.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_private.h"
+
+typedef struct img_behind {
+    pthread_t th;
+    int stop;        /* set (atomically) to end the thread early */
+    size_t n, *idx;  /* the layers to hash, by index */
+    img_layer *copy; /* where their bytes are (fd, offset, length), the thread's own */
+    char (*dg)[IMG_DIGEST_MAX];
+    int rc; /* the thread's: a read or hash failure */
+    pht_error why;
+    int waited, verdict; /* after img_verify_wait: its result, returned again */
+    pht_error vwhy;
+} img_behind;
+
+static void *behind_main(void *arg)
+{
+    img_behind *b = arg;
+    for (size_t k = 0; k < b->n && b->rc == 0; k++)
+        b->rc = layer_hash_blob(&b->copy[k], &b->stop, b->dg[k], &b->why);
+    return NULL;
+}
+
+/* Hash plain layers idx[0..n) now, or (behind) start the thread; idx becomes the thread's. */
+static int verify_plain(pht_image *img, size_t *idx, size_t n, int behind, pht_error *err)
+{
+    if (behind) {
+        img_behind *b = calloc(1, sizeof *b);
+        char(*dg)[IMG_DIGEST_MAX] = b ? calloc(n, sizeof *dg) : NULL;
+        img_layer *copy = dg ? calloc(n, sizeof *copy) : NULL;
+        if (copy) {
+            for (size_t k = 0; k < n; k++) {
+                const img_layer *l = &img->layers[idx[k]];
+                copy[k] = (img_layer){.fd = l->fd, .offset = l->offset, .length = l->length};
+                memcpy(copy[k].digest, l->digest, IMG_DIGEST_MAX);
+            }
+            *b = (img_behind){.n = n, .idx = idx, .copy = copy, .dg = dg};
+            if (pthread_create(&b->th, NULL, behind_main, b) == 0) {
+                img->behind = b;
+                return 0;
+            }
+        }
+        free(copy);
+        free(dg);
+        free(b); /* no thread: hash them now */
+    }
+    int rc = 0;
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        char dg[IMG_DIGEST_MAX];
+        img_layer *l = &img->layers[idx[k]];
+        if ((rc = layer_hash_blob(l, NULL, dg, err)) == 0) rc = layer_check_plain(l, dg, err);
+    }
+    free(idx);
+    return rc;
+}
+
+int img_verify_used(pht_image *img, const unsigned char *need, pht_error *err)
+{
+    size_t *idx = calloc(img->nlayers + 1, sizeof *idx), n = 0;
+    if (idx == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < img->nlayers && rc == 0; i++) {
+        img_layer *l = &img->layers[i];
+        if (!need[i] || l->verified) continue;
+        if (l->compression == IMG_COMP_NONE && l->fd >= 0)
+            idx[n++] = i;
+        else
+            rc = layer_verify(l, &img->opts, err);
+    }
+    if (rc || n == 0) {
+        free(idx);
+        return rc;
+    }
+    return verify_plain(img, idx, n, img->opts.verify_behind, err);
+}
+
+int img_verify_wait(pht_image *img, pht_error *err)
+{
+    img_behind *b = img->behind;
+    if (b == NULL) return 0;
+    if (!b->waited) {
+        pthread_join(b->th, NULL);
+        b->waited = 1;
+        b->verdict = b->rc;
+        b->vwhy = b->why;
+        for (size_t k = 0; k < b->n && b->verdict == 0; k++)
+            b->verdict = layer_check_plain(&img->layers[b->idx[k]], b->dg[k], &b->vwhy);
+        if (b->verdict) pht_error_prefix(&b->vwhy, "%.200s", pht_image_ref_string(img->ref));
+    }
+    if (b->verdict && err) *err = b->vwhy;
+    return b->verdict;
+}
+
+void img_verify_end(pht_image *img)
+{
+    img_behind *b = img->behind;
+    if (b == NULL) return;
+    if (!b->waited) {
+        __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+        pthread_join(b->th, NULL);
+    }
+    free(b->idx);
+    free(b->copy);
+    free(b->dg);
+    free(b);
+    img->behind = NULL;
+}
+
+int pht_image_verified(pht_image *img, pht_error *err)
+{
+    return img_verify_wait(img, err);
+}

@@ -235,6 +235,49 @@ static void test_index_cache(void)
     test_workdir_done(work);
 }
 
+/* verify_behind: the /opt layers are hashed on a thread; the verdict and the flags come after. */
+static void test_verify_behind(const char *stage)
+{
+    char ref[1024];
+    snprintf(ref, sizeof ref, "docker-archive:%s/reference-v2/%s.tar", test_fixtures(), stage);
+    pht_image_opts o;
+    pht_image_opts_init(&o);
+    o.verify_behind = 1;
+    pht_error err;
+    pht_image *img = NULL, *sync = NULL;
+    CHECK_OK(pht_image_open(&img, ref, &o, &err), &err);
+    CHECK_OK(pht_image_open(&sync, ref, NULL, &err), &err);
+    if (img == NULL || sync == NULL) {
+        pht_image_free(img);
+        pht_image_free(sync);
+        return;
+    }
+    /* a read meanwhile */
+    pht_image_reader *r = NULL;
+    char buf[64];
+    size_t got = 0;
+    CHECK_OK(pht_image_open_file(img, "/opt/train_config.json", &r, &err), &err);
+    if (r) CHECK_OK(pht_image_reader_read(r, buf, sizeof buf, &got, &err), &err);
+    CHECK(got > 0);
+    pht_image_reader_free(r);
+    CHECK_OK(pht_image_verified(img, &err), &err);
+    CHECK_OK(pht_image_verified(img, &err), &err); /* the same verdict again */
+    CHECK_OK(pht_image_verified(sync, &err), &err);
+    /* the same layers verified as by an open that waits */
+    for (size_t i = 0; i < pht_image_layer_count(img); i++) {
+        pht_image_layer a, b;
+        CHECK_OK(pht_image_layer_info(img, i, &a, &err), &err);
+        CHECK_OK(pht_image_layer_info(sync, i, &b, &err), &err);
+        CHECK(a.verified == b.verified);
+        CHECK(strcmp(a.digest, b.digest) == 0);
+    }
+    pht_image_free(img);
+    pht_image_free(sync);
+    /* freed before the verdict: the thread is stopped and joined */
+    CHECK_OK(pht_image_open(&img, ref, &o, &err), &err);
+    pht_image_free(img);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
@@ -242,5 +285,7 @@ int main(void)
     test_lookup_errors();
     test_extract();
     test_index_cache();
+    for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
+        test_verify_behind(stages[i]);
     TEST_DONE();
 }

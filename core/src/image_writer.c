@@ -38,7 +38,7 @@ struct pht_image_writer {
     int fd;
     pht_hash *sha;    /* of the new layer: its diff_id and digest */
     layer_sink *sink; /* writes and hashes it (on a thread once it is large) */
-    int flush_behind; /* bound for a destination, whose commit fsyncs the layer's file */
+    int flush_behind; /* bound for a docker-archive or OCI layout, whose commit fsyncs the file */
     uint64_t bytes, nentries;
     struct archive *a;
     pht_image_stream *active;
@@ -104,11 +104,15 @@ int pht_image_writer_new(pht_image *img, const pht_image_writer_opts *opts, pht_
     }
     w->tmpdir = strdup(fs_tmpdir(opts && opts->tmpdir ? opts->tmpdir : img->tmpdir));
     if (opts && opts->dest) {
-        w->flush_behind = 1;
         /* bound for a docker-archive: the layer's file goes beside it (see IMG_ARCHIVE_HEAD) */
         pht_image_ref *d = NULL;
-        if (pht_image_ref_parse(opts->dest, 0, &d, NULL) == 0 &&
-            strcmp(pht_image_ref_transport(d), "docker-archive") == 0 && pht_image_ref_path(d)) {
+        int parsed = pht_image_ref_parse(opts->dest, 0, &d, NULL) == 0;
+        /* a file its commit fsyncs (the archive, or the OCI blob it becomes): write it past the
+           page cache; a layer sent elsewhere (an engine's load) is read back soon, from there */
+        w->flush_behind = parsed && (strcmp(pht_image_ref_transport(d), "docker-archive") == 0 ||
+                                     strcmp(pht_image_ref_transport(d), "oci") == 0);
+        if (parsed && strcmp(pht_image_ref_transport(d), "docker-archive") == 0 &&
+            pht_image_ref_path(d)) {
             const char *path = pht_image_ref_path(d), *slash = strrchr(path, '/');
             w->near =
                 slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");

@@ -5,10 +5,18 @@
  * happens in the caller; past it, a thread of its own takes over both, fed
  * through a ring of SINK_SLOTS copies of SINK_SLOT bytes, so the caller's
  * thread (which also encrypts or decrypts) neither waits in write(2) nor
- * hashes, and no byte is read back. With flush_behind, the thread also
- * starts the writeback of every SINK_FLUSH bytes it has written
- * (sync_file_range, SYNC_FILE_RANGE_WRITE: it does not wait), so the
- * commit's fsync finds little left to write. Memory: the ring, 1 MiB.
+ * hashes, and no byte is read back.
+ *
+ * A layer bound for a destination (flush_behind: its commit fsyncs the
+ * file, and nothing reads it back soon) is written past the page cache:
+ * the thread gathers the bytes in an aligned buffer of SINK_DIRECT bytes
+ * and writes them with O_DIRECT from the first SINK_ALIGN boundary on, so
+ * the kernel neither copies them into new cache pages nor has them left to
+ * write at the fsync; the bytes before that boundary and after the last
+ * full block go through the cache. Where the file system refuses O_DIRECT
+ * the thread writes through the cache and starts the writeback of every
+ * SINK_FLUSH bytes instead (sync_file_range, SYNC_FILE_RANGE_WRITE: it does
+ * not wait). Memory: the ring and the buffer, 2 MiB.
  */
 #define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
@@ -25,6 +33,8 @@
 #define SINK_SLOT (128u << 10)     /* bytes per slot: the writer's block */
 #define SINK_SLOTS 8
 #define SINK_FLUSH (16u << 20) /* writeback started every this many bytes */
+#define SINK_ALIGN 4096u       /* offsets, lengths and memory of O_DIRECT writes */
+#define SINK_DIRECT (1u << 20) /* bytes per O_DIRECT write */
 
 struct layer_sink {
     int fd;
@@ -41,6 +51,10 @@ struct layer_sink {
     unsigned head, count; /* next slot the thread takes; slots filled */
     int done, stop, failed;
     uint64_t flushed; /* writeback started up to here */
+    /* O_DIRECT (the thread's): 0 not yet, 1 on, -1 refused; the aligned buffer, its bytes */
+    int direct;
+    unsigned char *dbuf;
+    size_t dlen;
     pht_error why;
 };
 
@@ -53,6 +67,102 @@ static int sink_out(layer_sink *s, const void *p, size_t n, pht_error *err)
     return rc;
 }
 
+/* Turn O_DIRECT on or off for the layer's file: 0, or -1 where it cannot be. */
+static int set_direct(layer_sink *s, int on)
+{
+    int fl = fcntl(s->fd, F_GETFL);
+    if (fl < 0 || fcntl(s->fd, F_SETFL, on ? fl | O_DIRECT : fl & ~O_DIRECT) != 0) return -1;
+    return 0;
+}
+
+/*
+ * Write the first n bytes of the aligned buffer (n a multiple of SINK_ALIGN) with O_DIRECT;
+ * where the file system will not, turn it off and write them through the cache.
+ */
+static int direct_out(layer_sink *s, size_t n, pht_error *err)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(s->fd, s->dbuf + done, n - done);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EINVAL && s->direct == 1 && set_direct(s, 0) == 0) {
+            s->direct = -1;
+            return fs_write_all(s->fd, s->dbuf + done, n - done, "new layer", err);
+        }
+        return pht_error_set(err, PHT_EIO, "new layer: write: %s",
+                             w < 0 ? strerror(errno) : "no progress");
+    }
+    return 0;
+}
+
+/* Write out the buffer: what is aligned directly, the rest through the cache (finish). */
+static int direct_drain(layer_sink *s, pht_error *err)
+{
+    size_t whole = s->dlen / SINK_ALIGN * SINK_ALIGN;
+    int rc = whole ? direct_out(s, whole, err) : 0;
+    if (rc == 0 && s->direct == 1 && set_direct(s, 0) != 0)
+        rc = pht_error_set(err, PHT_EIO, "new layer: cannot leave O_DIRECT: %s", strerror(errno));
+    s->direct = -1;
+    if (rc == 0 && s->dlen > whole)
+        rc = fs_write_all(s->fd, s->dbuf + whole, s->dlen - whole, "new layer", err);
+    s->dlen = 0;
+    return rc;
+}
+
+/* One slot's bytes, on the thread: hashed, and written directly, gathered, or through the cache. */
+static int thread_out(layer_sink *s, const unsigned char *p, size_t n, pht_error *err)
+{
+    if (s->dbuf == NULL) {
+        int rc = sink_out(s, p, n, err);
+        if (rc == 0 && s->flush_behind && s->pos - s->flushed >= SINK_FLUSH) {
+            /* a hint: a file system without it loses nothing */
+            (void)sync_file_range(s->fd, (off64_t)s->flushed, (off64_t)(s->pos - s->flushed),
+                                  SYNC_FILE_RANGE_WRITE);
+            s->flushed = s->pos;
+        }
+        return rc;
+    }
+    int rc = pht_hash_update(s->sha, p, n, err);
+    if (rc == 0 && s->direct == 0) {
+        /* up to the first aligned offset through the cache, then O_DIRECT */
+        size_t pre = (size_t)((SINK_ALIGN - s->pos % SINK_ALIGN) % SINK_ALIGN);
+        if (pre > n) pre = n;
+        if (pre && (rc = fs_write_all(s->fd, p, pre, "new layer", err)) == 0) {
+            s->pos += pre;
+            p += pre;
+            n -= pre;
+        }
+        if (rc == 0 && n > 0) {
+            if (set_direct(s, 1) == 0) {
+                s->direct = 1;
+            } else { /* not here: through the cache from now on */
+                free(s->dbuf);
+                s->dbuf = NULL;
+                if ((rc = fs_write_all(s->fd, p, n, "new layer", err)) == 0) s->pos += n;
+                return rc;
+            }
+        }
+    }
+    while (rc == 0 && n > 0) {
+        size_t k = SINK_DIRECT - s->dlen < n ? SINK_DIRECT - s->dlen : n;
+        memcpy(s->dbuf + s->dlen, p, k);
+        s->dlen += k;
+        s->pos += k;
+        p += k;
+        n -= k;
+        if (s->dlen == SINK_DIRECT) {
+            rc = s->direct == 1 ? direct_out(s, SINK_DIRECT, err)
+                                : fs_write_all(s->fd, s->dbuf, SINK_DIRECT, "new layer", err);
+            s->dlen = 0;
+        }
+    }
+    return rc;
+}
+
 static void *sink_main(void *arg)
 {
     layer_sink *s = arg;
@@ -60,17 +170,22 @@ static void *sink_main(void *arg)
     for (;;) {
         while (s->count == 0 && !s->done && !s->stop)
             pthread_cond_wait(&s->more, &s->mu);
-        if (s->stop || s->count == 0) break;
+        if (s->stop) break;
+        if (s->count == 0) { /* done: what the buffer still holds */
+            pthread_mutex_unlock(&s->mu);
+            pht_error e;
+            int rc = s->dbuf ? direct_drain(s, &e) : 0;
+            pthread_mutex_lock(&s->mu);
+            if (rc) {
+                s->failed = 1;
+                s->why = e;
+            }
+            break;
+        }
         unsigned i = s->head;
         pthread_mutex_unlock(&s->mu);
         pht_error e;
-        int rc = sink_out(s, s->ring + (size_t)i * SINK_SLOT, s->len[i], &e);
-        if (rc == 0 && s->flush_behind && s->pos - s->flushed >= SINK_FLUSH) {
-            /* a hint: a file system without it loses nothing */
-            (void)sync_file_range(s->fd, (off64_t)s->flushed, (off64_t)(s->pos - s->flushed),
-                                  SYNC_FILE_RANGE_WRITE);
-            s->flushed = s->pos;
-        }
+        int rc = thread_out(s, s->ring + (size_t)i * SINK_SLOT, s->len[i], &e);
         pthread_mutex_lock(&s->mu);
         if (rc) {
             s->failed = 1;
@@ -102,6 +217,8 @@ int layer_sink_new(layer_sink **out, int fd, pht_hash *sha, int flush_behind, ph
 static int sink_start(layer_sink *s)
 {
     if ((s->ring = malloc((size_t)SINK_SLOTS * SINK_SLOT)) == NULL) return -1;
+    void *d = NULL;
+    if (s->flush_behind && posix_memalign(&d, SINK_ALIGN, SINK_DIRECT) == 0) s->dbuf = d;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->more, NULL);
     pthread_cond_init(&s->room, NULL);
@@ -111,6 +228,8 @@ static int sink_start(layer_sink *s)
         pthread_mutex_destroy(&s->mu);
         free(s->ring);
         s->ring = NULL;
+        free(s->dbuf);
+        s->dbuf = NULL;
         return -1;
     }
     s->running = 1;
@@ -169,6 +288,10 @@ static int sink_join(layer_sink *s, int finish, pht_error *err)
     pthread_mutex_destroy(&s->mu);
     free(s->ring);
     s->ring = NULL;
+    if (s->direct == 1) set_direct(s, 0); /* stopped: the file is dropped, but leave it usable */
+    s->direct = 0;
+    free(s->dbuf);
+    s->dbuf = NULL;
     s->running = 0;
     return finish ? sink_failed(s, err) : 0;
 }

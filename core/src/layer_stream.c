@@ -22,7 +22,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "fs_private.h"
 #include "hash_private.h"
 #include "layer_private.h"
 #include "pht/interrupt.h"
@@ -427,26 +426,27 @@ done:
     return rc;
 }
 
+/* A sink that hashes what a copy of a blob gives it, until *stop is set. */
+typedef struct hash_sink {
+    pht_hash *sha;
+    const int *stop;
+} hash_sink;
+
+static int hash_sink_put(void *ud, const void *p, size_t n, pht_error *err)
+{
+    hash_sink *h = ud;
+    if (h->stop && __atomic_load_n(h->stop, __ATOMIC_RELAXED))
+        return pht_error_set(err, PHT_EINTR, "stopped");
+    return pht_hash_update(h->sha, p, n, err);
+}
+
 int layer_hash_blob(const img_layer *l, const int *stop, char *dg, pht_error *err)
 {
-    enum { PIECE = 1u << 20 };
-    unsigned char *buf = malloc(PIECE);
-    pht_hash *sha = buf ? hash_new_sha256(err) : NULL;
-    int rc = buf == NULL ? pht_error_set(err, PHT_ENOMEM, "out of memory") : sha ? 0 : PHT_ECRYPTO;
-    for (uint64_t at = 0; rc == 0 && at < l->length;) {
-        if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED)) {
-            rc = pht_error_set(err, PHT_EINTR, "stopped");
-            break;
-        }
-        size_t n = l->length - at < PIECE ? (size_t)(l->length - at) : PIECE;
-        if ((rc = fs_pread_exact(l->fd, buf, n, l->offset + at, l->digest[0] ? l->digest : "layer",
-                                 err)) == 0)
-            rc = pht_hash_update(sha, buf, n, err);
-        at += n;
-    }
-    if (rc == 0) rc = hash_final_sha256(sha, dg, err);
-    pht_hash_free(sha);
-    free(buf);
+    hash_sink h = {hash_new_sha256(err), stop};
+    if (h.sha == NULL) return err ? err->code : PHT_ECRYPTO;
+    int rc = layer_copy_raw(l, hash_sink_put, &h, err);
+    if (rc == 0) rc = hash_final_sha256(h.sha, dg, err);
+    pht_hash_free(h.sha);
     return rc;
 }
 

@@ -232,28 +232,16 @@ done:
     return rc;
 }
 
-int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, const char **why,
-                      pht_error *err)
+int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, pht_error *err)
 {
-    *why = NULL;
-    if (root == NULL) {
-        *why = "the engine's storage driver is not overlay2, or PHT_DOCKER_STORE=0";
-        return 1;
-    }
-    if (geteuid() != 0) {
-        *why = "reading the engine's layer store takes root";
-        return 1;
-    }
-    char chain[HASH_SHA256_TEXT];
+    /* not overlay2, or PHT_DOCKER_STORE=0; or not root: the trusted.* marks are hidden */
+    if (root == NULL || geteuid() != 0) return 1;
+    char chain[HASH_SHA256_TEXT], dir[PATH_MAX];
     int rc = 0;
-    char(*dir)[PATH_MAX] = calloc(to > from ? to - from : 1, sizeof *dir);
-    if (dir == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    /* bind every layer first: the store is read for all of them or for none */
     for (size_t i = 0; i < to && rc == 0; i++) {
         const char *diff = img->layers[i].diff_id;
         if (!hash_sha256_valid(diff)) {
-            *why = "a layer's diff_id is not a sha256";
-            rc = 1;
+            rc = 1; /* the engine names layers by sha256 only */
             break;
         }
         if (i == 0) {
@@ -265,30 +253,23 @@ int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, 
             if ((rc = hash_sha256_buf(text, (size_t)n, chain, err))) break;
         }
         if (i < from) continue;
+        /* bound to the layer by the engine's own records, or the store is not this engine's */
         char got[HASH_SHA256_TEXT + 8], cache[128];
+        struct stat sb;
         if (layerdb_read(root, chain, "diff", got, sizeof got) != 0 || strcmp(got, diff) != 0 ||
             layerdb_read(root, chain, "cache-id", cache, sizeof cache) != 0 ||
-            !cache_id_valid(cache)) {
-            *why = "the engine's layer store is not on this machine";
+            !cache_id_valid(cache) ||
+            snprintf(dir, sizeof dir, "%s/overlay2/%s/diff", root, cache) >= (int)sizeof dir ||
+            lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
             rc = 1;
             break;
         }
-        struct stat sb;
-        if (snprintf(dir[i - from], PATH_MAX, "%s/overlay2/%s/diff", root, cache) >= PATH_MAX ||
-            lstat(dir[i - from], &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            *why = "a layer's directory is not in the engine's store";
-            rc = 1;
-        }
+        layer_forget_outside(&img->layers[i]);
+        rc = walk_layer(&img->layers[i], dir, &img->opts, err);
     }
-    for (size_t i = from; rc == 0 && i < to; i++) {
-        img_layer *l = &img->layers[i];
-        layer_forget_outside(l);
-        rc = walk_layer(l, dir[i - from], &img->opts, err);
-        if (rc == 1) *why = "a layer's directory holds overlay marks the engine does not write";
-    }
+    /* read for every layer or for none: the caller lands them all instead */
     if (rc == 1)
         for (size_t i = from; i < to; i++)
             layer_forget_outside(&img->layers[i]);
-    free(dir);
     return rc;
 }

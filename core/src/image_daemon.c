@@ -600,10 +600,10 @@ static int dmn_land(pht_image *img, int want, pht_error *err)
 }
 
 /* The layers above a master from the engine's store, where it can be read (daemon_store.c). */
-static int dmn_scan_above(pht_image *img, size_t from, size_t to, const char **why, pht_error *err)
+static int dmn_scan_above(pht_image *img, size_t from, size_t to, pht_error *err)
 {
     dmn *st = img->tpdata;
-    return daemon_store_scan(img, st ? st->store : NULL, from, to, why, err);
+    return daemon_store_scan(img, st ? st->store : NULL, from, to, err);
 }
 
 static void dmn_close(pht_image *img)

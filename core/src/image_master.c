@@ -47,14 +47,13 @@ int pht_image_check_master(pht_image *img, const pht_image *master, size_t top, 
                                  i + 1, img->nlayers, a->diff_id, i + 1, mref, b->diff_id);
     }
     /* layers a lazy transport has not landed: their entries where it keeps them, if it can */
-    int from_store = 0, rc = 0;
-    const char *why = NULL; /* why a store could not be read: the check lands the layers */
-    for (size_t i = m; i < n && !from_store; i++)
-        if (img->layers[i].fd < 0 && img->tp->scan_above) {
-            if ((rc = img->tp->scan_above(img, m, n, &why, err)) < 0) return rc;
-            from_store = rc == 0;
-            break;
-        }
+    int lazy = 0, from_store = 0, rc;
+    for (size_t i = m; i < n; i++)
+        lazy |= img->layers[i].fd < 0;
+    if (lazy && img->tp->scan_above) {
+        if ((rc = img->tp->scan_above(img, m, n, err)) < 0) return rc;
+        from_store = rc == 0;
+    }
     rc = from_store ? 0 : land_above(img, m, n, err);
     for (size_t i = m; rc == 0 && i < n; i++) {
         img_layer *l = &img->layers[i];

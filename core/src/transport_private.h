@@ -28,10 +28,10 @@ struct img_transport {
     int (*fetch)(pht_image *img, size_t first, pht_error *err);
     /*
      * Learn layers [from, to)'s outside (the master rule, layer_note_outside) without landing
-     * them, where the transport can read their entries cheaply: 0; 1 if it cannot here (*why,
-     * static, says why; nothing learned); PHT_E* with err set. NULL: land them instead.
+     * them, where the transport can read their entries cheaply: 0; 1 if it cannot here (nothing
+     * learned); PHT_E* with err set. NULL: land them instead.
      */
-    int (*scan_above)(pht_image *img, size_t from, size_t to, const char **why, pht_error *err);
+    int (*scan_above)(pht_image *img, size_t from, size_t to, pht_error *err);
     void (*close)(pht_image *img);
     /* Where a commit to ref writes and the tag it names there (both malloc'ed; tag may be NULL). */
     int (*dest_tag)(const pht_image_ref *ref, char **where, char **tag, pht_error *err);
@@ -65,8 +65,7 @@ extern const img_transport img_oci_archive;    /* image_oci_archive.c */
  */
 char *daemon_store_root(const cJSON *graph);
 /* scan_above for docker-daemon images whose store root is root (may be NULL: 1). */
-int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, const char **why,
-                      pht_error *err);
+int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, pht_error *err);
 
 /* ---- references (image_ref.c) ------------------------------------------------ */
 /* The transport of ref; NULL and PHT_EINVAL when libpht cannot open it yet. */

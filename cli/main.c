@@ -68,6 +68,14 @@ static int traceback(lua_State *L)
 
 int main(int argc, char **argv)
 {
+    /*
+     * SIGINT, SIGTERM, SIGHUP set a flag the core's loops and the workflow
+     * runner check; the run then unwinds through its cleanups and
+     * pht.cli reports the step that was interrupted. Installed first, so a
+     * signal while the Lua modules load stops the run before its first step.
+     */
+    pht_error ierr;
+    if (pht_interrupt_install(&ierr) != 0) fprintf(stderr, "pht: %s\n", ierr.message);
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, "pht: cannot create a Lua state (out of memory)\n");
@@ -112,13 +120,6 @@ int main(int argc, char **argv)
     lua_newtable(L);
     lua_pushstring(L, sdir);
     lua_setfield(L, -2, "scripts_dir");
-    /*
-     * SIGINT, SIGTERM, SIGHUP set a flag the core's loops and the workflow
-     * runner check; the run then unwinds through its cleanups and
-     * pht.cli reports the step that was interrupted.
-     */
-    pht_error ierr;
-    if (pht_interrupt_install(&ierr) != 0) fprintf(stderr, "pht: %s\n", ierr.message);
     int status = 70;
     if (lua_pcall(L, 2, 1, 1) != LUA_OK) {
         fprintf(stderr, "pht: internal error: %s\n", lua_tostring(L, -1));

@@ -16,15 +16,26 @@ local function now()
   return tonumber(helpers.run("date +%s.%N"))
 end
 
--- Start `pht args` in the background, send `signal` after `delay` seconds,
--- wait. Returns the exit status (128+N when the signal ended it) and stderr.
+local SIGNO = { HUP = 1, INT = 2, TERM = 15 }
+
+-- Start `pht args` in the background, send `signal` `delay` seconds after
+-- the process catches it (its SigCgt in /proc: before that the signal would
+-- end it while the program is still being loaded, with nothing to say), wait.
+-- Returns the exit status (128+N when the signal ended it) and stderr.
 -- Job control (set -m) keeps SIGINT deliverable to a background job.
 local function run_and_signal(args, delay, signal)
   local dir = helpers.tmpdir()
+  local bit = string.format("%d", 2 ^ (SIGNO[signal] - 1))
   local script = table.concat({
     "set -m",
     q(S.bin) .. " " .. args .. " >" .. q(dir .. "/out") .. " 2>" .. q(dir .. "/err") .. " &",
     "pid=$!",
+    "for _ in $(seq 2000); do",
+    "  cgt=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$pid/status 2>/dev/null) || break",
+    "  [ -n \"$cgt\" ] || break",
+    "  (( 0x$cgt & " .. bit .. " )) && break",
+    "  sleep 0.002",
+    "done",
     "sleep " .. string.format("%.3f", delay),
     "kill -" .. signal .. " $pid 2>/dev/null",
     "wait $pid",

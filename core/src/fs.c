@@ -375,6 +375,70 @@ int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what,
     return 0;
 }
 
+/* O_DIRECT on or off for fd: 0, or -1 where it cannot be. */
+static int set_direct(int fd, int on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_DIRECT : fl & ~O_DIRECT) != 0) return -1;
+    return 0;
+}
+
+int fs_copy_range_direct(int in, uint64_t off, uint64_t len, int out, void *buf, size_t cap,
+                         const char *what, pht_error *err)
+{
+    off_t pos = lseek(out, 0, SEEK_CUR);
+    cap -= cap % FS_DIRECT_ALIGN;
+    if (buf == NULL || cap == 0 || pos < 0 || ((uintptr_t)buf % FS_DIRECT_ALIGN) != 0)
+        return fs_copy_range(in, off, len, out, what, err);
+    uint64_t head = (FS_DIRECT_ALIGN - (uint64_t)pos % FS_DIRECT_ALIGN) % FS_DIRECT_ALIGN;
+    if (head > len) head = len;
+    int rc = head ? fs_copy_range(in, off, head, out, what, err) : 0;
+    off += head;
+    len -= head;
+    int direct = 0; /* 1 on, -1 refused: the rest goes through the cache */
+    while (rc == 0 && direct >= 0 && len >= FS_DIRECT_ALIGN) {
+        size_t want = len < cap ? (size_t)len : cap;
+        want -= want % FS_DIRECT_ALIGN;
+        if ((rc = pht_interrupt_check(err))) {
+            pht_error_prefix(err, "%s", what);
+            break;
+        }
+        ssize_t r = pread(in, buf, want, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            rc = pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
+                               r < 0 ? strerror(errno) : "unexpected end of file");
+            break;
+        }
+        size_t n = (size_t)r - (size_t)r % FS_DIRECT_ALIGN;
+        if (n == 0) break; /* a short read: the rest by fs_copy_range */
+        if (direct == 0) direct = set_direct(out, 1) == 0 ? 1 : -1;
+        size_t done = 0;
+        if (direct > 0) {
+            ssize_t w = write(out, buf, n);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && errno != EINVAL) {
+                rc = pht_error_set(err, PHT_EIO, "%s: write failed: %s", what, strerror(errno));
+                break;
+            }
+            if (w >= 0) done = (size_t)w;
+            /* EINVAL: the file system takes no O_DIRECT writes; a short write (a full
+               disk): the rest goes buffered, which reports why */
+            if ((size_t)(w < 0 ? 0 : w) < n) {
+                set_direct(out, 0);
+                direct = -1;
+            }
+        }
+        if (done < n && (rc = fs_write_all(out, (unsigned char *)buf + done, n - done, what, err)))
+            break;
+        off += n;
+        len -= n;
+    }
+    if (direct > 0) set_direct(out, 0);
+    if (rc == 0 && len > 0) rc = fs_copy_range(in, off, len, out, what, err);
+    return rc;
+}
+
 /* The directory part of path ("." if none), malloc'ed. */
 static char *dir_of(const char *path)
 {

@@ -13,7 +13,8 @@
 
 /* dir when set, else $TMPDIR, else "/tmp" (not a copy: keep a strdup). */
 const char *fs_tmpdir(const char *dir);
-/* Read exactly len bytes of fd at off into buf (PHT_EIO, naming what, when they are not all there). */
+/* Read exactly len bytes of fd at off into buf (PHT_EIO, naming what, when they are not all there).
+ */
 int fs_pread_exact(int fd, void *buf, size_t len, uint64_t off, const char *what, pht_error *err);
 /* Read [off, off+len) of fd into a NUL-terminated malloc'ed buffer (len <= cap). */
 int fs_pread_all(int fd, uint64_t off, uint64_t len, uint64_t cap, char **out, const char *what,
@@ -29,6 +30,18 @@ int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *e
  * EOPNOTSUPP). PHT_EIO when in ends early; what names the copy in messages.
  */
 int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what, pht_error *err);
+/*
+ * fs_copy_range for a destination that nothing reads back soon: the bytes
+ * from out's first FS_DIRECT_ALIGN boundary to its last are read into buf
+ * (cap bytes, aligned to FS_DIRECT_ALIGN, cap a multiple of it) and written
+ * with O_DIRECT, so the kernel makes no page-cache pages of them and a later
+ * fsync has them written already; the unaligned head and tail, and all of
+ * it where the file system refuses O_DIRECT, go as fs_copy_range's. out's
+ * flags are as they were when it returns.
+ */
+#define FS_DIRECT_ALIGN 4096u
+int fs_copy_range_direct(int in, uint64_t off, uint64_t len, int out, void *buf, size_t cap,
+                         const char *what, pht_error *err);
 /*
  * A new temporary file beside path, mode 0644, open in *fd: unnamed
  * (O_TMPFILE) where the file system allows, else ".pht.PID.NAME.XXXXXX"

@@ -393,6 +393,13 @@ out:
  * still counts the data and pads the member, so the tar is its own.
  */
 #define COPY_CHUNK (8u << 20)
+/*
+ * The kept layers are copied into the new archive with O_DIRECT, 1 MiB at a
+ * time (fs_copy_range_direct): the commit fsyncs the archive and nothing
+ * reads it back at once, and a copy through the page cache would make a new
+ * page of every byte first.
+ */
+#define DIRECT_BUF (1u << 20)
 
 typedef struct outw {
     struct archive *a;
@@ -406,6 +413,7 @@ typedef struct outw {
     uint64_t src_off, src_left;
     const pht_image_opts *opts; /* the plan's: its progress */
     const img_layer *in_place;  /* the new layer, the archive's first member where it lies */
+    void *dbuf;                 /* DIRECT_BUF bytes, aligned: members copied past the cache */
 } outw;
 
 static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n)
@@ -419,7 +427,7 @@ static la_ssize_t out_write(struct archive *a, void *ud, const void *p, size_t n
             archive_set_error(a, EINVAL, "libarchive did not pass the copied member through");
             return -1;
         }
-        rc = fs_copy_range(o->src_fd, o->src_off, n, o->fd, o->tmp, &e);
+        rc = fs_copy_range_direct(o->src_fd, o->src_off, n, o->fd, o->dbuf, DIRECT_BUF, o->tmp, &e);
         o->src_off += n;
         o->src_left -= n;
     } else {
@@ -714,6 +722,7 @@ static int arc_commit(const char *where, const img_plan *p, pht_error *err)
     }
     o.a = archive_write_new();
     o.placeholder = calloc(1, COPY_CHUNK); /* never read: its pages are never touched */
+    if (posix_memalign(&o.dbuf, FS_DIRECT_ALIGN, DIRECT_BUF) != 0) o.dbuf = NULL;
     if (o.a == NULL || manifest == NULL || o.placeholder == NULL) {
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
         goto done;
@@ -749,6 +758,7 @@ done:
         free(o.names[i]);
     free(o.names);
     free(o.placeholder);
+    free(o.dbuf);
     cJSON_Delete(manifest);
     if (old.fd >= 0) catalog_free(&old);
     return rc;

@@ -47,6 +47,11 @@ describe("writer:add_encrypted", function()
       assert(w:add_encrypted("/opt/pht_results/f" .. i, src, key, { hash = hasher,
         progress = function(bytes) reported = reported + bytes end }))
       assert(want:update_file(src))
+      -- bytes fed between the files go into the stream in order, small or
+      -- larger than the hashing thread's slots
+      local between = i == 3 and h.read(random_file(dir .. "/b" .. i, 600000)) or ("after " .. i)
+      assert(hasher:update(between))
+      assert(want:update(between))
       total = total + n
     end
     assert(w:commit(ref))

@@ -6,15 +6,16 @@
  * comes from the ciphertext's last two blocks, read first (the padding), so
  * the tar header is written up front and nothing spools.
  *
- * A large file is hashed on a second thread while this one encrypts (or
- * decrypts) and writes: the two share a ring of SLOTS buffers of CHUNK
- * bytes, so memory stays flat whatever the size. The plaintext in the ring
- * is wiped before it is freed. The progress callback only ever runs on the
- * calling thread.
+ * The hash runs on a second thread while this one encrypts (or decrypts)
+ * and writes (hash_behind, hash.c): the plaintext goes into the hash's own
+ * ring of slots of CHUNK bytes and is read from there, so nothing is
+ * copied and memory stays flat whatever the size. The thread is the
+ * stream's, not the file's: a results tree of many small files keeps both
+ * cores busy as one large file does. The ring is wiped when the hash ends.
+ * The progress callback only ever runs on the calling thread.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -24,126 +25,65 @@
 #include <openssl/crypto.h>
 
 #include "fs_private.h"
+#include "hash_private.h"
 #include "image_private.h"
 #include "pht/crypt.h"
 
 /* Bytes per ring slot: small enough that a slot is still in cache when it is written and hashed. */
 #define CHUNK (256u << 10)
-#define SLOTS 8
 #define PROGRESS_BYTES (1u << 20) /* report each MiB (or PROGRESS_NS) */
-/* Below this a file is hashed inline: a thread would cost more than it saves. */
-#define THREAD_MIN (4u << 20)
 #define PROGRESS_NS 100000000LL
 
 /* ---- the hashing side ---------------------------------------------------------- */
 
+/*
+ * Where the plaintext of one file passes: a slot of the hash's own ring when
+ * it hashes behind (hash_behind: its thread hashes the slot while this one
+ * encrypts or writes it), else one buffer of this file's, hashed inline.
+ */
 typedef struct ring {
     pht_hash *h; /* NULL: nothing to hash */
-    unsigned char *buf[SLOTS];
-    size_t len[SLOTS];
+    unsigned char *own;
     size_t cap;
-    int threaded;
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    uint64_t produced, hashed; /* slots published by the caller, hashed by the thread */
-    int done;                  /* no more slots will come */
-    int failed;                /* the hash failed: herr says why */
-    pht_error herr;
+    int behind;
 } ring;
-
-static void *hash_thread(void *arg)
-{
-    ring *r = arg;
-    pthread_mutex_lock(&r->mu);
-    for (;;) {
-        while (r->hashed == r->produced && !r->done)
-            pthread_cond_wait(&r->cv, &r->mu);
-        if (r->hashed == r->produced) break;
-        size_t k = (size_t)(r->hashed % SLOTS);
-        pthread_mutex_unlock(&r->mu);
-        int rc = r->failed ? 0 : pht_hash_update(r->h, r->buf[k], r->len[k], &r->herr);
-        pthread_mutex_lock(&r->mu);
-        if (rc != 0) r->failed = 1;
-        r->hashed++;
-        pthread_cond_broadcast(&r->cv);
-    }
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
-}
 
 static int ring_init(ring *r, pht_hash *h, uint64_t size, pht_error *err)
 {
     memset(r, 0, sizeof *r);
     r->h = h;
-    r->cap = size < CHUNK ? (size_t)size + PHT_BLOCK_LEN : CHUNK;
-    int threaded = h != NULL && size >= THREAD_MIN;
-    for (int i = 0; i < (threaded ? SLOTS : 1); i++)
-        if ((r->buf[i] = malloc(r->cap)) == NULL)
-            return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    if (!threaded) return 0;
-    r->threaded = 1;
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    int e = pthread_create(&r->th, NULL, hash_thread, r);
-    if (e != 0) {
-        /* No second thread: hash inline, as for a small file. */
-        pthread_cond_destroy(&r->cv);
-        pthread_mutex_destroy(&r->mu);
-        r->threaded = 0;
+    int rc = h ? hash_behind(h, err) : 0;
+    if (rc) return rc;
+    r->behind = h != NULL && hash_slot(h) != NULL;
+    if (r->behind) {
+        r->cap = HASH_SLOT;
+        return 0;
     }
+    r->cap = size < CHUNK ? (size_t)size + PHT_BLOCK_LEN : CHUNK;
+    if ((r->own = malloc(r->cap)) == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     return 0;
 }
 
-/* The slot the caller fills next, once the hashing thread is done with it. */
+/* The buffer the caller fills next; it stays readable until the next ring_slot. */
 static unsigned char *ring_slot(ring *r)
 {
-    if (!r->threaded) return r->buf[0];
-    pthread_mutex_lock(&r->mu);
-    while (r->produced - r->hashed >= SLOTS)
-        pthread_cond_wait(&r->cv, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-    return r->buf[r->produced % SLOTS];
+    return r->behind ? hash_slot(r->h) : r->own;
 }
 
-/* Hand len bytes of the current slot to the hash (inline or to the thread). */
+/* Hand len bytes of the current buffer to the hash (to its thread, or inline). */
 static int ring_publish(ring *r, size_t len, pht_error *err)
 {
     if (r->h == NULL || len == 0) return 0;
-    if (!r->threaded) return pht_hash_update(r->h, r->buf[0], len, err);
-    pthread_mutex_lock(&r->mu);
-    r->len[r->produced % SLOTS] = len;
-    r->produced++;
-    int failed = r->failed;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (failed) {
-        if (err) *err = r->herr;
-        return r->herr.code ? r->herr.code : PHT_ECRYPTO;
-    }
-    return 0;
+    if (r->behind) return hash_publish(r->h, len, err);
+    return pht_hash_update(r->h, r->own, len, err);
 }
 
-/* Stop the thread (after it hashed what was published), wipe and free; the hash's result. */
-static int ring_finish(ring *r, int rc, pht_error *err)
+/* Wipe and free this file's buffer (the hash's slots are the hash's to wipe). */
+static int ring_finish(ring *r, int rc)
 {
-    if (r->threaded) {
-        pthread_mutex_lock(&r->mu);
-        r->done = 1;
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        pthread_join(r->th, NULL);
-        pthread_cond_destroy(&r->cv);
-        pthread_mutex_destroy(&r->mu);
-        if (rc == 0 && r->failed) {
-            if (err) *err = r->herr;
-            rc = r->herr.code ? r->herr.code : PHT_ECRYPTO;
-        }
-    }
-    for (int i = 0; i < SLOTS; i++) {
-        if (r->buf[i]) OPENSSL_cleanse(r->buf[i], r->cap);
-        free(r->buf[i]);
-    }
+    if (r->own) OPENSSL_cleanse(r->own, r->cap);
+    free(r->own);
+    r->own = NULL;
     return rc;
 }
 
@@ -350,7 +290,7 @@ static int encrypt_source(const pht_symkey *key, source *src, pht_hash *h, pht_i
         rc = pht_image_writer_begin_file(w, path, csize, attrs, &s, err);
     }
     if (rc == 0) rc = encrypt_body(src, c, &r, s, out, &pg, err);
-    rc = ring_finish(&r, rc, err);
+    rc = ring_finish(&r, rc);
     if (rc == 0) rc = pht_image_stream_close(s, err);
     if (rc == 0) rc = progress_add(&pg, 0, 1, err);
     pht_image_stream_free(s);
@@ -466,7 +406,7 @@ static int decrypt_source(const pht_symkey *key, source *src, pht_hash *h, pht_i
         rc = err ? err->code : PHT_ECRYPTO;
     if (rc == 0) rc = pht_image_writer_begin_file(w, path, (int64_t)psize, attrs, &s, err);
     if (rc == 0) rc = decrypt_body(src, psize, c, &r, s, in, &pg, err);
-    if (ring_on) rc = ring_finish(&r, rc, err);
+    if (ring_on) rc = ring_finish(&r, rc);
     if (rc == 0) rc = pht_image_stream_close(s, err);
     if (rc == 0) rc = progress_add(&pg, 0, 1, err);
     pht_image_stream_free(s);

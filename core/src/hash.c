@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 
 enum hash_kind { KIND_PLAIN, KIND_IMMUTABLE, KIND_RESULTS, KIND_SHA256 };
 
+typedef struct behind behind;
+
 struct pht_hash {
     EVP_MD_CTX *md;
     enum hash_kind kind;
@@ -26,12 +29,173 @@ struct pht_hash {
     int query_begun;
     unsigned char *session_id; /* immutable and results kinds */
     size_t sidlen;
+    behind *bh; /* hashing on a thread of its own (hash_behind), or NULL */
 };
 
 /* The algorithm's name in messages. */
 static const char *hash_name(const pht_hash *h)
 {
     return h->kind == KIND_SHA256 ? "sha256" : "SHA-512";
+}
+
+/*
+ * Hashing behind (hash_behind): a thread of the hash's own takes the bytes
+ * from a ring of BEHIND_SLOTS slots of HASH_SLOT bytes, in order. A caller
+ * fills a slot in place (hash_slot, hash_publish: no copy) or
+ * pht_hash_update copies its bytes into the slots; the caller may read a
+ * published slot until it asks for the next one (the thread only reads it).
+ * Every step that touches the digest itself (begin_query, final, free)
+ * first waits for the thread and stops it. The slots may hold decrypted
+ * plaintext: they are wiped when the thread stops.
+ */
+#define BEHIND_SLOTS 8
+
+struct behind {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned char *buf[BEHIND_SLOTS];
+    size_t len[BEHIND_SLOTS];
+    uint64_t produced, hashed; /* slots published, slots hashed */
+    size_t fill;               /* bytes pht_hash_update put in the current slot, unpublished */
+    int stop, failed;
+    pht_error why;
+};
+
+static void *behind_thread(void *arg)
+{
+    pht_hash *h = arg;
+    behind *b = h->bh;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (b->hashed == b->produced && !b->stop)
+            pthread_cond_wait(&b->cv, &b->mu);
+        if (b->hashed == b->produced) break;
+        size_t k = (size_t)(b->hashed % BEHIND_SLOTS);
+        int failed = b->failed;
+        pthread_mutex_unlock(&b->mu);
+        int ok = failed || EVP_DigestUpdate(h->md, b->buf[k], b->len[k]) == 1;
+        pthread_mutex_lock(&b->mu);
+        if (!ok) {
+            b->failed = 1;
+            pht_error_set_ssl(&b->why, PHT_ECRYPTO, "%s: update failed", hash_name(h));
+        }
+        b->hashed++;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+static void behind_free(behind *b)
+{
+    for (int i = 0; i < BEHIND_SLOTS; i++) {
+        if (b->buf[i]) OPENSSL_cleanse(b->buf[i], HASH_SLOT);
+        free(b->buf[i]);
+    }
+    free(b);
+}
+
+int hash_behind(pht_hash *h, pht_error *err)
+{
+    if (h->bh || h->finished) return 0;
+    behind *b = calloc(1, sizeof *b);
+    for (int i = 0; b && i < BEHIND_SLOTS; i++)
+        if ((b->buf[i] = malloc(HASH_SLOT)) == NULL) {
+            behind_free(b);
+            b = NULL;
+        }
+    if (b == NULL) return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", hash_name(h));
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    h->bh = b;
+    if (pthread_create(&b->th, NULL, behind_thread, h) != 0) {
+        /* no thread: the hash stays inline */
+        h->bh = NULL;
+        pthread_cond_destroy(&b->cv);
+        pthread_mutex_destroy(&b->mu);
+        behind_free(b);
+    }
+    return 0;
+}
+
+/* The failure the thread hit, as the caller's error; 0 if none. Call with b->mu held. */
+static int behind_failed(const behind *b, pht_error *err)
+{
+    if (!b->failed) return 0;
+    if (err) *err = b->why;
+    return b->why.code ? b->why.code : PHT_ECRYPTO;
+}
+
+int hash_publish(pht_hash *h, size_t len, pht_error *err)
+{
+    behind *b = h->bh;
+    if (b == NULL) return pht_error_set(err, PHT_ESTATE, "%s: not hashing behind", hash_name(h));
+    pthread_mutex_lock(&b->mu);
+    b->len[b->produced % BEHIND_SLOTS] = len;
+    b->produced++;
+    b->fill = 0;
+    int rc = behind_failed(b, err);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+/* The slot at b->produced, once the thread has hashed what it held. */
+static unsigned char *slot_wait(behind *b)
+{
+    pthread_mutex_lock(&b->mu);
+    while (b->produced - b->hashed >= BEHIND_SLOTS)
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
+    return b->buf[b->produced % BEHIND_SLOTS];
+}
+
+unsigned char *hash_slot(pht_hash *h)
+{
+    behind *b = h->bh;
+    if (b == NULL) return NULL;
+    if (b->fill) hash_publish(h, b->fill, NULL); /* what pht_hash_update left goes first */
+    return slot_wait(b);
+}
+
+/* pht_hash_update behind: the bytes copied into the slots, a slot published once full. */
+static int behind_update(pht_hash *h, const unsigned char *p, size_t len, pht_error *err)
+{
+    behind *b = h->bh;
+    while (len > 0) {
+        unsigned char *slot = slot_wait(b); /* at once when the slot is partly filled */
+        size_t n = HASH_SLOT - b->fill < len ? HASH_SLOT - b->fill : len;
+        memcpy(slot + b->fill, p, n);
+        b->fill += n;
+        p += n;
+        len -= n;
+        if (b->fill == HASH_SLOT) {
+            int rc = hash_publish(h, HASH_SLOT, err);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+/* Wait until the thread hashed everything, stop it and wipe its slots: the digest is the caller's.
+ */
+static int behind_stop(pht_hash *h, pht_error *err)
+{
+    behind *b = h->bh;
+    if (b == NULL) return 0;
+    if (b->fill) hash_publish(h, b->fill, NULL);
+    pthread_mutex_lock(&b->mu);
+    b->stop = 1;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->th, NULL);
+    int rc = behind_failed(b, err);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    behind_free(b);
+    h->bh = NULL;
+    return rc;
 }
 
 static pht_hash *hash_alloc(enum hash_kind kind, const unsigned char *sid, size_t sidlen,
@@ -98,6 +262,7 @@ int pht_hash_update(pht_hash *h, const void *data, size_t len, pht_error *err)
 {
     if (h->finished) return pht_error_set(err, PHT_ESTATE, "%s: update after final", hash_name(h));
     if (len == 0) return 0;
+    if (h->bh) return behind_update(h, data, len, err);
     if (EVP_DigestUpdate(h->md, data, len) != 1)
         return pht_error_set_ssl(err, PHT_ECRYPTO, "%s: update failed", hash_name(h));
     return 0;
@@ -143,6 +308,8 @@ int pht_hash_begin_query(pht_hash *h, pht_error *err)
                              "begin_query: only the immutable hash has a query part");
     if (h->finished) return pht_error_set(err, PHT_ESTATE, "begin_query: called after final");
     if (h->query_begun) return pht_error_set(err, PHT_ESTATE, "begin_query: called twice");
+    int rc = behind_stop(h, err);
+    if (rc) return rc;
     h->query_begun = 1;
     if (h->sidlen && EVP_DigestUpdate(h->md, h->session_id, h->sidlen) != 1)
         return pht_error_set_ssl(err, PHT_ECRYPTO, "immutable hash: hashing the session id failed");
@@ -154,7 +321,11 @@ int pht_hash_final(pht_hash *h, unsigned char *out, pht_error *err)
     if (h->kind == KIND_SHA256)
         return pht_error_set(err, PHT_ESTATE, "sha256: finish with hash_final_sha256");
     if (h->finished) return pht_error_set(err, PHT_ESTATE, "SHA-512: final called twice");
-    int rc = 0;
+    int rc = behind_stop(h, err);
+    if (rc != 0) {
+        h->finished = 1;
+        return rc;
+    }
     if (h->kind == KIND_IMMUTABLE && !h->query_begun)
         rc = pht_hash_begin_query(h, err);
     else if (h->kind == KIND_RESULTS && h->sidlen &&
@@ -171,6 +342,7 @@ int pht_hash_final(pht_hash *h, unsigned char *out, pht_error *err)
 void pht_hash_free(pht_hash *h)
 {
     if (h == NULL) return;
+    behind_stop(h, NULL);
     EVP_MD_CTX_free(h->md);
     free(h->session_id);
     free(h);
@@ -209,7 +381,9 @@ int hash_final_sha256(pht_hash *h, char *out, pht_error *err)
     unsigned char md[32];
     unsigned int len = 0;
     if (h->finished) return pht_error_set(err, PHT_ESTATE, "sha256: final called twice");
+    int rc = behind_stop(h, err);
     h->finished = 1;
+    if (rc) return rc;
     if (EVP_DigestFinal_ex(h->md, md, &len) != 1 || len != sizeof md)
         return pht_error_set_ssl(err, PHT_ECRYPTO, "sha256: final failed");
     memcpy(out, "sha256:", 7);

@@ -2,8 +2,9 @@
  * Writing images: a new layer (opaque directory, whiteout, streamed files of
  * known and unknown size), rebase onto the first N layers, several tags in
  * one docker-archive, OCI layout output, kept layers copied by range on one
- * file system and across two, writer misuse, and the progress functions of
- * opens, extracts, writers and commits.
+ * file system and across two, writer misuse, the results hash of
+ * encrypt_into on its own thread, and the progress functions of opens,
+ * extracts, writers and commits.
  */
 #include <sys/stat.h>
 #include <unistd.h>
@@ -356,6 +357,87 @@ static uint64_t size_of(const char *path)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+/* Write n pattern bytes (seeded) to path and feed them to h. */
+static void pattern_file(const char *path, size_t n, unsigned seed, pht_hash *h)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f == NULL) return;
+    unsigned char buf[4096];
+    pht_error err;
+    for (size_t done = 0; done < n;) {
+        size_t k = n - done < sizeof buf ? n - done : sizeof buf;
+        for (size_t i = 0; i < k; i++)
+            buf[i] = (unsigned char)((done + i) * 2654435761u >> 13 ^ seed);
+        fwrite(buf, 1, k, f);
+        CHECK_OK(pht_hash_update(h, buf, k, &err), &err);
+        done += k;
+    }
+    fclose(f);
+}
+
+/*
+ * The results hash of files encrypted into a writer (the hash runs on its
+ * own thread from the first file on) equals the same bytes hashed inline,
+ * with bytes fed between the files (small, and larger than a slot) in their
+ * place; a hash freed before its final, behind, stops and frees cleanly.
+ */
+static void test_encrypt_hash_behind(void)
+{
+    char src[1200], path[1200], ref[1300], file[1200], name[64];
+    snprintf(src, sizeof src, "%s/reference-v2/stage1-station_1-post.tar", test_fixtures());
+    snprintf(path, sizeof path, "%s/behind.tar", work);
+    copy_file(src, path);
+    snprintf(ref, sizeof ref, "docker-archive:%s", path);
+    pht_error err;
+    pht_image *img;
+    pht_image_writer *w;
+    CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
+    if (img == NULL) return;
+    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    pht_symkey *key = pht_symkey_new(&err);
+    const unsigned char sid[] = "session-behind";
+    pht_hash *h = pht_hash_new_results(sid, sizeof sid - 1, &err);
+    pht_hash *want = pht_hash_new_results(sid, sizeof sid - 1, &err);
+    CHECK(w && key && h && want);
+    if (!w || !key || !h || !want) return;
+    static unsigned char between[600000];
+    for (size_t i = 0; i < sizeof between; i++)
+        between[i] = (unsigned char)(i * 7 + 1);
+    const size_t sizes[] = {0, 1, 70000, 300000, (5u << 20) + 3, 17};
+    for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        snprintf(file, sizeof file, "%s/plain%u", work, i);
+        pattern_file(file, sizes[i], i, want);
+        snprintf(name, sizeof name, "/opt/pht_results/f%u", i);
+        CHECK_OK(pht_encrypt_into(key, file, h, w, name, NULL, NULL, NULL, &err), &err);
+        size_t nb = i == 2 ? sizeof between : 5 + i;
+        CHECK_OK(pht_hash_update(h, between, nb, &err), &err);
+        CHECK_OK(pht_hash_update(want, between, nb, &err), &err);
+        unlink(file);
+    }
+    unsigned char got[PHT_SHA512_LEN], exp[PHT_SHA512_LEN];
+    CHECK_OK(pht_hash_final(h, got, &err), &err);
+    CHECK_OK(pht_hash_final(want, exp, &err), &err);
+    CHECK(memcmp(got, exp, sizeof got) == 0);
+    CHECK_CODE(pht_hash_update(h, "x", 1, &err), PHT_ESTATE, &err);
+    pht_hash_free(h);
+    pht_hash_free(want);
+    /* behind, then freed with bytes still queued */
+    h = pht_hash_new_results(sid, sizeof sid - 1, &err);
+    snprintf(file, sizeof file, "%s/plain-last", work);
+    want = pht_hash_new(&err);
+    pattern_file(file, 1u << 20, 9, want);
+    CHECK_OK(pht_encrypt_into(key, file, h, w, "/opt/pht_results/last", NULL, NULL, NULL, &err),
+             &err);
+    CHECK_OK(pht_hash_update(h, between, sizeof between, &err), &err);
+    pht_hash_free(h);
+    pht_hash_free(want);
+    unlink(file);
+    pht_symkey_free(key);
+    pht_image_writer_free(w);
+    pht_image_free(img);
+}
+
 static void test_progress(void)
 {
     char src[1200], ref[1300], out[1300], dir[1300];
@@ -425,6 +507,7 @@ int main(void)
     test_large_layer_in_place();
     test_range_copies();
     test_misuse();
+    test_encrypt_hash_behind();
     test_progress();
     test_workdir_done(work);
     TEST_DONE();

@@ -298,7 +298,8 @@ static int check_digests(img_layer *l, const char *diff, const char *dg, pht_err
 
 /*
  * A compressed layer: a tar reader fed by a decompress-only reader. Every
- * byte is read to reach the headers, so both streams are hashed on the way.
+ * byte is read to reach the headers, so both streams are hashed on the way,
+ * each on a thread of its own (hash_behind).
  */
 static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
                         pht_error *err)
@@ -320,6 +321,8 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
         rc = err ? err->code : PHT_ECRYPTO;
         goto done;
     }
+    /* each digest on a thread of its own while this one decompresses and parses */
+    if ((rc = hash_behind(b->sha, err)) || (rc = hash_behind(c->diff_sha, err))) goto done;
     c->raw = raw_open(b, l, &c->eof, err);
     if (c->raw == NULL) {
         rc = err ? err->code : PHT_EFORMAT;

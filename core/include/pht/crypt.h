@@ -118,8 +118,11 @@ typedef int (*pht_crypt_progress_fn)(void *ud, uint64_t bytes);
 /*
  * One pass per byte: read the plaintext file src once, feed it to h (NULL:
  * no hash) and encrypt it with a fresh IV into a new entry `path` of w, whose
- * tar header carries the ciphertext size 16 + (n/16 + 1) * 16 up front. A
- * large file is hashed on a second thread; memory stays a few MiB. On
+ * tar header carries the ciphertext size 16 + (n/16 + 1) * 16 up front.
+ * From the first such call on, h is hashed on a thread of its own for the
+ * rest of its stream (pht_hash_update between calls takes its place in
+ * order; pht_hash_final and pht_hash_free wait for the thread, and wipe its
+ * buffers); memory stays a few MiB. On
  * failure the writer is left failed (nothing of the entry can be
  * committed). progress may be NULL. Errors name src.
  */

@@ -1,13 +1,16 @@
 -- How libpht reads an image of the Docker daemon without exporting it: the
 -- id resolved once, the config rebuilt from the engine's inspect and history
--- answers, /opt from a created and never started container that is removed
+-- answers, /opt from the engine's overlay2 store where it can be read (root,
+-- overlay2), else from a created and never started container that is removed
 -- on every path (and, left by a killed process, by the next read), the whole
 -- image saved only when something outside /opt or another transport needs
 -- the layers. The docker CLI is the oracle: `docker save` read with tar and
 -- with libpht's docker-archive transport, `docker ps` for the scratch
--- containers, `docker image inspect` for ids. A process is held between
+-- containers, `docker image inspect` for ids; the engine's own archive of
+-- /opt (PHT_DOCKER_STORE=0) for the store's. A process is held between
 -- container create and remove with the test hook
--- PHT_TEST_PAUSE_AFTER_CREATE=SECONDS[:FILE] (doc/testing.md).
+-- PHT_TEST_PAUSE_AFTER_CREATE=SECONDS[:FILE] (doc/testing.md), with
+-- PHT_DOCKER_STORE=0 so that it makes one.
 local helpers = require "helpers"
 local pht = require "pht"
 local support = require "support"
@@ -72,7 +75,7 @@ local function history_of(img)
 end
 
 describe("docker-daemon: reading an image", function()
-  it("reads /opt from a scratch container without saving the image, and removes the container", function()
+  it("reads /opt without saving the image, and leaves no scratch container", function()
     local ok, why = D.ready(false)
     if not ok then return pending(why) end
     local tag = stage(1)
@@ -147,12 +150,92 @@ describe("docker-daemon: reading an image", function()
   end)
 end)
 
+describe("docker-daemon: /opt from the engine's overlay2 store", function()
+  local lua = jit and "luajit" or "lua5.4"
+
+  -- Every entry under /opt of ref as a fresh interpreter reads it (env
+  -- prefixed): path, type, mode, owner, size, mtime, link and a digest of
+  -- the content; and the scratch containers the daemon created meanwhile.
+  local function listing(ref, env)
+    local script = ([[
+      package.path, package.cpath = %q, %q
+      local pht = require "pht"
+      local img = assert(pht.open_image(%q))
+      for _, e in ipairs(assert(img:walk("/opt"))) do
+        local p = "/opt/" .. e.path
+        local sum = ""
+        if e.type == "file" then sum = pht.hex(pht.sha512(assert(img:read_file(p)))):sub(1, 32) end
+        print(table.concat({ p, e.type, ("%%o"):format(e.mode), e.uid, e.gid, e.size, e.mtime,
+          e.link or "", sum }, " "))
+      end
+      img:close()
+    ]]):format(package.path, package.cpath, ref)
+    local t0 = D.now()
+    local out = helpers.run(env .. " DOCKER_HOST=" .. q(support.docker_host()) .. " " .. lua .. " -e " .. q(script))
+    local ev = D.docker("events --since " .. t0 .. " --until " .. D.now()
+      .. " --filter type=container --filter event=create --format '{{.Actor.ID}}'")
+    local creates = 0
+    for _ in ev:gmatch("%x+") do creates = creates + 1 end
+    return out, creates
+  end
+
+  it("reads the merged /opt as the engine's archive has it: whiteouts, opaque directories, paths"
+    .. " replaced or whited out and made again, without a container", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    if D.driver() ~= "overlay2" then return pending("the engine's storage driver is " .. tostring(D.driver())) end
+    if helpers.stdout("id -u"):match("%d+") ~= "0" then
+      return pending("not root: the store's opaque marks (trusted.* xattrs) are hidden")
+    end
+    local tag = stage(1)
+    local ref = "docker-daemon:" .. tag
+    D.tamper(ref, function(w)
+      assert(w:add_dir("/opt/a", { mode = tonumber("750", 8), uid = 7, mtime = 1000 }))
+      assert(w:add_bytes("/opt/a/x.txt", "one\n", { mtime = 1001 }))
+      assert(w:add_bytes("/opt/a/y.txt", "two\n", { mode = tonumber("600", 8), gid = 9 }))
+      assert(w:add_bytes("/opt/a/sub/z.txt", "three\n"))
+      assert(w:add_bytes("/opt/b/old.txt", "old\n"))
+      assert(w:add_bytes("/opt/c/1", "c1\n"))
+      assert(w:add_symlink("/opt/lnk", "a/x.txt"))
+      assert(w:add_bytes("/opt/gone.txt", "gone\n"))
+      assert(w:add_bytes("/opt/becomes_dir", "file\n"))
+    end, "layer 1")
+    D.tamper(ref, function(w)
+      assert(w:whiteout("/opt/a/y.txt"))
+      assert(w:add_bytes("/opt/a/x.txt", "changed\n", { mtime = 2002 }))
+      assert(w:add_dir("/opt/b", { opaque = true }))
+      assert(w:add_bytes("/opt/b/new.txt", "new\n"))
+      assert(w:whiteout("/opt/c"))
+      assert(w:add_bytes("/opt/lnk", "no longer a link\n"))
+      assert(w:whiteout("/opt/gone.txt"))
+      assert(w:add_bytes("/opt/becomes_dir/inside", "in\n"))
+    end, "layer 2")
+    D.tamper(ref, function(w)
+      assert(w:add_bytes("/opt/a/sub/w.txt", "four\n"))
+      assert(w:add_bytes("/opt/c/2", "c2\n"))
+    end, "layer 3")
+    local engine, made = listing(ref, "PHT_DOCKER_STORE=0")
+    assert.is_true(made >= 1, "PHT_DOCKER_STORE=0 read /opt without a scratch container")
+    local store, none = listing(ref, "")
+    assert.equal(0, none, "the store's /opt was read through a container")
+    assert.equal(engine, store)
+    -- what the layers left: the oracle agrees with what they meant
+    for _, want in ipairs({ "^/opt/a/x.txt file .* 8 2002 ", "\n/opt/a/sub/w.txt file ", "\n/opt/b/new.txt file ",
+      "\n/opt/c/2 file ", "\n/opt/lnk file ", "\n/opt/becomes_dir/inside file ", "\n/opt/train_config.json file " }) do
+      assert.truthy(("\n" .. store):find(want:gsub("^%^", "\n")), want)
+    end
+    for _, gone in ipairs({ "/opt/a/y.txt ", "/opt/b/old.txt ", "/opt/c/1 ", "/opt/gone.txt " }) do
+      assert.falsy(store:find(gone, 1, true), gone)
+    end
+  end)
+end)
+
 describe("docker-daemon: scratch containers", function()
   it("a process killed between create and remove leaves a labelled container that the next read removes", function()
     local ok, why = D.ready(false)
     if not ok then return pending(why) end
     local tag = stage(0)
-    local job = D.start("inspect " .. q("docker-daemon:" .. tag), { PHT_TEST_PAUSE_AFTER_CREATE = "60" })
+    local job = D.start("inspect " .. q("docker-daemon:" .. tag), { PHT_TEST_PAUSE_AFTER_CREATE = "60", PHT_DOCKER_STORE = "0" })
     local left = D.wait_scratch(job.pid)
     helpers.run("kill -KILL " .. job.pid)
     assert.equal(137, (job.wait()))
@@ -167,7 +250,7 @@ describe("docker-daemon: scratch containers", function()
     if not ok then return pending(why) end
     local tag = stage(0)
     local resume = helpers.tmpdir() .. "/resume"
-    local job = D.start("inspect " .. q("docker-daemon:" .. tag), { PHT_TEST_PAUSE_AFTER_CREATE = "60:" .. resume })
+    local job = D.start("inspect " .. q("docker-daemon:" .. tag), { PHT_TEST_PAUSE_AFTER_CREATE = "60:" .. resume, PHT_DOCKER_STORE = "0" })
     local held = D.wait_scratch(job.pid)
     local code, _, err = S.pht("inspect " .. q("docker-daemon:" .. tag), D.env())
     assert.equal(0, code, err)
@@ -191,7 +274,7 @@ describe("docker-daemon: a tag that moves during the read", function()
     local dangling = D.dangling()
     local resume = helpers.tmpdir() .. "/resume"
     local job = D.start("pre-run -q " .. q("docker-daemon:" .. tag) .. " " .. S.station_args(1),
-      { PHT_TEST_PAUSE_AFTER_CREATE = "60:" .. resume })
+      { PHT_TEST_PAUSE_AFTER_CREATE = "60:" .. resume, PHT_DOCKER_STORE = "0" })
     D.wait_scratch(job.pid)
     D.docker("tag " .. q(other) .. " " .. q(tag))
     helpers.write(resume, "")

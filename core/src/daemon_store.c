@@ -25,6 +25,7 @@
  * environment, the check saves the image as before.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <openssl/crypto.h>
 
 #include "fs_private.h"
 #include "hash_private.h"
@@ -232,18 +234,21 @@ done:
     return rc;
 }
 
-int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, pht_error *err)
+/*
+ * The directories of layers [from, to) of img in the store at root, dirs[i - from] each
+ * (PATH_MAX bytes): 0; 1 if the store cannot be read as this engine's for one of them
+ * (not root, a layer not bound to its diff_id by the engine's records); PHT_E* with err set.
+ */
+static int bind_dirs(const pht_image *img, const char *root, size_t from, size_t to,
+                     char (*dirs)[PATH_MAX], pht_error *err)
 {
     /* not overlay2, or PHT_DOCKER_STORE=0; or not root: the trusted.* marks are hidden */
     if (root == NULL || geteuid() != 0) return 1;
-    char chain[HASH_SHA256_TEXT], dir[PATH_MAX];
+    char chain[HASH_SHA256_TEXT];
     int rc = 0;
     for (size_t i = 0; i < to && rc == 0; i++) {
         const char *diff = img->layers[i].diff_id;
-        if (!hash_sha256_valid(diff)) {
-            rc = 1; /* the engine names layers by sha256 only */
-            break;
-        }
+        if (!hash_sha256_valid(diff)) return 1; /* the engine names layers by sha256 only */
         if (i == 0) {
             memcpy(chain, diff, HASH_SHA256_TEXT - 1); /* valid: 71 characters */
             chain[HASH_SHA256_TEXT - 1] = '\0';
@@ -254,22 +259,321 @@ int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, 
         }
         if (i < from) continue;
         /* bound to the layer by the engine's own records, or the store is not this engine's */
-        char got[HASH_SHA256_TEXT + 8], cache[128];
+        char got[HASH_SHA256_TEXT + 8], cache[128], *dir = dirs[i - from];
         struct stat sb;
         if (layerdb_read(root, chain, "diff", got, sizeof got) != 0 || strcmp(got, diff) != 0 ||
             layerdb_read(root, chain, "cache-id", cache, sizeof cache) != 0 ||
             !cache_id_valid(cache) ||
-            snprintf(dir, sizeof dir, "%s/overlay2/%s/diff", root, cache) >= (int)sizeof dir ||
-            lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            rc = 1;
-            break;
-        }
+            snprintf(dir, PATH_MAX, "%s/overlay2/%s/diff", root, cache) >= PATH_MAX ||
+            lstat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+            return 1;
+    }
+    return rc;
+}
+
+int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, pht_error *err)
+{
+    if (to <= from) return 0;
+    char(*dirs)[PATH_MAX] = malloc((to - from) * sizeof *dirs);
+    if (dirs == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+    int rc = bind_dirs(img, root, from, to, dirs, err);
+    for (size_t i = from; i < to && rc == 0; i++) {
         layer_forget_outside(&img->layers[i]);
-        rc = walk_layer(&img->layers[i], dir, &img->opts, err);
+        rc = walk_layer(&img->layers[i], dirs[i - from], &img->opts, err);
     }
     /* read for every layer or for none: the caller lands them all instead */
     if (rc == 1)
         for (size_t i = from; i < to; i++)
             layer_forget_outside(&img->layers[i]);
+    free(dirs);
+    return rc;
+}
+
+/* ---- the merged /opt (daemon_store_view) ------------------------------------------- */
+
+/*
+ * What the view knows of a path so far, the layers read from the top down: whether it shows
+ * (a layer above gave its entry), and the layer where overlay's merge of it stops (its entry
+ * there is a whiteout, a non-directory or an opaque directory): nothing at or below that path
+ * in the layers under it shows. NO_STOP: the merge goes on down.
+ */
+#define NO_STOP ((size_t)-1)
+
+typedef struct rec {
+    char *path; /* "opt/..." */
+    int shown;
+    size_t stop;
+} rec;
+
+typedef struct view {
+    rec *slots; /* open addressing, cap a power of two */
+    size_t cap, n;
+    struct archive *out;
+    const pht_image_opts *o;
+    unsigned char *buf; /* VIEW_CHUNK bytes of file data (plaintext: wiped) */
+    uint64_t entries;
+    pht_error *err;
+} view;
+
+#define VIEW_CHUNK (1u << 20)
+
+static size_t path_hash(const char *p, size_t n)
+{
+    size_t h = 1469598103934665603u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211u;
+    return h;
+}
+
+/* The record of p[0, n), or NULL. */
+static rec *rec_find(const view *v, const char *p, size_t n)
+{
+    if (v->cap == 0) return NULL;
+    for (size_t i = path_hash(p, n) & (v->cap - 1);; i = (i + 1) & (v->cap - 1)) {
+        rec *r = &v->slots[i];
+        if (r->path == NULL) return NULL;
+        if (strncmp(r->path, p, n) == 0 && r->path[n] == '\0') return r;
+    }
+}
+
+/* The record of p, made (not shown, no stop) if there is none; NULL when out of memory. */
+static rec *rec_get(view *v, const char *p)
+{
+    rec *r = rec_find(v, p, strlen(p));
+    if (r) return r;
+    if (2 * (v->n + 1) > v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 1024;
+        rec *s = calloc(cap, sizeof *s);
+        if (s == NULL) return NULL;
+        for (size_t k = 0; k < v->cap; k++) {
+            if (v->slots[k].path == NULL) continue;
+            size_t i = path_hash(v->slots[k].path, strlen(v->slots[k].path)) & (cap - 1);
+            while (s[i].path)
+                i = (i + 1) & (cap - 1);
+            s[i] = v->slots[k];
+        }
+        free(v->slots);
+        v->slots = s;
+        v->cap = cap;
+    }
+    size_t i = path_hash(p, strlen(p)) & (v->cap - 1);
+    while (v->slots[i].path)
+        i = (i + 1) & (v->cap - 1);
+    if ((v->slots[i].path = strdup(p)) == NULL) return NULL;
+    v->slots[i].shown = 0;
+    v->slots[i].stop = NO_STOP;
+    v->n++;
+    return &v->slots[i];
+}
+
+/*
+ * Whether path, met in layer l, shows in the view: 1 it does; 0 a layer above gave it already
+ * (a directory's lower contents still may show); -1 hidden, with all below it (the merge of it
+ * or of a directory above it stopped in a layer above).
+ */
+static int visible(const view *v, const char *path, size_t l)
+{
+    for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
+        const rec *r = rec_find(v, path, (size_t)(s - path));
+        if (r && r->stop != NO_STOP && r->stop > l) return -1;
+    }
+    const rec *r = rec_find(v, path, strlen(path));
+    if (r == NULL) return 1;
+    if (r->stop != NO_STOP && r->stop > l) return -1;
+    return r->shown ? 0 : 1;
+}
+
+/* Note path as shown (show) and, if stops, its merge stopping at layer l. */
+static int mark(view *v, const char *path, size_t l, int show, int stops)
+{
+    rec *r = rec_get(v, path);
+    if (r == NULL) return pht_error_set(v->err, PHT_ENOMEM, "out of memory");
+    if (show) r->shown = 1;
+    if (stops && r->stop == NO_STOP) r->stop = l;
+    return 0;
+}
+
+/* Copy the data of the regular file full (size bytes) into the view's archive. */
+static int copy_data(view *v, const char *full, uint64_t size)
+{
+    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return pht_error_set(v->err, PHT_EIO, "the engine's layer file %.300s: %s", full,
+                             strerror(errno));
+    int rc = 0;
+    uint64_t done = 0;
+    for (;;) {
+        if ((rc = pht_interrupt_check(v->err))) break;
+        ssize_t n = read(fd, v->buf, VIEW_CHUNK);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = pht_error_set(v->err, PHT_EIO, "the engine's layer file %.300s: %s", full,
+                               strerror(errno));
+            break;
+        }
+        if (n == 0 || done + (uint64_t)n > size) break;
+        if (archive_write_data(v->out, v->buf, (size_t)n) != n) {
+            rc = pht_error_set(v->err, PHT_EIO, "temporary file: %s", archive_error_string(v->out));
+            break;
+        }
+        done += (uint64_t)n;
+        img_progress(v->o, (uint64_t)n);
+    }
+    close(fd);
+    if (rc == 0 && done != size)
+        rc = pht_error_set(v->err, PHT_EIO, "the engine's layer file %.300s changed while read",
+                           full);
+    return rc;
+}
+
+/* Write the entry e of the store (path in the view: name) to the view's archive. */
+static int emit(view *v, struct archive_entry *e, const char *name, const char *full)
+{
+    if (++v->entries > v->o->max_entries)
+        return pht_error_set(v->err, PHT_ELIMIT, "/opt: more than the cap of %llu entries",
+                             (unsigned long long)v->o->max_entries);
+    unsigned ft = (unsigned)archive_entry_filetype(e);
+    if (ft == AE_IFSOCK) return 0; /* a tar holds no sockets */
+    struct archive_entry *out = archive_entry_new();
+    if (out == NULL) return pht_error_set(v->err, PHT_ENOMEM, "out of memory");
+    archive_entry_set_pathname(out, name);
+    archive_entry_set_filetype(out, ft);
+    archive_entry_set_perm(out, archive_entry_perm(e));
+    archive_entry_set_uid(out, archive_entry_uid(e));
+    archive_entry_set_gid(out, archive_entry_gid(e));
+    archive_entry_set_mtime(out, archive_entry_mtime(e), archive_entry_mtime_nsec(e));
+    if (ft == AE_IFLNK) archive_entry_copy_symlink(out, archive_entry_symlink(e));
+    if (ft == AE_IFCHR || ft == AE_IFBLK) archive_entry_set_rdev(out, archive_entry_rdev(e));
+    uint64_t size = ft == AE_IFREG ? (uint64_t)archive_entry_size(e) : 0;
+    archive_entry_set_size(out, (la_int64_t)size);
+    int rc = 0;
+    if (archive_write_header(v->out, out) != ARCHIVE_OK)
+        rc = pht_error_set(v->err, PHT_EIO, "temporary file: %s", archive_error_string(v->out));
+    archive_entry_free(out);
+    if (rc == 0 && ft == AE_IFREG) rc = copy_data(v, full, size);
+    if (rc == 0 && archive_write_finish_entry(v->out) != ARCHIVE_OK)
+        rc = pht_error_set(v->err, PHT_EIO, "temporary file: %s", archive_error_string(v->out));
+    return rc;
+}
+
+/* Add layer l's /opt (the directory opt under dir) to the view: 0, 1 (not readable here), PHT_E*.
+ */
+static int view_layer(view *v, const char *dir, size_t l)
+{
+    char top[PATH_MAX];
+    struct stat sb;
+    if (snprintf(top, sizeof top, "%s/opt", dir) >= (int)sizeof top) return 1;
+    if (lstat(top, &sb) != 0) return errno == ENOENT ? 0 : 1;
+    if (S_ISCHR(sb.st_mode) && sb.st_rdev == 0) /* /opt whited out */
+        return visible(v, "opt", l) >= 0 ? mark(v, "opt", l, 0, 1) : 0;
+    if (!S_ISDIR(sb.st_mode)) return 1; /* /opt a file or link: as the engine has it */
+    struct archive *a = archive_read_disk_new();
+    struct archive_entry *e = archive_entry_new();
+    char *name = NULL;
+    int rc = 0, r;
+    if (a == NULL || e == NULL) {
+        rc = pht_error_set(v->err, PHT_ENOMEM, "out of memory");
+        goto done;
+    }
+    archive_read_disk_set_symlink_physical(a);
+    archive_read_disk_set_behavior(a, ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL |
+                                          ARCHIVE_READDISK_NO_FFLAGS |
+                                          ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
+    if (archive_read_disk_open(a, top) != ARCHIVE_OK) {
+        rc = 1;
+        goto done;
+    }
+    size_t tlen = strlen(top);
+    while ((r = archive_read_next_header2(a, e)) == ARCHIVE_OK) {
+        if ((rc = pht_interrupt_check(v->err))) goto done;
+        const char *full = archive_entry_sourcepath(e);
+        if (full == NULL) full = archive_entry_pathname(e);
+        if (full == NULL || strncmp(full, top, tlen) != 0 || (full[tlen] && full[tlen] != '/')) {
+            rc = 1;
+            goto done;
+        }
+        const char *rel = full[tlen] ? full + tlen + 1 : "";
+        free(name);
+        size_t cap = strlen(rel) + 8;
+        if ((name = malloc(cap)) == NULL) {
+            rc = pht_error_set(v->err, PHT_ENOMEM, "out of memory");
+            goto done;
+        }
+        snprintf(name, cap, "opt%s%s", rel[0] ? "/" : "", rel);
+        unsigned ft = (unsigned)archive_entry_filetype(e);
+        int whiteout = ft == AE_IFCHR && archive_entry_rdev(e) == 0;
+        int dir_opaque = ft == AE_IFDIR && opaque(full);
+        if (ft == AE_IFDIR && foreign_mark(full)) {
+            rc = 1; /* redirects, metacopy: not a layer as the engine imports them */
+            goto done;
+        }
+        int vis = visible(v, name, l);
+        if (vis >= 0) {
+            /* a whiteout, a non-directory or an opaque directory ends the merge here */
+            int stops = whiteout || ft != AE_IFDIR || dir_opaque;
+            int show = !whiteout && vis == 1;
+            rc = mark(v, name, l, show, stops);
+            if (rc == 0 && show) rc = emit(v, e, name, full);
+        }
+        if (rc) goto done;
+        /* a hidden directory hides all below it: not walked */
+        if (ft == AE_IFDIR && vis >= 0 && archive_read_disk_descend(a) != ARCHIVE_OK) {
+            rc = 1;
+            goto done;
+        }
+    }
+    if (r != ARCHIVE_EOF) rc = 1;
+done:
+    free(name);
+    if (e) archive_entry_free(e);
+    if (a) archive_read_free(a);
+    return rc;
+}
+
+static la_ssize_t view_write(struct archive *a, void *ud, const void *p, size_t n)
+{
+    pht_error e;
+    if (fs_write_all(*(int *)ud, p, n, "temporary file", &e) != 0) {
+        archive_set_error(a, EIO, "%s", e.message);
+        return -1;
+    }
+    return (la_ssize_t)n;
+}
+
+int daemon_store_view(const pht_image *img, const char *root, int fd, pht_error *err)
+{
+    size_t n = img->nlayers;
+    if (n == 0) return 1;
+    char(*dirs)[PATH_MAX] = malloc(n * sizeof *dirs);
+    view v = {.o = &img->opts, .err = err};
+    int rc = dirs ? bind_dirs(img, root, 0, n, dirs, err)
+                  : pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && ((v.out = archive_write_new()) == NULL || (v.buf = malloc(VIEW_CHUNK)) == NULL))
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0) {
+        archive_write_set_format_pax_restricted(v.out);
+        archive_write_set_bytes_per_block(v.out, 0);
+        if (archive_write_open2(v.out, &fd, NULL, view_write, NULL, NULL) != ARCHIVE_OK)
+            rc = pht_error_set(err, PHT_EIO, "temporary file: %s", archive_error_string(v.out));
+    }
+    /* the top layer first: what it holds hides the same paths below */
+    for (size_t i = n; rc == 0 && i-- > 0;)
+        rc = view_layer(&v, dirs[i], i);
+    if (rc == 0) {
+        const rec *top = rec_find(&v, "opt", 3);
+        if (top == NULL || !top->shown)
+            rc = pht_error_set(err, PHT_ENOTFOUND, "no /opt in the engine's store");
+    }
+    if (rc == 0 && archive_write_close(v.out) != ARCHIVE_OK)
+        rc = pht_error_set(err, PHT_EIO, "temporary file: %s", archive_error_string(v.out));
+    if (v.out) archive_write_free(v.out);
+    if (v.buf) {
+        OPENSSL_cleanse(v.buf, VIEW_CHUNK);
+        free(v.buf);
+    }
+    for (size_t k = 0; k < v.cap; k++)
+        free(v.slots[k].path);
+    free(v.slots);
+    free(dirs);
     return rc;
 }

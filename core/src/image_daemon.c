@@ -482,7 +482,25 @@ static int check_view(const pht_image *img, const char *id, pht_error *err)
     return pht_error_set(err, PHT_EFORMAT, "/" VIEW_ROOT " is not a directory in image %s", id);
 }
 
-/* Land the merged /opt: the archive of a scratch container, removed on every path. */
+/*
+ * The merged /opt from the engine's overlay2 store where it can be read (daemon_store_view:
+ * no container, no tar from the engine): 0 with *fd the landed view; 1 to ask the engine.
+ */
+static int land_store(pht_image *img, const dmn *st, int *fd, pht_error *err)
+{
+    if (st->store == NULL) return 1;
+    int rc = fs_tmp_anon(img->tmpdir, fd, err);
+    if (rc == 0) rc = daemon_store_view(img, st->store, *fd, err);
+    if (rc == PHT_ENOTFOUND) pht_error_prefix(err, "image %s has no /" VIEW_ROOT, st->id);
+    if (rc && *fd >= 0) {
+        close(*fd); /* what it held of /opt goes with it */
+        *fd = -1;
+    }
+    return rc;
+}
+
+/* Land the merged /opt: from the store, else the archive of a scratch container, removed on
+ * every path. */
 static int land_view(pht_image *img, const dmn *st, pht_error *err)
 {
     reaper r = {0};
@@ -490,15 +508,17 @@ static int land_view(pht_image *img, const dmn *st, pht_error *err)
     int fd = -1;
     int rc = dmn_docker(&img->opts, &r.d, err);
     if (rc == 0) {
+        /* what killed processes left, whichever way this read goes */
         pht_error e;
         pht_docker_containers_labelled(r.d, SCRATCH_LABEL, reap_one, &r, &e);
-        rc = scratch_create(r.d, st->id, cid, err);
-    }
-    if (rc == 0 && (rc = fs_tmp_anon(img->tmpdir, &fd, err)) == 0) {
-        landing l = {fd, &img->opts};
-        rc = pht_docker_container_archive(r.d, cid, "/" VIEW_ROOT, landing_sink, &l, err);
-        if (rc == PHT_ENOTFOUND) pht_error_prefix(err, "image %s has no /" VIEW_ROOT, st->id);
-        if (rc == PHT_EIO) pht_error_prefix(err, "temporary file in %s", img->tmpdir);
+        rc = land_store(img, st, &fd, err);
+        if (rc == 1 && (rc = scratch_create(r.d, st->id, cid, err)) == 0 &&
+            (rc = fs_tmp_anon(img->tmpdir, &fd, err)) == 0) {
+            landing l = {fd, &img->opts};
+            rc = pht_docker_container_archive(r.d, cid, "/" VIEW_ROOT, landing_sink, &l, err);
+            if (rc == PHT_ENOTFOUND) pht_error_prefix(err, "image %s has no /" VIEW_ROOT, st->id);
+            if (rc == PHT_EIO) pht_error_prefix(err, "temporary file in %s", img->tmpdir);
+        }
     }
     if (cid[0]) {
         pht_error e; /* gone already, or left to the next read to remove */

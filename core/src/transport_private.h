@@ -66,6 +66,13 @@ extern const img_transport img_oci_archive;    /* image_oci_archive.c */
 char *daemon_store_root(const cJSON *graph);
 /* scan_above for docker-daemon images whose store root is root (may be NULL: 1). */
 int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, pht_error *err);
+/*
+ * The merged /opt of img as the engine's store holds it, written to fd as the tar the engine's
+ * archive of /opt would be (entries "opt/..."; plaintext files included): 0; 1 when the store
+ * cannot be read here (the caller asks the engine); PHT_ENOTFOUND when the image has no /opt;
+ * PHT_E* with err set. fd holds partial bytes after anything but 0.
+ */
+int daemon_store_view(const pht_image *img, const char *root, int fd, pht_error *err);
 
 /* ---- references (image_ref.c) ------------------------------------------------ */
 /* The transport of ref; NULL and PHT_EINVAL when libpht cannot open it yet. */

@@ -2,7 +2,9 @@
  * A Docker engine's overlay2 layer store, read where it lies, for the
  * master-image check on docker-daemon images (image_master.c): the Engine API
  * has no call that gives one layer, and saving the image to read the headers
- * of the few layers above the master costs a tar of every layer below.
+ * of the few layers above the master costs a tar of every layer below; and
+ * for the merged /opt a docker-daemon read lands (daemon_store_view), which
+ * the engine would otherwise tar through a scratch container.
  *
  * The engine keeps each layer it has imported as a directory,
  * ROOT/overlay2/CACHE-ID/diff, made by applying the layer's tar (whiteouts

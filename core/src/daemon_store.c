@@ -145,6 +145,16 @@ static int note(img_layer *l, struct archive_entry *e, const char *name, uint64_
     return layer_note_outside(l, e, err);
 }
 
+/* A disk reader as the store is read: no symlink followed, no xattr, ACL or flag read, no
+   other mount entered. */
+static void disk_reader_setup(struct archive *a)
+{
+    archive_read_disk_set_symlink_physical(a);
+    archive_read_disk_set_behavior(a, ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL |
+                                          ARCHIVE_READDISK_NO_FFLAGS |
+                                          ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
+}
+
 /*
  * Walk the layer directory dir: every entry as its tar would hold it. 0; 1 if the directory
  * holds what this reader does not know (the store is not read then); PHT_E* with err set.
@@ -160,10 +170,7 @@ static int walk_layer(img_layer *l, const char *dir, const pht_image_opts *o, ph
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
         goto done;
     }
-    archive_read_disk_set_symlink_physical(a);
-    archive_read_disk_set_behavior(a, ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL |
-                                          ARCHIVE_READDISK_NO_FFLAGS |
-                                          ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
+    disk_reader_setup(a);
     if (archive_read_disk_open(a, dir) != ARCHIVE_OK) {
         rc = pht_error_set(err, PHT_EIO, "the engine's layer directory %.300s: %s", dir,
                            archive_error_string(a));
@@ -477,10 +484,7 @@ static int view_layer(view *v, const char *dir, size_t l)
         rc = pht_error_set(v->err, PHT_ENOMEM, "out of memory");
         goto done;
     }
-    archive_read_disk_set_symlink_physical(a);
-    archive_read_disk_set_behavior(a, ARCHIVE_READDISK_NO_XATTR | ARCHIVE_READDISK_NO_ACL |
-                                          ARCHIVE_READDISK_NO_FFLAGS |
-                                          ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
+    disk_reader_setup(a);
     if (archive_read_disk_open(a, top) != ARCHIVE_OK) {
         rc = 1;
         goto done;

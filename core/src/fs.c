@@ -327,6 +327,21 @@ int fs_write_all(int fd, const void *p, size_t n, const char *what, pht_error *e
     return 0;
 }
 
+/* Up to want bytes of in at off into buf (EINTR retried): how many, or -1 with err set (a
+ * read error, or in ending early). */
+static ssize_t pread_some(int in, void *buf, size_t want, uint64_t off, const char *what,
+                          pht_error *err)
+{
+    ssize_t r;
+    do
+        r = pread(in, buf, want, (off_t)off);
+    while (r < 0 && errno == EINTR);
+    if (r > 0) return r;
+    pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
+                  r < 0 ? strerror(errno) : "unexpected end of file");
+    return -1;
+}
+
 /* The read/write fallback of fs_copy_range, from in's offset off to out's position. */
 static int copy_rw(int in, uint64_t off, uint64_t len, int out, const char *what, pht_error *err)
 {
@@ -336,11 +351,9 @@ static int copy_rw(int in, uint64_t off, uint64_t len, int out, const char *what
     while (len > 0 && rc == 0) {
         size_t want = len < PHT_CHUNK_SIZE ? (size_t)len : PHT_CHUNK_SIZE;
         if ((rc = pht_interrupt_check(err))) break;
-        ssize_t r = pread(in, buf, want, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            rc = pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
-                               r < 0 ? strerror(errno) : "unexpected end of file");
+        ssize_t r = pread_some(in, buf, want, off, what, err);
+        if (r < 0) {
+            rc = PHT_EIO;
             break;
         }
         rc = fs_write_all(out, buf, (size_t)r, what, err);
@@ -403,11 +416,9 @@ int fs_copy_range_direct(int in, uint64_t off, uint64_t len, int out, void *buf,
             pht_error_prefix(err, "%s", what);
             break;
         }
-        ssize_t r = pread(in, buf, want, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            rc = pht_error_set(err, PHT_EIO, "%s: read failed: %s", what,
-                               r < 0 ? strerror(errno) : "unexpected end of file");
+        ssize_t r = pread_some(in, buf, want, off, what, err);
+        if (r < 0) {
+            rc = PHT_EIO;
             break;
         }
         size_t n = (size_t)r - (size_t)r % FS_DIRECT_ALIGN;

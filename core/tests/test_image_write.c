@@ -26,6 +26,17 @@ static void copy_file(const char *from, const char *to)
     fclose(b);
 }
 
+/* A writable copy of the reference stage stage (a file of reference-v2/) in work as name; ref
+ * gets its docker-archive reference. */
+static void stage_copy(const char *stage, const char *name, char *ref, size_t cap)
+{
+    char src[1200], path[1200];
+    snprintf(src, sizeof src, "%s/reference-v2/%s", test_fixtures(), stage);
+    snprintf(path, sizeof path, "%s/%s", work, name);
+    copy_file(src, path);
+    snprintf(ref, cap, "docker-archive:%s", path);
+}
+
 static char *slurp(pht_image *img, const char *path, size_t *len)
 {
     pht_image_reader *r;
@@ -53,12 +64,8 @@ static int count_cb(void *ud, const char *rel, const pht_image_stat *st)
 static void test_new_layer(void)
 {
     char path[1200], ref[1300];
-    snprintf(path, sizeof path, "%s/stage1-station_1-post.tar", test_fixtures());
-    char src[1200];
-    snprintf(src, sizeof src, "%s/reference-v2/stage1-station_1-post.tar", test_fixtures());
+    stage_copy("stage1-station_1-post.tar", "train.tar", ref, sizeof ref);
     snprintf(path, sizeof path, "%s/train.tar", work);
-    copy_file(src, path);
-    snprintf(ref, sizeof ref, "docker-archive:%s", path);
     pht_error err;
     pht_image *img;
     CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
@@ -384,17 +391,13 @@ static void pattern_file(const char *path, size_t n, unsigned seed, pht_hash *h)
  */
 static void test_encrypt_hash_behind(void)
 {
-    char src[1200], path[1200], ref[1300], file[1200], name[64];
-    snprintf(src, sizeof src, "%s/reference-v2/stage1-station_1-post.tar", test_fixtures());
-    snprintf(path, sizeof path, "%s/behind.tar", work);
-    copy_file(src, path);
-    snprintf(ref, sizeof ref, "docker-archive:%s", path);
+    char ref[1300], file[1200], name[64];
+    stage_copy("stage1-station_1-post.tar", "behind.tar", ref, sizeof ref);
     pht_error err;
     pht_image *img;
-    pht_image_writer *w;
+    pht_image_writer *w = NULL;
     CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
-    if (img == NULL) return;
-    CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+    if (img) CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
     pht_symkey *key = pht_symkey_new(&err);
     const unsigned char sid[] = "session-behind";
     pht_hash *h = pht_hash_new_results(sid, sizeof sid - 1, &err);

@@ -31,8 +31,13 @@ typedef struct blob_src {
     uint64_t off, len, pos;
     pht_hash *sha;           /* when hashing, libarchive must not skip */
     const pht_image_opts *o; /* an open's scan: its progress; else NULL */
+    int skipped;             /* the last call skipped: the next read is for a header */
     unsigned char buf[PHT_CHUNK_SIZE];
 } blob_src;
+
+/* After a skip, a header scan reads to the next page boundary only (at least a header's
+   512 bytes): a layer of many small files is not read whole to find its headers. */
+#define SCAN_PAGE 4096u
 
 static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
 {
@@ -41,6 +46,12 @@ static la_ssize_t blob_read(struct archive *a, void *ud, const void **out)
     *out = b->buf;
     if (left == 0) return 0;
     size_t want = left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE;
+    if (b->skipped) {
+        size_t page = SCAN_PAGE - (size_t)((b->off + b->pos) % SCAN_PAGE);
+        if (page < 512) page += SCAN_PAGE;
+        if (page < want) want = page;
+        b->skipped = 0;
+    }
     if (pht_interrupted()) {
         archive_set_error(a, EINTR, "interrupted (%s)", pht_signal_name(pht_interrupted()));
         return -1;
@@ -71,6 +82,7 @@ static la_int64_t blob_skip(struct archive *a, void *ud, la_int64_t req)
     if (req < 0) return 0;
     if ((uint64_t)req > left) req = (la_int64_t)left;
     b->pos += (uint64_t)req;
+    b->skipped = req > 0;
     return req;
 }
 

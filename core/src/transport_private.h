@@ -74,6 +74,15 @@ int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, 
  */
 int daemon_store_view(const pht_image *img, const char *root, int fd, pht_error *err);
 
+/* ---- the docker load stream (daemon_load.c) --------------------------------------- */
+typedef struct daemon_load daemon_load;
+/* The load stream of plan p: its tags, its first `known` layers (the engine has them) not sent. */
+int daemon_load_new(const img_plan *p, const char *const *tags, size_t ntags, size_t known,
+                    daemon_load **out, pht_error *err);
+/* The next bytes of the stream (a pht_docker_image_load body reader; ud is the daemon_load). */
+int daemon_load_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err);
+void daemon_load_free(daemon_load *g);
+
 /* ---- references (image_ref.c) ------------------------------------------------ */
 /* The transport of ref; NULL and PHT_EINVAL when libpht cannot open it yet. */
 const img_transport *img_ref_transport(const pht_image_ref *ref, pht_error *err);

@@ -54,7 +54,7 @@ static int ring_init(ring *r, pht_hash *h, uint64_t size, pht_error *err)
     r->h = h;
     int rc = h ? hash_behind(h, err) : 0;
     if (rc) return rc;
-    r->behind = h != NULL && hash_slot(h) != NULL;
+    r->behind = h != NULL && hash_is_behind(h);
     if (r->behind) {
         r->cap = HASH_SLOT;
         return 0;

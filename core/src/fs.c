@@ -388,8 +388,7 @@ int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what,
     return 0;
 }
 
-/* O_DIRECT on or off for fd: 0, or -1 where it cannot be. */
-static int set_direct(int fd, int on)
+int fs_set_direct(int fd, int on)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_DIRECT : fl & ~O_DIRECT) != 0) return -1;
@@ -423,7 +422,7 @@ int fs_copy_range_direct(int in, uint64_t off, uint64_t len, int out, void *buf,
         }
         size_t n = (size_t)r - (size_t)r % FS_DIRECT_ALIGN;
         if (n == 0) break; /* a short read: the rest by fs_copy_range */
-        if (direct == 0) direct = set_direct(out, 1) == 0 ? 1 : -1;
+        if (direct == 0) direct = fs_set_direct(out, 1) == 0 ? 1 : -1;
         size_t done = 0;
         if (direct > 0) {
             ssize_t w = write(out, buf, n);
@@ -436,7 +435,7 @@ int fs_copy_range_direct(int in, uint64_t off, uint64_t len, int out, void *buf,
             /* EINVAL: the file system takes no O_DIRECT writes; a short write (a full
                disk): the rest goes buffered, which reports why */
             if ((size_t)(w < 0 ? 0 : w) < n) {
-                set_direct(out, 0);
+                fs_set_direct(out, 0);
                 direct = -1;
             }
         }
@@ -445,7 +444,7 @@ int fs_copy_range_direct(int in, uint64_t off, uint64_t len, int out, void *buf,
         off += n;
         len -= n;
     }
-    if (direct > 0) set_direct(out, 0);
+    if (direct > 0) fs_set_direct(out, 0);
     if (rc == 0 && len > 0) rc = fs_copy_range(in, off, len, out, what, err);
     return rc;
 }

@@ -40,6 +40,8 @@ int fs_copy_range(int in, uint64_t off, uint64_t len, int out, const char *what,
  * flags are as they were when it returns.
  */
 #define FS_DIRECT_ALIGN 4096u
+/* O_DIRECT on or off for fd (its open file description): 0, or -1 where it cannot be. */
+int fs_set_direct(int fd, int on);
 int fs_copy_range_direct(int in, uint64_t off, uint64_t len, int out, void *buf, size_t cap,
                          const char *what, pht_error *err);
 /*

@@ -119,6 +119,11 @@ int hash_behind(pht_hash *h, pht_error *err)
     return 0;
 }
 
+int hash_is_behind(const pht_hash *h)
+{
+    return h->bh != NULL;
+}
+
 /* The failure the thread hit, as the caller's error; 0 if none. Call with b->mu held. */
 static int behind_failed(const behind *b, pht_error *err)
 {

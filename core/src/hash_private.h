@@ -31,6 +31,8 @@ int hash_sha256_valid(const char *d);
  */
 #define HASH_SLOT ((256u << 10) + 32u) /* a slot: 256 KiB and a cipher's overhead */
 int hash_behind(pht_hash *h, pht_error *err);
+/* 1 while the stream is hashed on its thread (hash_behind, until the final), else 0. */
+int hash_is_behind(const pht_hash *h);
 /* The slot to fill next (HASH_SLOT bytes), once the thread is done with it; NULL if not behind. */
 unsigned char *hash_slot(pht_hash *h);
 /* Hand the first len bytes of the slot hash_slot gave to the thread; the caller may still read

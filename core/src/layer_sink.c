@@ -32,9 +32,9 @@
 #define SINK_INLINE_MAX (4u << 20) /* a layer up to this size never starts the thread */
 #define SINK_SLOT (128u << 10)     /* bytes per slot: the writer's block */
 #define SINK_SLOTS 8
-#define SINK_FLUSH (16u << 20) /* writeback started every this many bytes */
-#define SINK_ALIGN 4096u       /* offsets, lengths and memory of O_DIRECT writes */
-#define SINK_DIRECT (1u << 20) /* bytes per O_DIRECT write */
+#define SINK_FLUSH (16u << 20)     /* writeback started every this many bytes */
+#define SINK_ALIGN FS_DIRECT_ALIGN /* offsets, lengths and memory of O_DIRECT writes */
+#define SINK_DIRECT (1u << 20)     /* bytes per O_DIRECT write */
 
 struct layer_sink {
     int fd;
@@ -67,14 +67,6 @@ static int sink_out(layer_sink *s, const void *p, size_t n, pht_error *err)
     return rc;
 }
 
-/* Turn O_DIRECT on or off for the layer's file: 0, or -1 where it cannot be. */
-static int set_direct(layer_sink *s, int on)
-{
-    int fl = fcntl(s->fd, F_GETFL);
-    if (fl < 0 || fcntl(s->fd, F_SETFL, on ? fl | O_DIRECT : fl & ~O_DIRECT) != 0) return -1;
-    return 0;
-}
-
 /*
  * Write the first n bytes of the aligned buffer (n a multiple of SINK_ALIGN) with O_DIRECT;
  * where the file system will not, turn it off and write them through the cache.
@@ -89,7 +81,7 @@ static int direct_out(layer_sink *s, size_t n, pht_error *err)
             continue;
         }
         if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && errno == EINVAL && s->direct == 1 && set_direct(s, 0) == 0) {
+        if (w < 0 && errno == EINVAL && s->direct == 1 && fs_set_direct(s->fd, 0) == 0) {
             s->direct = -1;
             return fs_write_all(s->fd, s->dbuf + done, n - done, "new layer", err);
         }
@@ -104,7 +96,7 @@ static int direct_drain(layer_sink *s, pht_error *err)
 {
     size_t whole = s->dlen / SINK_ALIGN * SINK_ALIGN;
     int rc = whole ? direct_out(s, whole, err) : 0;
-    if (rc == 0 && s->direct == 1 && set_direct(s, 0) != 0)
+    if (rc == 0 && s->direct == 1 && fs_set_direct(s->fd, 0) != 0)
         rc = pht_error_set(err, PHT_EIO, "new layer: cannot leave O_DIRECT: %s", strerror(errno));
     s->direct = -1;
     if (rc == 0 && s->dlen > whole)
@@ -137,7 +129,7 @@ static int thread_out(layer_sink *s, const unsigned char *p, size_t n, pht_error
             n -= pre;
         }
         if (rc == 0 && n > 0) {
-            if (set_direct(s, 1) == 0) {
+            if (fs_set_direct(s->fd, 1) == 0) {
                 s->direct = 1;
             } else { /* not here: through the cache from now on */
                 free(s->dbuf);
@@ -288,7 +280,8 @@ static int sink_join(layer_sink *s, int finish, pht_error *err)
     pthread_mutex_destroy(&s->mu);
     free(s->ring);
     s->ring = NULL;
-    if (s->direct == 1) set_direct(s, 0); /* stopped: the file is dropped, but leave it usable */
+    if (s->direct == 1)
+        fs_set_direct(s->fd, 0); /* stopped: the file is dropped, but leave it usable */
     s->direct = 0;
     free(s->dbuf);
     s->dbuf = NULL;

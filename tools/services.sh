@@ -52,6 +52,25 @@ ours() { # $1 = pid, $2 = program name
     [[ "$cmd" == *"$2"* && "$cmd" == *"$S"* ]]
 }
 
+# A child this script just started in the background ($!) is still running.
+# Not `ours`: between the fork and the exec its command line is still this
+# script's, and a child cannot be recycled before it is waited for.
+child_running() { # $1 = pid
+    [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
+# Why a child that should be serving is not, in $why: its exit status, or a
+# timeout. Not a $(...): a subshell cannot wait for its parent's child.
+why_not() { # $1 = pid, $2 = seconds waited
+    local rc=0
+    if child_running "$1"; then
+        why="no answer within $2 s"
+    else
+        wait "$1" 2>/dev/null || rc=$?
+        why="it exited with status $rc"
+    fi
+}
+
 # Wait up to $2 seconds for pid $1 to end; 0 when it did.
 wait_gone() {
     local pid=$1 n=$(( $2 * 10 ))
@@ -318,7 +337,7 @@ drop_ca_if_unused() {
 # requests there). Waits until GET /v2/ answers 200, or 401 where the
 # registry wants credentials. Sets $addr.
 launch_registry() {
-    local name=$1 scheme=$2 top=${3:-} accesslog=${4:-off} d="$S/$1" port pid code tls="" curlopt=()
+    local name=$1 scheme=$2 top=${3:-} accesslog=${4:-off} d="$S/$1" port pid code tls="" curlopt=() why
     command -v docker-registry >/dev/null || die "no docker-registry: run tools/install-deps.sh --test"
     command -v curl >/dev/null || die "no curl: run tools/install-deps.sh --test"
     if [ "$scheme" = https ]; then
@@ -352,24 +371,25 @@ EOF
         setsid docker-registry serve "$d/config.yml" </dev/null >"$d/registry.log" 2>&1 &
         pid=$!
         echo "$pid" >"$d/registry.pid"
-        for _ in $(seq 200); do
+        for _ in $(seq 300); do
             code=$(http_status "$scheme://$addr/v2/" "${curlopt[@]}")
             if [ "$code" = 200 ] || [ "$code" = 401 ]; then
                 say "started docker-registry $name (pid $pid) on $scheme://$addr"
                 return 0
             fi
-            ours "$pid" docker-registry || break
+            child_running "$pid" || break
             sleep 0.1
         done
         if grep -q 'address already in use' "$d/registry.log"; then
             end_pid "$pid" docker-registry 5
             continue # lost a race for the port: pick another
         fi
-        say "docker-registry $name did not answer on $addr; last lines of $d/registry.log:"
+        why_not "$pid" 30
+        say "docker-registry $name did not answer on $addr ($why); last lines of $d/registry.log:"
         tail -n 25 "$d/registry.log" >&2 || true
         end_pid "$pid" docker-registry 5
         rm -rf "$d"
-        die "docker-registry $name could not start"
+        die "docker-registry $name could not start ($why)"
     done
     die "docker-registry $name found no free port after 5 tries"
 }
@@ -464,7 +484,7 @@ start_registry_token() {
     python3 -c 'import cryptography' 2>/dev/null \
         || die "no python3-cryptography: run tools/install-deps.sh --test"
     make_ca
-    local d="$S/registry-token" tport tpid realm started=0
+    local d="$S/registry-token" tport tpid realm started=0 why
     local service=pht-test-registry issuer=pht-test-token-service
     mkdir -p "$d/users.d"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
@@ -480,20 +500,22 @@ start_registry_token() {
             </dev/null >"$d/token-service.log" 2>&1 &
         tpid=$!
         echo "$tpid" >"$d/token-service.pid"
-        for _ in $(seq 100); do
+        for _ in $(seq 300); do
             if [ "$(http_status "https://127.0.0.1:$tport/health" --cacert "$CA_DIR/ca.crt")" = 200 ]; then
                 started=1
                 break
             fi
-            ours "$tpid" token-service.py || break
+            child_running "$tpid" || break
             sleep 0.1
         done
         [ "$started" = 1 ] && break
+        why_not "$tpid" 30
         end_pid "$tpid" token-service.py 5
         grep -q 'Address already in use' "$d/token-service.log" && continue
+        say "the token service did not answer on 127.0.0.1:$tport ($why); last lines of $d/token-service.log:"
         tail -n 25 "$d/token-service.log" >&2 || true
         rm -rf "$d"
-        die "the token service could not start"
+        die "the token service could not start ($why)"
     done
     [ "$started" = 1 ] || die "the token service found no free port after 5 tries"
     realm="https://127.0.0.1:$tport/token"

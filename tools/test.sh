@@ -68,7 +68,17 @@ else
 fi
 for r in $registries; do
     var=PHT_TEST_$(echo "$r" | tr 'a-z-' 'A-Z_') # PHT_TEST_REGISTRY_TLS, ...
-    if out=$(tools/services.sh "start-$r" 2>"$err"); then
+    # A start that fails gets one more try (a port lost to another process, a
+    # slow machine); the first failure's reason is shown either way.
+    ok=0
+    for attempt in 1 2; do
+        if out=$(tools/services.sh "start-$r" 2>"$err"); then
+            ok=1
+            break
+        fi
+        [ "$attempt" = 1 ] && { echo "$r: first start failed, trying again:"; cat "$err"; } >&2
+    done
+    if [ "$ok" = 1 ]; then
         eval "$out"
         echo "$r: ${!var}"
     else

@@ -174,6 +174,9 @@ static cJSON *item(const cJSON *o, const char *key)
     return cJSON_GetObjectItemCaseSensitive(o, key);
 }
 
+/* Go's zero time.Time (0001-01-01T00:00:00Z) in Unix seconds: the Engine's "no time". */
+#define DOCKER_ZERO_TIME (-62135596800.0)
+
 /* Copy the string from[fkey] to to[key]; an empty one only when keep_empty. */
 static void put_str(cJSON *to, const char *key, const cJSON *from, const char *fkey, int keep_empty)
 {
@@ -215,11 +218,14 @@ static cJSON *history_of(const cJSON *h, size_t nlayers)
             cJSON_Delete(out);
             return NULL;
         }
-        char when[40] = "1970-01-01T00:00:00Z";
-        time_t t = cJSON_IsNumber(created) ? (time_t)created->valuedouble : 0;
-        struct tm tm;
-        if (gmtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-        cJSON_AddStringToObject(x, "created", when);
+        /* an entry without a time: the Engine gives Go's zero time (year 1), the config none */
+        if (cJSON_IsNumber(created) && created->valuedouble > DOCKER_ZERO_TIME) {
+            char when[40];
+            time_t t = (time_t)created->valuedouble;
+            struct tm tm;
+            if (gmtime_r(&t, &tm) && strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm))
+                cJSON_AddStringToObject(x, "created", when);
+        }
         put_str(x, "created_by", e, "CreatedBy", 0);
         put_str(x, "comment", e, "Comment", 0);
         if (item(e, "Size")->valuedouble == 0) cJSON_AddTrueToObject(x, "empty_layer");
@@ -262,7 +268,10 @@ static char *rebuild_config(const cJSON *ij, cJSON *history, const cJSON *diffs)
     put_str(c, "variant", ij, "Variant", 0);
     put_str(c, "os", ij, "Os", 1);
     put_str(c, "os.version", ij, "OsVersion", 0);
-    put_str(c, "created", ij, "Created", 0);
+    /* Go's zero time is the Engine's answer for a config without one */
+    const char *created = cJSON_GetStringValue(item(ij, "Created"));
+    if (created && created[0] && strncmp(created, "0001-01-01T00:00:00", 19) != 0)
+        cJSON_AddStringToObject(c, "created", created);
     put_str(c, "author", ij, "Author", 0);
     put_str(c, "comment", ij, "Comment", 0);
     put_str(c, "container", ij, "Container", 0);

@@ -14,6 +14,7 @@
 #define REG_TOKENS 16 /* bearer tokens cached, one per scope set and user */
 #define REG_ORIGINS 4 /* connections kept to other hosts (token realm, blob storage) */
 #define REG_HDR_MAX 8192
+#define REG_MANIFEST_MAX (4u << 20) /* containers/image's cap */
 
 enum { REG_AUTH_UNKNOWN, REG_AUTH_NONE, REG_AUTH_BASIC, REG_AUTH_BEARER };
 
@@ -113,5 +114,37 @@ void reg_scrub(const pht_registry *r, pht_error *err);
 
 /* Standard base64 (OpenSSL EVP); malloc'ed, NUL-terminated, NULL without memory. */
 char *reg_base64(const void *p, size_t n);
+
+/* One request of the registry client (reg_do). */
+typedef struct reg_req {
+    const char *method;         /* NULL: GET */
+    const char *what;           /* "GET manifest latest", for messages */
+    const char *repo;           /* scope, credentials and messages; NULL: the ping */
+    int push;                   /* the scope needs push */
+    const char *from;           /* a second repository read from (mount) */
+    const char *url;            /* "/v2/…" on the registry, or an absolute URL (a Location) */
+    const char *const *headers; /* more header lines, NULL-terminated */
+    const void *body;
+    size_t body_len;
+    const char *content_type;
+    pht_http_source source;
+    void *source_ud;
+    int64_t source_len;
+    pht_http_sink sink;
+    void *sink_ud;
+    size_t max_body;
+    int follow;     /* follow redirects (GET, HEAD) */
+    int retry;      /* retry transient failures here */
+    long ok_status; /* an error status that is an answer here (HEAD: 404 absent) */
+} reg_req;
+
+/*
+ * A request with authentication, redirects and (rq->retry) retries. Returns
+ * 0 for a 2xx answer (or rq->ok_status), else the error in err.
+ */
+int reg_do(pht_registry *r, const reg_req *rq, pht_http_response *resp, pht_error *err);
+
+/* PHT_EINVAL unless repo makes a safe URL path (lowercase components of [a-z0-9._-]). */
+int reg_check_repo(const char *repo, pht_error *err);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * Transports of libpht's image layer: one file each (image_archive.c,
- * image_oci.c, image_daemon.c, image_registry.c,
+ * image_oci.c with oci_layout.c, image_daemon.c, image_registry.c,
  * image_oci_archive.c) behind one vtable, found through the table in
  * image_ref.c. A transport opens an image by landing its layers in files (so
  * every layer is a byte range of an open file), or lands them later through

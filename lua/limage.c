@@ -172,6 +172,13 @@ static int m_layers(lua_State *L)
     return 1;
 }
 
+/* img:protocol_top(): pht_image_protocol_top, the number of layers that stay. */
+static int m_protocol_top(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)pht_image_protocol_top(limage_check(L, 1)));
+    return 1;
+}
+
 static const char *type_name(int t)
 {
     switch (t) {
@@ -422,6 +429,7 @@ static const luaL_Reg image_methods[] = {
     {"manifest", m_manifest},
     {"image_config", m_image_config},
     {"layers", m_layers},
+    {"protocol_top", m_protocol_top},
     {"stat", m_stat},
     {"list", m_list},
     {"walk", m_walk},

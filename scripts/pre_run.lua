@@ -58,9 +58,29 @@ wf:add("check_immutable_files", steps.check_immutable_files, { kind = "verify", 
 
 -- The immutable files are decrypted in one pass straight into the new layer
 -- write_image commits, e_h taken on the way; no plaintext file is written.
-local function writer_opts(ctx) return { tmpdir = ctx.options.tmpdir } end
+-- The layers on top that hold nothing but the train's paths (the stations'
+-- sealed layers, and the train's own when it adds nothing else) are left
+-- out: the new layer restates those paths whole (train.restate), so they
+-- would only lie below it unseen, and a docker-archive would copy them
+-- (the results of every stop so far) into the output. Post-run builds on
+-- what is left below the new layer.
+local function writer_opts(ctx)
+  if ctx.keep_layers == nil then
+    local top = ctx.image:protocol_top()
+    ctx.keep_layers = top < #ctx.image:layers() and top or false
+  end
+  return { tmpdir = ctx.options.tmpdir, keep_layers = ctx.keep_layers or nil }
+end
 
 wf:add("decrypt_train", function(ctx)
+  if not ctx.writer then
+    local w, err = steps.writer(ctx, writer_opts(ctx))
+    if not w then return nil, err end
+    if ctx.keep_layers then
+      local ok, werr = train.restate_opt(w, ctx.image)
+      if not ok then return nil, werr end
+    end
+  end
   local digest, err = steps.decrypt_into_layer(ctx, train.TRAIN, ctx.train_entries, ctx.train, "train",
     pht.immutable_hasher(ctx.config:creator_id(), ctx.config:session_id()), writer_opts(ctx))
   if not digest then return nil, err end
@@ -114,7 +134,11 @@ end), { kind = "verify", protocol = "§9" })
 wf:add("write_image", function(ctx)
   local w, err = steps.writer(ctx, writer_opts(ctx))
   if not w then return nil, err end
-  train.write_progress(ctx, w, 0, ctx.image)
+  if ctx.keep_layers then
+    local ok, rerr = train.restate(w, ctx.image, { results = ctx.results_digest == nil and ctx.results_entries })
+    if not ok then return nil, rerr end
+  end
+  train.write_progress(ctx, w, 0, ctx.image, ctx.keep_layers or nil)
   return train.commit(ctx, w, true, nil, { history = train.PRE_RUN_MARK,
     comment = "decrypted for station " .. ctx.stop.station .. ": plaintext, never push this image" })
 end, { kind = "write", writes = true, protocol = "§7.6" })

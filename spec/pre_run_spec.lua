@@ -22,15 +22,27 @@ describe("pht pre-run on the reference trains", function()
     local station = "station_" .. (n + 1)
     it("accepts stage " .. n .. " for " .. station .. " and writes the plaintext the entrypoint shows", function()
       local path, ref = S.copy_stage(n)
-      local layers_before = #S.layers(path)
+      local before = S.layers(path)
       local code, _, err = S.pht("pre-run -q " .. q(ref) .. " " .. S.station_args(n + 1))
       assert.equal(0, code, err)
       local dir, history, nlayers = pre_run_layer(path)
-      assert.equal(layers_before + 1, nlayers)
+      -- the layers above the base hold /opt only (the train's, each station's
+      -- sealed results): left out, the new layer restating /opt whole
+      local base = S.below_train(before)
+      assert.is_true(base >= 1 and base < #before)
+      assert.equal(base + 1, nlayers)
       assert.equal("libpht pre-run", history.created_by)
       assert.equal(expected.entrypoint, helpers.read(dir .. "/opt/pht_train/entrypoint.sh"))
-      -- e_h over what pre-run decrypted, recomputed with the primitives.
       local od = S.untar(helpers.vectors .. "/" .. S.stages[n]:gsub("%.tar$", ".opt.tar"))
+      -- what it restates is the input's, byte for byte
+      assert.equal(helpers.read(od .. "/opt/train_config.json"), helpers.read(dir .. "/opt/train_config.json"))
+      local key = helpers.sh("test -f " .. q(od .. "/opt/user_sym_key.key"))
+      if key then
+        assert.equal(helpers.read(od .. "/opt/user_sym_key.key"), helpers.read(dir .. "/opt/user_sym_key.key"))
+      else
+        assert.is_true(helpers.sh("test -f " .. q(dir .. "/opt/.wh.user_sym_key.key")))
+      end
+      -- e_h over what pre-run decrypted, recomputed with the primitives.
       local cfg = assert(pht.parse_config(helpers.read(od .. "/opt/train_config.json")))
       local h = pht.immutable_hasher(cfg:creator_id(), cfg:session_id())
       for _, name in ipairs(cfg:file_list()) do h:update_file(dir .. "/opt/pht_train/" .. name:gsub("^%./", "")) end

@@ -113,6 +113,23 @@ function M.untar(layer)
   return dir
 end
 
+-- How many of `layers` (M.layers) lie below the train's own: up to the last
+-- one tar lists a member outside /opt in. The layers above it hold /opt
+-- only (what a pre-run leaves out, its new layer restating /opt).
+function M.below_train(layers)
+  local n = 0
+  for i, l in ipairs(layers) do
+    for _, m in ipairs(M.members(l.path)) do
+      local p = m:gsub("^%./", ""):gsub("/$", "")
+      if p ~= "" and p ~= "opt" and not p:find("^opt/") then
+        n = i
+        break
+      end
+    end
+  end
+  return n
+end
+
 -- Members of a tar, as listed by tar.
 function M.members(tarfile)
   local out = helpers.run("tar -tf " .. q(tarfile))

@@ -237,6 +237,18 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
     return 0;
 }
 
+size_t pht_image_protocol_top(const pht_image *img)
+{
+    size_t n = img->nlayers, top = n, cfg = n;
+    if (img->landed != IMG_LANDED_ALL) return n;
+    for (size_t i = 0; i < n && cfg == n; i++)
+        if (img->layers[i].holds_config) cfg = i;
+    /* down from the top while a layer holds the train's paths only, never into its master's */
+    while (top > cfg && img->layers[top - 1].scanned && img->layers[top - 1].outside == NULL)
+        top--;
+    return top;
+}
+
 int img_land(pht_image *img, int want, pht_error *err)
 {
     if (img->landed == IMG_LANDED_ALL || img->landed == want) return 0;

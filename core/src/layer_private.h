@@ -38,7 +38,9 @@ typedef struct img_layer {
      */
     char *outside;
     const char *outside_why;
-    int outside_dir; /* outside is only a directory restated: a later finding replaces it */
+    int outside_dir;  /* outside is only a directory restated: a later finding replaces it */
+    int scanned;      /* a scan of its tar saw every entry: outside (above) is known */
+    int holds_config; /* an entry names /opt/train_config.json (or deletes it) */
     /* during a scan of a plain tar: where the header passed to the callback starts, and (after
        the scan) where the end-of-archive starts; IMG_NO_OFFSET for a compressed layer */
     uint64_t scan_pos, scan_end;
@@ -147,6 +149,8 @@ int tarsafe_below(const char *p, const char *dir);
  * the root's opaque marker.
  */
 int tarsafe_touches(const char *in, const char *dir);
+/* 1 if the entry name in is /opt/train_config.json or its whiteout, 0 if not, -1: no memory. */
+int tarsafe_names_config(const char *in);
 /*
  * Whether entry e (whose name tarsafe_path accepted) may lie in a layer above
  * a master image (pht_image_check_master): 0 if it may; 1 if not, or 2 if

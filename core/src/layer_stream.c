@@ -197,7 +197,14 @@ static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
                             (unsigned long long)o->max_entry_bytes);
     if (cb && (rc = cb(ud, e, ordinal, err))) return rc;
     /* after cb: the name passed tarsafe (a NULL cb re-reads a layer that did) */
-    if (tarsafe_touches(archive_entry_pathname(e), IMG_PROTOCOL_DIR)) l->holds_opt = 1;
+    const char *name = archive_entry_pathname(e);
+    if (tarsafe_touches(name, IMG_PROTOCOL_DIR)) {
+        l->holds_opt = 1;
+        if (!l->holds_config && (rc = tarsafe_names_config(name)) != 0) {
+            if (rc < 0) return pht_error_set(err, PHT_ENOMEM, "out of memory");
+            l->holds_config = 1;
+        }
+    }
     return layer_note_outside(l, e, err);
 }
 
@@ -231,7 +238,7 @@ void layer_forget_outside(img_layer *l)
 static void scan_begin(img_layer *l)
 {
     l->scan_pos = l->scan_end = IMG_NO_OFFSET;
-    l->holds_opt = 0;
+    l->holds_opt = l->holds_config = l->scanned = 0;
     layer_forget_outside(l);
 }
 
@@ -249,6 +256,7 @@ static int scan_entries(struct archive *tar, const chain *c, img_layer *l, const
         uint64_t at = c == NULL ? (uint64_t)archive_read_header_position(tar) : IMG_NO_OFFSET;
         if (r == ARCHIVE_EOF) {
             l->scan_end = at;
+            l->scanned = 1;
             return 0;
         }
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return scan_fail(tar, c, l, o, err);
@@ -280,7 +288,10 @@ static int scan_cached(img_layer *l, const pht_image_opts *o, layer_entry_cb cb,
         rc = 0;
         while (rc == 0 && (got = layer_cache_next(r, e)) == 1)
             rc = scan_entry(e, ++ordinal, l, o, pass ? cb : NULL, ud, err);
-        if (rc == 0 && got == 0) l->diff_size = layer_cache_diff_size(r);
+        if (rc == 0 && got == 0) {
+            l->diff_size = layer_cache_diff_size(r);
+            l->scanned = 1;
+        }
         layer_cache_close(r);
         if (pass == 0 && (rc || got != 0 || l->holds_opt || l->diff_size > o->max_layer_bytes)) {
             rc = PHT_ENOTFOUND;

@@ -143,6 +143,20 @@ static int protocol_path(const char *p)
     return 0;
 }
 
+int tarsafe_names_config(const char *in)
+{
+    char *p;
+    const char *why;
+    int rc = tarsafe_path(in, 0, &p, &why);
+    if (rc) return rc == PHT_ENOMEM ? -1 : 0; /* a bad name is refused elsewhere */
+    char *slash = strrchr(p, '/'), *base = slash ? slash + 1 : p;
+    if (strncmp(base, ".wh.", 4) == 0) /* deleting it names it too */
+        memmove(base, base + 4, strlen(base + 4) + 1);
+    int yes = strcmp(p, "opt/train_config.json") == 0;
+    free(p);
+    return yes;
+}
+
 static int in_opt(const char *p)
 {
     return strcmp(p, IMG_PROTOCOL_DIR) == 0 || tarsafe_below(p, IMG_PROTOCOL_DIR);

@@ -185,6 +185,58 @@ function M.commit(ctx, w, ok, werr, opts)
   return true
 end
 
+-- The attributes of path in img for a writer's add_*, or nil when absent.
+local function attrs_of(img, path)
+  local st = img:stat(path)
+  if not st then return nil end
+  return st, { mode = st.mode, uid = st.uid, gid = st.gid, mtime = st.mtime }
+end
+
+-- Start a new layer that restates the train's paths (img:protocol_top):
+-- /opt as img has it. true, or nil and a message.
+function M.restate_opt(w, img)
+  local st, a = attrs_of(img, M.OPT)
+  if not st or st.type ~= "dir" then return nil, "the train has no /opt directory" end
+  local ok, err = w:add_dir(M.OPT, a)
+  if not ok then return nil, fmt("cannot add %s: %s", M.OPT, tostring(err)) end
+  return true
+end
+
+-- Finish such a layer: the config and the creator's wrapped key copied as
+-- img holds them (deleted when it has none), and, when opts.results is a
+-- listing (the results were not written into it), /opt/pht_results as an
+-- opaque directory with the listing's directories, or deleted. The trees
+-- written into the layer are opaque already (M.write_dirs).
+function M.restate(w, img, opts)
+  local copies = { { M.CONFIG, M.MAX_CONFIG }, { M.USER_KEY, M.MAX_USER_KEY } }
+  for _, c in ipairs(copies) do
+    local path, max = c[1], c[2]
+    local st, a = attrs_of(img, path)
+    local ok, err
+    if st and st.type == "file" then
+      local data, rerr = img:read_file(path, max)
+      if not data then return nil, fmt("cannot read %s: %s", path, tostring(rerr)) end
+      ok, err = w:add_bytes(path, data, a)
+    elseif st then
+      return nil, fmt("%s is not a regular file", path)
+    else
+      ok, err = w:whiteout(path)
+    end
+    if not ok then return nil, fmt("cannot restate %s: %s", path, tostring(err)) end
+  end
+  if opts and opts.results then
+    local st, a = attrs_of(img, M.RESULTS)
+    local ok, err
+    if st then
+      ok, err = M.write_dirs(w, M.RESULTS, opts.results, a.mtime)
+    else
+      ok, err = w:whiteout(M.RESULTS)
+    end
+    if not ok then return nil, fmt("cannot restate %s: %s", M.RESULTS, tostring(err)) end
+  end
+  return true
+end
+
 -- Add root as an opaque directory and the directories of a listing below
 -- it (the files follow from the caller). `mtime` as for M.write_tree.
 function M.write_dirs(w, root, entries, mtime)

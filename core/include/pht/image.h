@@ -191,6 +191,19 @@ PHT_API size_t pht_image_layer_count(const pht_image *img);
 PHT_API int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out,
                                  pht_error *err);
 
+/*
+ * How many layers of img stay when a new layer restates the train's paths
+ * whole: /opt as a directory, /opt/pht_train and /opt/pht_results as opaque
+ * directories, /opt/train_config.json and /opt/user_sym_key.key (copied, or
+ * deleted when absent). Every layer above the result holds nothing else
+ * (what a layer above a master may hold, pht_image_check_master, without
+ * restating anything outside /opt) and lies above the lowest layer that
+ * names the config, so such a new layer shadows them whole and they can be
+ * left out. pht_image_layer_count(img) when there is none, or when the
+ * layers were not read (a docker-daemon image's are the engine's).
+ */
+PHT_API size_t pht_image_protocol_top(const pht_image *img);
+
 /* Stat a path of the merged filesystem ("/opt/x" or "opt/x"). PHT_ENOTFOUND if absent. */
 PHT_API int pht_image_stat_path(pht_image *img, const char *path, pht_image_stat *st,
                                 pht_error *err);

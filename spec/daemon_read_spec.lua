@@ -260,6 +260,56 @@ describe("docker-daemon: /opt from the engine's overlay2 store", function()
   end)
 end)
 
+describe("docker-daemon: /opt's files read where the store keeps them", function()
+  local lua = jit and "luajit" or "lua5.4"
+
+  -- A fresh interpreter (env prefixed) opens ref, reads the result whole and
+  -- extracts /opt/pht_results into dir: the SHA-512 of each, and the bytes
+  -- the process wrote to storage for the open and the read (/proc/self/io).
+  local function read_big(ref, env, dir)
+    local script = ([[
+      package.path, package.cpath = %q, %q
+      local pht = require "pht"
+      local function written()
+        return tonumber(io.open("/proc/self/io"):read("a"):match("write_bytes: (%%d+)"))
+      end
+      local w0 = written()
+      local img = assert(pht.open_image(%q))
+      local data = assert(img:read_file("/opt/pht_results/big.bin", 64 * 1024 * 1024))
+      local w1 = written()
+      assert(img:extract("/opt/pht_results", %q))
+      img:close()
+      local f = assert(io.open(%q, "rb"))
+      local x = f:read("a")
+      f:close()
+      print(pht.hex(pht.sha512(data)), pht.hex(pht.sha512(x)), w1 - w0)
+    ]]):format(package.path, package.cpath, ref, dir, dir .. "/big.bin")
+    local out = helpers.run(env .. " DOCKER_HOST=" .. q(support.docker_host()) .. " " .. lua .. " -e " .. q(script))
+    local read, extracted, bytes = out:match("(%x+)%s+(%x+)%s+(%d+)")
+    assert(bytes, out)
+    return read, extracted, tonumber(bytes)
+  end
+
+  it("reads and extracts a 32 MB result without copying it to a temporary file first", function()
+    local ok, why = D.ready(false)
+    if not ok then return pending(why) end
+    if D.driver() ~= "overlay2" then return pending("the engine's storage driver is " .. tostring(D.driver())) end
+    if helpers.stdout("id -u"):match("%d+") ~= "0" then
+      return pending("not root: the store's opaque marks (trusted.* xattrs) are hidden")
+    end
+    local tag = committed("mkdir -p /opt/pht_results && head -c 33554432 /dev/urandom > /opt/pht_results/big.bin")
+    local ref = "docker-daemon:" .. tag
+    -- the oracle: the engine's archive of /opt, landed in a temporary file
+    local e_read, e_extracted, e_bytes = read_big(ref, "PHT_DOCKER_STORE=0", helpers.tmpdir())
+    assert.is_true(e_bytes >= 32 * 1024 * 1024, "the engine's archive landed " .. e_bytes .. " bytes")
+    assert.equal(e_read, e_extracted)
+    local s_read, s_extracted, s_bytes = read_big(ref, "", helpers.tmpdir())
+    assert.equal(e_read, s_read)
+    assert.equal(e_read, s_extracted)
+    assert.is_true(s_bytes < 1024 * 1024, "the store's /opt wrote " .. s_bytes .. " bytes")
+  end)
+end)
+
 describe("docker-daemon: scratch containers", function()
   it("a process killed between create and remove leaves a labelled container that the next read removes", function()
     local ok, why = D.ready(false)

@@ -4,7 +4,9 @@
  * has no call that gives one layer, and saving the image to read the headers
  * of the few layers above the master costs a tar of every layer below; and
  * for the merged /opt a docker-daemon read lands (daemon_store_view), which
- * the engine would otherwise tar through a scratch container.
+ * the engine would otherwise tar through a scratch container: the view is a
+ * tar of its entries' headers, and every regular file is read later where
+ * the layer directory holds it, so no byte of /opt is copied.
  *
  * The engine keeps each layer it has imported as a directory,
  * ROOT/overlay2/CACHE-ID/diff, made by applying the layer's tar (whiteouts
@@ -39,7 +41,6 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <openssl/crypto.h>
 
 #include "fs_private.h"
 #include "hash_private.h"
@@ -319,12 +320,11 @@ typedef struct view {
     size_t cap, n;
     struct archive *out;
     const pht_image_opts *o;
-    unsigned char *buf; /* VIEW_CHUNK bytes of file data (plaintext: wiped) */
+    daemon_store_src *src; /* where the regular files' bytes lie */
+    size_t nsrc, srccap;
     uint64_t entries;
     pht_error *err;
 } view;
-
-#define VIEW_CHUNK (1u << 20)
 
 static size_t path_hash(const char *p, size_t n)
 {
@@ -402,37 +402,40 @@ static int mark(view *v, const char *path, size_t l, int show, int stops)
     return 0;
 }
 
-/* Copy the data of the regular file full (size bytes) into the view's archive. */
-static int copy_data(view *v, const char *full, uint64_t size)
+/* Record that the view's regular file name (size bytes) is read from full. */
+static int note_src(view *v, const char *name, const char *full, uint64_t size)
 {
-    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return pht_error_set(v->err, PHT_EIO, "the engine's layer file %.300s: %s", full,
-                             strerror(errno));
-    int rc = 0;
-    uint64_t done = 0;
-    for (;;) {
-        if ((rc = pht_interrupt_check(v->err))) break;
-        ssize_t n = read(fd, v->buf, VIEW_CHUNK);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = pht_error_set(v->err, PHT_EIO, "the engine's layer file %.300s: %s", full,
-                               strerror(errno));
-            break;
-        }
-        if (n == 0 || done + (uint64_t)n > size) break;
-        if (archive_write_data(v->out, v->buf, (size_t)n) != n) {
-            rc = pht_error_set(v->err, PHT_EIO, "temporary file: %s", archive_error_string(v->out));
-            break;
-        }
-        done += (uint64_t)n;
-        img_progress(v->o, (uint64_t)n);
+    if (size > v->o->max_entry_bytes)
+        return pht_error_set(v->err, PHT_ELIMIT, "/%.300s: size %llu exceeds the cap of %llu bytes",
+                             name, (unsigned long long)size,
+                             (unsigned long long)v->o->max_entry_bytes);
+    if (v->nsrc == v->srccap) {
+        size_t cap = v->srccap ? 2 * v->srccap : 64;
+        daemon_store_src *p = realloc(v->src, cap * sizeof *p);
+        if (p == NULL) return pht_error_set(v->err, PHT_ENOMEM, "out of memory");
+        v->src = p;
+        v->srccap = cap;
     }
-    close(fd);
-    if (rc == 0 && done != size)
-        rc = pht_error_set(v->err, PHT_EIO, "the engine's layer file %.300s changed while read",
-                           full);
-    return rc;
+    daemon_store_src *s = &v->src[v->nsrc];
+    s->name = strdup(name);
+    s->full = strdup(full);
+    s->size = size;
+    if (s->name == NULL || s->full == NULL) {
+        free(s->name);
+        free(s->full);
+        return pht_error_set(v->err, PHT_ENOMEM, "out of memory");
+    }
+    v->nsrc++;
+    return 0;
+}
+
+void daemon_store_srcs_free(daemon_store_src *s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++) {
+        free(s[i].name);
+        free(s[i].full);
+    }
+    free(s);
 }
 
 /* Write the entry e of the store (path in the view: name) to the view's archive. */
@@ -453,13 +456,12 @@ static int emit(view *v, struct archive_entry *e, const char *name, const char *
     archive_entry_set_mtime(out, archive_entry_mtime(e), archive_entry_mtime_nsec(e));
     if (ft == AE_IFLNK) archive_entry_copy_symlink(out, archive_entry_symlink(e));
     if (ft == AE_IFCHR || ft == AE_IFBLK) archive_entry_set_rdev(out, archive_entry_rdev(e));
-    uint64_t size = ft == AE_IFREG ? (uint64_t)archive_entry_size(e) : 0;
-    archive_entry_set_size(out, (la_int64_t)size);
-    int rc = 0;
-    if (archive_write_header(v->out, out) != ARCHIVE_OK)
+    /* a regular file's bytes stay in the store: the view's entry has none */
+    archive_entry_set_size(out, 0);
+    int rc = ft == AE_IFREG ? note_src(v, name, full, (uint64_t)archive_entry_size(e)) : 0;
+    if (rc == 0 && archive_write_header(v->out, out) != ARCHIVE_OK)
         rc = pht_error_set(v->err, PHT_EIO, "temporary file: %s", archive_error_string(v->out));
     archive_entry_free(out);
-    if (rc == 0 && ft == AE_IFREG) rc = copy_data(v, full, size);
     if (rc == 0 && archive_write_finish_entry(v->out) != ARCHIVE_OK)
         rc = pht_error_set(v->err, PHT_EIO, "temporary file: %s", archive_error_string(v->out));
     return rc;
@@ -546,15 +548,18 @@ static la_ssize_t view_write(struct archive *a, void *ud, const void *p, size_t 
     return (la_ssize_t)n;
 }
 
-int daemon_store_view(const pht_image *img, const char *root, int fd, pht_error *err)
+int daemon_store_view(const pht_image *img, const char *root, int fd, daemon_store_src **srcs,
+                      size_t *nsrcs, pht_error *err)
 {
+    *srcs = NULL;
+    *nsrcs = 0;
     size_t n = img->nlayers;
     if (n == 0) return 1;
     char(*dirs)[PATH_MAX] = malloc(n * sizeof *dirs);
     view v = {.o = &img->opts, .err = err};
     int rc = dirs ? bind_dirs(img, root, 0, n, dirs, err)
                   : pht_error_set(err, PHT_ENOMEM, "out of memory");
-    if (rc == 0 && ((v.out = archive_write_new()) == NULL || (v.buf = malloc(VIEW_CHUNK)) == NULL))
+    if (rc == 0 && (v.out = archive_write_new()) == NULL)
         rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     if (rc == 0) {
         archive_write_set_format_pax_restricted(v.out);
@@ -573,9 +578,11 @@ int daemon_store_view(const pht_image *img, const char *root, int fd, pht_error 
     if (rc == 0 && archive_write_close(v.out) != ARCHIVE_OK)
         rc = pht_error_set(err, PHT_EIO, "temporary file: %s", archive_error_string(v.out));
     if (v.out) archive_write_free(v.out);
-    if (v.buf) {
-        OPENSSL_cleanse(v.buf, VIEW_CHUNK);
-        free(v.buf);
+    if (rc == 0) {
+        *srcs = v.src;
+        *nsrcs = v.nsrc;
+    } else {
+        daemon_store_srcs_free(v.src, v.nsrc);
     }
     for (size_t k = 0; k < v.cap; k++)
         free(v.slots[k].path);

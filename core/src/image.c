@@ -379,13 +379,14 @@ struct pht_image_reader {
     uint64_t ordinal; /* of the entry read, in its data layer */
     int failed;       /* a read failed */
     int fd;           /* in place: the layer's file (the image owns it), else -1 */
+    int own_fd;       /* fd is the reader's: an entry's source file */
     uint64_t at;      /* in place: where the next byte is in fd */
 };
 
 /* 1 if e's bytes are a byte range of a landed plain tar (or it has none). */
 static int in_place(const pht_image *img, const img_entry *e)
 {
-    if (e->size == 0) return 1;
+    if (e->size == 0 || e->source) return 1;
     if (e->data_offset == IMG_NO_OFFSET) return 0;
     const img_layer *l = img_layer_at(img, e->data_layer);
     return l != NULL && l->fd >= 0 && l->compression == IMG_COMP_NONE &&
@@ -503,6 +504,22 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
     r->layer = e->data_layer;
     r->fd = -1;
     const img_layer *l = img_layer_at(img, e->data_layer);
+    if (e->source) {
+        /* a view's file read where the engine's store holds it, as the view listed it */
+        struct stat sb;
+        r->fd = open(e->source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        r->own_fd = r->fd >= 0;
+        if (r->fd < 0 || fstat(r->fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+            (uint64_t)sb.st_size != e->size) {
+            rc = tarsafe_fail(err, PHT_EIO, l, norm, "the engine's layer file %.300s %s", e->source,
+                              r->fd < 0 ? strerror(errno) : "changed since it was listed");
+            pht_image_reader_free(r);
+            return rc;
+        }
+        r->at = 0;
+        *out = r;
+        return 0;
+    }
     if (in_place(img, e)) {
         /* a plain tar: the bytes are read where they are, no header is read again */
         r->fd = l->fd;
@@ -601,6 +618,7 @@ void pht_image_reader_free(pht_image_reader *r)
     } else {
         layer_tar_close(r->a, r->state);
     }
+    if (r->own_fd) close(r->fd);
     free(r->path);
     pht_image_free(r->img);
     free(r);

@@ -493,17 +493,35 @@ static int check_view(const pht_image *img, const char *id, pht_error *err)
  * The merged /opt from the engine's overlay2 store where it can be read (daemon_store_view:
  * no container, no tar from the engine): 0 with *fd the landed view; 1 to ask the engine.
  */
-static int land_store(pht_image *img, const dmn *st, int *fd, pht_error *err)
+static int land_store(pht_image *img, const dmn *st, int *fd, daemon_store_src **srcs,
+                      size_t *nsrcs, pht_error *err)
 {
     if (st->store == NULL) return 1;
     int rc = fs_tmp_anon(img->tmpdir, fd, err);
-    if (rc == 0) rc = daemon_store_view(img, st->store, *fd, err);
+    if (rc == 0) rc = daemon_store_view(img, st->store, *fd, srcs, nsrcs, err);
     if (rc == PHT_ENOTFOUND) pht_error_prefix(err, "image %s has no /" VIEW_ROOT, st->id);
     if (rc && *fd >= 0) {
         close(*fd); /* what it held of /opt goes with it */
         *fd = -1;
     }
     return rc;
+}
+
+/* Point the view's regular files at where the store holds their bytes. */
+static int bind_sources(pht_image *img, daemon_store_src *srcs, size_t n, pht_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        long k = index_find(&img->index, srcs[i].name);
+        img_entry *e = k >= 0 ? img->index.v[k] : NULL;
+        if (e == NULL || e->type != PHT_IMAGE_FILE || e->layer != -1)
+            return pht_error_set(err, PHT_EFORMAT, "/%.300s: not a file of the landed view",
+                                 srcs[i].name);
+        e->source = srcs[i].full;
+        srcs[i].full = NULL;
+        e->size = srcs[i].size;
+        e->data_offset = 0;
+    }
+    return 0;
 }
 
 /* Land the merged /opt: from the store, else the archive of a scratch container, removed on
@@ -513,12 +531,14 @@ static int land_view(pht_image *img, const dmn *st, pht_error *err)
     reaper r = {0};
     char cid[PHT_DOCKER_ID_MAX] = "";
     int fd = -1;
+    daemon_store_src *srcs = NULL;
+    size_t nsrcs = 0;
     int rc = dmn_docker(&img->opts, &r.d, err);
     if (rc == 0) {
         /* what killed processes left, whichever way this read goes */
         pht_error e;
         pht_docker_containers_labelled(r.d, SCRATCH_LABEL, reap_one, &r, &e);
-        rc = land_store(img, st, &fd, err);
+        rc = land_store(img, st, &fd, &srcs, &nsrcs, err);
         if (rc == 1 && (rc = scratch_create(r.d, st->id, cid, err)) == 0 &&
             (rc = fs_tmp_anon(img->tmpdir, &fd, err)) == 0) {
             landing l = {fd, &img->opts};
@@ -539,13 +559,16 @@ static int land_view(pht_image *img, const dmn *st, pht_error *err)
         img->view = (img_layer){.fd = fd, .length = (uint64_t)sb.st_size};
         snprintf(img->view.digest, sizeof img->view.digest, "%s", st->id);
         fd = -1;
-        if ((rc = index_build_view(img, err)) == 0) rc = check_view(img, st->id, err);
+        if ((rc = index_build_view(img, err)) == 0 &&
+            (rc = bind_sources(img, srcs, nsrcs, err)) == 0)
+            rc = check_view(img, st->id, err);
         if (rc) {
             index_free(&img->index);
             layer_clear(&img->view);
         }
     }
     if (fd >= 0) close(fd);
+    daemon_store_srcs_free(srcs, nsrcs);
     if (rc == 0) img->landed = IMG_LANDED_VIEW;
     return rc;
 }

@@ -330,10 +330,11 @@ static int x_file(xctx *x, const xfile *f, x_source src, void *sud, int spool_fd
     while (rc == 0 && left > 0) {
         const char *why = NULL;
         if ((rc = pht_interrupt_check(x->err))) break;
-        la_ssize_t n = src(sud, x->buf, left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE, &why);
+        la_ssize_t n =
+            src(sud, x->buf, left < PHT_CHUNK_SIZE ? (size_t)left : PHT_CHUNK_SIZE, &why);
         if (n <= 0) {
-            rc = tarsafe_fail(x->err, PHT_EFORMAT, img_layer_at(x->img, e->data_layer), e->path, "%s",
-                              n < 0 && why ? why : "content ends early");
+            rc = tarsafe_fail(x->err, PHT_EFORMAT, img_layer_at(x->img, e->data_layer), e->path,
+                              "%s", n < 0 && why ? why : "content ends early");
             break;
         }
         if ((rc = fs_write_all(fd, x->buf, (size_t)n, rel, x->err)) == 0 && spool_fd >= 0)
@@ -391,12 +392,34 @@ static int x_group(xctx *x, struct archive *a, size_t i, size_t j)
     return rc;
 }
 
+/* A file of a view whose bytes lie in the engine's store (img_entry.source), as listed. */
+static int x_stored(xctx *x, const xfile *f)
+{
+    const img_entry *e = f->e;
+    struct stat sb;
+    spool s = {open(e->source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), 0};
+    int rc = 0;
+    if (s.fd < 0 || fstat(s.fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        (uint64_t)sb.st_size != e->size)
+        rc = tarsafe_fail(x->err, PHT_EIO, img_layer_at(x->img, e->data_layer), e->path,
+                          "the engine's layer file %.300s %s", e->source,
+                          s.fd < 0 ? strerror(errno) : "changed since it was listed");
+    if (rc == 0) rc = x_file(x, f, from_spool, &s, -1);
+    if (s.fd >= 0) close(s.fd);
+    return rc;
+}
+
 /* Pass 2: the collected files, each layer read once from its start. */
 static int x_files(xctx *x)
 {
     if (x->fn > 1) qsort(x->f, x->fn, sizeof *x->f, cmp_xfile);
     int rc = 0;
     for (size_t i = 0; i < x->fn && rc == 0;) {
+        if (x->f[i].e->source) { /* read where the engine's store holds it */
+            rc = x_stored(x, &x->f[i]);
+            i++;
+            continue;
+        }
         int li = x->f[i].e->data_layer;
         const img_layer *l = img_layer_at(x->img, li);
         void *state;
@@ -404,7 +427,7 @@ static int x_files(xctx *x)
         if (a == NULL) return x->err ? x->err->code : PHT_EFORMAT;
         struct archive_entry *ae = NULL;
         uint64_t at = 0; /* headers read */
-        while (rc == 0 && i < x->fn && x->f[i].e->data_layer == li) {
+        while (rc == 0 && i < x->fn && x->f[i].e->data_layer == li && !x->f[i].e->source) {
             const img_entry *e = x->f[i].e;
             while (at < e->data_ordinal) {
                 int r = archive_read_next_header(a, &ae);

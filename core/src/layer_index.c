@@ -82,6 +82,7 @@ static void entry_free(img_entry *e)
     if (e == NULL) return;
     free(e->path);
     free(e->link);
+    free(e->source);
     free(e);
 }
 
@@ -485,8 +486,8 @@ static int merge_layer(scan *s, pht_error *err)
     if (s->un > 1) qsort(u, s->un, sizeof *u, cmp_entry);
     size_t a = 0, b = 0, n = 0;
     while (a < keep || b < s->un) {
-        if (b == s->un || (a < keep && hash_path_walk_cmpn(ix->v[a]->path, ix->v[a]->plen, u[b]->path,
-                                                         u[b]->plen) < 0))
+        if (b == s->un || (a < keep && hash_path_walk_cmpn(ix->v[a]->path, ix->v[a]->plen,
+                                                           u[b]->path, u[b]->plen) < 0))
             out[n++] = ix->v[a++];
         else
             out[n++] = u[b++];

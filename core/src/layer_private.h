@@ -205,6 +205,9 @@ typedef struct img_entry {
     /* where the bytes start in the data layer's blob, when it is a plain tar: the file can be
        read with pread; IMG_NO_OFFSET otherwise */
     uint64_t data_offset;
+    /* a view's regular file whose bytes are this file (the engine's store: daemon_store_view),
+       read from there; NULL otherwise */
+    char *source;
 } img_entry;
 
 typedef struct img_index {

@@ -66,13 +66,23 @@ extern const img_transport img_oci_archive;    /* image_oci_archive.c */
 char *daemon_store_root(const cJSON *graph);
 /* scan_above for docker-daemon images whose store root is root (may be NULL: 1). */
 int daemon_store_scan(pht_image *img, const char *root, size_t from, size_t to, pht_error *err);
+/* A regular file of a view read from the engine's store: its path there holds its bytes. */
+typedef struct daemon_store_src {
+    char *name; /* in the view: "opt/..." */
+    char *full; /* the file in the store's layer directory */
+    uint64_t size;
+} daemon_store_src;
 /*
- * The merged /opt of img as the engine's store holds it, written to fd as the tar the engine's
- * archive of /opt would be (entries "opt/..."; plaintext files included): 0; 1 when the store
- * cannot be read here (the caller asks the engine); PHT_ENOTFOUND when the image has no /opt;
- * PHT_E* with err set. fd holds partial bytes after anything but 0.
+ * The merged /opt of img as the engine's store holds it, written to fd as the tar of its
+ * entries (entries "opt/..."), every regular file with no data: *srcs (n of them, freed with
+ * daemon_store_srcs_free) says where each one's bytes lie, read there later (img_entry.source),
+ * so no byte of /opt is copied: 0; 1 when the store cannot be read here (the caller asks the
+ * engine); PHT_ENOTFOUND when the image has no /opt; PHT_E* with err set. fd holds partial
+ * bytes after anything but 0.
  */
-int daemon_store_view(const pht_image *img, const char *root, int fd, pht_error *err);
+int daemon_store_view(const pht_image *img, const char *root, int fd, daemon_store_src **srcs,
+                      size_t *n, pht_error *err);
+void daemon_store_srcs_free(daemon_store_src *s, size_t n);
 
 /* ---- the docker load stream (daemon_load.c) --------------------------------------- */
 typedef struct daemon_load daemon_load;

@@ -49,6 +49,18 @@ function M.driver()
   return (M.docker("info --format '{{.Driver}}'"):match("%S+"))
 end
 
+-- Whether libpht reads the engine's overlay2 store here (doc/daemon.md):
+-- true, or false and why not (for pending).
+function M.store_ready()
+  local ok, why = M.ready(false)
+  if not ok then return false, why end
+  if M.driver() ~= "overlay2" then return false, "the engine's storage driver is " .. tostring(M.driver()) end
+  if helpers.stdout("id -u"):match("%d+") ~= "0" then
+    return false, "not root: the store's opaque marks (trusted.* xattrs) are hidden"
+  end
+  return true
+end
+
 -- Now, as the engine's event filters take it: seconds with nanoseconds.
 function M.now()
   return (helpers.stdout("date +%s.%N"):match("[%d.]+"))

@@ -13,6 +13,7 @@
 # The archive is reproducible: same busybox, same bytes (mtime 0, owner 0:0,
 # sorted names), so its image ID only changes when Debian's busybox does.
 set -euo pipefail
+caller=$PWD # relative -o and --oci paths are the caller's
 cd "$(dirname "$0")/.."
 
 out="${PHT_BUILD_DIR:-$PWD/build}/test-images/busybox.tar"
@@ -29,6 +30,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 die() { echo "make-base-image: $*" >&2; exit 1; }
+case "$out" in /*) ;; *) out=$caller/$out ;; esac
+case "$oci" in /* | "") ;; *) oci=$caller/$oci ;; esac
 
 [[ "$tag" =~ ^[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9._-]*$ ]] \
     || die "tag must be repository:tag in lower case, got '$tag'"

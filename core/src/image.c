@@ -239,8 +239,8 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
 
 size_t pht_image_protocol_top(const pht_image *img)
 {
+    /* a layer not read (a docker-daemon image's) was not scanned: it stays */
     size_t n = img->nlayers, top = n, cfg = n;
-    if (img->landed != IMG_LANDED_ALL) return n;
     for (size_t i = 0; i < n && cfg == n; i++)
         if (img->layers[i].holds_config) cfg = i;
     /* down from the top while a layer holds the train's paths only, never into its master's */
@@ -383,6 +383,19 @@ struct pht_image_reader {
     uint64_t at;      /* in place: where the next byte is in fd */
 };
 
+int img_open_source(const pht_image *img, const img_entry *e, pht_error *err)
+{
+    struct stat sb;
+    int fd = open(e->source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == e->size)
+        return fd;
+    int rc = tarsafe_fail(err, PHT_EIO, img_layer_at(img, e->data_layer), e->path,
+                          "the engine's layer file %.300s %s", e->source,
+                          fd < 0 ? strerror(errno) : "changed since it was listed");
+    if (fd >= 0) close(fd);
+    return -rc;
+}
+
 /* 1 if e's bytes are a byte range of a landed plain tar (or it has none). */
 static int in_place(const pht_image *img, const img_entry *e)
 {
@@ -504,19 +517,13 @@ int pht_image_open_file(pht_image *img, const char *path, pht_image_reader **out
     r->layer = e->data_layer;
     r->fd = -1;
     const img_layer *l = img_layer_at(img, e->data_layer);
-    if (e->source) {
-        /* a view's file read where the engine's store holds it, as the view listed it */
-        struct stat sb;
-        r->fd = open(e->source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        r->own_fd = r->fd >= 0;
-        if (r->fd < 0 || fstat(r->fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-            (uint64_t)sb.st_size != e->size) {
-            rc = tarsafe_fail(err, PHT_EIO, l, norm, "the engine's layer file %.300s %s", e->source,
-                              r->fd < 0 ? strerror(errno) : "changed since it was listed");
+    if (e->source) { /* a view's file, read where the engine's store holds it */
+        if ((r->fd = img_open_source(img, e, err)) < 0) {
+            rc = -r->fd;
             pht_image_reader_free(r);
             return rc;
         }
-        r->at = 0;
+        r->own_fd = 1;
         *out = r;
         return 0;
     }

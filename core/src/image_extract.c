@@ -395,17 +395,10 @@ static int x_group(xctx *x, struct archive *a, size_t i, size_t j)
 /* A file of a view whose bytes lie in the engine's store (img_entry.source), as listed. */
 static int x_stored(xctx *x, const xfile *f)
 {
-    const img_entry *e = f->e;
-    struct stat sb;
-    spool s = {open(e->source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), 0};
-    int rc = 0;
-    if (s.fd < 0 || fstat(s.fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-        (uint64_t)sb.st_size != e->size)
-        rc = tarsafe_fail(x->err, PHT_EIO, img_layer_at(x->img, e->data_layer), e->path,
-                          "the engine's layer file %.300s %s", e->source,
-                          s.fd < 0 ? strerror(errno) : "changed since it was listed");
-    if (rc == 0) rc = x_file(x, f, from_spool, &s, -1);
-    if (s.fd >= 0) close(s.fd);
+    spool s = {img_open_source(x->img, f->e, x->err), 0};
+    if (s.fd < 0) return -s.fd;
+    int rc = x_file(x, f, from_spool, &s, -1);
+    close(s.fd);
     return rc;
 }
 

@@ -116,6 +116,12 @@ const img_layer *img_layer_at(const pht_image *img, int i);
  */
 int img_reader_pread(pht_image_reader *r, void *buf, size_t len, uint64_t off, pht_error *err);
 
+/*
+ * Open the file whose bytes an entry of a view holds (img_entry.source), checked to be a
+ * regular file of the entry's size: the descriptor, or minus the PHT_E* code with err set.
+ */
+int img_open_source(const pht_image *img, const img_entry *e, pht_error *err);
+
 /* 1 if an image config's history marks a layer (not an empty one) PHT_PRE_RUN_MARK. */
 int img_config_pre_run(const cJSON *cfg);
 

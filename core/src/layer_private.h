@@ -149,7 +149,7 @@ int tarsafe_below(const char *p, const char *dir);
  * the root's opaque marker.
  */
 int tarsafe_touches(const char *in, const char *dir);
-/* 1 if the entry name in is /opt/train_config.json or its whiteout, 0 if not, -1: no memory. */
+/* 1 if the entry name in is /opt/train_config.json or its whiteout, else 0. */
 int tarsafe_names_config(const char *in);
 /*
  * Whether entry e (whose name tarsafe_path accepted) may lie in a layer above

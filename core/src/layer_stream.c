@@ -200,10 +200,7 @@ static int scan_entry(struct archive_entry *e, uint64_t ordinal, img_layer *l,
     const char *name = archive_entry_pathname(e);
     if (tarsafe_touches(name, IMG_PROTOCOL_DIR)) {
         l->holds_opt = 1;
-        if (!l->holds_config && (rc = tarsafe_names_config(name)) != 0) {
-            if (rc < 0) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-            l->holds_config = 1;
-        }
+        if (tarsafe_names_config(name)) l->holds_config = 1;
     }
     return layer_note_outside(l, e, err);
 }

@@ -145,16 +145,18 @@ static int protocol_path(const char *p)
 
 int tarsafe_names_config(const char *in)
 {
-    char *p;
-    const char *why;
-    int rc = tarsafe_path(in, 0, &p, &why);
-    if (rc) return rc == PHT_ENOMEM ? -1 : 0; /* a bad name is refused elsewhere */
-    char *slash = strrchr(p, '/'), *base = slash ? slash + 1 : p;
-    if (strncmp(base, ".wh.", 4) == 0) /* deleting it names it too */
-        memmove(base, base + 4, strlen(base + 4) + 1);
-    int yes = strcmp(p, "opt/train_config.json") == 0;
-    free(p);
-    return yes;
+    static const char dir[] = IMG_PROTOCOL_DIR, name[] = "train_config.json";
+    const char *p = in, *s;
+    size_t cl;
+    if (in == NULL || next_component(&p, &s, &cl) != COMP_NAME || cl != sizeof dir - 1 ||
+        memcmp(s, dir, cl) != 0 || next_component(&p, &s, &cl) != COMP_NAME)
+        return 0;
+    if (cl > 4 && memcmp(s, ".wh.", 4) == 0) { /* deleting it names it too */
+        s += 4;
+        cl -= 4;
+    }
+    return cl == sizeof name - 1 && memcmp(s, name, cl) == 0 &&
+           next_component(&p, &s, &cl) == COMP_END;
 }
 
 static int in_opt(const char *p)

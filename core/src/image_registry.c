@@ -11,7 +11,7 @@
  * registry has (the source's) is mounted, the rest is uploaded streamed;
  * plain tar layers go up gzip-compressed, as docker push sends them. The
  * manifest goes last, once every blob it names is there, so a failed push
- * never moves a tag.
+ * never moves a tag (image_registry_push.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,38 +21,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <archive.h>
-#include <archive_entry.h>
-
 #include "fs_private.h"
 #include "hash_private.h"
-#include "pht/registry.h"
-#include "transport_private.h"
-#include "pht/interrupt.h"
+#include "image_registry_private.h"
 
-#define MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
-#define MT_OCI_CONFIG "application/vnd.oci.image.config.v1+json"
-#define MT_DOCKER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
-#define MT_DOCKER_TAR "application/vnd.docker.image.rootfs.diff.tar"
-#define BLOB_SUBDIR "registry-blobs"
-
-typedef struct rg_state {
-    pht_registry *reg;
-    char *host, *repo;
-    char *blobdir; /* where layer blobs land */
-    int own_blobdir; /* a temporary directory removed at close */
-    int docker;      /* the manifest was Docker schema 2 */
-    int failed;      /* a landing failed: its error is returned again */
-    pht_error why;
-} rg_state;
-
-static int oom(pht_error *err)
+int rg_oom(pht_error *err)
 {
     return pht_error_set(err, PHT_ENOMEM, "out of memory");
 }
 
 /* The registry options of an image's options. */
-static void reg_opts(const pht_image_opts *io, pht_registry_options *o)
+void rg_reg_opts(const pht_image_opts *io, pht_registry_options *o)
 {
     pht_registry_options_init(o);
     if (io == NULL) return;
@@ -66,7 +45,7 @@ static void reg_opts(const pht_image_opts *io, pht_registry_options *o)
  * HOST and REPO of a docker:// name ("HOST/REPO", or "REPO" on docker.io,
  * where a one-part name is library/NAME), malloc'ed.
  */
-static int split_name(const char *host, const char *name, char **h, char **repo, pht_error *err)
+int rg_split_name(const char *host, const char *name, char **h, char **repo, pht_error *err)
 {
     size_t hl = strlen(host);
     const char *r = name;
@@ -79,10 +58,10 @@ static int split_name(const char *host, const char *name, char **h, char **repo,
         free(*h);
         free(*repo);
         *h = *repo = NULL;
-        return oom(err);
+        return rg_oom(err);
     }
-    snprintf(*repo, n, "%s%s", hub && strcmp(host, "docker.io") == 0 && !strchr(r, '/') ? "library/" : "",
-             r);
+    snprintf(*repo, n, "%s%s",
+             hub && strcmp(host, "docker.io") == 0 && !strchr(r, '/') ? "library/" : "", r);
     return 0;
 }
 
@@ -91,7 +70,7 @@ static int is_index(const char *mt)
     return mt && (strcmp(mt, PHT_MEDIA_OCI_INDEX) == 0 || strcmp(mt, PHT_MEDIA_DOCKER_LIST) == 0);
 }
 
-static const char *jstr(const cJSON *o, const char *k)
+const char *rg_jstr(const cJSON *o, const char *k)
 {
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, k));
 }
@@ -115,10 +94,11 @@ static const cJSON *pick_platform(const cJSON *index, const char *platform, cons
     cJSON_ArrayForEach(it, ms)
     {
         const cJSON *pl = cJSON_GetObjectItemCaseSensitive(it, "platform");
-        const char *o = jstr(pl, "os"), *a = jstr(pl, "architecture"), *v = jstr(pl, "variant");
+        const char *o = rg_jstr(pl, "os"), *a = rg_jstr(pl, "architecture"),
+                   *v = rg_jstr(pl, "variant");
         if (o && a && used < sizeof seen) {
-            int n = snprintf(seen + used, sizeof seen - used, "%s%s/%s%s%s", used ? ", " : "", o,
-                             a, v ? "/" : "", v ? v : "");
+            int n = snprintf(seen + used, sizeof seen - used, "%s%s/%s%s%s", used ? ", " : "", o, a,
+                             v ? "/" : "", v ? v : "");
             if (n > 0) used += (size_t)n;
         }
         if (o && a && strcmp(o, os) == 0 && strcmp(a, arch) == 0 &&
@@ -220,7 +200,7 @@ static int make_blobdir(pht_image *img, rg_state *st, pht_error *err)
             return pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
         st->own_blobdir = 1;
     }
-    if ((st->blobdir = strdup(path)) == NULL) return oom(err);
+    if ((st->blobdir = strdup(path)) == NULL) return rg_oom(err);
     snprintf(path, sizeof path, "%s/sha256", st->blobdir);
     if (mkdir(path, 0700) != 0 && errno != EEXIST)
         return pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
@@ -255,7 +235,7 @@ static int gz_path(const char *cache_dir, const char *diff_id, char *out, size_t
     return 0;
 }
 
-static int gz_known(const char *cache_dir, const char *diff_id, char *digest, uint64_t *size)
+int rg_gz_known(const char *cache_dir, const char *diff_id, char *digest, uint64_t *size)
 {
     char path[4200], *text = NULL, dg[IMG_DIGEST_MAX];
     size_t len;
@@ -273,8 +253,7 @@ static int gz_known(const char *cache_dir, const char *diff_id, char *digest, ui
     return ok;
 }
 
-static void gz_remember(const char *cache_dir, const char *diff_id, const char *digest,
-                        uint64_t size)
+void rg_gz_remember(const char *cache_dir, const char *diff_id, const char *digest, uint64_t size)
 {
     char path[4200], line[128];
     pht_error ignore;
@@ -296,7 +275,7 @@ static int loc_path(const char *cache_dir, const char *digest, char *out, size_t
 }
 
 /* The lines of digest's location file (malloc'ed text, NULL when none). */
-static char *loc_read(const char *cache_dir, const char *digest)
+char *rg_loc_read(const char *cache_dir, const char *digest)
 {
     char path[4200], *text = NULL;
     size_t len;
@@ -306,12 +285,12 @@ static char *loc_read(const char *cache_dir, const char *digest)
     return text;
 }
 
-static void loc_add(const char *cache_dir, const char *digest, const char *host, const char *repo)
+void rg_loc_add(const char *cache_dir, const char *digest, const char *host, const char *repo)
 {
     char path[4200], line[1200];
     snprintf(line, sizeof line, "%s %s\n", host, repo);
     if (strchr(host, ' ') || strchr(line, '\n') != line + strlen(line) - 1) return;
-    char *text = loc_read(cache_dir, digest);
+    char *text = rg_loc_read(cache_dir, digest);
     int n = 0, seen = 0;
     for (char *s = text; s && *s; n++) {
         char *e = strchr(s, '\n');
@@ -331,17 +310,18 @@ static void loc_add(const char *cache_dir, const char *digest, const char *host,
 static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
 {
     rg_state *st = calloc(1, sizeof *st);
-    if (st == NULL) return oom(err);
+    if (st == NULL) return rg_oom(err);
     img->tpdata = st;
     pht_registry_options o;
     pht_registry_manifest m = {0}, m2 = {0};
     cJSON *doc = NULL, *cfg = NULL;
     membuf cb = {0};
     char what[600];
-    int rc = split_name(pht_image_ref_host(ref), pht_image_ref_name(ref), &st->host, &st->repo, err);
+    int rc =
+        rg_split_name(pht_image_ref_host(ref), pht_image_ref_name(ref), &st->host, &st->repo, err);
     if (rc) return rc;
     snprintf(what, sizeof what, "registry %s, repository %s", st->host, st->repo);
-    reg_opts(&img->opts, &o);
+    rg_reg_opts(&img->opts, &o);
     if ((rc = pht_registry_open(&st->reg, st->host, &o, err))) goto out;
     const char *dg = pht_image_ref_digest(ref);
     if ((rc = pht_registry_get_manifest(st->reg, st->repo, dg ? dg : pht_image_ref_tag(ref), &m,
@@ -353,14 +333,14 @@ static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     }
     if (is_index(m.media_type)) {
         const cJSON *d = pick_platform(doc, img->opts.platform, what, err);
-        const char *mdg = d ? jstr(d, "digest") : NULL;
+        const char *mdg = d ? rg_jstr(d, "digest") : NULL;
         if (d == NULL) {
             rc = err ? err->code : PHT_ENOTFOUND;
             goto out;
         }
         if (!hash_sha256_valid(mdg)) {
-            rc = pht_error_set(err, PHT_EUNSAFE, "%s: the image index names digest \"%.80s\"",
-                               what, mdg ? mdg : "");
+            rc = pht_error_set(err, PHT_EUNSAFE, "%s: the image index names digest \"%.80s\"", what,
+                               mdg ? mdg : "");
             goto out;
         }
         if ((rc = pht_registry_get_manifest(st->reg, st->repo, mdg, &m2, err))) goto out;
@@ -385,11 +365,11 @@ static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     }
     st->docker = strcmp(m.media_type, PHT_MEDIA_DOCKER_MANIFEST) == 0;
     const cJSON *cd = cJSON_GetObjectItemCaseSensitive(doc, "config");
-    const char *cdg = jstr(cd, "digest");
+    const char *cdg = rg_jstr(cd, "digest");
     double csz = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cd, "size"));
     if (!hash_sha256_valid(cdg) || !(csz >= 0)) {
-        rc = pht_error_set(err, PHT_EUNSAFE, "%s: the manifest's config has no sha256 digest and size",
-                           what);
+        rc = pht_error_set(err, PHT_EUNSAFE,
+                           "%s: the manifest's config has no sha256 digest and size", what);
         goto out;
     }
     if (csz > IMG_JSON_MAX) {
@@ -399,7 +379,7 @@ static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     }
     cb.cap = (size_t)csz;
     if ((cb.p = malloc(cb.cap + 1)) == NULL) {
-        rc = oom(err);
+        rc = rg_oom(err);
         goto out;
     }
     if ((rc = pht_registry_get_blob(st->reg, st->repo, cdg, (int64_t)csz, mem_sink, &cb, err)))
@@ -419,12 +399,12 @@ static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
         goto out;
     }
     if ((img->layers = calloc((size_t)nl + 1, sizeof *img->layers)) == NULL) {
-        rc = oom(err);
+        rc = rg_oom(err);
         goto out;
     }
     for (int i = 0; i < nl; i++) {
         const cJSON *ld = cJSON_GetArrayItem(layers, i);
-        const char *ldg = jstr(ld, "digest"), *mt = jstr(ld, "mediaType");
+        const char *ldg = rg_jstr(ld, "digest"), *mt = rg_jstr(ld, "mediaType");
         const char *di = cJSON_GetStringValue(cJSON_GetArrayItem(diffs, i));
         double sz = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ld, "size"));
         img_layer *l = &img->layers[i];
@@ -452,9 +432,9 @@ static int rg_open(pht_image *img, const pht_image_ref *ref, pht_error *err)
     img->view_root = IMG_PROTOCOL_DIR;
     rc = make_blobdir(img, st, err);
     if (rc == 0 && !st->own_blobdir) {
-        loc_add(img->opts.cache_dir, cdg, st->host, st->repo);
+        rg_loc_add(img->opts.cache_dir, cdg, st->host, st->repo);
         for (size_t i = 0; i < img->nlayers; i++)
-            loc_add(img->opts.cache_dir, img->layers[i].digest, st->host, st->repo);
+            rg_loc_add(img->opts.cache_dir, img->layers[i].digest, st->host, st->repo);
     }
 out:
     pht_registry_manifest_clear(&m);
@@ -486,19 +466,19 @@ static int fetch_blobs(pht_image *img, rg_state *st, size_t first, unsigned char
         img_layer *l = &img->layers[i];
         if (l->fd >= 0) continue;
         char *path = blob_file(st, l->digest);
-        if (path == NULL) return oom(err);
+        if (path == NULL) return rg_oom(err);
         struct stat sb;
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-        if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-                        (uint64_t)sb.st_size != l->length)) {
+        if (fd >= 0 &&
+            (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != l->length)) {
             close(fd); /* not the blob: fetch it again over it */
             fd = -1;
         }
         if (cached) cached[i] = fd >= 0;
         int fetched = fd < 0;
         if (fd < 0 &&
-            (rc = pht_registry_get_blob_file(st->reg, st->repo, l->digest, (int64_t)l->length,
-                                             path, err)) == 0 &&
+            (rc = pht_registry_get_blob_file(st->reg, st->repo, l->digest, (int64_t)l->length, path,
+                                             err)) == 0 &&
             (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
             rc = pht_error_set(err, PHT_EIO, "%s: %s", path, strerror(errno));
         if (rc == 0 && fetched) img_progress(&img->opts, l->length); /* counted once it is there */
@@ -556,7 +536,7 @@ static int rg_fetch(pht_image *img, size_t first, pht_error *err)
         return st->why.code;
     }
     unsigned char *cached = calloc(img->nlayers + 1, 1);
-    if (cached == NULL) return oom(err);
+    if (cached == NULL) return rg_oom(err);
     int rc = fetch_blobs(img, st, first, cached, err);
     for (size_t i = first; rc == 0 && i < img->nlayers; i++)
         if (cached[i]) rc = layer_verify(&img->layers[i], &img->opts, err);
@@ -596,394 +576,9 @@ static int rg_dest_tag(const pht_image_ref *ref, char **where, char **tag, pht_e
         free(*where);
         free(*tag);
         *where = *tag = NULL;
-        return oom(err);
+        return rg_oom(err);
     }
     return 0;
-}
-
-/* ---- push ------------------------------------------------------------------------ */
-
-/* Bytes [off, off+len) of a file as an upload source. */
-typedef struct range_src {
-    int fd;
-    uint64_t off, len, pos;
-    const pht_image_opts *o; /* the commit's: its progress (a retried upload counts again) */
-} range_src;
-
-static int range_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err)
-{
-    range_src *s = ud;
-    size_t want = s->len - s->pos < cap ? (size_t)(s->len - s->pos) : cap;
-    *got = 0;
-    if (want == 0) return 0;
-    int irc = pht_interrupt_check(err);
-    if (irc) return irc;
-    for (;;) {
-        ssize_t n = pread(s->fd, buf, want, (off_t)(s->off + s->pos));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return pht_error_set(err, PHT_EIO, "layer read failed: %s", strerror(errno));
-        if (n == 0) return pht_error_set(err, PHT_EIO, "layer file ends early");
-        s->pos += (uint64_t)n;
-        *got = (size_t)n;
-        img_progress(s->o, (uint64_t)n);
-        return 0;
-    }
-}
-
-static int range_rewind(void *ud, pht_error *err)
-{
-    (void)err;
-    ((range_src *)ud)->pos = 0;
-    return 0;
-}
-
-typedef struct mem_src {
-    const char *p;
-    size_t len, pos;
-} mem_src;
-
-static int mem_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err)
-{
-    (void)err;
-    mem_src *s = ud;
-    *got = s->len - s->pos < cap ? s->len - s->pos : cap;
-    memcpy(buf, s->p + s->pos, *got);
-    s->pos += *got;
-    return 0;
-}
-
-static int mem_rewind(void *ud, pht_error *err)
-{
-    (void)err;
-    ((mem_src *)ud)->pos = 0;
-    return 0;
-}
-
-/* A gzip stream written to an anonymous file while its sha256 is computed. */
-typedef struct gz_out {
-    int fd;
-    pht_hash *sha;
-    uint64_t size;
-    pht_error *err;
-    int rc;
-} gz_out;
-
-static la_ssize_t gz_write(struct archive *a, void *ud, const void *p, size_t n)
-{
-    (void)a;
-    gz_out *g = ud;
-    if (g->rc == 0 && (g->rc = pht_hash_update(g->sha, p, n, g->err)) == 0)
-        g->rc = fs_write_all(g->fd, p, n, "compressed layer", g->err);
-    if (g->rc) return -1;
-    g->size += n;
-    return (la_ssize_t)n;
-}
-
-static int gz_feed(void *ud, const void *p, size_t n, pht_error *err)
-{
-    struct archive *a = ud;
-    if (archive_write_data(a, p, n) != (la_ssize_t)n)
-        return pht_error_set(err, PHT_EIO, "gzip: %s", archive_error_string(a));
-    return 0;
-}
-
-/*
- * l's tar, gzip-compressed into an anonymous file in tmpdir (*fd), with its
- * digest and size: what a registry gets for a plain tar layer, as docker
- * push sends it (no timestamp in the gzip header: the same tar always gives
- * the same blob).
- */
-static int gzip_layer(const img_layer *l, const pht_image_opts *o, int *fd, char *digest,
-                      uint64_t *size, pht_error *err)
-{
-    gz_out g = {.fd = -1, .err = err};
-    struct archive *a = NULL;
-    struct archive_entry *e = NULL;
-    int rc = fs_tmp_anon(fs_tmpdir(o->tmpdir), &g.fd, err);
-    if (rc) return rc;
-    if ((g.sha = hash_new_sha256(err)) == NULL) {
-        rc = err ? err->code : PHT_ENOMEM;
-        goto done;
-    }
-    a = archive_write_new();
-    e = archive_entry_new();
-    if (a == NULL || e == NULL) {
-        rc = oom(err);
-        goto done;
-    }
-    if (archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
-        archive_write_set_format_raw(a) != ARCHIVE_OK ||
-        archive_write_set_filter_option(a, "gzip", "timestamp", NULL) < ARCHIVE_WARN ||
-        archive_write_set_bytes_per_block(a, 0) != ARCHIVE_OK ||
-        archive_write_open(a, &g, NULL, gz_write, NULL) != ARCHIVE_OK) {
-        rc = g.rc ? g.rc : pht_error_set(err, PHT_EIO, "gzip: %s", archive_error_string(a));
-        goto done;
-    }
-    archive_entry_set_pathname(e, "layer.tar");
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    if (archive_write_header(a, e) != ARCHIVE_OK) {
-        rc = g.rc ? g.rc : pht_error_set(err, PHT_EIO, "gzip: %s", archive_error_string(a));
-        goto done;
-    }
-    if ((rc = layer_copy_diff(l, o, gz_feed, a, err))) goto done;
-    if (archive_write_close(a) != ARCHIVE_OK) {
-        rc = g.rc ? g.rc : pht_error_set(err, PHT_EIO, "gzip: %s", archive_error_string(a));
-        goto done;
-    }
-    if (g.rc) {
-        rc = g.rc;
-        goto done;
-    }
-    rc = hash_final_sha256(g.sha, digest, err);
-    *size = g.size;
-done:
-    if (a) archive_write_free(a);
-    archive_entry_free(e);
-    pht_hash_free(g.sha);
-    if (rc == 0)
-        *fd = g.fd;
-    else if (g.fd >= 0)
-        close(g.fd);
-    return rc;
-}
-
-/* The media type a pushed layer gets in a manifest of the chosen kind. */
-static const char *push_media(int docker, int comp)
-{
-    if (docker) return comp == IMG_COMP_GZIP ? MT_DOCKER_GZIP : MT_DOCKER_TAR;
-    return layer_media_type(comp);
-}
-
-/*
- * The repository of the same registry a blob can be mounted from: that of
- * the registry image (plan->base or plan->src, other than the target) whose
- * layer l is, or whose config has the digest config; NULL for a new blob.
- */
-static const char *mount_source(const img_plan *plan, const img_layer *l, const char *config,
-                                const char *host, const char *repo)
-{
-    const pht_image *imgs[] = {plan->base, plan->src};
-    for (size_t k = 0; k < 2; k++) {
-        const pht_image *img = imgs[k];
-        if (img == NULL || img->tp != &img_registry || img->tpdata == NULL) continue;
-        const rg_state *st = img->tpdata;
-        if (strcmp(st->host, host) != 0 || strcmp(st->repo, repo) == 0) continue;
-        int has = l && l >= img->layers && l < img->layers + img->nlayers;
-        if (!l && config) {
-            char dg[IMG_DIGEST_MAX];
-            has = hash_sha256_buf(img->config, img->config_len, dg, NULL) == 0 &&
-                  strcmp(dg, config) == 0;
-        }
-        if (has) return st->repo;
-    }
-    return NULL;
-}
-
-typedef struct pusher {
-    pht_registry *reg;
-    const char *host, *repo;
-    const img_plan *plan;
-    char what[600];
-    pht_error *err;
-    int skipped, mounted, uploaded;
-} pusher;
-
-/*
- * Mount digest into the target from `from`, else from the repositories of
- * the same registry the location cache names (at most 3 tries in all):
- * *mounted 1 when one of them did.
- */
-static int mount_any(pusher *p, const char *digest, const char *from, int *mounted)
-{
-    int rc = 0, tries = 0;
-    *mounted = 0;
-    if (from && (rc = pht_registry_mount_blob(p->reg, p->repo, digest, from, mounted, p->err)))
-        return rc;
-    tries += from != NULL;
-    char *text = *mounted ? NULL : loc_read(p->plan->opts->cache_dir, digest), *save = NULL;
-    size_t hl = strlen(p->host);
-    for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line && !*mounted && tries < 3;
-         line = strtok_r(NULL, "\n", &save)) {
-        const char *repo = line + hl + 1;
-        if (strncmp(line, p->host, hl) != 0 || line[hl] != ' ' || strcmp(repo, p->repo) == 0 ||
-            (from && strcmp(repo, from) == 0))
-            continue;
-        tries++;
-        if ((rc = pht_registry_mount_blob(p->reg, p->repo, digest, repo, mounted, p->err))) break;
-    }
-    free(text);
-    return rc;
-}
-
-/* 1 in *there when the target has digest (HEAD) or a mount brought it there. */
-static int blob_there(pusher *p, const char *digest, uint64_t size, int *there)
-{
-    int exists = 0, rc;
-    int64_t have = -1;
-    *there = 0;
-    if ((rc = pht_registry_blob_exists(p->reg, p->repo, digest, &exists, &have, p->err))) return rc;
-    if (exists && (have < 0 || (uint64_t)have == size)) {
-        p->skipped++;
-        *there = 1;
-        return 0;
-    }
-    if ((rc = mount_any(p, digest, NULL, there)) == 0 && *there) p->mounted++;
-    return rc;
-}
-
-/* Put one blob: skipped when there, mounted when another repository has it, else sent. */
-static int push_blob(pusher *p, const char *digest, uint64_t size, const img_layer *l, int fd,
-                     uint64_t off, const char *mem, const char *from)
-{
-    int exists = 0, mounted = 0, how = 0, rc;
-    int64_t have = -1;
-    char out[PHT_REGISTRY_DIGEST_MAX];
-    if ((rc = pht_registry_blob_exists(p->reg, p->repo, digest, &exists, &have, p->err))) return rc;
-    if (exists && (have < 0 || (uint64_t)have == size)) {
-        p->skipped++;
-        return 0;
-    }
-    if ((rc = mount_any(p, digest, from, &mounted))) return rc;
-    if (mounted) {
-        p->mounted++;
-        return 0;
-    }
-    if (mem == NULL && l && l->fd < 0) { /* the bytes are needed now: land the base */
-        if ((rc = img_land(p->plan->base, IMG_LANDED_ALL, p->err))) return rc;
-        fd = l->fd;
-        off = l->offset;
-    }
-    pht_registry_upload up;
-    pht_registry_upload_init(&up);
-    range_src rs = {.fd = fd, .off = off, .len = size, .o = p->plan->opts};
-    mem_src ms = {.p = mem, .len = (size_t)size};
-    up.digest = digest;
-    up.size = (int64_t)size;
-    up.read = mem ? mem_read : range_read;
-    up.rewind = mem ? mem_rewind : range_rewind;
-    up.ud = mem ? (void *)&ms : (void *)&rs;
-    rc = pht_registry_upload_blob(p->reg, p->repo, &up, out, &how, p->err);
-    if (rc == 0) p->uploaded++;
-    return rc;
-}
-
-static cJSON *descriptor(const char *mt, const char *digest, uint64_t size)
-{
-    cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "mediaType", mt);
-    cJSON_AddNumberToObject(d, "size", (double)size);
-    cJSON_AddStringToObject(d, "digest", digest);
-    return d;
-}
-
-/* A tag as the distribution spec allows it: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}. */
-static int tag_valid(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n > 128 || t[0] == '.' || t[0] == '-') return 0;
-    return strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
-}
-
-static int rg_commit(const char *where, const img_plan *plan, pht_error *err)
-{
-    const char *nl = strchr(where, '\n');
-    char *host = nl ? strndup(where, (size_t)(nl - where)) : NULL, *h = NULL, *repo = NULL;
-    pusher p = {.plan = plan, .err = err};
-    cJSON *man = NULL, *layers;
-    char *text = NULL, mdg[PHT_REGISTRY_DIGEST_MAX];
-    int rc = host ? split_name(host, nl + 1, &h, &repo, err) : oom(err), docker = 1;
-    int *gzfd = calloc(plan->nlayers + 1, sizeof *gzfd);
-    for (size_t i = 0; gzfd && i < plan->nlayers; i++)
-        gzfd[i] = -1;
-    if (rc == 0 && gzfd == NULL) rc = oom(err);
-    for (size_t k = 0; rc == 0 && k < plan->ntags; k++)
-        if (!tag_valid(plan->tags[k]))
-            rc = pht_error_set(err, PHT_EINVAL, "\"%.200s\" is not a registry tag", plan->tags[k]);
-    /* an image known to be bad (a blob that did not verify) goes nowhere, mounted or not */
-    const pht_image *srcs[] = {plan->base, plan->src};
-    for (size_t k = 0; rc == 0 && k < 2; k++) {
-        const rg_state *st = srcs[k] && srcs[k]->tp == &img_registry ? srcs[k]->tpdata : NULL;
-        if (st && st->failed) {
-            if (err) *err = st->why;
-            rc = st->why.code;
-        }
-    }
-    if (rc) goto out;
-    p.host = h;
-    p.repo = repo;
-    snprintf(p.what, sizeof p.what, "registry %s, repository %s", h, repo);
-    pht_registry_options o;
-    reg_opts(plan->opts, &o);
-    if ((rc = pht_registry_open(&p.reg, h, &o, err))) goto out;
-    for (size_t i = 0; i < plan->nlayers; i++)
-        if (plan->layers[i]->compression == IMG_COMP_ZSTD) docker = 0; /* Docker schema 2 has no zstd */
-    man = cJSON_CreateObject();
-    cJSON_AddNumberToObject(man, "schemaVersion", 2);
-    cJSON_AddStringToObject(man, "mediaType",
-                            docker ? PHT_MEDIA_DOCKER_MANIFEST : PHT_MEDIA_OCI_MANIFEST);
-    cJSON_AddItemToObject(man, "config", descriptor(docker ? MT_DOCKER_CONFIG : MT_OCI_CONFIG,
-                                                    plan->config_digest, plan->config_len));
-    layers = cJSON_AddArrayToObject(man, "layers");
-    for (size_t i = 0; rc == 0 && i < plan->nlayers; i++) {
-        const img_layer *l = plan->layers[i];
-        int comp = l->compression;
-        char dg[IMG_DIGEST_MAX];
-        uint64_t size = l->length;
-        snprintf(dg, sizeof dg, "%s", l->digest);
-        if (comp == IMG_COMP_NONE || comp == IMG_COMP_OTHER) {
-            /* a plain (or otherwise compressed) tar goes up as gzip, unless its gzip is there */
-            int there = 0;
-            if (gz_known(plan->opts->cache_dir, l->diff_id, dg, &size) &&
-                (rc = blob_there(&p, dg, size, &there)))
-                break;
-            if (!there) {
-                if (l->fd < 0 && (rc = img_land(plan->base, IMG_LANDED_ALL, err))) break;
-                if ((rc = gzip_layer(l, plan->opts, &gzfd[i], dg, &size, err))) break;
-                rc = push_blob(&p, dg, size, NULL, gzfd[i], 0, NULL, NULL);
-                if (rc == 0) gz_remember(plan->opts->cache_dir, l->diff_id, dg, size);
-            }
-            comp = IMG_COMP_GZIP;
-        } else {
-            rc = push_blob(&p, dg, size, l, l->fd, l->offset, NULL,
-                           mount_source(plan, l, NULL, h, repo));
-        }
-        if (rc) pht_error_prefix(err, "layer %zu", i);
-        cJSON_AddItemToArray(layers, descriptor(push_media(docker, comp), dg, size));
-    }
-    if (rc == 0 && (rc = push_blob(&p, plan->config_digest, plan->config_len, NULL, -1, 0,
-                                   plan->config,
-                                   mount_source(plan, NULL, plan->config_digest, h, repo))))
-        pht_error_prefix(err, "config");
-    if (rc == 0 && (text = cJSON_PrintUnformatted(man)) == NULL) rc = oom(err);
-    /* the manifest last: only now may a tag move */
-    const char *mt = docker ? PHT_MEDIA_DOCKER_MANIFEST : PHT_MEDIA_OCI_MANIFEST;
-    for (size_t k = 0; rc == 0 && k < (plan->ntags ? plan->ntags : 1); k++) {
-        const char *ref = NULL;
-        char own[PHT_REGISTRY_DIGEST_MAX];
-        if (plan->ntags)
-            ref = plan->tags[k];
-        else if ((rc = hash_sha256_buf(text, strlen(text), own, err)) == 0)
-            ref = own;
-        if (rc == 0)
-            rc = pht_registry_put_manifest(p.reg, repo, ref, mt, text, strlen(text), mdg, err);
-    }
-    if (rc == 0) { /* the target has them now: a later push elsewhere may mount them */
-        const cJSON *d;
-        cJSON_ArrayForEach(d, layers) loc_add(plan->opts->cache_dir, jstr(d, "digest"), h, repo);
-        loc_add(plan->opts->cache_dir, plan->config_digest, h, repo);
-    }
-out:
-    for (size_t i = 0; gzfd && i < plan->nlayers; i++)
-        if (gzfd[i] >= 0) close(gzfd[i]);
-    free(gzfd);
-    pht_registry_free(p.reg);
-    cJSON_Delete(man);
-    free(text);
-    free(host);
-    free(h);
-    free(repo);
-    return rc;
 }
 
 const img_transport img_registry = {

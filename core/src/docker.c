@@ -1,8 +1,8 @@
 /*
  * The Docker Engine client: ping, version, image inspect/history/save/load/
- * tag/remove, containers (list, create, archive of a path, remove), over
- * pht_http at API v1.41. Every failure names the call, the daemon's
- * endpoint, and the status and message the daemon gave.
+ * tag/remove and lists by label, over pht_http at API v1.41; the container
+ * calls are in docker_container.c. Every failure names the call, the
+ * daemon's endpoint, and the status and message the daemon gave.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -11,19 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
-#include "pht/docker.h"
+#include "docker_private.h"
 
 #define DK_CHUNK 65536
-#define DK_JSON_MAX (16u << 20) /* inspect, container lists */
 #define DK_NAME_MAX 512
-
-struct pht_docker {
-    pht_http *http;
-    char *host;
-    pht_docker_timeouts limits;
-};
 
 static int starts(const char *s, const char *prefix)
 {
@@ -62,7 +53,8 @@ int pht_docker_open(pht_docker **out, const char *host, pht_error *err)
     if (d == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
     d->limits = limits;
     int rc = pht_http_new(&d->http, host, err);
-    if (rc == 0 && (d->host = strdup(host)) == NULL) rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
+    if (rc == 0 && (d->host = strdup(host)) == NULL)
+        rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     if (rc) {
         pht_docker_free(d);
         return rc;
@@ -99,8 +91,10 @@ void pht_docker_timeouts_init(pht_docker_timeouts *t)
 
 void pht_docker_set_timeouts(pht_docker *d, const pht_docker_timeouts *t)
 {
-    if (t) d->limits = *t;
-    else pht_docker_timeouts_init(&d->limits);
+    if (t)
+        d->limits = *t;
+    else
+        pht_docker_timeouts_init(&d->limits);
 }
 
 void pht_docker_get_timeouts(const pht_docker *d, pht_docker_timeouts *out)
@@ -138,7 +132,10 @@ int pht_docker_timeouts_parse(pht_docker_timeouts *t, const char *spec, pht_erro
         const char *eq = memchr(p, '=', len);
         size_t klen = eq ? (size_t)(eq - p) : len;
         v = eq ? seconds(eq + 1, len - klen - 1) : -1;
-        struct { const char *key; long *a, *b; } keys[] = {
+        struct {
+            const char *key;
+            long *a, *b;
+        } keys[] = {
             {"connect", &n.call.connect, &n.stream.connect},
             {"idle", &n.call.idle, NULL},
             {"total", &n.call.total, NULL},
@@ -165,28 +162,26 @@ int pht_docker_name_valid(const char *name, pht_error *err)
 {
     size_t n = name ? strlen(name) : 0;
     const char *why = NULL;
-    if (n == 0) why = "it is empty";
-    else if (n > DK_NAME_MAX) why = "it is too long";
-    else if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:@") != n)
+    if (n == 0)
+        why = "it is empty";
+    else if (n > DK_NAME_MAX)
+        why = "it is too long";
+    else if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:@") !=
+             n)
         why = "it has a character outside [A-Za-z0-9._/:@-]";
     else if (name[0] == '/' || name[0] == '.' || name[0] == '-' || name[0] == ':' || name[0] == '@')
         why = "it does not start with a letter or digit";
     else if (strstr(name, "..") || strstr(name, "//") || name[n - 1] == '/' || name[n - 1] == ':')
         why = "it has an empty path component";
     if (why == NULL) return 1;
-    pht_error_set(err, PHT_EINVAL, "\"%.200s\" is not a Docker image name: %s", name ? name : "", why);
+    pht_error_set(err, PHT_EINVAL, "\"%.200s\" is not a Docker image name: %s", name ? name : "",
+                  why);
     return 0;
 }
 
 /* ---- calls ------------------------------------------------------------------ */
 
-/* "/v1.41" + the formatted path; malloc'ed. */
-static char *api_path(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-static char *api_path(const char *fmt, ...)
+char *dk_api_path(const char *fmt, ...)
 {
     char tail[2048];
     va_list ap;
@@ -223,8 +218,8 @@ static int dk_fail(pht_docker *d, int rc, const pht_http_response *r, pht_error 
 }
 
 /* One call; resp holds the answer afterwards (released by the caller). */
-static int dk_call(pht_docker *d, pht_http_request *req, char *path, pht_http_response *resp,
-                   const char *what, pht_error *err)
+int dk_call(pht_docker *d, pht_http_request *req, char *path, pht_http_response *resp,
+            const char *what, pht_error *err)
 {
     if (path == NULL) {
         memset(resp, 0, sizeof *resp);
@@ -239,8 +234,7 @@ static int dk_call(pht_docker *d, pht_http_request *req, char *path, pht_http_re
 }
 
 /* A call whose answer is a JSON document, parsed. */
-static cJSON *dk_json(pht_docker *d, const char *method, char *path, const char *what,
-                      pht_error *err)
+cJSON *dk_json(pht_docker *d, const char *method, char *path, const char *what, pht_error *err)
 {
     pht_http_request req;
     pht_http_response resp;
@@ -251,8 +245,9 @@ static cJSON *dk_json(pht_docker *d, const char *method, char *path, const char 
     if (dk_call(d, &req, path, &resp, what, err) == 0) {
         j = resp.body ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
         if (j == NULL)
-            pht_error_set(err, PHT_EFORMAT, "%s: the Docker daemon at %s answered with malformed JSON",
-                          what, d->host);
+            pht_error_set(err, PHT_EFORMAT,
+                          "%s: the Docker daemon at %s answered with malformed JSON", what,
+                          d->host);
     }
     pht_http_response_clear(&resp);
     return j;
@@ -263,7 +258,7 @@ int pht_docker_ping(pht_docker *d, pht_error *err)
     pht_http_request req;
     pht_http_response resp;
     pht_http_request_init(&req);
-    int rc = dk_call(d, &req, api_path("/_ping"), &resp, "Docker daemon ping", err);
+    int rc = dk_call(d, &req, dk_api_path("/_ping"), &resp, "Docker daemon ping", err);
     pht_http_response_clear(&resp);
     return rc;
 }
@@ -277,7 +272,7 @@ static void copy_str(cJSON *obj, const char *key, char *out, size_t cap)
 int pht_docker_version(pht_docker *d, pht_docker_version_info *out, pht_error *err)
 {
     memset(out, 0, sizeof *out);
-    cJSON *j = dk_json(d, "GET", api_path("/version"), "Docker daemon version", err);
+    cJSON *j = dk_json(d, "GET", dk_api_path("/version"), "Docker daemon version", err);
     if (j == NULL) return err ? err->code : PHT_EHTTP;
     copy_str(j, "Version", out->version, sizeof out->version);
     copy_str(j, "ApiVersion", out->api_version, sizeof out->api_version);
@@ -293,9 +288,12 @@ int pht_docker_version(pht_docker *d, pht_docker_version_info *out, pht_error *e
 void pht_docker_image_info_clear(pht_docker_image_info *info)
 {
     if (info == NULL) return;
-    for (size_t i = 0; i < info->ntags; i++) free(info->tags[i]);
-    for (size_t i = 0; i < info->nlayers; i++) free(info->layers[i]);
-    for (size_t i = 0; i < info->ndigests; i++) free(info->digests[i]);
+    for (size_t i = 0; i < info->ntags; i++)
+        free(info->tags[i]);
+    for (size_t i = 0; i < info->nlayers; i++)
+        free(info->layers[i]);
+    for (size_t i = 0; i < info->ndigests; i++)
+        free(info->digests[i]);
     free(info->tags);
     free(info->layers);
     free(info->digests);
@@ -326,7 +324,7 @@ int pht_docker_image_inspect(pht_docker *d, const char *name, pht_docker_image_i
     if (!pht_docker_name_valid(name, err)) return PHT_EINVAL;
     char what[300];
     snprintf(what, sizeof what, "inspect image %.200s", name);
-    cJSON *j = dk_json(d, "GET", api_path("/images/%s/json", name), what, err);
+    cJSON *j = dk_json(d, "GET", dk_api_path("/images/%s/json", name), what, err);
     if (j == NULL) return err ? err->code : PHT_EHTTP;
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "Id"));
     cJSON *rootfs = cJSON_GetObjectItemCaseSensitive(j, "RootFS");
@@ -340,7 +338,8 @@ int pht_docker_image_inspect(pht_docker *d, const char *name, pht_docker_image_i
         if (str_list(cJSON_GetObjectItemCaseSensitive(j, "RepoTags"), &out->tags, &out->ntags) ||
             str_list(cJSON_GetObjectItemCaseSensitive(j, "RepoDigests"), &out->digests,
                      &out->ndigests) ||
-            str_list(cJSON_GetObjectItemCaseSensitive(rootfs, "Layers"), &out->layers, &out->nlayers))
+            str_list(cJSON_GetObjectItemCaseSensitive(rootfs, "Layers"), &out->layers,
+                     &out->nlayers))
             rc = pht_error_set(err, PHT_ENOMEM, "out of memory");
     }
     cJSON_Delete(j);
@@ -360,19 +359,21 @@ int pht_docker_image_save(pht_docker *d, const char *name, pht_http_sink sink, v
     req.sink = sink;
     req.sink_ud = ud;
     req.timeouts = &d->limits.stream;
-    int rc = dk_call(d, &req, api_path("/images/%s/get", name), &resp, what, err);
+    int rc = dk_call(d, &req, dk_api_path("/images/%s/get", name), &resp, what, err);
     pht_http_response_clear(&resp);
     return rc;
 }
 
-static int fd_sink(void *ud, const void *data, size_t n, pht_error *err)
+int dk_fd_sink(void *ud, const void *data, size_t n, pht_error *err)
 {
     int fd = *(int *)ud;
     const char *p = data;
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return pht_error_set(err, PHT_EIO, "write: %s", w < 0 ? strerror(errno) : "no progress");
+        if (w <= 0)
+            return pht_error_set(err, PHT_EIO, "write: %s",
+                                 w < 0 ? strerror(errno) : "no progress");
         p += w;
         n -= (size_t)w;
     }
@@ -381,7 +382,7 @@ static int fd_sink(void *ud, const void *data, size_t n, pht_error *err)
 
 int pht_docker_image_save_fd(pht_docker *d, const char *name, int fd, pht_error *err)
 {
-    return pht_docker_image_save(d, name, fd_sink, &fd, err);
+    return pht_docker_image_save(d, name, dk_fd_sink, &fd, err);
 }
 
 /* The load answer: JSON messages, one after another; errors come with HTTP 200. */
@@ -394,13 +395,15 @@ static int load_report(pht_docker *d, const char *body, size_t len, char **repor
     const char *p = body, *end = body + len;
     int rc = 0;
     while (p && p < end && rc == 0) {
-        while (p < end && strchr(" \t\r\n", *p)) p++;
+        while (p < end && strchr(" \t\r\n", *p))
+            p++;
         if (p >= end) break;
         const char *stop = NULL;
         cJSON *m = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
         if (m == NULL) {
-            rc = pht_error_set(err, PHT_EFORMAT, "load image: the daemon at %s answered with malformed JSON",
-                               d->host);
+            rc =
+                pht_error_set(err, PHT_EFORMAT,
+                              "load image: the daemon at %s answered with malformed JSON", d->host);
             break;
         }
         const char *e = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "error"));
@@ -410,11 +413,13 @@ static int load_report(pht_docker *d, const char *body, size_t len, char **repor
         if (e || de) {
             char msg[600];
             pht_http_error_message(de ? de : e, strlen(de ? de : e), msg, sizeof msg);
-            rc = pht_error_set(err, PHT_EHTTP, "load image: the Docker daemon at %s refused the image: %s",
-                               d->host, msg);
+            rc = pht_error_set(err, PHT_EHTTP,
+                               "load image: the Docker daemon at %s refused the image: %s", d->host,
+                               msg);
         } else if (s && rep) {
             size_t sl = strlen(s);
-            while (sl > 0 && (s[sl - 1] == '\n' || s[sl - 1] == '\r')) sl--;
+            while (sl > 0 && (s[sl - 1] == '\n' || s[sl - 1] == '\r'))
+                sl--;
             if (sl > 0 && used + sl + 2 <= cap) {
                 memcpy(rep + used, s, sl);
                 used += sl;
@@ -425,8 +430,10 @@ static int load_report(pht_docker *d, const char *body, size_t len, char **repor
         cJSON_Delete(m);
         p = stop;
     }
-    if (rc == 0 && rep) *report = rep;
-    else free(rep);
+    if (rc == 0 && rep)
+        *report = rep;
+    else
+        free(rep);
     return rc;
 }
 
@@ -442,7 +449,7 @@ int pht_docker_image_load(pht_docker *d, pht_http_source source, void *ud, char 
     req.source = source;
     req.source_ud = ud;
     req.timeouts = &d->limits.stream;
-    int rc = dk_call(d, &req, api_path("/images/load?quiet=1"), &resp, "load image", err);
+    int rc = dk_call(d, &req, dk_api_path("/images/load?quiet=1"), &resp, "load image", err);
     if (rc == 0) rc = load_report(d, resp.body ? resp.body : "", resp.body_len, report, err);
     pht_http_response_clear(&resp);
     return rc;
@@ -452,7 +459,8 @@ static int fd_source(void *ud, void *buf, size_t cap, size_t *got, pht_error *er
 {
     int fd = *(int *)ud;
     ssize_t r;
-    do r = read(fd, buf, cap);
+    do
+        r = read(fd, buf, cap);
     while (r < 0 && errno == EINTR);
     if (r < 0) return pht_error_set(err, PHT_EIO, "read the image archive: %s", strerror(errno));
     *got = (size_t)r;
@@ -469,7 +477,8 @@ int pht_docker_image_tag(pht_docker *d, const char *name, const char *target, ph
     if (!pht_docker_name_valid(name, err) || !pht_docker_name_valid(target, err)) return PHT_EINVAL;
     const char *slash = strrchr(target, '/'), *colon = strrchr(target, ':');
     if (strchr(target, '@') || strncmp(target, "sha256:", 7) == 0)
-        return pht_error_set(err, PHT_EINVAL, "tag %.200s: a tag is REPO[:TAG], not a digest or id", target);
+        return pht_error_set(err, PHT_EINVAL, "tag %.200s: a tag is REPO[:TAG], not a digest or id",
+                             target);
     int has_tag = colon && (!slash || colon > slash);
     char *repo = has_tag ? strndup(target, (size_t)(colon - target)) : strdup(target);
     char *erepo = repo ? pht_http_escape(repo) : NULL;
@@ -484,8 +493,8 @@ int pht_docker_image_tag(pht_docker *d, const char *name, const char *target, ph
         pht_http_response resp;
         pht_http_request_init(&req);
         req.method = "POST";
-        rc = dk_call(d, &req, api_path("/images/%s/tag?repo=%s&tag=%s", name, erepo, etag), &resp,
-                     what, err);
+        rc = dk_call(d, &req, dk_api_path("/images/%s/tag?repo=%s&tag=%s", name, erepo, etag),
+                     &resp, what, err);
         pht_http_response_clear(&resp);
     }
     free(repo);
@@ -504,8 +513,8 @@ int pht_docker_image_remove(pht_docker *d, const char *name, int flags, pht_erro
     pht_http_request_init(&req);
     req.method = "DELETE";
     int rc = dk_call(d, &req,
-                     api_path("/images/%s?force=%d&noprune=%d", name, !!(flags & PHT_DOCKER_FORCE),
-                              !!(flags & PHT_DOCKER_NOPRUNE)),
+                     dk_api_path("/images/%s?force=%d&noprune=%d", name,
+                                 !!(flags & PHT_DOCKER_FORCE), !!(flags & PHT_DOCKER_NOPRUNE)),
                      &resp, what, err);
     pht_http_response_clear(&resp);
     return rc;
@@ -527,63 +536,14 @@ int pht_docker_prune_image(pht_docker *d, const char *id, int *removed, pht_erro
     if (!dangling) return 0;
     rc = pht_docker_image_remove(d, id, 0, &e);
     if (rc == 0 && removed) *removed = 1;
-    if (rc == PHT_ENOTFOUND || rc == PHT_ESTATE) return 0; /* gone, or a container or child needs it */
+    if (rc == PHT_ENOTFOUND || rc == PHT_ESTATE)
+        return 0; /* gone, or a container or child needs it */
     if (rc && err) *err = e;
     return rc;
 }
 
-/* ---- containers ------------------------------------------------------------------ */
-
-/* Each container of GET /containers/json to cb, or with label's value to lcb. */
-static int containers_walk(pht_docker *d, int all, const char *filters_json, const char *label,
-                           pht_docker_container_cb cb, pht_docker_labelled_cb lcb, void *ud,
-                           pht_error *err)
-{
-    char *ef = filters_json ? pht_http_escape(filters_json) : NULL;
-    if (filters_json && ef == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    cJSON *j =
-        dk_json(d, "GET",
-                api_path("/containers/json?all=%d%s%s", !!all, ef ? "&filters=" : "", ef ? ef : ""),
-                "list containers", err);
-    free(ef);
-    if (j == NULL) return err ? err->code : PHT_EHTTP;
-    int rc = 0;
-    cJSON *it;
-    cJSON_ArrayForEach(it, j)
-    {
-        const char *name = cJSON_GetStringValue(
-            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(it, "Names"), 0));
-        pht_docker_container c = {
-            .id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "Id")),
-            .name = name ? name + (name[0] == '/') : "",
-            .image = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "Image")),
-            .image_id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "ImageID")),
-            .state = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "State")),
-        };
-        if (c.id == NULL) continue;
-        if (c.image == NULL) c.image = "";
-        if (c.image_id == NULL) c.image_id = "";
-        if (c.state == NULL) c.state = "";
-        if (lcb) {
-            cJSON *labels = cJSON_GetObjectItemCaseSensitive(it, "Labels");
-            rc = lcb(ud, &c, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(labels, label)));
-        } else {
-            rc = cb(ud, &c);
-        }
-        if (rc != 0) break;
-    }
-    cJSON_Delete(j);
-    return rc;
-}
-
-int pht_docker_containers(pht_docker *d, int all, const char *filters_json,
-                          pht_docker_container_cb cb, void *ud, pht_error *err)
-{
-    return containers_walk(d, all, filters_json, NULL, cb, NULL, ud, err);
-}
-
 /* The Engine's filter object {"label":[key]} as escaped query text, or NULL (out of memory). */
-static char *label_filter(const char *key)
+char *dk_label_filter(const char *key)
 {
     cJSON *f = cJSON_CreateObject(), *arr = f ? cJSON_AddArrayToObject(f, "label") : NULL;
     char *text = arr && cJSON_AddItemToArray(arr, cJSON_CreateString(key))
@@ -593,27 +553,15 @@ static char *label_filter(const char *key)
     return text;
 }
 
-int pht_docker_containers_labelled(pht_docker *d, const char *key, pht_docker_labelled_cb cb,
-                                   void *ud, pht_error *err)
-{
-    if (key == NULL || key[0] == '\0')
-        return pht_error_set(err, PHT_EINVAL, "list containers: no label key");
-    char *text = label_filter(key);
-    if (text == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    int rc = containers_walk(d, 1, text, key, NULL, cb, ud, err);
-    free(text);
-    return rc;
-}
-
 int pht_docker_images_labelled(pht_docker *d, const char *key, pht_docker_image_labelled_cb cb,
                                void *ud, pht_error *err)
 {
     if (key == NULL || key[0] == '\0')
         return pht_error_set(err, PHT_EINVAL, "list images: no label key");
-    char *text = label_filter(key), *ef = text ? pht_http_escape(text) : NULL;
+    char *text = dk_label_filter(key), *ef = text ? pht_http_escape(text) : NULL;
     free(text);
     if (ef == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    cJSON *j = dk_json(d, "GET", api_path("/images/json?filters=%s", ef), "list images", err);
+    cJSON *j = dk_json(d, "GET", dk_api_path("/images/json?filters=%s", ef), "list images", err);
     free(ef);
     if (j == NULL) return err ? err->code : PHT_EHTTP;
     int rc = 0;
@@ -628,28 +576,6 @@ int pht_docker_images_labelled(pht_docker *d, const char *key, pht_docker_image_
     }
     cJSON_Delete(j);
     return rc;
-}
-
-/* A call whose answer body the caller does not keep (it went to req's sink, if any). */
-static int dk_send(pht_docker *d, pht_http_request *req, char *path, const char *what,
-                   pht_error *err)
-{
-    pht_http_response resp;
-    int rc = dk_call(d, req, path, &resp, what, err);
-    pht_http_response_clear(&resp);
-    return rc;
-}
-
-/* 1 if s is a container id or name ([A-Za-z0-9][A-Za-z0-9_.-]*), else 0 with err set. */
-static int container_valid(const char *s, pht_error *err)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n > 0 && n <= 255 &&
-        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n &&
-        strchr("_.-", s[0]) == NULL)
-        return 1;
-    pht_error_set(err, PHT_EINVAL, "\"%.200s\" is not a container id or name", s ? s : "");
-    return 0;
 }
 
 /* GET path as JSON text into *json. */
@@ -678,7 +604,7 @@ int pht_docker_image_inspect_json(pht_docker *d, const char *name, char **json, 
     if (!pht_docker_name_valid(name, err)) return PHT_EINVAL;
     char what[300];
     snprintf(what, sizeof what, "inspect image %.200s", name);
-    return get_json_text(d, api_path("/images/%s/json", name), what, json, err);
+    return get_json_text(d, dk_api_path("/images/%s/json", name), what, json, err);
 }
 
 int pht_docker_image_history_json(pht_docker *d, const char *name, char **json, pht_error *err)
@@ -687,239 +613,5 @@ int pht_docker_image_history_json(pht_docker *d, const char *name, char **json, 
     if (!pht_docker_name_valid(name, err)) return PHT_EINVAL;
     char what[300];
     snprintf(what, sizeof what, "history of image %.200s", name);
-    return get_json_text(d, api_path("/images/%s/history", name), what, json, err);
-}
-
-int pht_docker_container_create(pht_docker *d, const char *name, const char *config_json, char *id,
-                                pht_error *err)
-{
-    id[0] = '\0';
-    if (!container_valid(name, err)) return PHT_EINVAL;
-    pht_http_request req;
-    pht_http_request_init(&req);
-    req.method = "POST";
-    req.content_type = "application/json";
-    req.body = config_json;
-    req.body_len = strlen(config_json);
-    req.max_body = DK_JSON_MAX;
-    char what[300];
-    snprintf(what, sizeof what, "create container %.200s", name);
-    pht_http_response resp;
-    int rc = dk_call(d, &req, api_path("/containers/create?name=%s", name), &resp, what, err);
-    if (rc == 0) {
-        cJSON *j = resp.body ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
-        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "Id"));
-        if (s == NULL || strlen(s) >= PHT_DOCKER_ID_MAX || !container_valid(s, NULL))
-            rc = pht_error_set(err, PHT_EFORMAT, "%s: the daemon's answer has no container Id",
-                               what);
-        else
-            snprintf(id, PHT_DOCKER_ID_MAX, "%s", s);
-        cJSON_Delete(j);
-    }
-    pht_http_response_clear(&resp);
-    return rc;
-}
-
-int pht_docker_container_archive(pht_docker *d, const char *id, const char *path,
-                                 pht_http_sink sink, void *ud, pht_error *err)
-{
-    if (!container_valid(id, err)) return PHT_EINVAL;
-    char *ep = pht_http_escape(path ? path : "");
-    if (ep == NULL) return pht_error_set(err, PHT_ENOMEM, "out of memory");
-    char what[400];
-    snprintf(what, sizeof what, "archive of %.200s in container %.80s", path ? path : "", id);
-    pht_http_request req;
-    pht_http_request_init(&req);
-    req.sink = sink;
-    req.sink_ud = ud;
-    req.timeouts = &d->limits.stream;
-    int rc = dk_send(d, &req, api_path("/containers/%s/archive?path=%s", id, ep), what, err);
-    free(ep);
-    return rc;
-}
-
-int pht_docker_container_archive_fd(pht_docker *d, const char *id, const char *path, int fd,
-                                    pht_error *err)
-{
-    return pht_docker_container_archive(d, id, path, fd_sink, &fd, err);
-}
-
-int pht_docker_container_remove(pht_docker *d, const char *id, pht_error *err)
-{
-    if (!container_valid(id, err)) return PHT_EINVAL;
-    char what[300];
-    snprintf(what, sizeof what, "remove container %.200s", id);
-    pht_http_request req;
-    pht_http_request_init(&req);
-    req.method = "DELETE";
-    return dk_send(d, &req, api_path("/containers/%s?force=1&v=1", id), what, err);
-}
-
-int pht_docker_container_start(pht_docker *d, const char *id, pht_error *err)
-{
-    if (!container_valid(id, err)) return PHT_EINVAL;
-    char what[300];
-    snprintf(what, sizeof what, "start container %.200s", id);
-    pht_http_request req;
-    pht_http_request_init(&req);
-    req.method = "POST";
-    return dk_send(d, &req, api_path("/containers/%s/start", id), what, err);
-}
-
-/*
- * The limits of a call that lasts as long as the train runs: the stream's
- * connect and total limits, and no idle limit, since a train may compute for
- * hours without a byte on the connection.
- */
-static pht_http_timeouts run_limits(const pht_docker *d)
-{
-    pht_http_timeouts t = d->limits.stream;
-    t.idle = 0;
-    return t;
-}
-
-int pht_docker_container_wait(pht_docker *d, const char *id, int *status, pht_error *err)
-{
-    *status = -1;
-    if (!container_valid(id, err)) return PHT_EINVAL;
-    char what[300];
-    snprintf(what, sizeof what, "wait for container %.200s", id);
-    pht_http_request req;
-    pht_http_response resp;
-    pht_http_request_init(&req);
-    req.method = "POST";
-    req.max_body = DK_JSON_MAX;
-    pht_http_timeouts lim = run_limits(d); /* a train runs as long as it needs */
-    req.timeouts = &lim;
-    int rc = dk_call(d, &req, api_path("/containers/%s/wait", id), &resp, what, err);
-    if (rc == 0) {
-        cJSON *j = resp.body ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
-        cJSON *code = cJSON_GetObjectItemCaseSensitive(j, "StatusCode");
-        if (!cJSON_IsNumber(code))
-            rc = pht_error_set(err, PHT_EFORMAT, "%s: the daemon's answer has no StatusCode", what);
-        else
-            *status = (int)code->valuedouble;
-        cJSON_Delete(j);
-    }
-    pht_http_response_clear(&resp);
-    return rc;
-}
-
-int pht_docker_container_commit(pht_docker *d, const char *id, const char *repo, const char *tag,
-                                char *image_id, pht_error *err)
-{
-    image_id[0] = '\0';
-    if (!container_valid(id, err)) return PHT_EINVAL;
-    char what[300];
-    snprintf(what, sizeof what, "commit container %.200s", id);
-    char *er = pht_http_escape(repo ? repo : "");
-    char *et = pht_http_escape(tag ? tag : "");
-    if (er == NULL || et == NULL) {
-        free(er);
-        free(et);
-        return pht_error_set(err, PHT_ENOMEM, "%s: out of memory", what);
-    }
-    pht_http_request req;
-    pht_http_response resp;
-    pht_http_request_init(&req);
-    req.method = "POST";
-    req.content_type = "application/json";
-    req.body = "{}";
-    req.body_len = 2;
-    req.max_body = DK_JSON_MAX;
-    req.timeouts = &d->limits.stream;
-    char *path = repo && repo[0]
-                     ? api_path("/commit?container=%s&pause=0&repo=%s&tag=%s", id, er, et)
-                     : api_path("/commit?container=%s&pause=0", id);
-    free(er);
-    free(et);
-    int rc = dk_call(d, &req, path, &resp, what, err);
-    if (rc == 0) {
-        cJSON *j = resp.body ? cJSON_ParseWithLength(resp.body, resp.body_len) : NULL;
-        const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "Id"));
-        if (s == NULL || strlen(s) >= PHT_DOCKER_ID_MAX)
-            rc = pht_error_set(err, PHT_EFORMAT, "%s: the daemon's answer has no image Id", what);
-        else
-            snprintf(image_id, PHT_DOCKER_ID_MAX, "%s", s);
-        cJSON_Delete(j);
-    }
-    pht_http_response_clear(&resp);
-    return rc;
-}
-
-/*
- * The Engine's log stream of a container without a TTY: frames of an 8-byte
- * header (stream 0 stdin, 1 stdout, 2 stderr; three zero bytes; the payload
- * length, big-endian) and the payload. Split as it arrives, across any chunk
- * boundary.
- */
-typedef struct demux {
-    pht_http_sink sink[3];
-    void *ud[3];
-    unsigned char head[8];
-    size_t have;   /* bytes of head read */
-    uint32_t left; /* payload bytes of the current frame still to come */
-    int stream;
-} demux;
-
-static int demux_sink(void *ud, const void *data, size_t n, pht_error *err)
-{
-    demux *m = ud;
-    const unsigned char *p = data;
-    while (n > 0) {
-        if (m->left == 0) {
-            size_t take = sizeof m->head - m->have < n ? sizeof m->head - m->have : n;
-            memcpy(m->head + m->have, p, take);
-            m->have += take;
-            p += take;
-            n -= take;
-            if (m->have < sizeof m->head) break;
-            if (m->head[0] > 2 || m->head[1] || m->head[2] || m->head[3])
-                return pht_error_set(err, PHT_EFORMAT,
-                                     "the log stream has a frame header of stream %u; was the "
-                                     "container created with a TTY?",
-                                     (unsigned)m->head[0]);
-            m->stream = m->head[0];
-            m->left = (uint32_t)m->head[4] << 24 | (uint32_t)m->head[5] << 16 |
-                      (uint32_t)m->head[6] << 8 | (uint32_t)m->head[7];
-            m->have = 0;
-            continue;
-        }
-        size_t take = m->left < n ? m->left : n;
-        if (m->sink[m->stream]) {
-            int rc = m->sink[m->stream](m->ud[m->stream], p, take, err);
-            if (rc) return rc;
-        }
-        p += take;
-        n -= take;
-        m->left -= (uint32_t)take;
-    }
-    return 0;
-}
-
-int pht_docker_container_logs(pht_docker *d, const char *id, int follow, pht_http_sink out,
-                              void *out_ud, pht_http_sink errs, void *errs_ud, pht_error *err)
-{
-    if (!container_valid(id, err)) return PHT_EINVAL;
-    char what[300];
-    snprintf(what, sizeof what, "read the logs of container %.200s", id);
-    demux m = {{NULL, out, errs}, {NULL, out_ud, errs_ud}, {0}, 0, 0, 0};
-    pht_http_request req;
-    pht_http_request_init(&req);
-    req.sink = demux_sink;
-    req.sink_ud = &m;
-    pht_http_timeouts lim = run_limits(d);
-    req.timeouts = &lim;
-    int rc = dk_send(d, &req, api_path("/containers/%s/logs?stdout=1&stderr=1&follow=%d", id, follow ? 1 : 0),
-                     what, err);
-    if (rc == 0 && (m.have > 0 || m.left > 0))
-        rc = pht_error_set(err, PHT_EFORMAT, "%s: the stream ended inside a frame", what);
-    return rc;
-}
-
-int pht_docker_container_logs_fd(pht_docker *d, const char *id, int follow, int out_fd, int err_fd,
-                                 pht_error *err)
-{
-    return pht_docker_container_logs(d, id, follow, out_fd >= 0 ? fd_sink : NULL, &out_fd,
-                                     err_fd >= 0 ? fd_sink : NULL, &err_fd, err);
+    return get_json_text(d, dk_api_path("/images/%s/history", name), what, json, err);
 }

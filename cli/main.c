@@ -59,6 +59,26 @@ static void scripts_dir(const char *bindir, char *out, size_t size)
         snprintf(out, size, "/usr/local/share/libpht-scripts");
 }
 
+/*
+ * host.hold_signals(): block SIGINT, SIGTERM and SIGHUP for the rest of the
+ * process. pht.cli calls it once the verb has unwound, just before it reads
+ * the interrupt flag and reports: a signal caught before that is reported
+ * and ends the process below; one sent after it stays blocked and the run's
+ * own exit status stands, rather than ending a finished run with nothing
+ * said.
+ */
+static int hold_signals(lua_State *L)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    (void)L;
+    return 0;
+}
+
 static int traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -120,6 +140,8 @@ int main(int argc, char **argv)
     lua_newtable(L);
     lua_pushstring(L, sdir);
     lua_setfield(L, -2, "scripts_dir");
+    lua_pushcfunction(L, hold_signals);
+    lua_setfield(L, -2, "hold_signals");
     int status = 70;
     if (lua_pcall(L, 2, 1, 1) != LUA_OK) {
         fprintf(stderr, "pht: internal error: %s\n", lua_tostring(L, -1));
@@ -132,7 +154,11 @@ int main(int argc, char **argv)
         /* die of the signal, so the parent sees it; where that does nothing (PID 1), exit 128+N */
         fflush(NULL);
         pht_interrupt_uninstall();
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, sig);
         raise(sig);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
         return 128 + sig;
     }
     return status;

@@ -1,8 +1,10 @@
 -- The `pht` command line (doc/cli.md). cli/main.c calls main(args, host)
--- and exits with its return value. Each verb is a module of its own under
--- pht/cli/ (pre_run.lua, post_run.lua, run.lua, inspect.lua, build.lua,
--- decrypt_results.lua, keygen.lua) holding its option table, from which
--- pht.cli.options parses the command line and writes --help.
+-- and exits with its return value; host holds what only the binary knows
+-- (scripts_dir, and hold_signals, called once the verb has unwound). Each
+-- verb is a module of its own under pht/cli/ (pre_run.lua, post_run.lua,
+-- run.lua, inspect.lua, build.lua, decrypt_results.lua, keygen.lua) holding
+-- its option table, from which pht.cli.options parses the command line and
+-- writes --help.
 local options = require "pht.cli.options"
 local runner = require "pht.cli.runner"
 
@@ -115,6 +117,9 @@ function M.run_verb(v, prog, rest, host)
   end
   runner.interrupted_step = nil
   local ok, code = xpcall(function() return v.run(host, prog, opts, pos) end, debug.traceback)
+  -- from here a signal no longer stops anything: the pht binary blocks them
+  -- so one sent now cannot end the finished run without a word
+  if host and host.hold_signals then host.hold_signals() end
   local signal = require("pht").interrupted()
   if signal then
     -- the verb has unwound: its temporary files and partial outputs are gone

@@ -84,6 +84,23 @@ int daemon_store_view(const pht_image *img, const char *root, int fd, daemon_sto
                       size_t *n, pht_error *err);
 void daemon_store_srcs_free(daemon_store_src *s, size_t n);
 
+/* ---- a docker-daemon image from the engine's answers (daemon_config.c) -------------- */
+/*
+ * The config's history from GET /images/{id}/history h (newest first) for an image of nlayers
+ * layers, oldest first, with empty_layer where an entry has none; NULL when the answer does
+ * not tell that for certain (read the config's bytes then) or out of memory.
+ */
+cJSON *daemon_history(const cJSON *h, size_t nlayers);
+/* img->layers from the inspect's RootFS.Layers diffs, without bytes (plain tars, as saved). */
+int daemon_layers(pht_image *img, const cJSON *diffs, pht_error *err);
+/*
+ * The image config rebuilt from the inspect answer ij, the history (taken over) and the
+ * diff_ids, as malloc'ed JSON text; NULL out of memory. Not the bytes the engine holds.
+ */
+char *daemon_config(const cJSON *ij, cJSON *history, const cJSON *diffs);
+/* The manifest.json entry `docker save` would write for image id with tags; NULL out of memory. */
+char *daemon_manifest(const char *id, const cJSON *tags, const pht_image *img);
+
 /* ---- the docker load stream (daemon_load.c) --------------------------------------- */
 typedef struct daemon_load daemon_load;
 /* The load stream of plan p: its tags, its first `known` layers (the engine has them) not sent. */

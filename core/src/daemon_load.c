@@ -5,8 +5,17 @@
  * blobs as stored, others decompressed into a spool first), manifest.json
  * naming every layer, sent or not. Memory: one chunk and what libarchive
  * hands on at once.
+ *
+ * The writer's new layer (img_plan.spent) is a temporary file nothing reads
+ * again: every PUNCH_STEP bytes sent, its pages and blocks so far are given
+ * back (fallocate PUNCH_HOLE), so its dirty pages are dropped instead of
+ * written back while the engine writes the same bytes twice, and the disk
+ * it takes shrinks as the load goes. Where the file system cannot punch,
+ * the file stays whole until the writer frees it.
  */
+#define _GNU_SOURCE /* fallocate */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +28,8 @@
 #include "pht/interrupt.h"
 
 enum { ST_CONFIG, ST_LAYERS, ST_MANIFEST, ST_CLOSE, ST_DONE };
+
+#define PUNCH_STEP (8u << 20) /* bytes of the spent layer sent between punches */
 
 struct daemon_load {
     const img_plan *p;
@@ -34,6 +45,8 @@ struct daemon_load {
     int in_entry;
     int src_fd, spool_fd; /* the blob's file: the layer's own, or a decompressed spool */
     uint64_t src_off, src_len, sent;
+    int punch;        /* the layer being sent is the spent one and punching works */
+    uint64_t punched; /* its bytes given back so far, from src_off */
     size_t layers_sent;
     uint64_t bytes_sent; /* layer bytes, for the caller's statistics */
     pht_error werr;      /* what the archive write callback hit */
@@ -135,8 +148,23 @@ static int gen_layer_begin(gen *g, pht_error *err)
         g->src_len = l->diff_size;
     }
     g->sent = 0;
+    g->punch = l == g->p->spent && g->src_fd == l->fd;
+    g->punched = 0;
     g->in_entry = 1;
     return gen_header(g, name, g->src_len, err);
+}
+
+/* Give back the pages and blocks of the spent layer sent so far, a PUNCH_STEP at a time. */
+static void gen_punch(gen *g)
+{
+    if (!g->punch) return;
+    uint64_t upto = g->sent == g->src_len ? g->sent : g->sent / PUNCH_STEP * PUNCH_STEP;
+    if (upto <= g->punched) return;
+    if (fallocate(g->src_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(g->src_off + g->punched), (off_t)(upto - g->punched)) != 0)
+        g->punch = 0; /* not here (EOPNOTSUPP): the writer frees the file whole */
+    else
+        g->punched = upto;
 }
 
 static int gen_layer_more(gen *g, pht_error *err)
@@ -162,6 +190,7 @@ static int gen_layer_more(gen *g, pht_error *err)
     if (archive_write_data(g->a, g->chunk, (size_t)r) != r) return gen_fail(g, err, "layer");
     g->sent += (uint64_t)r;
     g->bytes_sent += (uint64_t)r;
+    gen_punch(g);
     return 0;
 }
 
@@ -208,17 +237,27 @@ static int gen_step(gen *g, pht_error *err)
     return 0;
 }
 
+/*
+ * Fill buf whole unless the stream ends: libcurl sends what one call gives as one HTTP
+ * chunk, and a short call (the few bytes of a 64 KiB step left over from the call before)
+ * would be a chunk, a send and a wakeup of the engine of its own.
+ */
 int daemon_load_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err)
 {
     gen *g = ud;
+    size_t n = 0;
     int rc;
-    while (g->opos == g->olen && g->stage != ST_DONE) {
-        g->opos = g->olen = 0;
-        if ((rc = gen_step(g, err))) return rc;
+    while (n < cap) {
+        while (g->opos == g->olen && g->stage != ST_DONE) {
+            g->opos = g->olen = 0;
+            if ((rc = gen_step(g, err))) return rc;
+        }
+        if (g->opos == g->olen) break; /* the end */
+        size_t k = g->olen - g->opos < cap - n ? g->olen - g->opos : cap - n;
+        memcpy((unsigned char *)buf + n, g->out + g->opos, k);
+        g->opos += k;
+        n += k;
     }
-    size_t n = g->olen - g->opos < cap ? g->olen - g->opos : cap;
-    if (n) memcpy(buf, g->out + g->opos, n);
-    g->opos += n;
     *got = n;
     return 0;
 }

@@ -39,7 +39,8 @@ struct pht_http {
     pht_http_timeouts limits; /* pht_http_set_timeouts */
 };
 
-static const pht_http_timeouts default_limits = {PHT_HTTP_CONNECT_TIMEOUT, PHT_HTTP_IDLE_TIMEOUT, 0};
+static const pht_http_timeouts default_limits = {PHT_HTTP_CONNECT_TIMEOUT, PHT_HTTP_IDLE_TIMEOUT,
+                                                 0};
 
 static void tls_clear(pht_http *h);
 
@@ -65,11 +66,12 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
     if (starts(endpoint, "unix://")) {
         sock = endpoint + 7;
         if (sock[0] != '/')
-            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: the socket path must be absolute",
-                                 endpoint);
+            return pht_error_set(err, PHT_EINVAL,
+                                 "endpoint %.200s: the socket path must be absolute", endpoint);
         if (strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: socket path too long (%zu bytes)",
-                                 endpoint, strlen(sock));
+            return pht_error_set(err, PHT_EINVAL,
+                                 "endpoint %.200s: socket path too long (%zu bytes)", endpoint,
+                                 strlen(sock));
     } else if (starts(endpoint, "tcp://")) {
         host = endpoint + 6;
     } else if (!starts(endpoint, "http://") && !starts(endpoint, "https://")) {
@@ -79,7 +81,8 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
                              endpoint);
     }
     if (host && (host[0] == '\0' || strpbrk(host, "/?#@ ")))
-        return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: expected tcp://HOST:PORT", endpoint);
+        return pht_error_set(err, PHT_EINVAL, "endpoint %.200s: expected tcp://HOST:PORT",
+                             endpoint);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return pht_error_set(err, PHT_EHTTP, "libcurl could not be initialised");
     pht_http *h = calloc(1, sizeof *h);
@@ -97,7 +100,8 @@ int pht_http_new(pht_http **out, const char *endpoint, pht_error *err)
     } else {
         h->base = strdup(endpoint);
         size_t n = h->base ? strlen(h->base) : 0;
-        while (n > 0 && h->base[n - 1] == '/') h->base[--n] = '\0';
+        while (n > 0 && h->base[n - 1] == '/')
+            h->base[--n] = '\0';
     }
     h->share = curl_share_init();
     if (h->share &&
@@ -179,7 +183,8 @@ static void clean_copy(const char *s, size_t len, char *out, size_t cap)
         unsigned char c = (unsigned char)s[i];
         out[n++] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
     }
-    while (n > 0 && out[n - 1] == ' ') n--;
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
     out[n] = '\0';
 }
 
@@ -188,7 +193,8 @@ void pht_http_error_message(const char *body, size_t len, char *out, size_t cap)
     if (cap == 0) return;
     out[0] = '\0';
     size_t i = 0;
-    while (body && i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
+    while (body && i < len &&
+           (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
         i++;
     if (body == NULL || i == len) {
         snprintf(out, cap, "(no message)");
@@ -220,8 +226,8 @@ typedef struct xfer {
     long idle;        /* seconds without a byte moving that end the exchange; 0: none */
     double last_move; /* when a byte last moved (monotonic seconds) */
     curl_off_t seen_dl, seen_ul;
-    int idle_out;     /* the idle limit ended it */
-    int sent_all;     /* the streamed request body has ended */
+    int idle_out; /* the idle limit ended it */
+    int sent_all; /* the streamed request body has ended */
 } xfer;
 
 static double mono_now(void)
@@ -327,6 +333,9 @@ static int set_method(CURL *c, const pht_http_request *req, xfer *x, struct curl
         if (req->source) {
             bad |= curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
             bad |= curl_easy_setopt(c, CURLOPT_READDATA, x) != CURLE_OK;
+            /* a streamed body (an image load, a blob) goes 512 KiB a send, not 64 KiB: a
+               quarter of the sends, and of the peer's wakeups to read them */
+            bad |= curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L << 10) != CURLE_OK;
             curl_off_t len = req->source_len > 0 ? (curl_off_t)req->source_len : -1;
             bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, len) != CURLE_OK;
             if (len < 0) *hdr = curl_slist_append(*hdr, "Transfer-Encoding: chunked");
@@ -533,7 +542,8 @@ static int fail_transport(pht_http *h, const char *m, const char *path, CURLcode
     if (c == CURLE_COULDNT_CONNECT || c == CURLE_COULDNT_RESOLVE_HOST) {
         long oserr = 0;
         curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &oserr);
-        const char *why = oserr ? strerror((int)oserr) : (errbuf[0] ? errbuf : curl_easy_strerror(c));
+        const char *why =
+            oserr ? strerror((int)oserr) : (errbuf[0] ? errbuf : curl_easy_strerror(c));
         return pht_error_set(err, PHT_EHTTP, "cannot connect to %.200s: %s", h->endpoint, why);
     }
     return pht_error_set(err, PHT_EHTTP, "%s %.300s at %.200s: %s%s%s%s", m, path, h->endpoint,
@@ -559,7 +569,9 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     }
     curl_easy_cleanup(h->curl);
     h->curl = c;
-    xfer x = {.req = req, .resp = resp, .curl = c,
+    xfer x = {.req = req,
+              .resp = resp,
+              .curl = c,
               .cap = req->max_body ? req->max_body : HTTP_COLLECT_MAX};
     pht_error_clear(&x.cb_err);
     int bad = curl_easy_setopt(c, CURLOPT_SHARE, h->share) != CURLE_OK;
@@ -569,7 +581,8 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     pht_http_timeouts lim = req->timeouts ? *req->timeouts : h->limits;
     if (req->timeout > 0) lim.total = req->timeout;
     /* A connect limit of 0 is libcurl's own, 300 s. */
-    bad |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, lim.connect > 0 ? lim.connect : 0L) != CURLE_OK;
+    bad |=
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, lim.connect > 0 ? lim.connect : 0L) != CURLE_OK;
     bad |= curl_easy_setopt(c, CURLOPT_TIMEOUT, lim.total > 0 ? lim.total : 0L) != CURLE_OK;
     x.idle = lim.idle;
     x.last_move = mono_now();
@@ -586,8 +599,10 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
         char line[160];
         snprintf(line, sizeof line, "Content-Type: %.140s", req->content_type);
         struct curl_slist *n = curl_slist_append(hdr, line);
-        if (n == NULL) bad = 1;
-        else hdr = n;
+        if (n == NULL)
+            bad = 1;
+        else
+            hdr = n;
     }
     bad |= set_extras(h, req, &x, &hdr);
     bad |= curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr) != CURLE_OK;
@@ -600,9 +615,9 @@ int pht_http_do(pht_http *h, const pht_http_request *req, pht_http_response *res
     CURLcode cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
     resp->broken = cc != CURLE_OK && !x.cb_failed && !x.too_big;
-    resp->tls_refused = resp->broken && (cc == CURLE_PEER_FAILED_VERIFICATION ||
-                                         cc == CURLE_SSL_CONNECT_ERROR ||
-                                         cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CACERT_BADFILE);
+    resp->tls_refused =
+        resp->broken && (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR ||
+                         cc == CURLE_SSL_CERTPROBLEM || cc == CURLE_SSL_CACERT_BADFILE);
     if (x.idle_out) {
         resp->timed_out = PHT_HTTP_TIMED_OUT_IDLE;
         rc = fail_timeout(h, m, req->path, resp->timed_out, &lim, err);

@@ -94,6 +94,9 @@ typedef struct img_plan {
     pht_image *base;       /* the image the leading layers come from (landed on demand) */
     const pht_image *src;  /* the image the writer started from */
     int retag;             /* config and layers are src's, unchanged */
+    /* the writer's new layer, whose file nothing reads after this commit: a transport that
+       sends it may give back the pages and blocks of what it has sent (NULL: none) */
+    const img_layer *spent;
 } img_plan;
 
 void img_retain(pht_image *img);

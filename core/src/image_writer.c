@@ -624,7 +624,8 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
                      .nlayers = keep + (has_new ? 1 : 0),
                      .opts = &popts,
                      .base = b,
-                     .src = w->src};
+                     .src = w->src,
+                     .spent = has_new ? &nl : NULL};
     if ((rc = tp->dest_tag(dest, &where, &tag, err))) goto done;
     /* another transport needs the base layers' bytes, unless it lands what it sends;
        a transport lands its own on demand */

@@ -4,9 +4,14 @@
  * writing a new image and updating a tag in place, leaving out the layers
  * the daemon holds, and the failures: a missing image, a bad reference, an
  * unreachable daemon, a tag the daemon refuses and a stream that breaks, each
- * leaving the tags and the daemon's images as they were.
+ * leaving the tags and the daemon's images as they were; the new layer's
+ * temporary file given back as the load sends it.
  */
+#define _GNU_SOURCE /* fallocate */
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -28,7 +33,8 @@ static int read_all(pht_image *img, const char *path, char *buf, size_t cap)
     size_t len = 0, got;
     buf[0] = '\0';
     if (pht_image_open_file(img, path, &r, &err) != 0) return -1;
-    while (pht_image_reader_read(r, buf + len, cap - 1 - len, &got, &err) == 0 && got) len += got;
+    while (pht_image_reader_read(r, buf + len, cap - 1 - len, &got, &err) == 0 && got)
+        len += got;
     buf[len] = '\0';
     pht_image_reader_free(r);
     return (int)len;
@@ -37,7 +43,8 @@ static int read_all(pht_image *img, const char *path, char *buf, size_t cap)
 /* The id a tag names, by the CLI; "" when none. */
 static void cli_id(const char *name, char *out, size_t cap)
 {
-    if (dt_sh(out, cap, "docker image inspect --format '{{.Id}}' %s 2>/dev/null", name) != 0) out[0] = '\0';
+    if (dt_sh(out, cap, "docker image inspect --format '{{.Id}}' %s 2>/dev/null", name) != 0)
+        out[0] = '\0';
 }
 
 /* How many of the daemon's images have a history entry created_by marker. */
@@ -45,7 +52,8 @@ static int images_with(const char *marker)
 {
     char out[256];
     dt_sh(out, sizeof out,
-          "for i in $(docker images -a -q); do docker history --no-trunc --format '{{.CreatedBy}}' $i; "
+          "for i in $(docker images -a -q); do docker history --no-trunc --format '{{.CreatedBy}}' "
+          "$i; "
           "done 2>/dev/null | grep -c -F -x '%s'",
           marker);
     return atoi(out);
@@ -87,7 +95,11 @@ static void test_read(void)
     }
     pht_image_layer li;
     CHECK_OK(pht_image_layer_info(img, 0, &li, &err), &err);
-    CHECK(dt_sh(a, sizeof a, "docker image inspect --format '{{index .RootFS.Layers 0}}' pht-test/busybox:latest") == 0);
+    CHECK(
+        dt_sh(
+            a, sizeof a,
+            "docker image inspect --format '{{index .RootFS.Layers 0}}' pht-test/busybox:latest") ==
+        0);
     CHECK(strcmp(li.diff_id, a) == 0);
     pht_image_free(img);
     pht_image_free(arc);
@@ -120,11 +132,14 @@ static void test_read_errors(void)
     char gone[800];
     snprintf(gone, sizeof gone, "unix://%s/gone-%ld.sock", test_tmpdir(), (long)getpid());
     setenv("DOCKER_HOST", gone, 1);
-    CHECK_CODE(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), PHT_EHTTP, &err);
+    CHECK_CODE(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), PHT_EHTTP,
+               &err);
     CHECK_STR_CONTAINS(err.message, "cannot connect to unix://");
     CHECK_STR_CONTAINS(err.message, "No such file or directory");
-    if (old[0]) setenv("DOCKER_HOST", old, 1);
-    else unsetenv("DOCKER_HOST");
+    if (old[0])
+        setenv("DOCKER_HOST", old, 1);
+    else
+        unsetenv("DOCKER_HOST");
     free(old);
 }
 
@@ -139,7 +154,8 @@ static void test_write(void)
     CHECK_OK(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), &err);
     if (img == NULL) return;
     CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
-    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/hello.txt", "hello daemon\n", 13, NULL, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/hello.txt", "hello daemon\n", 13, NULL, &err),
+             &err);
     char marker[300];
     snprintf(marker, sizeof marker, "written %s", repo);
     pht_image_commit_opts co = {.created_by = marker, .comment = "first"};
@@ -190,7 +206,8 @@ static void test_write(void)
     CHECK(strcmp(out, second) == 0);
     cli_id(first, out, sizeof out);
     CHECK(out[0] == '\0'); /* the untagged image is gone */
-    CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s cat /opt/hello.txt /opt/second.txt", tag) == 0);
+    CHECK(dt_sh(out, sizeof out,
+                "docker run --rm --network none %s cat /opt/hello.txt /opt/second.txt", tag) == 0);
     CHECK(strcmp(out, "hello daemon\n2") == 0);
 
     /* writing to an id is refused */
@@ -258,7 +275,8 @@ static void test_broken_stream(void)
     CHECK_OK(pht_image_open(&img, ref, NULL, &err), &err);
     if (img == NULL) return;
     CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
-    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/unknown.txt", marker, strlen(marker), NULL, &err), &err);
+    CHECK_OK(pht_image_writer_add_bytes(w, "/opt/unknown.txt", marker, strlen(marker), NULL, &err),
+             &err);
     snprintf(ref, sizeof ref, "docker-archive:%s:x/unknown:1", copy);
     CHECK_OK(pht_image_writer_commit(w, ref, NULL, &err), &err);
     pht_image_writer_free(w);
@@ -313,14 +331,114 @@ static void test_known_base(void)
     CHECK(dt_sh(NULL, 0, "docker rmi %s >/dev/null", tag) == 0);
 }
 
+/* 1 if the file system of dir gives back a punched range's blocks. */
+static int punch_works(const char *dir)
+{
+    char path[1300];
+    snprintf(path, sizeof path, "%s/punch-probe", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600), ok = 0;
+    if (fd < 0) return 0;
+    unlink(path);
+    static char block[1 << 16];
+    ok = write(fd, block, sizeof block) == (ssize_t)sizeof block &&
+         fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, sizeof block) == 0;
+    close(fd);
+    return ok;
+}
+
+/* The open file of this process that /proc/self/fd names under dir (deleted), as fstat sees it. */
+static int spool_under(const char *dir, struct stat *st)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int found = 0;
+    while (d && (e = readdir(d)) != NULL) {
+        char link[300], to[1400];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(link, to, sizeof to - 1);
+        if (n <= 0) continue;
+        to[n] = '\0';
+        if (strncmp(to, dir, strlen(dir)) == 0 && to[strlen(dir)] == '/' &&
+            strstr(to, "(deleted)") && stat(link, st) == 0 && S_ISREG(st->st_mode)) {
+            found = 1;
+            break;
+        }
+    }
+    if (d) closedir(d);
+    return found;
+}
+
+/*
+ * The commit sends the new layer and gives its temporary file's blocks back as it goes (its
+ * dirty pages dropped, not written back): after the load the writer still holds the file, of
+ * the layer's size, with next to nothing allocated; the image holds the bytes.
+ */
+static void test_spent_layer(void)
+{
+    pht_error err;
+    pht_image *img = NULL;
+    pht_image_writer *w = NULL;
+    char dir[1200], tag[300], ref[400], out[256], path[1300];
+    test_workdir(dir, sizeof dir);
+    if (!punch_works(dir)) {
+        printf("test_spent_layer: skipped (%s cannot punch holes)\n", dir);
+        test_workdir_done(dir);
+        return;
+    }
+    enum { BIG = 24 << 20 };
+    unsigned char *big = malloc(BIG);
+    CHECK(big != NULL);
+    if (big == NULL) return;
+    uint32_t x = 2463534242u; /* xorshift: bytes that no layer of the base has */
+    for (size_t i = 0; i < BIG; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        big[i] = (unsigned char)x;
+    }
+    snprintf(path, sizeof path, "%s/big.bin", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(big, 1, BIG, f) == BIG);
+    if (f) fclose(f);
+    snprintf(tag, sizeof tag, "%s:spent", repo);
+    snprintf(ref, sizeof ref, "docker-daemon:%s", tag);
+    CHECK_OK(pht_image_open(&img, "docker-daemon:pht-test/busybox:latest", NULL, &err), &err);
+    pht_image_writer_opts wo = {.keep_layers = -1, .tmpdir = dir};
+    if (img) CHECK_OK(pht_image_writer_new(img, &wo, &w, &err), &err);
+    if (w) {
+        CHECK_OK(pht_image_writer_add_bytes(w, "/opt/big.bin", big, BIG, NULL, &err), &err);
+        struct stat st;
+        CHECK(spool_under(dir, &st));
+        /* all there before, but what the writer still buffers (its ring, the archive's block) */
+        CHECK((uint64_t)st.st_blocks * 512 >= BIG - (4u << 20));
+        CHECK_OK(pht_image_writer_commit(w, ref, NULL, &err), &err);
+        CHECK(spool_under(dir, &st)); /* still the writer's until it is freed */
+        CHECK(st.st_size > BIG);
+        CHECK((uint64_t)st.st_blocks * 512 < (1u << 20));
+        pht_image_writer_free(w);
+        CHECK(!spool_under(dir, &st));
+    }
+    pht_image_free(img);
+    free(big);
+    char want[256];
+    CHECK(dt_sh(want, sizeof want, "sha256sum < '%s'", path) == 0);
+    CHECK(dt_sh(out, sizeof out, "docker run --rm --network none %s sha256sum /opt/big.bin", tag) ==
+          0);
+    CHECK(strncmp(out, want, 64) == 0);
+    CHECK(dt_sh(NULL, 0, "docker rmi %s >/dev/null", tag) == 0);
+    test_workdir_done(dir);
+}
+
 int main(void)
 {
     dt_name("dmn", repo, sizeof repo);
     if (dt_daemon_up("test_image_daemon") > 0) {
         char base[1200];
         if (dt_base_image(base, sizeof base) &&
-            dt_sh(NULL, 0, "docker image inspect pht-test/busybox:latest >/dev/null 2>&1 || "
-                           "docker load -q -i '%s' >/dev/null", base) != 0)
+            dt_sh(NULL, 0,
+                  "docker image inspect pht-test/busybox:latest >/dev/null 2>&1 || "
+                  "docker load -q -i '%s' >/dev/null",
+                  base) != 0)
             test_failures++;
         test_read();
         test_read_errors();
@@ -328,6 +446,7 @@ int main(void)
         test_refused_tag();
         test_broken_stream();
         test_known_base();
+        test_spent_layer();
     }
     TEST_DONE();
 }

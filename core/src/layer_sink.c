@@ -16,7 +16,7 @@
  * full block go through the cache. Where the file system refuses O_DIRECT
  * the thread writes through the cache and starts the writeback of every
  * SINK_FLUSH bytes instead (sync_file_range, SYNC_FILE_RANGE_WRITE: it does
- * not wait). Memory: the ring and the buffer, 2 MiB.
+ * not wait). Memory: the ring and the buffer, 5 MiB.
  */
 #define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
@@ -31,7 +31,7 @@
 
 #define SINK_INLINE_MAX (4u << 20) /* a layer up to this size never starts the thread */
 #define SINK_SLOT (128u << 10)     /* bytes per slot: the writer's block */
-#define SINK_SLOTS 8
+#define SINK_SLOTS 32              /* 4 MiB: as deep as the hash's ring (hash.c, BEHIND_SLOTS) */
 #define SINK_FLUSH (16u << 20)     /* writeback started every this many bytes */
 #define SINK_ALIGN FS_DIRECT_ALIGN /* offsets, lengths and memory of O_DIRECT writes */
 #define SINK_DIRECT (1u << 20)     /* bytes per O_DIRECT write */

@@ -237,27 +237,17 @@ static int gen_step(gen *g, pht_error *err)
     return 0;
 }
 
-/*
- * Fill buf whole unless the stream ends: libcurl sends what one call gives as one HTTP
- * chunk, and a short call (the few bytes of a 64 KiB step left over from the call before)
- * would be a chunk, a send and a wakeup of the engine of its own.
- */
 int daemon_load_read(void *ud, void *buf, size_t cap, size_t *got, pht_error *err)
 {
     gen *g = ud;
-    size_t n = 0;
     int rc;
-    while (n < cap) {
-        while (g->opos == g->olen && g->stage != ST_DONE) {
-            g->opos = g->olen = 0;
-            if ((rc = gen_step(g, err))) return rc;
-        }
-        if (g->opos == g->olen) break; /* the end */
-        size_t k = g->olen - g->opos < cap - n ? g->olen - g->opos : cap - n;
-        memcpy((unsigned char *)buf + n, g->out + g->opos, k);
-        g->opos += k;
-        n += k;
+    while (g->opos == g->olen && g->stage != ST_DONE) {
+        g->opos = g->olen = 0;
+        if ((rc = gen_step(g, err))) return rc;
     }
+    size_t n = g->olen - g->opos < cap ? g->olen - g->opos : cap;
+    if (n) memcpy(buf, g->out + g->opos, n);
+    g->opos += n;
     *got = n;
     return 0;
 }

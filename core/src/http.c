@@ -311,17 +311,26 @@ static size_t on_data(char *p, size_t size, size_t nmemb, void *ud)
     return r ? 0 : n;
 }
 
+/*
+ * libcurl's buffer filled whole from the source unless the body ends: what one call gives is
+ * one send (and, chunked, one HTTP chunk), so a source that gives a little at a time (the
+ * rest of its own step) would otherwise cost a send and a wakeup of the peer each time.
+ */
 static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 {
     xfer *x = ud;
-    size_t got = 0;
+    size_t cap = size * nitems, n = 0;
     x->last_move = mono_now();
-    if (x->req->source(x->req->source_ud, buf, size * nitems, &got, &x->cb_err) != 0) {
-        x->cb_failed = 1;
-        return CURL_READFUNC_ABORT;
+    while (n < cap && !x->sent_all) {
+        size_t got = 0;
+        if (x->req->source(x->req->source_ud, buf + n, cap - n, &got, &x->cb_err) != 0) {
+            x->cb_failed = 1;
+            return CURL_READFUNC_ABORT;
+        }
+        if (got == 0) x->sent_all = 1;
+        n += got;
     }
-    if (got == 0) x->sent_all = 1;
-    return got;
+    return n;
 }
 
 static int set_method(CURL *c, const pht_http_request *req, xfer *x, struct curl_slist **hdr)
@@ -333,8 +342,8 @@ static int set_method(CURL *c, const pht_http_request *req, xfer *x, struct curl
         if (req->source) {
             bad |= curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read) != CURLE_OK;
             bad |= curl_easy_setopt(c, CURLOPT_READDATA, x) != CURLE_OK;
-            /* a streamed body (an image load, a blob) goes 512 KiB a send, not 64 KiB: a
-               quarter of the sends, and of the peer's wakeups to read them */
+            /* a streamed body (an image load, a blob) goes 512 KiB a send, not 64 KiB: an
+               eighth of the sends, and of the peer's wakeups to read them */
             bad |= curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 512L << 10) != CURLE_OK;
             curl_off_t len = req->source_len > 0 ? (curl_off_t)req->source_len : -1;
             bad |= curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, len) != CURLE_OK;

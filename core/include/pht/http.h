@@ -43,8 +43,10 @@ typedef struct pht_http_timeouts {
 
 /*
  * Produce the next bytes of a streamed request body: up to cap bytes into buf,
- * *got = 0 at the end. A non-zero return (a PHT_E* code with err set) aborts
- * the request, and pht_http_do returns that code and message.
+ * *got = 0 at the end (it is not called again after that). It may give fewer
+ * than cap: it is called again for the rest of the same send. A non-zero
+ * return (a PHT_E* code with err set) aborts the request, and pht_http_do
+ * returns that code and message.
  */
 typedef int (*pht_http_source)(void *ud, void *buf, size_t cap, size_t *got, pht_error *err);
 

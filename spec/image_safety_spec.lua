@@ -221,6 +221,96 @@ describe("pht.open_image on hostile layers", function()
     img3:close()
   end)
 
+  -- A run's layer (compressed, above the layer holding the train's config) under
+  -- verify_behind: the open only decompresses and parses it; its blob digest is
+  -- checked beside the steps, its diff_id only by a commit that keeps it.
+  local function run_layout(name, run_diff_id)
+    return B.make { format = "oci", out = dir .. "/" .. name, tag = "v1", layers = {
+      { compression = "gzip", entries = { { name = "opt/", type = "dir" },
+        { name = "opt/train_config.json", data = "{}" } } },
+      { compression = "gzip", diff_id = run_diff_id, entries = { { name = "opt/pht_results/", type = "dir" },
+        { name = "opt/pht_results/out.bin", zeros = 3 * 1024 * 1024 } } } } }
+  end
+
+  local function tree_sums(path)
+    return h.run("cd " .. h.q(path) .. " && find . -type f | sort | xargs sha256sum")
+  end
+
+  it("with verify_behind, reads a run's layer whose diff_id is wrong, commits without it, "
+    .. "and refuses a commit that keeps it", function()
+    local bad = "sha256:" .. string.rep("0", 64)
+    local path = run_layout("run-diff", bad)
+    local before = tree_sums(path)
+    -- without verify_behind the open checks it, as always
+    local img0, msg0, code0 = pht.open_image("oci:" .. path .. ":v1")
+    assert.is_nil(img0)
+    assert.are.equal("EVERIFY", code0)
+    assert.truthy(msg0:find("does not match its diff_id", 1, true), msg0)
+    local img = assert(pht.open_image("oci:" .. path .. ":v1", { verify_behind = true }))
+    assert.are.equal(3 * 1024 * 1024, #img:read_file("/opt/pht_results/out.bin"))
+    assert.is_true(img:verified()) -- its blob is the manifest's
+    assert.are.same({ true, false }, { img:layers()[1].verified, img:layers()[2].verified })
+    -- a commit that drops it (post-run's) never relies on its diff_id
+    local out = dir .. "/run-out"
+    local w = assert(img:writer({ keep_layers = 1 }))
+    assert(w:add_bytes("/opt/pht_results/enc", "sealed"))
+    assert(w:commit("oci:" .. out .. ":v2"))
+    w:close()
+    local outimg = assert(pht.open_image("oci:" .. out .. ":v2", { verify_layers = true }))
+    assert.are.equal(2, #outimg:layers())
+    assert.are.equal("sealed", outimg:read_file("/opt/pht_results/enc"))
+    assert.is_nil(outimg:stat("/opt/pht_results/out.bin"))
+    outimg:close()
+    -- a commit that keeps it checks it first and writes nothing
+    local kept = dir .. "/run-kept"
+    w = assert(img:writer())
+    assert(w:add_bytes("/opt/pht_results/enc", "sealed"))
+    local ok, msg, code = w:commit("oci:" .. kept .. ":v2")
+    assert.is_nil(ok)
+    assert.are.equal("EVERIFY", code)
+    assert.truthy(msg:find("commit oci:" .. kept, 1, true), msg)
+    assert.truthy(msg:find("does not match its diff_id", 1, true), msg)
+    w:close()
+    img:close()
+    assert.is_false(require("pht.fs").exists(kept))
+    assert.are.equal(before, tree_sums(path))
+  end)
+
+  it("with verify_behind, refuses at verified() and at every commit a run's layer whose blob "
+    .. "does not match its digest", function()
+    local path = run_layout("run-blob")
+    local img = assert(pht.open_image("oci:" .. path .. ":v1"))
+    local blob = path .. "/blobs/sha256/" .. img:layers()[2].digest:sub(8)
+    img:close()
+    -- another gzip of the same tar: the header's MTIME changed, the content and diff_id not
+    h.run("printf '\\001' | dd of=" .. h.q(blob) .. " bs=1 seek=4 conv=notrunc status=none")
+    local before = tree_sums(path)
+    img = assert(pht.open_image("oci:" .. path .. ":v1", { verify_behind = true }))
+    assert.are.equal(3 * 1024 * 1024, #img:read_file("/opt/pht_results/out.bin"))
+    local ok, msg, code = img:verified()
+    assert.is_nil(ok)
+    assert.are.equal("EVERIFY", code)
+    assert.truthy(msg:find("blob does not match its digest", 1, true), msg)
+    for _, keep in ipairs({ 1, 2 }) do
+      local dest = dir .. "/run-blob-out-" .. keep
+      local w = assert(img:writer({ keep_layers = keep }))
+      assert(w:add_bytes("/opt/pht_results/enc", "sealed"))
+      local cok, cmsg, ccode = w:commit("oci:" .. dest .. ":v2")
+      assert.is_nil(cok)
+      assert.are.equal("EVERIFY", ccode)
+      assert.truthy(cmsg:find("blob does not match its digest", 1, true), cmsg)
+      w:close()
+      assert.is_false(require("pht.fs").exists(dest))
+    end
+    img:close()
+    -- opened as before verify_behind, the open itself refuses it
+    local img2, msg2, code2 = pht.open_image("oci:" .. path .. ":v1")
+    assert.is_nil(img2)
+    assert.are.equal("EVERIFY", code2)
+    assert.truthy(msg2:find("does not match its digest", 1, true), msg2)
+    assert.are.equal(before, tree_sums(path))
+  end)
+
   it("leaves a plain layer outside /opt unhashed by default and says so", function()
     local path = wrong_diff_id("unhashed", { { name = "x", data = "x" } })
     local img = assert(pht.open_image("docker-archive:" .. path))

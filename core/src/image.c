@@ -143,7 +143,8 @@ int pht_image_open(pht_image **out, const char *ref, const pht_image_opts *opts,
              img->landed == IMG_LANDED_ALL) {
         if (img->opts.no_index)
             img->landed = IMG_LANDED_NONE; /* nothing lands later: img_land says so */
-        else if ((rc = index_build(img, err)) == 0)
+        else if ((rc = index_build(img, img->opts.verify_behind && !img->opts.verify_layers,
+                                   err)) == 0)
             rc = verify_used_layers(img, err);
     }
     if (rc) {
@@ -233,7 +234,7 @@ int pht_image_layer_info(const pht_image *img, size_t i, pht_image_layer *out, p
                              .diff_size = l->diff_size,
                              .created_by = l->created_by,
                              .comment = l->comment,
-                             .verified = l->verified};
+                             .verified = l->verified && !l->diff_pending};
     return 0;
 }
 

@@ -400,6 +400,7 @@ static int land_all(pht_image *img, const dmn *st, pht_error *err)
         to->diff_size = from->diff_size;
         to->digest_known = from->digest_known;
         to->verified = from->verified;
+        to->diff_pending = from->diff_pending;
         to->holds_opt = from->holds_opt;
         free(to->outside);
         to->outside = from->outside; /* what its scan found above a master */

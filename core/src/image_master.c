@@ -58,8 +58,9 @@ int pht_image_check_master(pht_image *img, const pht_image *master, size_t top, 
     for (size_t i = m; rc == 0 && i < n; i++) {
         img_layer *l = &img->layers[i];
         /* the headers checked are those of the bytes the diff_id names (in a store, the
-           transport bound each entry to its diff_id) */
-        if (!from_store && (rc = layer_verify(l, &img->opts, err)) != 0) break;
+           transport bound each entry to its diff_id), or for a run's layer whose diff_id is
+           pending, of the bytes its blob digest names (checked by img_verify_wait above) */
+        if (!from_store && !l->verified && (rc = layer_verify(l, &img->opts, err)) != 0) break;
         if (l->outside)
             rc = pht_error_set(err, PHT_EVERIFY,
                                "layer %zu of %zu (%s), above the %zu of master %.200s: \"/%.300s\" "

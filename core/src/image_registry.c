@@ -496,7 +496,7 @@ static int land_all(pht_image *img, rg_state *st, pht_error *err)
     int rc = fetch_blobs(img, st, 0, NULL, err);
     if (rc) return rc;
     index_free(&img->index);
-    if ((rc = index_build(img, err))) return rc;
+    if ((rc = index_build(img, 0, err))) return rc;
     /* what /opt reads is hashed (compressed layers were, as they were indexed) */
     for (size_t i = 0; rc == 0 && i < img->nlayers; i++)
         if (img->opts.verify_layers || img->layers[i].holds_opt)

@@ -46,7 +46,14 @@ static void *behind_main(void *arg)
     return NULL;
 }
 
-/* Hash plain layers idx[0..n) now, or (behind) start the thread; idx becomes the thread's. */
+/* Compare what the thread (or verify_plain) computed of layer l's blob with what it declares. */
+static int check_hashed(img_layer *l, const char *dg, pht_error *err)
+{
+    return l->diff_pending ? layer_check_blob(l, dg, err) : layer_check_plain(l, dg, err);
+}
+
+/* Hash the blobs of layers idx[0..n) now, or (behind) start the thread; idx becomes the thread's.
+ */
 static int verify_plain(pht_image *img, size_t *idx, size_t n, int behind, pht_error *err)
 {
     if (behind) {
@@ -73,7 +80,7 @@ static int verify_plain(pht_image *img, size_t *idx, size_t n, int behind, pht_e
     for (size_t k = 0; k < n && rc == 0; k++) {
         char dg[IMG_DIGEST_MAX];
         img_layer *l = &img->layers[idx[k]];
-        if ((rc = layer_hash_blob(l, NULL, dg, err)) == 0) rc = layer_check_plain(l, dg, err);
+        if ((rc = layer_hash_blob(l, NULL, dg, err)) == 0) rc = check_hashed(l, dg, err);
     }
     free(idx);
     return rc;
@@ -87,7 +94,8 @@ int img_verify_used(pht_image *img, const unsigned char *need, pht_error *err)
     for (size_t i = 0; i < img->nlayers && rc == 0; i++) {
         img_layer *l = &img->layers[i];
         if (!need[i] || l->verified) continue;
-        if (l->compression == IMG_COMP_NONE && l->fd >= 0)
+        /* a plain tar, or a run's layer whose scan deferred its hashing: a read of its blob */
+        if ((l->compression == IMG_COMP_NONE || l->diff_pending) && l->fd >= 0)
             idx[n++] = i;
         else
             rc = layer_verify(l, &img->opts, err);
@@ -109,7 +117,7 @@ int img_verify_wait(pht_image *img, pht_error *err)
         b->verdict = b->rc;
         b->vwhy = b->why;
         for (size_t k = 0; k < b->n && b->verdict == 0; k++)
-            b->verdict = layer_check_plain(&img->layers[b->idx[k]], b->dg[k], &b->vwhy);
+            b->verdict = check_hashed(&img->layers[b->idx[k]], b->dg[k], &b->vwhy);
         if (b->verdict) pht_error_prefix(&b->vwhy, "%.200s", pht_image_ref_string(img->ref));
     }
     if (b->verdict && err) *err = b->vwhy;

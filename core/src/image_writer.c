@@ -589,6 +589,13 @@ int pht_image_writer_commit(pht_image_writer *w, const char *dest_ref,
     }
     pht_image *b = w->base ? w->base : w->src;
     size_t keep = w->keep < 0 ? b->nlayers : (size_t)w->keep;
+    /* a layer kept whose diff_id its scan left to check (a run's layer) is checked now */
+    for (size_t i = 0; rc == 0 && i < keep; i++)
+        if (b->layers[i].diff_pending) rc = layer_verify(&b->layers[i], &b->opts, err);
+    if (rc) {
+        pht_image_ref_free(dest);
+        return pht_error_prefix(err, "commit %.200s", dest_ref);
+    }
     img_layer nl = {.fd = -1, .compression = IMG_COMP_NONE};
     int has_new = w->nentries > 0;
     if (has_new) {

@@ -511,15 +511,17 @@ static void scan_reset(scan *s)
     if (s->slot) memset(s->slot, 0, s->nslot * sizeof *s->slot);
 }
 
-/* Index layers [from, to) of img (-1: its view), bottom first. */
-static int build(pht_image *img, int from, int to, pht_error *err)
+/* Index layers [from, to) of img (-1: its view), bottom first; defer: see index_build. */
+static int build(pht_image *img, int from, int to, int defer, pht_error *err)
 {
     scan s = {.img = img};
-    int rc = 0;
+    int rc = 0, config_below = 0;
     for (int i = from; i < to && rc == 0; i++) {
         s.li = i;
         s.l = i < 0 ? &img->view : &img->layers[i];
+        s.l->defer_hash = defer && config_below && s.l->digest_known;
         rc = layer_scan(s.l, &img->opts, on_entry, &s, err);
+        config_below |= s.l->holds_config;
         if (rc == 0) resolve_pending(&s, s.l->scan_end);
         s.pending = NULL;
         if (rc == 0) rc = merge_layer(&s, err);
@@ -531,15 +533,15 @@ static int build(pht_image *img, int from, int to, pht_error *err)
     return rc;
 }
 
-int index_build(pht_image *img, pht_error *err)
+int index_build(pht_image *img, int defer, pht_error *err)
 {
-    return build(img, 0, (int)img->nlayers, err);
+    return build(img, 0, (int)img->nlayers, defer, err);
 }
 
 int index_build_view(pht_image *img, pht_error *err)
 {
     const char *root = img->view_root ? img->view_root : "";
-    int rc = build(img, -1, 0, err);
+    int rc = build(img, -1, 0, 0, err);
     for (size_t i = 0; rc == 0 && i < img->index.n; i++) {
         const char *p = img->index.v[i]->path;
         if (strcmp(p, root) != 0 && !tarsafe_below(p, root))

@@ -30,7 +30,13 @@ typedef struct img_layer {
     uint64_t diff_size; /* learned at index time */
     char *created_by, *comment;
     int digest_known; /* digest came from a manifest and must match */
-    int verified;     /* its bytes were hashed and matched digest and diff_id */
+    int verified;     /* its bytes were hashed and matched digest and diff_id (but diff_pending) */
+    /* a run's layer (above the layer holding the train's config, scanned under verify_behind):
+       the index build sets defer_hash, and its scan then only decompresses and parses it; the
+       blob digest is checked beside the steps (image_verify.c), the diff_id only by a
+       layer_verify, which a commit keeping the layer and a master check run (diff_pending until
+       then) */
+    int defer_hash, diff_pending;
     int holds_opt; /* it names /opt or something below it, or deletes /opt (learned at index time)
                     */
     /* the first entry a layer above a master may not hold (tarsafe_master), learned by every
@@ -88,7 +94,8 @@ void layer_tar_close(struct archive *a, void *state);
  */
 typedef int (*layer_entry_cb)(void *ud, struct archive_entry *e, uint64_t ordinal, pht_error *err);
 int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err);
-/* Hash a scanned layer that is not verified yet and check it: PHT_EVERIFY on a mismatch. */
+/* Hash a scanned layer whose digest or diff_id is not verified yet (diff_pending) and check it
+   (a full scan, both streams): PHT_EVERIFY on a mismatch. */
 int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err);
 /*
  * The SHA-256 of a plain layer's blob, its bytes read whole (no tar parsing: its headers were
@@ -98,6 +105,9 @@ int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err);
  */
 int layer_hash_blob(const img_layer *l, const int *stop, char *dg, pht_error *err);
 int layer_check_plain(img_layer *l, const char *dg, pht_error *err);
+/* The same for a compressed layer whose scan deferred its hashing: dg is its blob's digest, so
+   only the digest is compared (the layer is verified after, its diff_id still pending). */
+int layer_check_blob(img_layer *l, const char *dg, pht_error *err);
 
 /* ---- the index cache (layer_cache.c) ---------------------------------------- */
 /*
@@ -216,8 +226,12 @@ typedef struct img_index {
     img_entry implicit; /* the parent directory index_lookup found last */
 } img_index;
 
-/* Build the index from all layers of img, bottom first. */
-int index_build(pht_image *img, pht_error *err);
+/*
+ * Build the index from all layers of img, bottom first. With defer, a compressed layer above the
+ * one holding the train's config whose blob digest the manifest declares (a run's layer) is
+ * scanned without hashing (img_layer.defer_hash): the caller checks it behind (verify_behind).
+ */
+int index_build(pht_image *img, int defer, pht_error *err);
 /*
  * Build the index from img's view alone (entries of layer -1): every entry
  * must be img->view_root or below it, else PHT_EFORMAT.

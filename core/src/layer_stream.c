@@ -162,7 +162,7 @@ static la_ssize_t chain_read(struct archive *a, void *ud, const void **out)
         archive_set_error(a, EINVAL, "decompressed size over the cap");
         return -1;
     }
-    if (pht_hash_update(c->diff_sha, c->buf, (size_t)n, NULL) != 0) {
+    if (c->diff_sha && pht_hash_update(c->diff_sha, c->buf, (size_t)n, NULL) != 0) {
         archive_set_error(a, EINVAL, "sha256 of the layer content failed");
         return -1;
     }
@@ -313,13 +313,16 @@ static int check_digests(img_layer *l, const char *diff, const char *dg, pht_err
     memcpy(l->diff_id, diff, IMG_DIGEST_MAX);
     memcpy(l->digest, dg, IMG_DIGEST_MAX);
     l->verified = 1;
+    l->diff_pending = 0;
     return 0;
 }
 
 /*
  * A compressed layer: a tar reader fed by a decompress-only reader. Every
  * byte is read to reach the headers, so both streams are hashed on the way,
- * each on a thread of its own (hash_behind).
+ * each on a thread of its own (hash_behind); a layer whose hashing is
+ * deferred (defer_hash) is only decompressed and parsed, and left
+ * diff_pending.
  */
 static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud,
                         pht_error *err)
@@ -334,15 +337,18 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
         goto done;
     }
     *b = (blob_src){.fd = l->fd, .off = l->offset, .len = l->length, .o = o};
-    b->sha = hash_new_sha256(err);
-    c->diff_sha = hash_new_sha256(err);
     c->cap = o->max_layer_bytes;
-    if (b->sha == NULL || c->diff_sha == NULL) {
-        rc = err ? err->code : PHT_ECRYPTO;
-        goto done;
+    int hash = !l->defer_hash || o->verify_layers;
+    if (hash) {
+        b->sha = hash_new_sha256(err);
+        c->diff_sha = hash_new_sha256(err);
+        if (b->sha == NULL || c->diff_sha == NULL) {
+            rc = err ? err->code : PHT_ECRYPTO;
+            goto done;
+        }
+        /* each digest on a thread of its own while this one decompresses and parses */
+        if ((rc = hash_behind(b->sha, err)) || (rc = hash_behind(c->diff_sha, err))) goto done;
     }
-    /* each digest on a thread of its own while this one decompresses and parses */
-    if ((rc = hash_behind(b->sha, err)) || (rc = hash_behind(c->diff_sha, err))) goto done;
     c->raw = raw_open(b, l, &c->eof, err);
     if (c->raw == NULL) {
         rc = err ? err->code : PHT_EFORMAT;
@@ -360,7 +366,7 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
         rc = scan_fail(tar, c, l, o, err);
         goto done;
     }
-    rec = layer_cache_begin(l, o);
+    rec = hash ? layer_cache_begin(l, o) : NULL;
     if ((rc = scan_entries(tar, c, l, o, rec, cb, ud, err))) goto done;
     /* The tar ends at its end-of-archive blocks; hash the rest of both streams. */
     const void *dummy;
@@ -370,6 +376,12 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
             rc = scan_fail(tar, c, l, o, err);
             goto done;
         }
+    }
+    if (!hash) {
+        l->diff_size = c->bytes;
+        l->verified = 0;
+        l->diff_pending = 1;
+        goto done;
     }
     while (b->pos < b->len) {
         if (blob_read(tar, b, &dummy) < 0) {
@@ -478,6 +490,16 @@ int layer_check_plain(img_layer *l, const char *dg, pht_error *err)
     return check_digests(l, dg, dg, err);
 }
 
+int layer_check_blob(img_layer *l, const char *dg, pht_error *err)
+{
+    if (l->digest_known && strcmp(dg, l->digest) != 0)
+        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
+                            "blob does not match its digest (computed %s)", dg);
+    memcpy(l->digest, dg, IMG_DIGEST_MAX);
+    l->verified = 1;
+    return 0;
+}
+
 int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
 {
     /* Probe the compression from the first bytes; the scan proper reads from the start. */
@@ -500,7 +522,7 @@ int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *u
 
 int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err)
 {
-    if (l->verified) return 0;
+    if (l->verified && !l->diff_pending) return 0;
     pht_image_opts all = *o;
     all.verify_layers = 1;
     return layer_scan(l, &all, NULL, NULL, err);

@@ -96,7 +96,11 @@ typedef struct pht_image_opts {
                           extracts then fail with PHT_ESTATE */
     int verify_behind; /* 1: the open's digest checks of plain tar layers run on a thread of
                           their own while the caller goes on; pht_image_verified waits for them,
-                          as every commit of a writer on the image and the master check do */
+                          as every commit of a writer on the image and the master check do. A
+                          run's compressed layer (above the layer holding the train's config)
+                          is then only decompressed and parsed by the open: its blob digest is
+                          checked on that thread, its diff_id by a commit that keeps the layer
+                          (doc/images.md, "What an open verifies") */
 } pht_image_opts;
 
 /*
@@ -143,7 +147,8 @@ typedef struct pht_image_layer {
     uint64_t diff_size;     /* uncompressed size in bytes (0: not read) */
     const char *created_by; /* from the config history, or NULL */
     const char *comment;    /* from the config history, or NULL */
-    int verified;           /* 1 if the open hashed it and it matched digest and diff_id */
+    int verified;           /* 1 if it was hashed and matched digest and diff_id (0 while a
+                               run's layer under verify_behind has its diff_id unchecked) */
 } pht_image_layer;
 
 /*

@@ -368,7 +368,7 @@ static int scan_chained(img_layer *l, const pht_image_opts *o, layer_entry_cb cb
     }
     rec = hash ? layer_cache_begin(l, o) : NULL;
     if ((rc = scan_entries(tar, c, l, o, rec, cb, ud, err))) goto done;
-    /* The tar ends at its end-of-archive blocks; hash the rest of both streams. */
+    /* The tar ends at its end-of-archive blocks; read (and hash) the rest of both streams. */
     const void *dummy;
     while (!c->eof) {
         la_ssize_t n = chain_read(tar, c, &dummy);

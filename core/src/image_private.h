@@ -56,7 +56,7 @@ struct pht_image {
     const char *view_root;     /* the tree a view holds ("opt"), when landed is not ALL */
     img_layer view;            /* index entries of layer -1 live here; fd -1 when none */
     void *tpdata;              /* the transport's own state */
-    struct img_behind *behind; /* the open's digest checks on a thread (verify_behind), or NULL */
+    struct img_behind *behind; /* the open's digest checks on threads (verify_behind), or NULL */
     /* where a finished reader of a stream left its layer: the next pht_image_open_file of a
        later entry of that layer goes on from there instead of from the layer's start */
     struct {
@@ -71,9 +71,13 @@ struct pht_image {
 /* Digest-check the layers need[] marks that are not verified yet (opts.verify_behind: the
    plain ones on a thread, waited for by img_verify_wait). */
 int img_verify_used(pht_image *img, const unsigned char *need, pht_error *err);
-/* Wait for the thread, if any: 0 or its verdict (the same on every call). */
+/* Start hashing layer i's blob on a thread of its own now (a run's layer, before its scan: see
+   index_build); its verdict comes with img_verify_wait. Where no thread starts, the open's own
+   check (img_verify_used) does it later. */
+void img_verify_early(pht_image *img, size_t i);
+/* Wait for the threads, if any: 0 or the first failing one's verdict (the same on every call). */
 int img_verify_wait(pht_image *img, pht_error *err);
-/* Stop the thread without a verdict and free it (pht_image_free). */
+/* Stop the threads without a verdict and free them (pht_image_free). */
 void img_verify_end(pht_image *img);
 
 /* A new image as a commit writes it: layers bottom first, config text. */

@@ -22,6 +22,7 @@
 #include "image_private.h"
 
 typedef struct img_behind {
+    struct img_behind *next; /* the image's threads, in the order they started */
     pthread_t th;
     int stop;        /* set (atomically) to end the thread early */
     size_t n, *idx;  /* the layers to hash, by index */
@@ -49,34 +50,46 @@ static void *behind_main(void *arg)
 /* Compare what the thread (or verify_plain) computed of layer l's blob with what it declares. */
 static int check_hashed(img_layer *l, const char *dg, pht_error *err)
 {
+    l->hashing_behind = 0;
+    if (l->verified && !l->diff_pending) return 0; /* a full scan checked it meanwhile */
     return l->diff_pending ? layer_check_blob(l, dg, err) : layer_check_plain(l, dg, err);
+}
+
+/* Start a thread hashing the blobs of layers idx[0..n): 0 and idx is its, or -1 (no thread). */
+static int start_behind(pht_image *img, size_t *idx, size_t n)
+{
+    img_behind *b = calloc(1, sizeof *b);
+    char(*dg)[IMG_DIGEST_MAX] = b ? calloc(n, sizeof *dg) : NULL;
+    img_layer *copy = dg ? calloc(n, sizeof *copy) : NULL;
+    if (copy) {
+        for (size_t k = 0; k < n; k++) {
+            const img_layer *l = &img->layers[idx[k]];
+            copy[k] = (img_layer){.fd = l->fd, .offset = l->offset, .length = l->length};
+            memcpy(copy[k].digest, l->digest, IMG_DIGEST_MAX);
+        }
+        *b = (img_behind){.n = n, .idx = idx, .copy = copy, .dg = dg};
+        if (pthread_create(&b->th, NULL, behind_main, b) == 0) {
+            img_behind **tail = &img->behind;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = b;
+            for (size_t k = 0; k < n; k++)
+                img->layers[idx[k]].hashing_behind = 1;
+            return 0;
+        }
+    }
+    free(copy);
+    free(dg);
+    free(b);
+    return -1;
 }
 
 /* Hash the blobs of layers idx[0..n) now, or (behind) start the thread; idx becomes the thread's.
  */
 static int verify_plain(pht_image *img, size_t *idx, size_t n, int behind, pht_error *err)
 {
-    if (behind) {
-        img_behind *b = calloc(1, sizeof *b);
-        char(*dg)[IMG_DIGEST_MAX] = b ? calloc(n, sizeof *dg) : NULL;
-        img_layer *copy = dg ? calloc(n, sizeof *copy) : NULL;
-        if (copy) {
-            for (size_t k = 0; k < n; k++) {
-                const img_layer *l = &img->layers[idx[k]];
-                copy[k] = (img_layer){.fd = l->fd, .offset = l->offset, .length = l->length};
-                memcpy(copy[k].digest, l->digest, IMG_DIGEST_MAX);
-            }
-            *b = (img_behind){.n = n, .idx = idx, .copy = copy, .dg = dg};
-            if (pthread_create(&b->th, NULL, behind_main, b) == 0) {
-                img->behind = b;
-                return 0;
-            }
-        }
-        free(copy);
-        free(dg);
-        free(b); /* no thread: hash them now */
-    }
-    int rc = 0;
+    if (behind && start_behind(img, idx, n) == 0) return 0;
+    int rc = 0; /* no thread: hash them now */
     for (size_t k = 0; k < n && rc == 0; k++) {
         char dg[IMG_DIGEST_MAX];
         img_layer *l = &img->layers[idx[k]];
@@ -86,6 +99,17 @@ static int verify_plain(pht_image *img, size_t *idx, size_t n, int behind, pht_e
     return rc;
 }
 
+void img_verify_early(pht_image *img, size_t i)
+{
+    size_t *idx = malloc(sizeof *idx);
+    if (idx == NULL || img->layers[i].fd < 0 || img->layers[i].hashing_behind) {
+        free(idx);
+        return;
+    }
+    idx[0] = i;
+    if (start_behind(img, idx, 1) != 0) free(idx); /* the open's own check will do */
+}
+
 int img_verify_used(pht_image *img, const unsigned char *need, pht_error *err)
 {
     size_t *idx = calloc(img->nlayers + 1, sizeof *idx), n = 0;
@@ -93,7 +117,7 @@ int img_verify_used(pht_image *img, const unsigned char *need, pht_error *err)
     int rc = 0;
     for (size_t i = 0; i < img->nlayers && rc == 0; i++) {
         img_layer *l = &img->layers[i];
-        if (!need[i] || l->verified) continue;
+        if (!need[i] || l->verified || l->hashing_behind) continue;
         /* a plain tar, or a run's layer whose scan deferred its hashing: a read of its blob */
         if ((l->compression == IMG_COMP_NONE || l->diff_pending) && l->fd >= 0)
             idx[n++] = i;
@@ -109,34 +133,40 @@ int img_verify_used(pht_image *img, const unsigned char *need, pht_error *err)
 
 int img_verify_wait(pht_image *img, pht_error *err)
 {
-    img_behind *b = img->behind;
-    if (b == NULL) return 0;
-    if (!b->waited) {
-        pthread_join(b->th, NULL);
-        b->waited = 1;
-        b->verdict = b->rc;
-        b->vwhy = b->why;
-        for (size_t k = 0; k < b->n && b->verdict == 0; k++)
-            b->verdict = check_hashed(&img->layers[b->idx[k]], b->dg[k], &b->vwhy);
-        if (b->verdict) pht_error_prefix(&b->vwhy, "%.200s", pht_image_ref_string(img->ref));
+    for (img_behind *b = img->behind; b; b = b->next) {
+        if (!b->waited) {
+            pthread_join(b->th, NULL);
+            b->waited = 1;
+            b->verdict = b->rc;
+            b->vwhy = b->why;
+            for (size_t k = 0; k < b->n && b->verdict == 0; k++)
+                b->verdict = check_hashed(&img->layers[b->idx[k]], b->dg[k], &b->vwhy);
+            if (b->verdict) pht_error_prefix(&b->vwhy, "%.200s", pht_image_ref_string(img->ref));
+        }
+        if (b->verdict) {
+            if (err) *err = b->vwhy;
+            return b->verdict;
+        }
     }
-    if (b->verdict && err) *err = b->vwhy;
-    return b->verdict;
+    return 0;
 }
 
 void img_verify_end(pht_image *img)
 {
-    img_behind *b = img->behind;
-    if (b == NULL) return;
-    if (!b->waited) {
-        __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
-        pthread_join(b->th, NULL);
+    while (img->behind) {
+        img_behind *b = img->behind;
+        img->behind = b->next;
+        if (!b->waited) {
+            __atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+            pthread_join(b->th, NULL);
+        }
+        for (size_t k = 0; k < b->n; k++)
+            img->layers[b->idx[k]].hashing_behind = 0;
+        free(b->idx);
+        free(b->copy);
+        free(b->dg);
+        free(b);
     }
-    free(b->idx);
-    free(b->copy);
-    free(b->dg);
-    free(b);
-    img->behind = NULL;
 }
 
 int pht_image_verified(pht_image *img, pht_error *err)

@@ -520,6 +520,8 @@ static int build(pht_image *img, int from, int to, int defer, pht_error *err)
         s.li = i;
         s.l = i < 0 ? &img->view : &img->layers[i];
         s.l->defer_hash = defer && config_below && s.l->digest_known;
+        /* its blob digest is hashed on a thread from now on, beside this scan */
+        if (s.l->defer_hash) img_verify_early(img, (size_t)i);
         rc = layer_scan(s.l, &img->opts, on_entry, &s, err);
         config_below |= s.l->holds_config;
         if (rc == 0) resolve_pending(&s, s.l->scan_end);

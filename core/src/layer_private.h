@@ -37,6 +37,7 @@ typedef struct img_layer {
        layer_verify, which a commit keeping the layer and a master check run (diff_pending until
        then) */
     int defer_hash, diff_pending;
+    int hashing_behind; /* its blob is being hashed on such a thread, the verdict not taken yet */
     int holds_opt; /* it names /opt or something below it, or deletes /opt (learned at index time)
                     */
     /* the first entry a layer above a master may not hold (tarsafe_master), learned by every

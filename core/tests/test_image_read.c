@@ -278,6 +278,77 @@ static void test_verify_behind(const char *stage)
     pht_image_free(img);
 }
 
+/* An OCI layout: a gzip layer holding the train's config below a gzip run's layer (3 MiB of
+   results, then extra, "" for none); 0 once made. */
+static int make_run_layout(const char *work, const char *extra)
+{
+    char spec[1200], cmd[4096];
+    snprintf(spec, sizeof spec, "%s/spec.json", work);
+    FILE *f = fopen(spec, "w");
+    if (f == NULL) return -1;
+    fprintf(
+        f,
+        "{\"format\":\"oci\",\"out\":\"%s/oci\",\"tag\":\"v1\",\"layers\":["
+        "{\"compression\":\"gzip\",\"entries\":[{\"name\":\"opt/\",\"type\":\"dir\"},"
+        "{\"name\":\"opt/train_config.json\",\"data\":\"{}\"}]},"
+        "{\"compression\":\"gzip\",\"entries\":[{\"name\":\"opt/pht_results/\",\"type\":\"dir\"},"
+        "{\"name\":\"opt/pht_results/out.bin\",\"zeros\":3145728}%s]}]}",
+        work, extra);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "python3 %s/images/mkimage.py %s", test_fixtures(), spec);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/*
+ * A run's layer under verify_behind: hashed beside the open (its blob digest), its diff_id
+ * pending until a commit keeps it; a hostile one fails the open with its thread stopped.
+ */
+static void test_run_layer(void)
+{
+    char work[1024], ref[1300], dest[1300];
+    test_workdir(work, sizeof work);
+    CHECK(make_run_layout(work, "") == 0);
+    snprintf(ref, sizeof ref, "oci:%s/oci:v1", work);
+    pht_image_opts o;
+    pht_image_opts_init(&o);
+    o.verify_behind = 1;
+    pht_error err;
+    pht_image *img = NULL;
+    CHECK_OK(pht_image_open(&img, ref, &o, &err), &err);
+    if (img) {
+        pht_image_stat st;
+        CHECK_OK(pht_image_stat_path(img, "/opt/pht_results/out.bin", &st, &err), &err);
+        CHECK(st.size == 3145728);
+        CHECK_OK(pht_image_verified(img, &err), &err);
+        CHECK(strcmp(verified(img), "10") == 0); /* the blob matched, the diff_id is pending */
+        pht_image_writer *w = NULL;
+        CHECK_OK(pht_image_writer_new(img, NULL, &w, &err), &err);
+        snprintf(dest, sizeof dest, "oci:%s/out:v2", work);
+        if (w) {
+            CHECK_OK(pht_image_writer_add_bytes(w, "/opt/pht_results/enc", "e", 1, NULL, &err),
+                     &err);
+            CHECK_OK(pht_image_writer_commit(w, dest, NULL, &err), &err);
+        }
+        pht_image_writer_free(w);
+        CHECK(strcmp(verified(img), "11") == 0); /* the commit that kept it checked it */
+        pht_image_free(img);
+    }
+    /* freed before the verdict: the thread is stopped and joined */
+    CHECK_OK(pht_image_open(&img, ref, &o, &err), &err);
+    pht_image_free(img);
+    test_workdir_done(work);
+    /* a traversal after the large file: the open fails there, its thread stopped */
+    test_workdir(work, sizeof work);
+    CHECK(make_run_layout(work, ",{\"name\":\"opt/pht_results/../../../etc/passwd\","
+                                "\"data\":\"root::0:0\"}") == 0);
+    snprintf(ref, sizeof ref, "oci:%s/oci:v1", work);
+    img = NULL;
+    CHECK_CODE(pht_image_open(&img, ref, &o, &err), PHT_EUNSAFE, &err);
+    CHECK(img == NULL);
+    CHECK_STR_CONTAINS(err.message, "path leaves the image root");
+    test_workdir_done(work);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
@@ -287,5 +358,6 @@ int main(void)
     test_index_cache();
     for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
         test_verify_behind(stages[i]);
+    test_run_layer();
     TEST_DONE();
 }

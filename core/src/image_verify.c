@@ -13,6 +13,12 @@
  * master-image check. Until then the bytes read from those layers are not
  * known to be the image's. The thread only reads the layers' files; what
  * it computed is compared and recorded in the waiting thread.
+ *
+ * A run's compressed layer whose scan defers its hashing (layer_private.h,
+ * defer_hash) gets a thread of its own as its scan starts
+ * (img_verify_early), so its blob is hashed while the open decompresses
+ * and parses it; its verdict compares the digest only. An image has a list
+ * of such threads; the verdict is the first failing one's.
  */
 #include <fcntl.h>
 #include <pthread.h>

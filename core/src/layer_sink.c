@@ -1,11 +1,13 @@
 /*
  * Where the image writer's new layer goes (layer_private.h, layer_sink_*):
- * its bytes are written to the layer's file and hashed (SHA-256: the
- * diff_id and digest) as they come. Up to SINK_INLINE_MAX bytes that
- * happens in the caller; past it, a thread of its own takes over both, fed
- * through a ring of SINK_SLOTS copies of SINK_SLOT bytes, so the caller's
- * thread (which also encrypts or decrypts) neither waits in write(2) nor
- * hashes, and no byte is read back.
+ * its bytes are hashed (SHA-256: the diff_id and digest) and written to the
+ * layer's file as they come. The caller hashes them, while the bytes it
+ * just encrypted or decrypted are still in its core's cache (the writing
+ * thread, reading them after the other core made them, hashed them slower:
+ * bench/README.md, bench_onepass 2026-12-06). Up to SINK_INLINE_MAX bytes the caller writes
+ * them too; past it, a thread of its own writes them, fed through a ring of
+ * SINK_SLOTS copies of SINK_SLOT bytes, so the caller never waits in
+ * write(2), and no byte is read back.
  *
  * A layer bound for a destination (flush_behind: its commit fsyncs the
  * file, and nothing reads it back soon) is written past the page cache:
@@ -58,11 +60,10 @@ struct layer_sink {
     pht_error why;
 };
 
-/* Write and hash n bytes at the file position (either thread; one at a time). */
+/* Write n bytes at the file position (either thread; one at a time). */
 static int sink_out(layer_sink *s, const void *p, size_t n, pht_error *err)
 {
     int rc = fs_write_all(s->fd, p, n, "new layer", err);
-    if (rc == 0) rc = pht_hash_update(s->sha, p, n, err);
     if (rc == 0) s->pos += n;
     return rc;
 }
@@ -105,7 +106,7 @@ static int direct_drain(layer_sink *s, pht_error *err)
     return rc;
 }
 
-/* One slot's bytes, on the thread: hashed, and written directly, gathered, or through the cache. */
+/* One slot's bytes, on the thread: written directly, gathered, or through the cache. */
 static int thread_out(layer_sink *s, const unsigned char *p, size_t n, pht_error *err)
 {
     if (s->dbuf == NULL) {
@@ -118,8 +119,8 @@ static int thread_out(layer_sink *s, const unsigned char *p, size_t n, pht_error
         }
         return rc;
     }
-    int rc = pht_hash_update(s->sha, p, n, err);
-    if (rc == 0 && s->direct == 0) {
+    int rc = 0;
+    if (s->direct == 0) {
         /* up to the first aligned offset through the cache, then O_DIRECT */
         size_t pre = (size_t)((SINK_ALIGN - s->pos % SINK_ALIGN) % SINK_ALIGN);
         if (pre > n) pre = n;
@@ -239,11 +240,12 @@ static int sink_failed(layer_sink *s, pht_error *err)
 int layer_sink_put(layer_sink *s, const void *p, size_t n, pht_error *err)
 {
     const unsigned char *c = p;
+    int rc = pht_hash_update(s->sha, p, n, err); /* here, while the bytes are in this cache */
+    if (rc) return rc;
     if (!s->running && s->pos + n > SINK_INLINE_MAX && sink_start(s) != 0) {
         /* no thread: everything inline */
     }
     if (!s->running) return sink_out(s, c, n, err);
-    int rc = 0;
     pthread_mutex_lock(&s->mu);
     while (n > 0 && rc == 0) {
         while (s->count == SINK_SLOTS && !s->failed)

@@ -21,6 +21,9 @@
 #   TMPDIR         scratch space: about 8 x RESULTS_MB free
 #   CASES          which cases to run (default: "several large small")
 #   TRANSPORTS     default: "docker-archive oci"
+#   REPEAT         runs of each post-run and pre-run, each on a fresh copy of
+#                  its input (default 1); a row is the run of median seconds,
+#                  every run's seconds are listed under the table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -38,6 +41,8 @@ n_small=${2:-10000}
 n_several=${3:-8}
 cases=${CASES:-several large small}
 transports=${TRANSPORTS:-docker-archive oci}
+repeat=${REPEAT:-1}
+case $repeat in '' | *[!0-9]* | 0) echo "bench_onepass: REPEAT must be a positive integer" >&2; exit 2 ;; esac
 vectors=$root/spec/fixtures/reference-v2
 tag=pht-bench/ref-0:latest
 bytes=$((res_mb * 1024 * 1024))
@@ -99,9 +104,12 @@ for c in $cases; do
 done
 
 row() { printf '| %-7s | %-14s | %-8s | %7s | %6s | %7s | %8s | %6s | %8s |\n' "$@"; }
-rows=()
+rows=() spread=()
 # Each row goes to stderr as soon as it is measured, the table to stdout at the end.
 add_row() { rows+=("$1"); echo "$1" >&2; }
+# The median by seconds of "s m o u" lines (one a run), and every run's seconds.
+median() { printf '%s\n' "$@" | sort -n -k1,1 | sed -n "$(((${#@} + 1) / 2))p"; }
+seconds_of() { printf '%s\n' "$@" | cut -d' ' -f1 | tr '\n' ' ' | sed 's/ $//'; }
 for c in $cases; do
     # The train as the run left it: stage 0, pre-run for station_1, the results.
     cp "$vectors/stage0-built.tar" "$work/ran.tar"
@@ -109,25 +117,32 @@ for c in $cases; do
         --tmpdir "$work"
     add_results "docker-archive:$work/ran.tar:$tag" "$work/res-$c"
     for t in $transports; do
-        case $t in
-        docker-archive)
-            cp "$work/ran.tar" "$work/in.tar"
-            ref="docker-archive:$work/in.tar:$tag" ;;
-        oci)
-            rm -rf "$work/in-oci"
-            skopeo copy -q "docker-archive:$work/ran.tar:$tag" "oci:$work/in-oci:latest"
-            ref="oci:$work/in-oci:latest" ;;
-        *) echo "bench_onepass: unknown transport $t" >&2; exit 2 ;;
-        esac
-        sync
-        read -r s m o u < <(timed "$pht" post-run -q "$ref" --station station_1 \
-            --key "$vectors/keys/station_1.pem" --tmpdir "$work")
+        post=() pre=()
+        for ((r = 1; r <= repeat; r++)); do
+            case $t in
+            docker-archive)
+                cp "$work/ran.tar" "$work/in.tar"
+                ref="docker-archive:$work/in.tar:$tag" ;;
+            oci)
+                rm -rf "$work/in-oci"
+                skopeo copy -q "docker-archive:$work/ran.tar:$tag" "oci:$work/in-oci:latest"
+                ref="oci:$work/in-oci:latest" ;;
+            *) echo "bench_onepass: unknown transport $t" >&2; exit 2 ;;
+            esac
+            sync
+            post+=("$(timed "$pht" post-run -q "$ref" --station station_1 \
+                --key "$vectors/keys/station_1.pem" --tmpdir "$work")")
+            sync
+            pre+=("$(timed "$pht" pre-run -q "$ref" --station station_2 \
+                --key "$vectors/keys/station_2.pem" --tmpdir "$work")")
+            [ "$repeat" -gt 1 ] && echo "bench_onepass: $c $t run $r: post-run ${post[-1]%% *} s, pre-run ${pre[-1]%% *} s" >&2
+            rm -rf "$work/in.tar" "$work/in-oci"
+        done
+        read -r s m o u <<<"$(median "${post[@]}")"
         add_row "$(row "$c" "$t" post-run "$s" "$(mbps "$bytes" "$s")" "$u" "$o" "$(ratio "$o" "$bytes")" "$m")"
-        sync
-        read -r s m o u < <(timed "$pht" pre-run -q "$ref" --station station_2 \
-            --key "$vectors/keys/station_2.pem" --tmpdir "$work")
+        read -r s m o u <<<"$(median "${pre[@]}")"
         add_row "$(row "$c" "$t" pre-run "$s" "$(mbps "$bytes" "$s")" "$u" "$o" "$(ratio "$o" "$bytes")" "$m")"
-        rm -rf "$work/in.tar" "$work/in-oci"
+        spread+=("$c $t post-run: $(seconds_of "${post[@]}") s; pre-run: $(seconds_of "${pre[@]}") s")
     done
     # The primitive: cp of the same results.
     sync
@@ -142,6 +157,10 @@ row --- --- --- ---: ---: ---: ---: ---: ---:
 printf '%s\n' "${rows[@]}"
 echo "(MB = 10^6 bytes; MB/s of results over wall time; CPU s: user + system of all threads;"
 echo " written: MB the process wrote, x res: that over the results; peak RSS in MB)"
+if [ "$repeat" -gt 1 ]; then
+    echo "each row: the median of $repeat runs by seconds; every run's seconds:"
+    printf '  %s\n' "${spread[@]}"
+fi
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 # OpenSSL's own speed on 1 MiB blocks, one core.

@@ -57,8 +57,9 @@ static void *behind_main(void *arg)
 static int check_hashed(img_layer *l, const char *dg, pht_error *err)
 {
     l->hashing_behind = 0;
-    if (l->verified && !l->diff_pending) return 0; /* a full scan checked it meanwhile */
-    return l->diff_pending ? layer_check_blob(l, dg, err) : layer_check_plain(l, dg, err);
+    /* a plain tar's blob is its diff; a compressed one's hash speaks for its digest only */
+    return l->compression == IMG_COMP_NONE ? layer_check_plain(l, dg, err)
+                                           : layer_check_blob(l, dg, err);
 }
 
 /* Start a thread hashing the blobs of layers idx[0..n): 0 and idx is its, or -1 (no thread). */

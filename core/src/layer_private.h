@@ -106,8 +106,8 @@ int layer_verify(img_layer *l, const pht_image_opts *o, pht_error *err);
  */
 int layer_hash_blob(const img_layer *l, const int *stop, char *dg, pht_error *err);
 int layer_check_plain(img_layer *l, const char *dg, pht_error *err);
-/* The same for a compressed layer whose scan deferred its hashing: dg is its blob's digest, so
-   only the digest is compared (the layer is verified after, its diff_id still pending). */
+/* The same for a compressed layer: dg is its blob's digest, so only the digest is compared (the
+   layer is verified after; a diff_id its scan left pending stays so). */
 int layer_check_blob(img_layer *l, const char *dg, pht_error *err);
 
 /* ---- the index cache (layer_cache.c) ---------------------------------------- */

@@ -301,20 +301,28 @@ static int scan_cached(img_layer *l, const pht_image_opts *o, layer_entry_cb cb,
     return rc;
 }
 
+int layer_check_blob(img_layer *l, const char *dg, pht_error *err)
+{
+    if (l->digest_known && strcmp(dg, l->digest) != 0)
+        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
+                            "blob does not match its digest (computed %s)", dg);
+    memcpy(l->digest, dg, IMG_DIGEST_MAX);
+    l->verified = 1;
+    return 0;
+}
+
 /* Compare what was computed with what the manifest and config declare; then it is the layer's. */
 static int check_digests(img_layer *l, const char *diff, const char *dg, pht_error *err)
 {
     if (l->diff_id[0] && strcmp(diff, l->diff_id) != 0)
         return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
                             "content does not match its diff_id (computed %s)", diff);
-    if (l->digest_known && strcmp(dg, l->digest) != 0)
-        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
-                            "blob does not match its digest (computed %s)", dg);
-    memcpy(l->diff_id, diff, IMG_DIGEST_MAX);
-    memcpy(l->digest, dg, IMG_DIGEST_MAX);
-    l->verified = 1;
-    l->diff_pending = 0;
-    return 0;
+    int rc = layer_check_blob(l, dg, err);
+    if (rc == 0) {
+        memcpy(l->diff_id, diff, IMG_DIGEST_MAX);
+        l->diff_pending = 0;
+    }
+    return rc;
 }
 
 /*
@@ -488,16 +496,6 @@ int layer_hash_blob(const img_layer *l, const int *stop, char *dg, pht_error *er
 int layer_check_plain(img_layer *l, const char *dg, pht_error *err)
 {
     return check_digests(l, dg, dg, err);
-}
-
-int layer_check_blob(img_layer *l, const char *dg, pht_error *err)
-{
-    if (l->digest_known && strcmp(dg, l->digest) != 0)
-        return tarsafe_fail(err, PHT_EVERIFY, l, NULL,
-                            "blob does not match its digest (computed %s)", dg);
-    memcpy(l->digest, dg, IMG_DIGEST_MAX);
-    l->verified = 1;
-    return 0;
 }
 
 int layer_scan(img_layer *l, const pht_image_opts *o, layer_entry_cb cb, void *ud, pht_error *err)
